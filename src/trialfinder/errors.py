@@ -1,0 +1,58 @@
+"""One error hierarchy for the library; the CLI turns each into `Error: …` and an exit code."""
+
+from __future__ import annotations
+
+
+class TrialFinderError(Exception):
+    """Base of every error a user can act on. The message is shown as is, on one line."""
+
+    exit_code = 1
+
+
+class BadInput(TrialFinderError):
+    """A value the user gave cannot be used (an option value, a malformed id, a bad file)."""
+
+    exit_code = 2
+
+
+class InvalidTrialId(BadInput):
+    def __init__(self, value: str) -> None:
+        super().__init__(
+            f"'{value}' is not a ClinicalTrials.gov identifier (expected NCT and 8 digits, "
+            "e.g. NCT02260505)"
+        )
+        self.value = value
+
+
+class UnknownPlace(TrialFinderError):
+    """A place name or postal code that the gazetteer cannot resolve."""
+
+    def __init__(self, message: str, suggestions: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions
+
+
+class TrialNotFound(TrialFinderError):
+    """No record of this trial in the store nor in the bundled data, or 404 from the registry."""
+
+
+class ListingError(TrialFinderError):
+    """A listing page that does not parse into a trial."""
+
+
+class RegistryError(TrialFinderError):
+    """The registry could not be reached or answered something unusable."""
+
+
+class StoreError(TrialFinderError):
+    """The local store cannot be opened, is corrupt, or is locked by another process."""
+
+
+class StoreBusy(StoreError):
+    """Another sync holds the store's lock."""
+
+    exit_code = 75  # EX_TEMPFAIL: a cron job may simply try again later
+
+
+class GeocodingError(TrialFinderError):
+    """An online geocoder failed; callers usually fall back to the next step."""

@@ -1,0 +1,305 @@
+"""Domain values shared by every part of trialfinder: frozen, plain, serialisable.
+
+Parsers (listing, registry) produce these; the store keeps them; ranking, maps and the CLI
+read them. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """Recruitment status, with the ClinicalTrials.gov API v2 enum values.
+
+    Used for a trial's overall status and for a site's own status.
+    """
+
+    RECRUITING = "RECRUITING"
+    NOT_YET_RECRUITING = "NOT_YET_RECRUITING"
+    ENROLLING_BY_INVITATION = "ENROLLING_BY_INVITATION"
+    ACTIVE_NOT_RECRUITING = "ACTIVE_NOT_RECRUITING"
+    SUSPENDED = "SUSPENDED"
+    TERMINATED = "TERMINATED"
+    COMPLETED = "COMPLETED"
+    WITHDRAWN = "WITHDRAWN"
+    AVAILABLE = "AVAILABLE"
+    NO_LONGER_AVAILABLE = "NO_LONGER_AVAILABLE"
+    TEMPORARILY_NOT_AVAILABLE = "TEMPORARILY_NOT_AVAILABLE"
+    APPROVED_FOR_MARKETING = "APPROVED_FOR_MARKETING"
+    WITHHELD = "WITHHELD"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_recruiting(self) -> bool:
+        """Only an explicit RECRUITING counts: patients act on this answer."""
+        return self is Status.RECRUITING
+
+    @property
+    def label(self) -> str:
+        return _STATUS_LABELS.get(self, self.value.replace("_", " ").capitalize())
+
+    @property
+    def category(self) -> str:
+        """Coarse bucket for colours and legends: recruiting, not-yet, closed, unknown."""
+        if self is Status.RECRUITING:
+            return "recruiting"
+        if self is Status.NOT_YET_RECRUITING:
+            return "not-yet"
+        if self in (Status.UNKNOWN, Status.WITHHELD):
+            return "unknown"
+        return "closed"
+
+    @classmethod
+    def parse(cls, value: str | None) -> Status | None:
+        """Read an API enum value or a listing's words ("Open", "Closed"); None if absent."""
+        if value is None:
+            return None
+        text = value.strip()
+        if not text:
+            return None
+        key = text.upper().replace(" ", "_").replace(",", "").replace("-", "_")
+        if key in cls.__members__:
+            return cls[key]
+        return _LISTING_WORDS.get(text.lower(), cls.UNKNOWN)
+
+
+_STATUS_LABELS = {
+    Status.RECRUITING: "Recruiting",
+    Status.NOT_YET_RECRUITING: "Not yet recruiting",
+    Status.ENROLLING_BY_INVITATION: "Enrolling by invitation",
+    Status.ACTIVE_NOT_RECRUITING: "Active, not recruiting",
+    Status.UNKNOWN: "Unknown",
+}
+
+# Words CenterWatch-style listings use for "Recruitment Status".
+_LISTING_WORDS = {
+    "open": Status.RECRUITING,
+    "recruiting": Status.RECRUITING,
+    "closed": Status.COMPLETED,
+    "not yet recruiting": Status.NOT_YET_RECRUITING,
+    "active, not recruiting": Status.ACTIVE_NOT_RECRUITING,
+}
+
+
+class Precision(StrEnum):
+    """How precisely a coordinate places a site or a patient, best first."""
+
+    FACILITY = "facility"
+    POSTAL_CODE = "postal code"
+    CITY = "city centre"
+    UNKNOWN = "unknown"
+
+    @property
+    def rank(self) -> int:
+        """Lower is more precise."""
+        return list(Precision).index(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A person or desk to reach: a site contact, an investigator, a central contact."""
+
+    name: str
+    role: str | None = None
+    """API v2 role (CONTACT, PRINCIPAL_INVESTIGATOR, SUB_INVESTIGATOR, STUDY_CHAIR …)."""
+    title: str | None = None
+    """Academic or medical title shown by a listing ("Pr", "Dr")."""
+    phone: str | None = None
+    email: str | None = None
+    affiliation: str | None = None
+
+    @property
+    def is_investigator(self) -> bool:
+        return bool(self.role) and "INVESTIGATOR" in (self.role or "")
+
+    @property
+    def display(self) -> str:
+        return f"{self.name}, {self.title}" if self.title else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One investigator site (a "location" in API v2 terms)."""
+
+    facility: str
+    """Facility name as shown to users (dropped accents repaired where confident)."""
+    city: str
+    country: str
+    status: Status | None = None
+    """The site's own recorded status; None when the record gives none (then the trial's)."""
+    state: str | None = None
+    zip: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    precision: Precision = Precision.UNKNOWN
+    coordinate_source: str | None = None
+    """Where the coordinate came from ("registry geoPoint", "gazetteer", "nominatim …")."""
+    contacts: tuple[Contact, ...] = ()
+    facility_raw: str | None = None
+    """The facility exactly as the source gave it, when repair changed it."""
+    unrepaired: tuple[str, ...] = ()
+    """Tokens of the facility name that look damaged but could not be repaired confidently."""
+    listing_match: bool | None = None
+    """After a merge: True if a listing site matched this registry site, False if the site is
+    known to only one of the two sources, None when no merge took place."""
+    shared_position: bool = False
+    """True when another site of the trial sits at exactly the same coordinate."""
+
+    @property
+    def investigators(self) -> tuple[Contact, ...]:
+        return tuple(c for c in self.contacts if c.is_investigator)
+
+    @property
+    def has_position(self) -> bool:
+        return self.latitude is not None and self.longitude is not None
+
+    def effective_status(self, trial_status: Status | None) -> Status:
+        """The site's own status wins; else the trial's; else unknown."""
+        return self.status or trial_status or Status.UNKNOWN
+
+    def key(self) -> str:
+        """Stable identity of a site within a trial (facility + city + country, folded)."""
+        from trialfinder.text import fold
+
+        return "|".join(fold(part) for part in (self.facility, self.city, self.country))
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    criteria: str | None = None
+    """The registry's eligibility text (Markdown with backslash escapes)."""
+    inclusion: tuple[str, ...] = ()
+    exclusion: tuple[str, ...] = ()
+    minimum_age: str | None = None
+    maximum_age: str | None = None
+    sex: str | None = None
+    healthy_volunteers: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    label: str
+    type: str | None = None
+    description: str | None = None
+    interventions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from and as of when: shown with every answer."""
+
+    kind: str
+    """"listing" (a scraped listing page), "registry" (ClinicalTrials.gov API v2),
+    or "built" (a record assembled by hand from another source, for tests)."""
+    description: str
+    """Human words: "CenterWatch-style listing page", "ClinicalTrials.gov API v2"."""
+    as_of: str
+    """ISO date, possibly partial ("2019-01" for a listing's "Last updated on January 2019")."""
+    url: str | None = None
+    retrieved: str | None = None
+    """ISO timestamp of the fetch, for registry records."""
+
+    def as_of_date(self) -> date:
+        """The last day the data is known to hold: the 1st of the month for a month."""
+        parts = [int(p) for p in self.as_of.split("-")]
+        while len(parts) < 3:
+            parts.append(1)
+        return date(parts[0], parts[1], parts[2])
+
+    @property
+    def as_of_label(self) -> str:
+        parts = self.as_of.split("-")
+        if len(parts) == 2:
+            return self.as_of_date().strftime("%B %Y")
+        return self.as_of
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    nct_id: str
+    title: str
+    source: Source
+    status: Status | None = None
+    """Overall recruitment status as recorded."""
+    brief_title: str | None = None
+    acronym: str | None = None
+    brief_summary: str | None = None
+    detailed_description: str | None = None
+    last_update: str | None = None
+    """ISO date (maybe partial) of the record's last update as the source states it."""
+    phases: tuple[str, ...] = ()
+    sponsor: str | None = None
+    conditions: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    arms: tuple[Arm, ...] = ()
+    eligibility: Eligibility | None = None
+    central_contacts: tuple[Contact, ...] = ()
+    officials: tuple[Contact, ...] = ()
+    secondary_ids: tuple[str, ...] = ()
+    """Other identifiers (EudraCT number, sponsor protocol id …) as "TYPE:value"."""
+    start_date: str | None = None
+    primary_completion_date: str | None = None
+    completion_date: str | None = None
+    verified_date: str | None = None
+    enrollment: int | None = None
+    """None when unknown (the API's 99999999 sentinel included)."""
+    study_type: str | None = None
+    sites: tuple[Site, ...] = field(default_factory=tuple)
+
+    @property
+    def registry_url(self) -> str:
+        return f"https://clinicaltrials.gov/study/{self.nct_id}"
+
+    def replace(self, **changes: Any) -> Trial:
+        return dataclasses.replace(self, **changes)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums and tuples to plain JSON types (enums as their value)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def trial_from_jsonable(data: dict[str, Any]) -> Trial:
+    """Inverse of ``to_jsonable`` for a Trial (used for the bundled record and the store)."""
+
+    def contact(d: dict[str, Any]) -> Contact:
+        return Contact(**d)
+
+    def site(d: dict[str, Any]) -> Site:
+        d = dict(d)
+        d["status"] = Status(d["status"]) if d.get("status") else None
+        d["precision"] = Precision(d.get("precision") or Precision.UNKNOWN)
+        d["contacts"] = tuple(contact(c) for c in d.get("contacts", ()))
+        d["unrepaired"] = tuple(d.get("unrepaired", ()))
+        return Site(**d)
+
+    d = dict(data)
+    d["source"] = Source(**d["source"])
+    d["status"] = Status(d["status"]) if d.get("status") else None
+    d["arms"] = tuple(
+        Arm(**{**a, "interventions": tuple(a.get("interventions", ()))}) for a in d.get("arms", ())
+    )
+    if d.get("eligibility"):
+        e = dict(d["eligibility"])
+        e["inclusion"] = tuple(e.get("inclusion", ()))
+        e["exclusion"] = tuple(e.get("exclusion", ()))
+        d["eligibility"] = Eligibility(**e)
+    for key in ("central_contacts", "officials"):
+        d[key] = tuple(contact(c) for c in d.get(key, ()))
+    for key in ("phases", "conditions", "keywords", "secondary_ids"):
+        d[key] = tuple(d.get(key, ()))
+    d["sites"] = tuple(site(s) for s in d.get("sites", ()))
+    return Trial(**d)

@@ -1,0 +1,22 @@
+"""Text folding shared by the gazetteer, the accent repair and the site matching."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_SEPARATORS = re.compile(r"[\s\-‐‑‒–—_'’`´./,;:()]+")
+# Letters that NFKD does not decompose into base + accent.
+_SPECIAL = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss", "ø": "o",
+                          "Ø": "O", "đ": "d", "Đ": "D", "ł": "l", "Ł": "L", "ı": "i"})
+
+
+def strip_accents(text: str) -> str:
+    """'Besançon' -> 'Besancon'; keeps case and everything else."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_SPECIAL))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def fold(text: str) -> str:
+    """A comparison key: no accents, lower case, hyphens/apostrophes/spaces as one space."""
+    return _SEPARATORS.sub(" ", strip_accents(text).lower()).strip()
