@@ -1,0 +1,40 @@
+"""Where a trial record comes from: the local store if it holds one, else the bundled data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trialfinder.errors import TrialNotFound
+from trialfinder.ids import normalise_nct_id
+from trialfinder.models import Trial, trial_from_jsonable
+from trialfinder.resources import data_path
+
+
+def bundled_trial(nct_id: str) -> Trial | None:
+    """The record shipped with trialfinder for this trial, if there is one."""
+    path = data_path(f"trials/{nct_id}.json")
+    if not path.is_file():
+        return None
+    return trial_from_jsonable(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_trial(nct_id: str, db_path: Path | None) -> Trial:
+    """The store's copy (kept fresh by `sync`) if it has one, else the bundled record.
+
+    A store that does not exist yet is not created here: reading never writes.
+    """
+    nct_id = normalise_nct_id(nct_id)
+    if db_path is not None and db_path.exists():
+        from trialfinder.store import Store
+
+        with Store(db_path) as store:
+            stored = store.get_trial(nct_id)
+        if stored is not None:
+            return stored
+    bundled = bundled_trial(nct_id)
+    if bundled is not None:
+        return bundled
+    raise TrialNotFound(
+        f"No record of {nct_id} here; fetch it with `trialfinder sync {nct_id}` (needs network)"
+    )
