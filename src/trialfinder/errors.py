@@ -16,9 +16,11 @@ class BadInput(TrialFinderError):
 
 
 class InvalidTrialId(BadInput):
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, message: str | None = None) -> None:
+        """``message`` replaces the default wording (the registry's own 400 answer, say)."""
         super().__init__(
-            f"'{value}' is not a ClinicalTrials.gov identifier (expected NCT and 8 digits, "
+            message
+            or f"'{value}' is not a ClinicalTrials.gov identifier (expected NCT and 8 digits, "
             "e.g. NCT02260505)"
         )
         self.value = value

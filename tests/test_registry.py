@@ -1,0 +1,989 @@
+"""The ClinicalTrials.gov client against a local server, and the pure parser on recorded data.
+
+The HTTP tests replay the recorded responses of tests/fixtures/ctgov byte for byte from a real
+server on 127.0.0.1 (pytest-httpserver, or a raw socket where werkzeug would fix the bytes).
+Sleeping and the clock are injected, so retries and throttling cost no wall time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from trialfinder.errors import BadInput, InvalidTrialId, RegistryError, TrialNotFound
+from trialfinder.models import Precision, Status, to_jsonable, trial_from_jsonable
+from trialfinder.registry import (
+    DEFAULT_BASE_URL,
+    GEOPOINT_SOURCE,
+    MAX_RETRY_AFTER,
+    NO_DATE,
+    USER_AGENT,
+    ParsedStudy,
+    RegistryClient,
+    _retry_after_seconds,
+    parse_search_page,
+    parse_study,
+    split_criteria,
+)
+
+CTGOV = Path(__file__).parent / "fixtures" / "ctgov"
+API = "/api/v2"
+
+STUDY_1148 = "study_NCT04267848_nsclc_1148sites_sitestatus_contacts.json"
+STUDY_437 = "study_NCT02513394_breast_437sites_21countries_withResults.json"
+STUDY_73 = "study_NCT01063855_73sites_no_facility_7_no_geoPoint.json"
+STUDY_42 = "study_NCT02210780_42sites_no_facility_names.json"
+STUDY_26 = "study_NCT03934567_26sites_1_no_geoPoint.json"
+STUDY_FR16 = "study_NCT03830788_prostate_FR16sites_sitestatus_contacts.json"
+STUDY_FR27 = "study_NCT06620835_nsclc_FR27sites_sitestatus_withdrawn_contacts.json"
+STUDY_NO_LOCS = "study_NCT05960149_prostate_zero_locations.json"
+STUDY_NO_CLM = "study_NCT06179316_no_contactsLocationsModule.json"
+STUDY_COPLANT = "study_NCT06323538_COPLANT_excerpt_retyped.json"
+PHELAN_1 = "search_phelan_page1_fields_countTotal_trimmed.json"
+PHELAN_2 = "search_phelan_page2_pageToken_trimmed.json"
+SEARCH_2 = "search_page_2studies_nextPageToken.json"
+SEARCH_60 = "search_NCT04280705_60sites_10countries_nextPageToken.json"
+SEARCH_SITESTATUS = "search_page_nextPageToken_NCT05147467_sitestatus.json"
+
+
+def asset(name: str) -> bytes:
+    """The recorded bytes of a fixture."""
+    return (CTGOV / name).read_bytes()
+
+
+def load(name: str) -> Any:
+    return json.loads(asset(name).decode("utf-8"))
+
+
+def parsed(name: str) -> ParsedStudy:
+    return parse_study(load(name), retrieved="2025-12-10T08:00:00+00:00")
+
+
+class FakeTime:
+    """An injected clock that only moves when the client sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def client_for(httpserver, fake_time):
+    """A client on the local server with fake time; keyword arguments override defaults."""
+    made: list[RegistryClient] = []
+
+    def make(**kwargs: Any) -> RegistryClient:
+        options: dict[str, Any] = {
+            "sleep": fake_time.sleep, "clock": fake_time.clock, "rng": random.Random(7),
+        }
+        options.update(kwargs)
+        client = RegistryClient(httpserver.url_for(API), **options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def serve_json(httpserver, path: str, body: bytes, **kwargs: Any) -> None:
+    httpserver.expect_ordered_request(f"{API}{path}", **kwargs).respond_with_data(
+        body, content_type="application/json"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# get_study over HTTP
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", [STUDY_FR16, STUDY_FR27, STUDY_1148, STUDY_NO_CLM, STUDY_COPLANT, STUDY_26]
+)
+def test_get_study_text_returns_the_recorded_bytes_and_record(httpserver, client_for, name):
+    """A recorded study comes back decoded and as the exact text received."""
+    body = asset(name)
+    nct = load(name)["protocolSection"]["identificationModule"]["nctId"]
+    httpserver.expect_request(
+        f"{API}/studies/{nct}",
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+    ).respond_with_data(body, content_type="application/json")
+
+    data, text = client_for().get_study_text(nct.lower() + " ")
+
+    assert text.encode("utf-8") == body
+    assert data == json.loads(body)
+    httpserver.check_assertions()
+
+
+def test_get_study_makes_no_request_for_a_malformed_id(httpserver, client_for):
+    """An id that is not NCT + 8 digits is refused before any network traffic."""
+    with pytest.raises(InvalidTrialId):
+        client_for().get_study("NCT123")
+    assert len(httpserver.log) == 0
+
+
+def test_unknown_study_is_trial_not_found_from_a_plain_text_404(httpserver, client_for):
+    """404 with the API's plain-text body becomes TrialNotFound with a one-line message."""
+    httpserver.expect_request(f"{API}/studies/NCT09999999").respond_with_data(
+        "Study not found: NCT09999999", status=404, content_type="text/plain"
+    )
+    with pytest.raises(TrialNotFound) as info:
+        client_for().get_study("NCT09999999")
+    assert str(info.value) == "No study NCT09999999 in ClinicalTrials.gov"
+
+
+def test_registry_rejection_400_is_invalid_trial_id_with_its_first_line(httpserver, client_for):
+    """400 with a plain-text body becomes InvalidTrialId quoting the first line of the body."""
+    httpserver.expect_request(f"{API}/studies/NCT00000000").respond_with_data(
+        "\nIncorrect format of NCT number: NCT00000000\nsee docs\n", status=400,
+        content_type="text/plain",
+    )
+    with pytest.raises(InvalidTrialId) as info:
+        client_for().get_study("NCT00000000")
+    assert str(info.value) == (
+        "ClinicalTrials.gov rejected 'NCT00000000' as malformed: "
+        "Incorrect format of NCT number: NCT00000000"
+    )
+    assert info.value.exit_code == 2
+
+
+def test_html_instead_of_json_is_an_unreadable_response(httpserver, client_for):
+    """A captive-portal page (200, HTML) is reported, not parsed."""
+    httpserver.expect_request(f"{API}/studies/NCT03830788").respond_with_data(
+        "<html><body>Sign in to the Wi-Fi</body></html>", content_type="text/html"
+    )
+    with pytest.raises(RegistryError) as info:
+        client_for().get_study("NCT03830788")
+    message = str(info.value)
+    assert message.startswith("ClinicalTrials.gov sent an unreadable response for NCT03830788: ")
+    assert "\n" not in message
+
+
+def test_json_without_protocol_section_is_an_unreadable_response(httpserver, client_for):
+    """Valid JSON that is not a study (here a search page) is refused."""
+    serve_json(httpserver, "/studies/NCT03830788", asset(PHELAN_1))
+    with pytest.raises(RegistryError, match="unreadable response for NCT03830788: an object "
+                       "without a protocolSection"):
+        client_for().get_study("NCT03830788")
+
+
+def test_an_answer_about_another_study_is_refused(httpserver, client_for):
+    """The record must be the one asked for (or list the asked id among its aliases)."""
+    serve_json(httpserver, "/studies/NCT00000001", asset(STUDY_FR16))
+    with pytest.raises(RegistryError, match="answered with NCT03830788 when asked for "
+                       "NCT00000001"):
+        client_for().get_study("NCT00000001")
+
+
+def test_an_alias_answer_is_accepted(httpserver, client_for):
+    """An obsolete id listed in nctIdAliases is a legitimate way to find a study."""
+    data = load(STUDY_FR16)
+    data["protocolSection"]["identificationModule"]["nctIdAliases"] = ["NCT00000001"]
+    serve_json(httpserver, "/studies/NCT00000001", json.dumps(data).encode())
+    assert client_for().get_study("NCT00000001")["protocolSection"]["identificationModule"][
+        "nctId"] == "NCT03830788"
+
+
+def test_body_cut_mid_json_is_unreadable_and_not_retried(httpserver, client_for):
+    """A complete HTTP answer whose JSON stops half-way is an error, asked for once."""
+    serve_json(httpserver, "/studies/NCT04267848", asset(STUDY_1148)[:5000])
+    with pytest.raises(RegistryError) as info:
+        client_for().get_study("NCT04267848")
+    assert str(info.value) == (
+        "ClinicalTrials.gov sent an unreadable response for NCT04267848: "
+        "the JSON stops after 5000 bytes (cut short?)"
+    )
+    assert len(httpserver.log) == 1
+
+
+class TruncatingServer:
+    """A raw socket server that announces more bytes than it sends, then hangs up."""
+
+    def __init__(self, body: bytes, sent: int) -> None:
+        self.body, self.sent = body, sent
+        self.connections = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.05)
+        self.stopping = threading.Event()
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(5)
+            with conn:
+                self.connections += 1
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n"
+                ).encode()
+                conn.sendall(head + self.body[: self.sent])
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def test_truncated_body_is_retried_then_reported(fake_time):
+    """Content-Length larger than the bytes sent: a transient failure, retried, then an error."""
+    server = TruncatingServer(asset(STUDY_FR27), sent=4000)
+    try:
+        client = RegistryClient(
+            f"http://127.0.0.1:{server.port}{API}", max_retries=2,
+            sleep=fake_time.sleep, clock=fake_time.clock, rng=random.Random(1),
+        )
+        with client, pytest.raises(RegistryError) as info:
+            client.get_study("NCT06620835")
+    finally:
+        server.close()
+    message = str(info.value)
+    assert message == "ClinicalTrials.gov's answer was cut short: incomplete read (3 tries)"
+    assert message.endswith("(3 tries)")
+    assert "\n" not in message
+    assert server.connections == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# retries, throttle, timeouts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_429_retry_after_is_obeyed_then_the_throttle_waits_the_rest(
+    httpserver, client_for, fake_time
+):
+    """Retry-After: 2 is slept exactly; the 3 s throttle then waits the remaining 1 s."""
+    httpserver.expect_ordered_request(f"{API}/studies/NCT03830788").respond_with_data(
+        "Too many requests", status=429, headers={"Retry-After": "2"}
+    )
+    serve_json(httpserver, "/studies/NCT03830788", asset(STUDY_FR16))
+
+    data = client_for(min_interval=3.0).get_study("NCT03830788")
+
+    assert data["protocolSection"]["identificationModule"]["nctId"] == "NCT03830788"
+    assert fake_time.sleeps == [2.0, 1.0]
+    assert len(httpserver.log) == 2
+
+
+def test_a_long_retry_after_is_capped(httpserver, client_for, fake_time):
+    """Retry-After: 3600 waits MAX_RETRY_AFTER (120 s), not an hour."""
+    httpserver.expect_ordered_request(f"{API}/version").respond_with_data(
+        "", status=503, headers={"Retry-After": "3600"}
+    )
+    serve_json(httpserver, "/version",
+               b'{"apiVersion":"2.0.3","dataTimestamp":"2025-12-09T09:00:05"}')
+    assert client_for().version()["apiVersion"] == "2.0.3"
+    assert fake_time.sleeps == [MAX_RETRY_AFTER]
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    """Both Retry-After forms become seconds from now; nonsense is ignored."""
+    assert _retry_after_seconds("2") == 2.0
+    assert _retry_after_seconds(" 0 ") == 0.0
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= _retry_after_seconds(when) <= 31
+    past = format_datetime(datetime.now(UTC) - timedelta(days=1), usegmt=True)
+    assert _retry_after_seconds(past) == 0.0
+    assert _retry_after_seconds("soon") is None
+    assert _retry_after_seconds("nan") is None
+    assert _retry_after_seconds(None) is None
+
+
+def test_server_errors_are_retried_with_jittered_backoff_then_given_up(
+    httpserver, client_for, fake_time
+):
+    """Five 503s: five attempts, four backoff waits within full-jitter bounds, one line."""
+    httpserver.expect_request(f"{API}/studies/NCT03830788").respond_with_data(
+        "Service Unavailable", status=503
+    )
+    with pytest.raises(RegistryError) as info:
+        client_for(backoff=1.0).get_study("NCT03830788")
+    assert str(info.value) == "ClinicalTrials.gov answered 503 five times; giving up"
+    assert len(httpserver.log) == 5
+    assert len(fake_time.sleeps) == 4
+    for attempt, waited in enumerate(fake_time.sleeps):
+        assert 0.0 <= waited <= 2**attempt
+
+
+def test_mixed_server_errors_then_success(httpserver, client_for):
+    """500 then 502 then 200: the third answer is used."""
+    for status in (500, 502):
+        httpserver.expect_ordered_request(f"{API}/studies/NCT03830788").respond_with_data(
+            "oops", status=status
+        )
+    serve_json(httpserver, "/studies/NCT03830788", asset(STUDY_FR16))
+    assert client_for().get_study("NCT03830788")["protocolSection"]
+    assert len(httpserver.log) == 3
+
+
+def test_mixed_statuses_give_up_message_lists_them(httpserver, client_for):
+    """Different failing statuses are all named in the give-up message."""
+    for status in (500, 502, 504):
+        httpserver.expect_ordered_request(f"{API}/studies/NCT03830788").respond_with_data(
+            "", status=status
+        )
+    with pytest.raises(RegistryError, match=r"^ClinicalTrials.gov answered 500, 502, 504; "
+                       r"giving up$"):
+        client_for(max_retries=2).get_study("NCT03830788")
+
+
+def test_other_statuses_are_not_retried(httpserver, client_for):
+    """A 403 is an answer, not a hiccup: reported at once with its first line."""
+    httpserver.expect_request(f"{API}/studies/NCT03830788").respond_with_data(
+        "Forbidden\nby policy", status=403
+    )
+    with pytest.raises(RegistryError) as info:
+        client_for().get_study("NCT03830788")
+    assert str(info.value) == "ClinicalTrials.gov answered 403 for NCT03830788: Forbidden"
+    assert len(httpserver.log) == 1
+
+
+def test_read_timeout_is_retried_then_reported(fake_time):
+    """A server slower than the read timeout: retried, then a one-line timeout message.
+
+    It runs on its own threaded server so the slow answers still in flight afterwards
+    cannot reach the next test's handlers.
+    """
+
+    def slow(request: Request) -> Response:
+        time.sleep(0.5)
+        return Response(asset(STUDY_FR16), content_type="application/json")
+
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.expect_request(f"{API}/studies/NCT03830788").respond_with_handler(slow)
+    server.start()
+    try:
+        client = RegistryClient(server.url_for(API), timeout=(2.0, 0.2), max_retries=1,
+                                sleep=fake_time.sleep, clock=fake_time.clock)
+        started = time.monotonic()
+        with client, pytest.raises(RegistryError) as info:
+            client.get_study("NCT03830788")
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert str(info.value) == "ClinicalTrials.gov did not answer within 0.2 s (2 tries)"
+    assert elapsed < 2
+
+
+def test_connection_refused_is_retried_then_reported(fake_time):
+    """Nothing listening: every attempt fails fast; the message names the URL and the cause."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}{API}"
+    client = RegistryClient(url, max_retries=2, sleep=fake_time.sleep, clock=fake_time.clock)
+    with client, pytest.raises(RegistryError) as info:
+        client.get_study("NCT03830788")
+    assert str(info.value) == (
+        f"Could not reach ClinicalTrials.gov at {url}: connection refused (3 tries)"
+    )
+    assert len(fake_time.sleeps) == 2
+
+
+def test_throttle_spaces_requests_by_min_interval(httpserver, client_for, fake_time):
+    """Two back-to-back requests with a 1 s interval: the second waits 1 s, via sleep."""
+    serve_json(httpserver, "/studies/NCT03830788", asset(STUDY_FR16))
+    serve_json(httpserver, "/studies/NCT03830788", asset(STUDY_FR16))
+    client = client_for(min_interval=1.0)
+    client.get_study("NCT03830788")
+    fake_time.now += 0.25  # the caller spends a quarter of a second
+    client.get_study("NCT03830788")
+    assert fake_time.sleeps == [0.75]
+
+
+def test_defaults_are_polite_for_the_live_host_and_fast_for_loopback(monkeypatch):
+    """Live API: 1 s between requests; loopback: no wait; env var picks the base URL."""
+    monkeypatch.delenv("TRIALFINDER_REGISTRY_URL", raising=False)
+    live = RegistryClient()
+    assert (live.base_url, live.min_interval, live.timeout) == (DEFAULT_BASE_URL, 1.0,
+                                                                (5.0, 30.0))
+    assert live._session.headers["User-Agent"] == USER_AGENT
+    live.close()
+    monkeypatch.setenv("TRIALFINDER_REGISTRY_URL", "http://127.0.0.1:9/api/v2/")
+    local = RegistryClient()
+    assert (local.base_url, local.min_interval) == ("http://127.0.0.1:9/api/v2", 0.0)
+    local.close()
+    with pytest.raises(BadInput):
+        RegistryClient("ftp://example.org/api")
+
+
+def test_version(httpserver, client_for):
+    """/version is returned as a dict."""
+    serve_json(httpserver, "/version",
+               b'{"apiVersion":"2.0.3","dataTimestamp":"2025-12-09T09:00:05"}')
+    assert client_for().version() == {"apiVersion": "2.0.3",
+                                      "dataTimestamp": "2025-12-09T09:00:05"}
+
+
+# ---------------------------------------------------------------------------------------------
+# search
+# ---------------------------------------------------------------------------------------------
+
+PHELAN_FIELDS = ("NCTId,BriefTitle,OverallStatus,Phase,StudyType,Condition,InterventionName,"
+                 "LeadSponsorName,EnrollmentCount,BriefSummary,StartDate,CompletionDate,"
+                 "MinimumAge,MaximumAge")
+PHELAN_QUERY = {"query.cond": "Phelan-McDermid Syndrome", "pageSize": "5",
+                "fields": PHELAN_FIELDS}
+
+
+def ids(studies: list[dict[str, Any]]) -> list[str]:
+    return [s["protocolSection"]["identificationModule"]["nctId"] for s in studies]
+
+
+def test_search_follows_page_tokens_to_the_last_page(httpserver, client_for):
+    """Recorded pages 1 and 2 chained by their tokens, then a last page without a token."""
+    page1, page2 = load(PHELAN_1), load(PHELAN_2)
+    last = {"studies": load(SEARCH_2)["studies"]}
+    serve_json(httpserver, "/studies", asset(PHELAN_1),
+               query_string={**PHELAN_QUERY, "countTotal": "true"})
+    serve_json(httpserver, "/studies", asset(PHELAN_2),
+               query_string={**PHELAN_QUERY, "pageToken": page1["nextPageToken"]})
+    serve_json(httpserver, "/studies", json.dumps(last).encode(),
+               query_string={**PHELAN_QUERY, "pageToken": page2["nextPageToken"]})
+
+    results = client_for().search(condition="Phelan-McDermid Syndrome", page_size=5,
+                                  fields=PHELAN_FIELDS)
+    assert results.total_count == 21  # known before iterating: feeds a progress bar
+    studies = list(results)
+
+    assert ids(studies) == ids(page1["studies"]) + ids(page2["studies"]) + ["NCT00184067",
+                                                                           "NCT03934567"]
+    assert results.pages == 3
+    httpserver.check_assertions()
+
+
+def test_search_sends_filters_in_the_api_format(httpserver, client_for):
+    """Statuses are validated and comma-joined; geo, location and term pass through."""
+    serve_json(httpserver, "/studies", b'{"studies": []}', query_string={
+        "query.term": "ALK", "query.locn": "France",
+        "filter.overallStatus": "RECRUITING,NOT_YET_RECRUITING",
+        "filter.geo": "distance(45.76,4.83,50km)", "pageSize": "100", "countTotal": "true",
+    })
+    results = client_for().search(term="ALK", location="France",
+                                  overall_status=["recruiting", "Not yet recruiting"],
+                                  geo="distance(45.76, 4.83, 50km)")
+    assert list(results) == []
+    httpserver.check_assertions()
+
+
+def test_empty_page_repeating_a_token_stops_without_looping(httpserver, client_for):
+    """A page that repeats an earlier token ends the search (no total known: quietly)."""
+    first = load(SEARCH_2)
+    serve_json(httpserver, "/studies", asset(SEARCH_2))
+    echo = {"studies": [], "nextPageToken": first["nextPageToken"]}
+    serve_json(httpserver, "/studies", json.dumps(echo).encode())
+    studies = list(client_for().search(term="lymphoma", page_size=2))
+    assert ids(studies) == ["NCT00184067", "NCT03934567"]
+    assert len(httpserver.log) == 2
+
+
+def test_a_repeated_token_short_of_the_total_is_an_error_after_the_studies(
+    httpserver, client_for
+):
+    """With totalCount known, stopping early raises after yielding what was received."""
+    page1 = load(PHELAN_1)
+    serve_json(httpserver, "/studies", asset(PHELAN_1))
+    echo = {"studies": [], "nextPageToken": page1["nextPageToken"]}
+    serve_json(httpserver, "/studies", json.dumps(echo).encode())
+    results = client_for().search(condition="Phelan-McDermid Syndrome", page_size=5)
+    received = []
+    with pytest.raises(RegistryError) as info:
+        for study in results:
+            received.append(study)
+    assert len(received) == 5
+    assert str(info.value) == (
+        "ClinicalTrials.gov search stopped after 5 of 21 studies: it repeated the page token "
+        "'ZVt07cGHkvI2wRk2CJf6_LLq'"
+    )
+
+
+def test_endless_empty_pages_with_fresh_tokens_stop(httpserver, client_for):
+    """Empty pages carrying new tokens are followed a few times, then the search ends."""
+    for n in range(3):
+        serve_json(httpserver, "/studies",
+                   json.dumps({"studies": [], "nextPageToken": f"t{n}"}).encode())
+    assert list(client_for().search(term="x")) == []
+    assert len(httpserver.log) == 3
+
+
+def test_max_pages_guard(httpserver, client_for):
+    """More pages than max_pages is an error, not an endless crawl."""
+    studies = load(SEARCH_2)["studies"]
+    for n in range(2):
+        serve_json(httpserver, "/studies",
+                   json.dumps({"studies": studies, "nextPageToken": f"t{n}"}).encode())
+    results = client_for().search(term="x", page_size=2, max_pages=2)
+    with pytest.raises(RegistryError, match="did not end after 2 pages"):
+        list(results)
+
+
+def test_search_400_is_bad_input(httpserver, client_for):
+    """The API's plain-text 400 for a bad search becomes BadInput quoting it."""
+    httpserver.expect_request(f"{API}/studies").respond_with_data(
+        "Invalid filter.geo value", status=400, content_type="text/plain"
+    )
+    with pytest.raises(BadInput, match=r"^ClinicalTrials\.gov rejected the search: Invalid "
+                       r"filter\.geo value$"):
+        list(client_for().search(term="x"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"term": "x", "page_size": 0}, "Page size must be between 1 and 1000"),
+        ({"term": "x", "page_size": 1001}, "Page size must be between 1 and 1000"),
+        ({"overall_status": ["OPEN-ISH"]}, "Unknown recruitment status 'OPEN-ISH'"),
+        ({"geo": "near(Lyon)"}, "is not distance(lat,lon,radius)"),
+        ({}, "Give a condition"),
+    ],
+)
+def test_search_arguments_are_checked_before_any_request(httpserver, client_for, kwargs,
+                                                         fragment):
+    """Bad search arguments are BadInput and cost no request."""
+    with pytest.raises(BadInput, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        client_for().search(**kwargs)
+    assert len(httpserver.log) == 0
+
+
+def test_parse_search_page_on_recorded_pages():
+    """(studies, token, total) of each recorded search page; totalCount only on page 1."""
+    studies, token, total = parse_search_page(load(PHELAN_1))
+    assert (len(studies), token, total) == (5, "ZVt07cGHkvI2wRk2CJf6_LLq14bEL8swd7KrgP4dnDeTsPkw",
+                                            21)
+    studies, token, total = parse_search_page(load(PHELAN_2))
+    assert (len(studies), token, total) == (5, "ZVt07cGHkvI2wRk2CJf6_LLq14bEL8swd7KrgP4bmjeauvk_IQ",
+                                            None)
+    for name in (SEARCH_60, SEARCH_SITESTATUS, SEARCH_2):
+        studies, token, total = parse_search_page(load(name))
+        assert studies and token and total is None
+
+
+@pytest.mark.parametrize(
+    "page", [[], {"studies": {}}, {"studies": [1]}, {"studies": [], "nextPageToken": 5}, {}]
+)
+def test_parse_search_page_refuses_malformed_pages(page):
+    """A page of the wrong shape is a RegistryError."""
+    with pytest.raises(RegistryError):
+        parse_search_page(page)
+
+
+# ---------------------------------------------------------------------------------------------
+# parse_study on every recorded study
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "nct", "sites", "without_position", "without_facility"),
+    [
+        (STUDY_1148, "NCT04267848", 1148, 4, 0),
+        (STUDY_437, "NCT02513394", 437, 2, 0),
+        (STUDY_73, "NCT01063855", 73, 7, 73),
+        (STUDY_42, "NCT02210780", 42, 0, 42),
+        (STUDY_26, "NCT03934567", 26, 1, 0),
+        (STUDY_FR16, "NCT03830788", 16, 0, 0),
+        (STUDY_FR27, "NCT06620835", 27, 0, 0),
+        (STUDY_NO_LOCS, "NCT05960149", 0, 0, 0),
+        (STUDY_NO_CLM, "NCT06179316", 0, 0, 0),
+        (STUDY_COPLANT, "NCT06323538", 8, 0, 0),
+    ],
+)
+def test_site_counts_of_recorded_studies(name, nct, sites, without_position, without_facility):
+    """Every location becomes a site; missing geoPoints and facility names are kept as gaps."""
+    result = parsed(name)
+    trial = result.trial
+    assert trial.nct_id == nct
+    assert len(trial.sites) == sites
+    assert sum(not s.has_position for s in trial.sites) == without_position
+    assert sum(s.facility == "" for s in trial.sites) == without_facility
+    assert all(s.city for s in trial.sites)
+    for site in trial.sites:
+        if site.has_position:
+            assert (site.precision, site.coordinate_source) == (Precision.CITY, GEOPOINT_SOURCE)
+        else:
+            assert (site.precision, site.coordinate_source) == (Precision.UNKNOWN, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (STUDY_FR27, {Status.NOT_YET_RECRUITING: 23, Status.WITHDRAWN: 2, Status.RECRUITING: 2}),
+        (STUDY_1148, {Status.RECRUITING: 659, Status.SUSPENDED: 393,
+                      Status.ACTIVE_NOT_RECRUITING: 96}),
+        (STUDY_FR16, {Status.NOT_YET_RECRUITING: 10, Status.RECRUITING: 6}),
+        (STUDY_437, {None: 437}),
+    ],
+)
+def test_per_site_statuses(name, expected):
+    """Each site keeps its own recorded status; None where the record gives none."""
+    assert Counter(s.status for s in parsed(name).trial.sites) == expected
+
+
+def test_recorded_fields_of_a_french_trial():
+    """NCT06620835: identification, dates, sponsor, design, arms, contacts and sources."""
+    result = parsed(STUDY_FR27)
+    trial = result.trial
+    assert result.warnings == ()
+    assert trial.acronym == "OPTALK"
+    assert trial.status is Status.RECRUITING
+    assert trial.title == load(STUDY_FR27)["protocolSection"]["identificationModule"][
+        "officialTitle"]
+    assert trial.brief_title and trial.brief_title != trial.title
+    assert trial.sponsor == "Groupe Francais De Pneumo-Cancerologie"
+    assert trial.secondary_ids == ("OTHER:2024-A00356-41",)
+    assert (trial.start_date, trial.primary_completion_date, trial.completion_date) == (
+        "2025-06-19", "2030-10-01", "2030-10-01")
+    assert (trial.last_update, trial.verified_date) == ("2025-07-29", "2025-07")
+    assert (trial.phases, trial.study_type, trial.enrollment) == (("PHASE2",), "INTERVENTIONAL",
+                                                                  45)
+    assert trial.arms[0].label == "Clinical Trial population"
+    assert "Procedure: Local Ablative Therapy (LAT)" in trial.arms[0].interventions
+    assert trial.source.kind == "registry"
+    assert trial.source.description == "ClinicalTrials.gov API v2"
+    assert trial.source.as_of == "2025-07-29"
+    assert trial.source.url == "https://clinicaltrials.gov/study/NCT06620835"
+    assert trial.source.retrieved == "2025-12-10T08:00:00+00:00"
+    assert trial.central_contacts[0].phone == "+330231455160"
+    official = trial.officials[1]
+    assert (official.name, official.role, official.affiliation) == (
+        "Isabelle MARTEL LAFAY", "PRINCIPAL_INVESTIGATOR",
+        "Centre Léon Bérard Service Radiothérapie")
+
+    nancy = next(s for s in trial.sites if s.city == "Nancy")
+    assert (nancy.facility, nancy.zip, nancy.country, nancy.status) == (
+        "CHRU de Nancy", "54000", "France", Status.RECRUITING)
+    (contact,) = nancy.contacts
+    assert (contact.name, contact.role, contact.phone, contact.email) == (
+        "Bertrand MENNECIER", "CONTACT", "+33 (0)3 83 15 46 53", "b.mennecier@chru-nancy.fr")
+    lyon = next(s for s in trial.sites if s.city == "Lyon")
+    assert (lyon.status, lyon.contacts) == (Status.WITHDRAWN, ())
+    rouen = next(s for s in trial.sites if s.city == "Rouen")
+    assert [c.role for c in rouen.contacts] == ["CONTACT", "PRINCIPAL_INVESTIGATOR"]
+    assert rouen.investigators[0].name == "Florian GUISIER"
+
+
+def test_accented_names_survive_intact():
+    """UTF-8 facility, city and contact names come out exactly as recorded."""
+    raw = load(STUDY_FR27)["protocolSection"]["contactsLocationsModule"]["locations"]
+    trial = parsed(STUDY_FR27).trial
+    assert [s.facility for s in trial.sites] == [loc["facility"] for loc in raw]
+    assert [s.city for s in trial.sites] == [loc["city"] for loc in raw]
+    cities = {s.city for s in trial.sites}
+    assert {"Épagny", "Nîmes", "Chambéry", "Créteil", "Villefranche-sur-Saône"} <= cities
+    assert "Centre Georges-François Leclerc" in {s.facility for s in trial.sites}
+    assert "Stéphanie HOMINAL" in {c.name for s in trial.sites for c in s.contacts}
+    coplant = parsed(STUDY_COPLANT).trial
+    assert "Tilman Kühn, Prof" in {c.name for s in coplant.sites for c in s.contacts}
+
+
+def test_phone_extensions_are_kept_with_the_number():
+    """phoneExt is appended to the phone ("203-937-3421 ext. 2832")."""
+    phones = {c.phone for s in parsed(STUDY_1148).trial.sites for c in s.contacts}
+    assert "203-937-3421 ext. 2832" in phones
+    assert "608-256-1901 ext. 17007" in phones
+
+
+def test_sites_in_one_city_share_the_city_centre_geopoint():
+    """geoPoint is a city centre: the two Rennes sites are flagged as sharing a position."""
+    trial = parsed(STUDY_FR27).trial
+    rennes = [s for s in trial.sites if s.city == "Rennes"]
+    assert len(rennes) == 2 and all(s.shared_position for s in rennes)
+    assert rennes[0].latitude == rennes[1].latitude == 48.11109
+    brest = next(s for s in trial.sites if s.city == "Brest")
+    assert not brest.shared_position
+
+
+def test_sites_without_facility_names_keep_city_and_country():
+    """NCT01063855 names no facility: sites are kept with facility "" and their city."""
+    first = parsed(STUDY_73).trial.sites[0]
+    assert (first.facility, first.city, first.state, first.country) == (
+        "", "Decatur", "Alabama", "United States")
+
+
+def test_study_without_contacts_locations_module():
+    """No contactsLocationsModule: no sites, no contacts, no warnings."""
+    result = parsed(STUDY_NO_CLM)
+    assert (result.trial.sites, result.trial.central_contacts, result.warnings) == ((), (), ())
+    assert result.trial.study_type == "OBSERVATIONAL"
+
+
+def test_eudract_and_other_secondary_ids():
+    """EudraCT numbers read "EudraCT:…", others "TYPE:id", without repeats."""
+    assert parsed(STUDY_437).trial.secondary_ids == (
+        "OTHER:ABCSG 42", "OTHER:BIG 14-03", "EudraCT:2014-005181-30")
+    assert "EudraCT:2009-013616-12" in parsed(STUDY_73).trial.secondary_ids
+    assert parsed(STUDY_1148).trial.secondary_ids == (
+        "REGISTRY:NCI-2020-00751", "OTHER:A081801", "NIH:U10CA180821")
+
+
+def test_enrollment_sentinel_means_unknown():
+    """99999999 is the API's "unknown"; a real count is kept."""
+    assert parsed(STUDY_1148).trial.enrollment == 1210
+    data = load(STUDY_FR16)
+    data["protocolSection"]["designModule"]["enrollmentInfo"]["count"] = 99999999
+    assert parse_study(data).trial.enrollment is None
+
+
+def test_coplant_provenance_key_is_ignored():
+    """The retyped excerpt's _provenance key changes nothing."""
+    with_key = load(STUDY_COPLANT)
+    without = {k: v for k, v in with_key.items() if k != "_provenance"}
+    assert parse_study(with_key) == parse_study(without)
+    assert parse_study(with_key).warnings == ()
+
+
+def test_search_page_studies_parse_and_date_falls_back():
+    """fields-filtered search studies parse; with no date in them, as_of is the fetch date."""
+    study = load(PHELAN_1)["studies"][0]
+    assert parse_study(study, retrieved="2026-08-11T23:00:00Z").trial.source.as_of == "2026-08-11"
+    bare = parse_study(study)
+    assert bare.trial.source.as_of == NO_DATE
+    assert bare.warnings == ("no date in the record (last update, version); treated as very old",)
+
+
+def test_parsed_trials_round_trip_through_json():
+    """What the store will do: to_jsonable then trial_from_jsonable gives the same Trial."""
+    for name in (STUDY_FR27, STUDY_73, STUDY_NO_CLM):
+        trial = parsed(name).trial
+        again = trial_from_jsonable(json.loads(json.dumps(to_jsonable(trial))))
+        assert again == trial
+
+
+# -- eligibility --------------------------------------------------------------------------------
+
+
+def test_eligibility_lists_of_a_simple_record():
+    """Two headed bullet lists become the inclusion and exclusion tuples."""
+    eligibility = parsed(STUDY_NO_CLM).trial.eligibility
+    assert eligibility.inclusion == (
+        "Having bilateral nerve-sparing robot-assisted radical prostatectomy operation",
+        "Having a regular sexual life",
+    )
+    assert eligibility.exclusion == (
+        "Having received neoadjuvant therapy",
+        "Having a history of radiotherapy to the pelvic area",
+        "The need to receive postoperative hormono-radiotherapy",
+    )
+    assert (eligibility.sex, eligibility.minimum_age, eligibility.healthy_volunteers) == (
+        "MALE", None, False)
+    assert eligibility.criteria.startswith("Inclusion Criteria:\n\n* Having bilateral")
+
+
+def test_eligibility_nested_numbered_lists_escapes_and_a_stray_heading():
+    """NCT04280705: nested items fold into their parent; an indented heading is reported."""
+    result = parse_study(load(SEARCH_60)["studies"][0])
+    eligibility = result.trial.eligibility
+    assert len(eligibility.inclusion) == 8
+    assert len(eligibility.exclusion) == 5
+    assert eligibility.inclusion[3] == (
+        "Male or non-pregnant female adult > / = 18 years of age at time of enrollment.")
+    assert eligibility.inclusion[5] == (
+        "Illness of any duration, and at least one of the following: Radiographic infiltrates "
+        "by imaging (chest x-ray, CT scan, etc.), OR SpO2 < / = 94% on room air, OR Requiring "
+        "supplemental oxygen, OR Requiring mechanical ventilation.")
+    assert eligibility.exclusion[1].startswith("Estimated glomerular filtration rate (eGFR) < 30")
+    assert result.warnings == (
+        "eligibility: ignored an indented 'Exclusion Criteria:' heading inside a list",)
+
+
+def test_eligibility_variants_of_headings_and_intros():
+    """Key/Main headings, intros ending with ':' and HTML entities in the recorded data."""
+    key = parsed(STUDY_42).trial.eligibility
+    assert (len(key.inclusion), len(key.exclusion)) == (5, 8)
+    assert "[Eichenfeld 2004]" in key.inclusion[0]
+    main = parsed(STUDY_FR16).trial.eligibility
+    assert main.inclusion[0] == "Biopsy proven prostate adenocarcinoma,"
+    assert main.exclusion[0] == "Androgen deprivation therapy,"
+    assert "(Prostate volume > 50 cc" in main.exclusion[1]
+    intro = parse_study(load(SEARCH_SITESTATUS)["studies"][0]).trial.eligibility
+    assert intro.inclusion[0] == "Age ≥18 years old."
+    assert intro.exclusion[0].startswith("Prior history of allogeneic")
+    assert intro.exclusion[5].endswith(
+        "except that: Fully treated cervical carcinoma in situ; Completely resected basal cell "
+        "carcinoma of the skin or localized squamous cell carcinoma of the skin; Confinement "
+        "and resection of previously cured malignancies (or other treatment).")
+    entities = parsed(STUDY_FR27).trial.eligibility
+    assert any("(Gleason <6)" in item for item in entities.inclusion)
+
+
+def test_eligibility_with_only_inclusion_heading():
+    """NCT04267848 states its exclusions as "No …" inclusions: the exclusion list is empty."""
+    eligibility = parsed(STUDY_1148).trial.eligibility
+    assert eligibility.exclusion == ()
+    assert "Age >= 18 years" in eligibility.inclusion
+    assert eligibility.inclusion[0] == (
+        "A female of childbearing potential is a sexually mature female who: Has not undergone "
+        "a hysterectomy or bilateral oophorectomy; or Has not been naturally postmenopausal for "
+        "at least 12 consecutive months (i.e., has had menses at any time in the preceding 12 "
+        "consecutive months)")
+
+
+def test_split_criteria_edge_cases():
+    """No headings: nothing extracted; continuation lines join their bullet; escapes undone."""
+    assert split_criteria("* a\n* b") == ((), (), ())
+    text = ("Preamble ignored\n\nInclusion Criteria:\n\n- first\n  continues here\n"
+            "- second \\* starred\n\nEXCLUSION CRITERIA\n\n1) one\n2) two\n")
+    assert split_criteria(text) == (
+        ("first continues here", "second * starred"), ("one", "two"), ())
+
+
+# -- malformed input ----------------------------------------------------------------------------
+
+
+def test_malformed_locations_are_reported_and_skipped():
+    """Bad locations are skipped or lose their coordinate, each with a warning; no crash."""
+    data = load(STUDY_FR16)
+    data["protocolSection"]["contactsLocationsModule"]["locations"] = [
+        "not a location",
+        {"country": "France"},
+        {"city": "Lyon", "country": "France", "geoPoint": {"lat": "45.7", "lon": 4.8}},
+        {"facility": "Far away", "city": "Nowhere", "geoPoint": {"lat": 95.0, "lon": 10.0}},
+        {"facility": "Null island", "city": "Sea", "geoPoint": {"lat": 0, "lon": 0}},
+        {"facility": "Good", "city": "Paris", "country": "France",
+         "geoPoint": {"lat": 48.85341, "lon": 2.3488}, "status": "RECRUITING",
+         "contacts": [{"role": "CONTACT"}, 7, {"name": "Ok", "phoneExt": "12"}]},
+        None,
+    ]
+    result = parse_study(data)
+    sites = result.trial.sites
+    assert [s.city for s in sites] == ["Lyon", "Nowhere", "Sea", "Paris"]
+    assert [s.has_position for s in sites] == [False, False, False, True]
+    assert sites[-1].contacts[0].phone == "ext. 12"
+    assert result.warnings == (
+        "location 1 skipped: text instead of an object",
+        "location 2 skipped: neither a facility nor a city",
+        "location 3 (Lyon): geoPoint ignored (not two numbers); position left to the geocoder",
+        "location 4 (Far away): geoPoint ignored (95, 10 is not a place); position left to the "
+        "geocoder",
+        "location 5 (Null island): geoPoint ignored (0, 0 is not a place); position left to the "
+        "geocoder",
+        "location 6 (Good) contact 1 ignored: no name, phone or email",
+        "location 6 (Good) contact 2 ignored: a number",
+        "location 7 skipped: null instead of an object",
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {},
+        {"protocolSection": []},
+        {"protocolSection": {}},
+        {"protocolSection": {"identificationModule": {}}},
+        {"protocolSection": {"identificationModule": {"nctId": 3}}},
+        {"protocolSection": {"identificationModule": {"nctId": "NCT12\n"}}},
+    ],
+)
+def test_records_without_identity_are_registry_errors(data):
+    """No protocolSection, identificationModule or valid nctId: RegistryError, one line."""
+    with pytest.raises(RegistryError) as info:
+        parse_study(data)
+    assert "\n" not in str(info.value)
+
+
+def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            out += _paths(value, (*prefix, index))
+    return out
+
+
+_MUTATION_BASE = load(STUDY_FR27)
+_MUTATION_PATHS = [p for p in _paths(_MUTATION_BASE) if p]
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=6,
+)
+
+
+def _mutate(data: Any, path: tuple, action: str, value: Any) -> None:
+    node = data
+    for key in path[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return
+    last = path[-1]
+    if isinstance(node, dict) or (isinstance(node, list) and isinstance(last, int)
+                                  and last < len(node)):
+        if action == "delete":
+            if isinstance(node, dict):
+                node.pop(last, None)
+            else:
+                del node[last]
+        else:
+            node[last] = value
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(_MUTATION_PATHS),
+                          st.sampled_from(["delete", "replace"]), _JSON_VALUES),
+                min_size=1, max_size=6))
+def test_parse_study_only_ever_raises_registry_error(mutations):
+    """Random deletions and replacements anywhere in a recorded study never crash the parser."""
+    data = copy.deepcopy(_MUTATION_BASE)
+    for path, action, value in mutations:
+        _mutate(data, path, action, value)
+    try:
+        result = parse_study(data)
+    except RegistryError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert all("\n" not in w for w in result.warnings)
+    trial = result.trial
+    trial.source.as_of_date()  # a usable date, always
+    for site in trial.sites:
+        if site.has_position:
+            assert math.isfinite(site.latitude) and -90 <= site.latitude <= 90
+            assert math.isfinite(site.longitude) and -180 <= site.longitude <= 180
+    trial_from_jsonable(json.loads(json.dumps(to_jsonable(trial))))
