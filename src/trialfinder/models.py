@@ -147,6 +147,9 @@ class Site:
     listing_match: bool | None = None
     """After a merge: True if a listing site matched this registry site, False if the site is
     known to only one of the two sources, None when no merge took place."""
+    listing_only: bool = False
+    """After a merge: the listing names this site but the registry does not (any more). Kept
+    for reference with status UNKNOWN; a sync records it as removed from the trial."""
     shared_position: bool = False
     """True when another site of the trial sits at exactly the same coordinate."""
 
@@ -205,7 +208,12 @@ class Source:
     """ISO timestamp of the fetch, for registry records."""
 
     def as_of_date(self) -> date:
-        """The last day the data is known to hold: the 1st of the month for a month."""
+        """The last day the data is known to hold: the 1st of the month for a month.
+
+        An unknown date (a page that shows none) counts as very old, so it is flagged stale.
+        """
+        if not self.as_of:
+            return date.min
         parts = [int(p) for p in self.as_of.split("-")]
         while len(parts) < 3:
             parts.append(1)
@@ -213,6 +221,8 @@ class Source:
 
     @property
     def as_of_label(self) -> str:
+        if not self.as_of:
+            return "an unknown date"
         parts = self.as_of.split("-")
         if len(parts) == 2:
             return self.as_of_date().strftime("%B %Y")

@@ -1,0 +1,138 @@
+"""Dropped-accent repair on names that are not in the seed listing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trialfinder.repair import Repair, Vocabulary, repair_name
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Centre Hospitalier R gional d'Orl ans", "Centre Hospitalier Régional d'Orléans"),
+        ("H pital Piti -Salp tri re", "Hôpital Pitié-Salpêtrière"),
+        ("Universit  de Montr al", "Université de Montréal"),
+        ("CHU de Nantes - H tel Dieu", "CHU de Nantes - Hôtel Dieu"),
+        ("Clinique Sainte-Th r se", "Clinique Sainte-Thérèse"),
+        ("Centre Fran ois Baclesse", "Centre François Baclesse"),
+        ("Pr fecture", "Préfecture"),
+        ("H pital Lariboisi re", "Hôpital Lariboisière"),
+        ("Centre Eug ne Marquis", "Centre Eugène Marquis"),
+        ("Centre Georges-Fran ois Leclerc", "Centre Georges-François Leclerc"),
+        ("CHU de Saint- tienne", "CHU de Saint-Étienne"),
+        ("H pital  douard Herriot", "Hôpital Édouard Herriot"),
+        ("ICO Ren  Gauducheau", "ICO René Gauducheau"),
+        ("Service de M decine Nucl aire", "Service de Médecine Nucléaire"),
+        ("HIA B gin", "HIA Bégin"),
+        ("Hpital Tenon", "Hôpital Tenon"),
+    ],
+)
+def test_repairs_names_outside_the_seed(raw: str, expected: str) -> None:
+    """Lost letters come back, as a space or dropped, in names the seed never showed."""
+    repair = repair_name(raw)
+    assert repair.text == expected
+    assert repair.raw == raw
+    assert repair.changed
+    assert repair.unrepaired == ()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Le Mans",
+        "Centre Hospitalier du Mans",
+        "Hospices Civils de Lyon",
+        "Centre Oscar Lambret",
+        "Institut Godinot",
+        "Gustave Roussy",
+        "Institut Paoli-Calmettes",
+        "Centre Hospitalier Universitaire La Timone",
+        "Massachusetts General Hospital",
+        "Mass General Cancer Center",
+        "Dana-Farber Cancer Institute",
+        "Memorial Sloan Kettering Cancer Center",
+        "Institut J Paoli",
+        "de but",
+        "de  Lyon",
+        "Hôpital Européen Georges Pompidou",
+        "Institut de Cancérologie de l'Ouest",
+        "Saint-priest-en-jarez",
+        "",
+    ],
+)
+def test_leaves_sound_names_alone(name: str) -> None:
+    """Correct French, English and proper names, and two real words, are not 'repaired'."""
+    repair = repair_name(name)
+    assert repair == Repair(text=name, raw=name, changed=False, unrepaired=())
+
+
+def test_keeps_the_case_pattern() -> None:
+    """All-capitals words get capital accents; lower-case words stay lower case."""
+    assert repair_name("CENTRE L ON B RARD").text == "CENTRE LÉON BÉRARD"
+    assert repair_name("Institut de canc rologie LUCIEN").text == "Institut de cancérologie LUCIEN"
+    assert repair_name("h pital").text == "hôpital"
+
+
+def test_reports_damage_it_cannot_repair() -> None:
+    """A lone letter glued to a non-word, or a non-word before a dangling hyphen, is reported."""
+    repair = repair_name("Centre X qzt")
+    assert repair.text == "Centre X qzt"
+    assert not repair.changed
+    assert repair.unrepaired == ("X", "qzt")
+    assert repair_name("Clinique Zorglub -Nord").unrepaired == ("Zorglub",)
+    assert repair_name("Centre Debr Fabr").unrepaired == ("Fabr",)
+
+
+def test_a_vocabulary_can_be_given() -> None:
+    """Tests and callers may pass their own word list, with frequencies deciding ties."""
+    vocab = Vocabulary.from_words({"léon": 4.0, "lèon": 2.0, "le": 7.0, "on": 7.0})
+    assert repair_name("Centre L on", vocab).text == "Centre Léon"
+    assert "Léon" in vocab
+    assert vocab.zipf("LÉON") == 4.0
+    assert vocab.zipf("leon") is None
+
+
+def test_bundled_vocabulary_is_small_and_fast() -> None:
+    """The bundled list loads lazily, once, well under 30 ms, and knows the hospital names."""
+    from trialfinder import repair
+
+    repair._bundled.cache_clear()
+    start = time.perf_counter()
+    vocab = Vocabulary.bundled()
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.1  # 15-20 ms here; generous for slow CI machines
+    assert Vocabulary.bundled() is vocab
+    assert 50_000 < len(vocab) < 200_000
+    for word in ("hôpital", "bergonié", "bérard", "besançon", "salpêtrière", "orléans"):
+        assert word in vocab
+
+
+FRENCH_WORDS = [
+    "Hôpital", "Centre", "Régional", "Université", "Besançon", "Bergonié", "Cancérologie",
+    "Institut", "de", "la", "Lutte", "contre", "le", "Cancer", "Saint-Étienne", "Léon",
+    "Bérard", "Paris", "Lyon", "Clinique", "Pitié-Salpêtrière", "Européen", "Georges",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
+def test_never_raises(raw: str) -> None:
+    """Any text at all gives a Repair, whatever it holds."""
+    repair = repair_name(raw)
+    assert repair.raw == raw
+    assert repair.changed == (repair.text != raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(FRENCH_WORDS), min_size=1, max_size=6))
+def test_correct_french_names_are_unchanged(words: list[str]) -> None:
+    """A name made of correct French words, single-spaced, comes back as it was."""
+    name = " ".join(words)
+    repair = repair_name(name)
+    assert repair.text == name
+    assert repair.unrepaired == ()
