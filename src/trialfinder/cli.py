@@ -40,7 +40,7 @@ class _Group(TyperGroup):
             sys.exit(0)
         except _click.exceptions.ClickException as exc:
             _fatal(exc.format_message(), exc.exit_code)
-        except _click.exceptions.Abort:
+        except typer.Abort:  # typer 0.29 vendors click without exceptions.Abort
             _fatal("aborted", 1)
         except TrialFinderError as exc:
             _fatal(str(exc), exc.exit_code)
@@ -114,18 +114,58 @@ def nearest(
     ] = False,
     as_json: JsonOption = False,
     db: DbOption = None,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Also look PLACE up on Nominatim (OpenStreetMap) and the sites' facilities "
+            "there (answers cached in the store). Off by default; TRIALFINDER_ONLINE does "
+            "not turn it on.",
+        ),
+    ] = False,
+    with_map: Annotated[
+        bool,
+        typer.Option(
+            "--map",
+            help="Also write a self-contained HTML map of the answer to "
+            "maps/<TRIAL>-<place>.html (under the current directory) and print its path.",
+        ),
+    ] = False,
+    map_output: Annotated[
+        Path | None,
+        typer.Option(
+            "--map-output", help="Write the map to this file instead (implies --map).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """The nearest sites of a trial to PLACE, ranked by great-circle distance.
 
-    PLACE is resolved with the bundled gazetteer, offline.
+    PLACE is resolved with the bundled gazetteer, offline: nothing about you leaves this
+    machine unless you give --online. Sites are placed at the most precise position known
+    (record, positions cached by `geocode --online`, gazetteer).
     """
     from trialfinder import queries, render
+    from trialfinder.geocode import NominatimClient
 
-    answer = queries.nearest(place, trial, _db(db), limit=limit, include_all=all_sites)
+    client = NominatimClient() if online else None
+    answer = queries.nearest(
+        place, trial, _db(db), limit=limit, include_all=all_sites, client=client
+    )
+    map_path = None
+    if with_map or map_output is not None:
+        from trialfinder.mapping import map_for_answer
+
+        map_path = map_for_answer(answer, map_output).path
     if as_json:
-        _print_json(render.nearest_json(answer))
+        data = render.nearest_json(answer)
+        if map_path is not None:
+            data["map"] = str(map_path)
+        _print_json(data)
     else:
         typer.echo(render.nearest_text(answer))
+        if map_path is not None:
+            typer.echo(f"\nMap: {map_path}")
 
 
 @app.command()
@@ -175,6 +215,273 @@ def listing(
         _print_json(render.sites_json(view))
     else:
         typer.echo(render.sites_text(view))
+
+
+@app.command("sync")
+def sync_command(
+    nct_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help=f"Trials to fetch (default: {DEFAULT_TRIAL} unless --condition).",
+                       show_default=False),
+    ] = None,
+    condition: Annotated[
+        str | None, typer.Option("--condition", help="Also store every study a search finds.")
+    ] = None,
+    country: Annotated[
+        str | None, typer.Option("--country", help="Limit the --condition search to a place.")
+    ] = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    registry_url: Annotated[
+        str | None,
+        typer.Option("--registry-url", help="API base URL (default: $TRIALFINDER_REGISTRY_URL, "
+                     "else https://clinicaltrials.gov/api/v2).", show_default=False),
+    ] = None,
+) -> None:
+    """Fetch trials from ClinicalTrials.gov into the local store; safe for cron.
+
+    One line per trial; exit 0 if all were stored, 1 if any failed (the previous record of a
+    failed trial is kept), 75 if another sync holds the store.
+    """
+    from trialfinder.registry import RegistryClient
+    from trialfinder.sync import TrialOutcome, sync
+
+    ids = list(nct_ids or ([] if condition else [DEFAULT_TRIAL]))
+    on_tty = not as_json and sys.stderr.isatty()
+
+    def progress(outcome: TrialOutcome, done: int, total: int | None) -> None:
+        if on_tty:
+            typer.echo("\r\x1b[2K", nl=False, err=True)  # clear the progress line
+        if not as_json:
+            typer.echo(outcome.summary())
+        if on_tty:
+            typer.echo(f"syncing: {done}/{total or '?'} done", nl=False, err=True)
+
+    with RegistryClient(registry_url) as client:
+        report = sync(ids, store_path=_db(db), client=client, condition=condition,
+                      country=country, on_progress=progress)
+    if on_tty:
+        typer.echo("\r\x1b[2K", nl=False, err=True)
+    if as_json:
+        _print_json(report.to_jsonable())
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+@app.command("changes")
+def changes_command(
+    trial: Annotated[
+        str | None, typer.Option("--trial", "-t", help="Only this trial.", show_default=False)
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only changes on or after this date "
+                                 "(YYYY-MM-DD).", show_default=False)
+    ] = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """What the syncs saw change: trial and site statuses, sites added or removed, contacts."""
+    from trialfinder.sync import recorded_changes
+
+    found = recorded_changes(_db(db), nct_id=trial, since=since)
+    if as_json:
+        _print_json([change.to_jsonable() for change in found])
+    elif not found:
+        typer.echo("No changes recorded.")
+    else:
+        for change in found:
+            typer.echo(change.describe())
+
+
+@app.command()
+def geocode(
+    trial: TrialOption = DEFAULT_TRIAL,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Look each facility up on Nominatim (OpenStreetMap), one request a second "
+            "(also on with TRIALFINDER_ONLINE=1).",
+        ),
+    ] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Place every site of a trial; report each site's position, precision and source.
+
+    Offline: the record, positions cached earlier, the bundled gazetteer (postal code, else
+    city centre). With --online (or TRIALFINDER_ONLINE=1) each facility is searched on
+    Nominatim ($TRIALFINDER_NOMINATIM_URL, default the public OpenStreetMap server) and the
+    answer cached in the store: not asked again for 90 days (30 for a facility not found).
+    Only the trial's public site names are sent, never anything about you.
+    """
+    from contextlib import ExitStack
+
+    from trialfinder import render
+    from trialfinder.geocode import NominatimClient, geocode_trial, online_requested
+
+    online = online_requested(online)
+    client = NominatimClient() if online else None
+    with ExitStack() as stack:
+        bar: Any = None
+
+        def tick(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = stack.enter_context(
+                    typer.progressbar(length=total, label="Geocoding", file=sys.stderr)
+                )
+            bar.update(1)
+
+        placement = geocode_trial(
+            trial, _db(db), client=client, on_site=tick if sys.stderr.isatty() else None
+        )
+    if as_json:
+        _print_json(render.geocode_json(placement, online=online))
+    else:
+        typer.echo(render.geocode_text(placement, online=online))
+
+
+@app.command()
+def where(
+    place: Annotated[
+        str, typer.Argument(help="City, postal code or both, e.g. Lyon, 42000, 'Saint-Denis 93'.")
+    ],
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Also look PLACE up on Nominatim (OpenStreetMap). Off by default; "
+            "TRIALFINDER_ONLINE does not turn it on.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """How PLACE resolves: name, region, country, postal code, position, precision, other
+    candidates and notes. Check an ambiguous name here before trusting an answer.
+
+    Resolved with the bundled gazetteer, offline: PLACE leaves this machine only with
+    --online, and is never stored.
+    """
+    from trialfinder import render
+    from trialfinder.geocode import NominatimClient, resolve_place
+
+    resolution = resolve_place(place, client=NominatimClient() if online else None)
+    if as_json:
+        _print_json(render.where_json(resolution))
+    else:
+        typer.echo(render.where_text(resolution))
+
+
+@app.command("map")
+def map_command(
+    trial: TrialOption = DEFAULT_TRIAL,
+    near: Annotated[
+        str | None,
+        typer.Option(
+            "--near",
+            help="Your city or postal code (resolved offline): adds your marker, distances and "
+            "the nearest recruiting site.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o",
+            help="Where to write the map (default: maps/<TRIAL>.html, or "
+            "maps/<TRIAL>-<place>.html with --near, under the current directory).",
+            show_default=False,
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Write a map of a trial's sites as one HTML file that opens anywhere, offline too.
+
+    Sites are coloured by status; each popup gives the facility, investigators, status,
+    contacts and how precisely the site is placed. Prints the file's path.
+    """
+    from trialfinder.mapping import make_map
+
+    result = make_map(trial, _db(db), place_query=near, output=output)
+    typer.echo(str(result.path))
+
+
+@app.command()
+def show(
+    nct_id: Annotated[
+        str, typer.Argument(help="ClinicalTrials.gov identifier.", show_default=True)
+    ] = DEFAULT_TRIAL,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """A clinician's summary of a trial: phase, status, dates, sponsor, arms, eligibility
+    criteria, contacts, registry link, source and how fresh it is."""
+    from trialfinder import summary
+
+    view = summary.load_view(nct_id, _db(db))
+    if as_json:
+        _print_json(summary.summary_json(view))
+    else:
+        typer.echo(summary.summary_text(view))
+
+
+@app.command()
+def referral(
+    nct_id: Annotated[str, typer.Argument(help="ClinicalTrials.gov identifier.")],
+    near: Annotated[
+        str,
+        typer.Option("--near", help="The patient's city or postal code (resolved offline; "
+                     "only the resolved place is printed on the sheet).", show_default=False),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to write the sheet (default: "
+                     "referral-<NCT>-<place>.html in the current directory).",
+                     show_default=False),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Write a one-page printable referral sheet (self-contained HTML, A4): the trial, its key
+    criteria, the three nearest recruiting sites with contacts. Prints the file's path."""
+    from trialfinder.referral import build_referral, write_referral
+
+    typer.echo(str(write_referral(build_referral(nct_id, near, _db(db)), output)))
+
+
+@app.command()
+def search(
+    near: Annotated[
+        str, typer.Option("--near", help="City or postal code (resolved offline).",
+                          show_default=False),
+    ],
+    condition: Annotated[
+        str | None,
+        typer.Option("--condition", help="Text in the trial's conditions, keywords or title "
+                     "(case and accents ignored).", show_default=False),
+    ] = None,
+    radius: Annotated[
+        float | None,
+        typer.Option("--radius", help="Only sites within this many km.", show_default=False),
+    ] = None,
+    status: Annotated[
+        str, typer.Option("--status", help="recruiting (sites recruiting now) or all.")
+    ] = "recruiting",
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many trials.")] = 10,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Trials in the local store (filled by `sync --condition …`) ranked by their nearest
+    matching site to a place; a site's own status wins over the trial's."""
+    from trialfinder.search import search as search_store
+    from trialfinder.search import search_json, search_text
+
+    answer = search_store(near, _db(db), condition=condition, radius_km=radius,
+                          status=status, limit=limit)
+    if as_json:
+        _print_json(search_json(answer))
+    else:
+        typer.echo(search_text(answer))
 
 
 def main() -> None:

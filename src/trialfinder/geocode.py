@@ -1,21 +1,78 @@
-"""Positions for trial sites: a chain of geocoders, most precise first.
+"""Positions for trial sites (and, on request, for the patient's place).
 
-Each step is a separate class behind the `Geocoder` protocol. The chain asks them in order
-and keeps the first answer; a site that already has a better position keeps it.
+A chain of geocoders, each a separate class behind the one `Geocoder` protocol, asked in
+order; the most precise answer wins and a facility-level answer ends the search:
+
+1. `RecordGeocoder`: the coordinate the record carries (registry geoPoint: a city centre).
+2. `CacheGeocoder`: positions found online earlier and kept in the store's geocode cache.
+3. `GazetteerGeocoder`: the bundled gazetteer (postal code centroid, else city centre).
+4. `NominatimGeocoder`: OpenStreetMap's Nominatim, for the facility itself. Online, so only
+   when asked: the `geocode --online` and `nearest --online` commands (or
+   ``TRIALFINDER_ONLINE=1`` for the `geocode` command alone, see `online_requested`).
+
+Nominatim is asked one request a second at most (geopy's RateLimiter), with a User-Agent
+naming the project, a structured query restricted to the site's country, and every answer
+(a miss too) is cached in the store so it is not asked again for `CACHE_DAYS` (misses:
+`MISS_CACHE_DAYS`). A miss, an error (timeout, 429, 5xx, unreachable) or an implausible
+answer (farther than `MAX_OFFSET_KM` from the city centre) falls back to the next answer with a
+one-line warning in `warnings`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
+from trialfinder.errors import BadInput, GeocodingError
 from trialfinder.models import Precision, Site, Trial
 
 if TYPE_CHECKING:
-    from trialfinder.gazetteer import Gazetteer
+    from trialfinder.gazetteer import Gazetteer, Place, Resolution
+
+NOMINATIM_URL = "https://nominatim.openstreetmap.org"
+"""The public OpenStreetMap server; override with ``TRIALFINDER_NOMINATIM_URL``."""
+NOMINATIM_SOURCE = "Nominatim/OpenStreetMap"
+"""How a Nominatim position is labelled (with the date it was fetched). Data © OpenStreetMap
+contributors, ODbL."""
+CACHE_DAYS = 90
+"""A position found online is not asked for again before this many days."""
+MISS_CACHE_DAYS = 30
+"""Nor is a facility Nominatim did not find, for this shorter period (OSM keeps growing)."""
+MAX_OFFSET_KM = 50.0
+"""A facility farther than this from its city's centre is taken for a namesake elsewhere."""
+MIN_DELAY_SECONDS = 1.0
+"""Nominatim's usage policy: at most one request a second."""
+TIMEOUT_SECONDS = 10.0
+ONLINE_ENV = "TRIALFINDER_ONLINE"
+URL_ENV = "TRIALFINDER_NOMINATIM_URL"
+
+
+def user_agent() -> str:
+    from trialfinder import __version__
+
+    return f"trialfinder/{__version__} (+https://github.com/trialfinder/trialfinder)"
+
+
+def online_requested(flag: bool, *, environ: dict[str, str] | None = None) -> bool:
+    """Whether *site* geocoding may go online: ``--online``, or ``TRIALFINDER_ONLINE=1``.
+
+    Only the `geocode` command reads the environment variable. A command that carries the
+    patient's place (`nearest`, `where`) goes online only with its own explicit ``--online``.
+    """
+    if flag:
+        return True
+    value = (os.environ if environ is None else environ).get(ONLINE_ENV, "")
+    return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +81,57 @@ class Position:
     longitude: float
     precision: Precision
     source: str
+    """Where it came from, as shown to users ("bundled gazetteer",
+    "Nominatim/OpenStreetMap, 2026-11-24")."""
 
 
 class Geocoder(Protocol):
     def position(self, site: Site) -> Position | None:
         """A position for the site, or None to let the next step try."""
+
+
+class PositionCache(Protocol):
+    """The part of `trialfinder.store.Store` the cache steps use."""
+
+    def geocode_get(self, key: str) -> Any: ...
+
+    def geocode_put(
+        self,
+        key: str,
+        latitude: float | None,
+        longitude: float | None,
+        precision: str | None,
+        source: str | None,
+        raw: str | None = None,
+        now: str | None = None,
+    ) -> None: ...
+
+
+def cache_key(site: Site) -> str:
+    """The store's key for a site's facility position (folded facility, city, country)."""
+    return "facility:" + site.key()
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def _fetched_at(cached: Any) -> datetime:
+    fetched = datetime.fromisoformat(str(cached.fetched_at))
+    return fetched if fetched.tzinfo else fetched.replace(tzinfo=UTC)
+
+
+def _is_miss(cached: Any) -> bool:
+    return cached.latitude is None or cached.longitude is None
+
+
+def _cached_position(cached: Any) -> Position:
+    return Position(
+        float(cached.latitude),
+        float(cached.longitude),
+        Precision(cached.precision),
+        f"{cached.source}, {_fetched_at(cached).date().isoformat()}",
+    )
 
 
 class RecordGeocoder:
@@ -43,6 +146,34 @@ class RecordGeocoder:
             site.precision,
             site.coordinate_source or "record",
         )
+
+
+class CacheGeocoder:
+    """Positions found online earlier and kept in the store (no network).
+
+    ``max_age`` None serves any cached position, however old (offline, an old facility
+    position beats a city centre); the online chain passes `CACHE_DAYS` so that older ones
+    are asked again.
+    """
+
+    def __init__(
+        self,
+        store: PositionCache,
+        *,
+        max_age: timedelta | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.store = store
+        self.max_age = max_age
+        self.now = now
+
+    def position(self, site: Site) -> Position | None:
+        cached = self.store.geocode_get(cache_key(site))
+        if cached is None or _is_miss(cached):
+            return None
+        if self.max_age is not None and _now(self.now) - _fetched_at(cached) > self.max_age:
+            return None
+        return _cached_position(cached)
 
 
 class GazetteerGeocoder:
@@ -66,9 +197,243 @@ class GazetteerGeocoder:
         return Position(place.latitude, place.longitude, place.precision, "bundled gazetteer")
 
 
+class RateLimiter:
+    """geopy's RateLimiter with its clock and sleep injectable (tests pass fakes).
+
+    No retries: a failure falls back to the next step at once rather than insisting.
+    """
+
+    def __new__(
+        cls,
+        func: Callable[..., Any],
+        *,
+        min_delay_seconds: float = MIN_DELAY_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Any:
+        from geopy.extra.rate_limiter import RateLimiter as GeopyRateLimiter
+
+        class _Injected(GeopyRateLimiter):  # type: ignore[misc]
+            def _sleep(self, seconds: float) -> None:
+                sleep(seconds)
+
+            def _clock(self) -> float:
+                return clock()
+
+        return _Injected(
+            func,
+            min_delay_seconds=min_delay_seconds,
+            max_retries=0,
+            error_wait_seconds=min_delay_seconds,
+            swallow_exceptions=False,
+        )
+
+
+def _domain_and_scheme(url: str) -> tuple[str, str]:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadInput(f"{URL_ENV}={url!r} is not an http(s) URL (e.g. {NOMINATIM_URL})")
+    return parts.netloc + parts.path.rstrip("/"), parts.scheme
+
+
+class NominatimClient:
+    """Searches a Nominatim server through geopy, one request a second at most.
+
+    Every failure is a `GeocodingError` with a one-line message. ``requests`` counts the
+    requests made (shown by the `geocode` command; asserted by tests).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        timeout: float = TIMEOUT_SECONDS,
+        min_delay_seconds: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``min_delay_seconds`` None means `MIN_DELAY_SECONDS` (read at call time)."""
+        from functools import partial
+
+        from geopy.adapters import RequestsAdapter
+        from geopy.geocoders import Nominatim
+
+        class _Nominatim(Nominatim):  # type: ignore[misc]
+            # Nominatim's structured search takes `amenity` (a POI's name); geopy 2.5 drops
+            # the keys it does not know.
+            structured_query_params = Nominatim.structured_query_params | {"amenity"}
+
+        self.url = url or os.environ.get(URL_ENV) or NOMINATIM_URL
+        domain, scheme = _domain_and_scheme(self.url)
+        self._geocoder = _Nominatim(
+            domain=domain,
+            scheme=scheme,
+            user_agent=user_agent(),
+            timeout=timeout,
+            # One request per lookup: urllib3's own connection retries would hide failures.
+            adapter_factory=partial(RequestsAdapter, max_retries=0),
+        )
+        self._search = RateLimiter(
+            self._geocoder.geocode,
+            min_delay_seconds=MIN_DELAY_SECONDS if min_delay_seconds is None else min_delay_seconds,
+            sleep=sleep,
+            clock=clock,
+        )
+        self.requests = 0
+
+    def search(self, query: str | dict[str, str], *, country_code: str | None = None) -> Any:
+        """The best match (geopy Location, ``.raw`` the JSON) or None when there is none."""
+        from geopy import exc
+
+        self.requests += 1
+        try:
+            return self._search(
+                query,
+                exactly_one=True,
+                addressdetails=True,
+                country_codes=country_code.lower() if country_code else None,
+            )
+        except exc.GeocoderRateLimited as error:
+            raise GeocodingError(f"{NOMINATIM_SOURCE} refused: too many requests (429)") from error
+        except exc.GeocoderTimedOut as error:
+            raise GeocodingError(f"{NOMINATIM_SOURCE} timed out ({error})") from error
+        except exc.GeocoderUnavailable as error:
+            raise GeocodingError(f"{NOMINATIM_SOURCE} unreachable ({error})") from error
+        except (exc.GeopyError, ValueError) as error:
+            raise GeocodingError(f"{NOMINATIM_SOURCE} failed ({error})") from error
+
+
+def _raw_point(location: Any) -> tuple[float, float]:
+    return float(location.latitude), float(location.longitude)
+
+
+def _result_precision(raw: dict[str, Any]) -> Precision:
+    """How precise a Nominatim result is, from its kind and rank (30: a building, 16: a city)."""
+    if "postcode" in (raw.get("addresstype"), raw.get("type")):
+        return Precision.POSTAL_CODE
+    try:
+        rank = int(raw.get("place_rank", 0))
+    except (TypeError, ValueError):
+        rank = 0
+    if rank >= 26 or raw.get("class") in {"amenity", "building", "healthcare"}:
+        return Precision.FACILITY
+    return Precision.CITY
+
+
+class NominatimGeocoder:
+    """A site's facility position from Nominatim, cached in the store.
+
+    A structured query (amenity = facility name, city, postal code when the gazetteer knows
+    it, country) restricted to the site's country. Fresh cache entries (hits younger than
+    `CACHE_DAYS`, misses younger than `MISS_CACHE_DAYS`) are served without asking.
+    """
+
+    def __init__(
+        self,
+        client: NominatimClient,
+        store: PositionCache | None,
+        gazetteer: Gazetteer | None = None,
+        *,
+        now: datetime | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self._gazetteer = GazetteerGeocoder(gazetteer)
+        self.now = now
+        self.warnings: list[str] = [] if warnings is None else warnings
+
+    def _warn(self, site: Site, message: str) -> None:
+        self.warnings.append(f"{site.facility} ({site.city}): {message}")
+
+    def position(self, site: Site) -> Position | None:
+        if not site.facility.strip():
+            return None
+        now = _now(self.now)
+        key = cache_key(site)
+        cached = self.store.geocode_get(key) if self.store is not None else None
+        if cached is not None:
+            age = now - _fetched_at(cached)
+            if _is_miss(cached) and age <= timedelta(days=MISS_CACHE_DAYS):
+                return None
+            if not _is_miss(cached) and age <= timedelta(days=CACHE_DAYS):
+                return _cached_position(cached)
+        stale = cached if cached is not None and not _is_miss(cached) else None
+
+        centre = self._gazetteer.gazetteer.locate(site.city, site.country, None)
+        postal = self._gazetteer.gazetteer.locate(site.city, site.country, site.zip)
+        query = {"amenity": site.facility, "city": site.city, "country": site.country}
+        if site.zip and postal is not None and postal.precision is Precision.POSTAL_CODE:
+            query["postalcode"] = site.zip  # only codes the gazetteer knows: not CEDEX ones
+        country_code = centre.country if centre is not None else None
+        try:
+            location = self.client.search(query, country_code=country_code)
+        except GeocodingError as error:
+            if stale is not None:
+                self._warn(site, f"{error}; kept the position found earlier")
+                return _cached_position(stale)
+            self._warn(site, f"{error}; using the next best position")
+            return None
+
+        found = None
+        if location is not None:
+            raw = dict(location.raw or {})
+            latitude, longitude = _raw_point(location)
+            precision = _result_precision(raw)
+            if precision is not Precision.FACILITY:
+                self._warn(site, f"{NOMINATIM_SOURCE} found only the {precision.value}; ignored")
+            elif (
+                centre is not None
+                and (offset := _distance(latitude, longitude, centre.latitude, centre.longitude))
+                > MAX_OFFSET_KM
+            ):
+                self._warn(
+                    site,
+                    f"{NOMINATIM_SOURCE} answered {raw.get('display_name', '?')!s}, "
+                    f"{offset:.0f} km from {site.city}: taken for a namesake and discarded",
+                )
+            else:
+                found = (latitude, longitude)
+        if found is None and location is None:
+            self._warn(site, f"not found by {NOMINATIM_SOURCE}; using the next best position")
+
+        if self.store is not None:
+            stamp = now.isoformat(timespec="seconds")
+            raw_text = json.dumps(location.raw, ensure_ascii=False) if location else None
+            if found is None:
+                self.store.geocode_put(
+                    key, None, None, None, NOMINATIM_SOURCE, raw=raw_text, now=stamp
+                )
+            else:
+                self.store.geocode_put(
+                    key,
+                    found[0],
+                    found[1],
+                    Precision.FACILITY.value,
+                    NOMINATIM_SOURCE,
+                    raw=raw_text,
+                    now=stamp,
+                )
+        if found is None:
+            return None
+        return Position(
+            found[0], found[1], Precision.FACILITY, f"{NOMINATIM_SOURCE}, {now.date().isoformat()}"
+        )
+
+
+def _distance(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    from trialfinder.nearest import haversine_km
+
+    return haversine_km(lat1, lon1, lat2, lon2)
+
+
 class GeocoderChain:
     def __init__(self, steps: Sequence[Geocoder]) -> None:
         self.steps = tuple(steps)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for step in self.steps for w in getattr(step, "warnings", ())]
 
     def position(self, site: Site) -> Position | None:
         best: Position | None = None
@@ -81,16 +446,41 @@ class GeocoderChain:
         return best
 
 
-def default_chain(gazetteer: Gazetteer | None = None) -> GeocoderChain:
-    """Offline steps only: nothing leaves the machine."""
-    return GeocoderChain([RecordGeocoder(), GazetteerGeocoder(gazetteer)])
+def default_chain(
+    gazetteer: Gazetteer | None = None,
+    store: PositionCache | None = None,
+    *,
+    client: NominatimClient | None = None,
+    now: datetime | None = None,
+) -> GeocoderChain:
+    """record → cache (when a store is given) → gazetteer → Nominatim (only given a client).
+
+    Without a client nothing leaves the machine.
+    """
+    steps: list[Geocoder] = [RecordGeocoder()]
+    if store is not None:
+        max_age = timedelta(days=CACHE_DAYS) if client is not None else None
+        steps.append(CacheGeocoder(store, max_age=max_age, now=now))
+    steps.append(GazetteerGeocoder(gazetteer))
+    if client is not None:
+        steps.append(NominatimGeocoder(client, store, gazetteer, now=now))
+    return GeocoderChain(steps)
 
 
-def locate_sites(trial: Trial, geocoder: Geocoder | None = None) -> Trial:
+def locate_sites(
+    trial: Trial,
+    geocoder: Geocoder | None = None,
+    *,
+    on_site: Callable[[int, int], None] | None = None,
+) -> Trial:
     """The trial with every site placed as precisely as the geocoder knows, and sites that
-    share one position marked as such."""
+    share one position marked as such. ``on_site(done, total)`` is called after each site."""
     geocoder = geocoder or default_chain()
-    placed = [_placed(site, geocoder.position(site)) for site in trial.sites]
+    placed = []
+    for site in trial.sites:
+        placed.append(_placed(site, geocoder.position(site)))
+        if on_site is not None:
+            on_site(len(placed), len(trial.sites))
     return trial.replace(sites=tuple(mark_shared_positions(placed)))
 
 
@@ -107,6 +497,11 @@ def _placed(site: Site, position: Position | None) -> Site:
 
 
 def mark_shared_positions(sites: Iterable[Site]) -> list[Site]:
+    """Flag sites that sit at exactly one position (several sites at one city centre).
+
+    Ranking cannot tell them apart by distance; `nearest.rank_sites` orders them by status
+    (recruiting, then other known statuses, then unknown) and then by facility name.
+    """
     sites = list(sites)
     counts = Counter(
         (round(s.latitude, 6), round(s.longitude, 6))  # type: ignore[arg-type]
@@ -121,3 +516,173 @@ def mark_shared_positions(sites: Iterable[Site]) -> list[Site]:
         )
         for s in sites
     ]
+
+
+# --- a whole trial, with the store -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A trial's sites placed, and what the user must be told about it."""
+
+    trial: Trial
+    warnings: tuple[str, ...] = ()
+    """One line each: Nominatim misses, errors and discarded answers."""
+    requests: int = 0
+    """Requests sent to Nominatim (0 offline)."""
+
+
+@contextmanager
+def _open_store(db_path: Path | None, *, create: bool) -> Iterator[Any]:
+    if db_path is None or not (create or db_path.exists()):
+        yield None
+        return
+    from trialfinder.store import Store
+
+    if create:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    with Store(db_path) as store:
+        yield store
+
+
+def place_sites(
+    trial: Trial,
+    db_path: Path | None,
+    *,
+    client: NominatimClient | None = None,
+    gazetteer: Gazetteer | None = None,
+    now: datetime | None = None,
+    on_site: Callable[[int, int], None] | None = None,
+) -> Placement:
+    """Every site of the trial at the most precise position known.
+
+    Offline (no client): the record, the store's cache if the store exists, the gazetteer;
+    nothing is written. Online: Nominatim too, its answers cached in the store (created if
+    need be: Nominatim's usage policy asks clients to cache).
+    """
+    with _open_store(db_path, create=client is not None) as store:
+        chain = default_chain(gazetteer, store, client=client, now=now)
+        placed = locate_sites(trial, chain, on_site=on_site)
+    return Placement(
+        trial=placed,
+        warnings=tuple(chain.warnings),
+        requests=client.requests if client is not None else 0,
+    )
+
+
+# --- the patient's place, online only on an explicit --online -----------------------------
+
+
+def _place_from_result(location: Any, query: str) -> tuple[Place, str]:
+    """A Nominatim answer as a gazetteer Place, and the address Nominatim gave for it."""
+    from trialfinder.gazetteer import Place, department_of
+
+    raw = dict(location.raw or {})
+    address = raw.get("address") or {}
+    name = next(
+        (address[k] for k in ("city", "town", "village", "municipality", "suburb") if k in address),
+        raw.get("name") or query,
+    )
+    country = str(address.get("country_code", "")).upper()
+    postcode = address.get("postcode")
+    place = Place(
+        name=str(name),
+        country=country,
+        country_name=str(address.get("country", "")),
+        region=address.get("state"),
+        department=department_of(postcode) if country == "FR" and postcode else None,
+        postal_code=postcode,
+        latitude=float(location.latitude),
+        longitude=float(location.longitude),
+        population=None,
+        precision=_result_precision(raw),
+    )
+    return place, str(raw.get("display_name") or location.address or query)
+
+
+def resolve_place(
+    query: str,
+    *,
+    gazetteer: Gazetteer | None = None,
+    client: NominatimClient | None = None,
+) -> Resolution:
+    """Where the patient's place is: the bundled gazetteer, offline.
+
+    Only given a client (an explicit ``--online``) is the text also sent to Nominatim
+    (free-form, restricted to the gazetteer's country when it knows the place). Its answer
+    replaces the gazetteer's when it is more precise and within `MAX_OFFSET_KM` of it, or when
+    the gazetteer does not know the place; every such decision is a note on the answer.
+    The place is never written to the store.
+    """
+    from trialfinder.errors import UnknownPlace
+    from trialfinder.gazetteer import Gazetteer
+
+    gazetteer = gazetteer or Gazetteer.bundled()
+    if client is None:
+        return gazetteer.resolve(query)
+    base: Resolution | None = None
+    unknown: UnknownPlace | None = None
+    try:
+        base = gazetteer.resolve(query)
+    except UnknownPlace as error:
+        unknown = error
+    try:
+        location = client.search(query, country_code=base.place.country if base else None)
+    except GeocodingError as error:
+        if base is None:
+            raise UnknownPlace(f"{unknown} (online lookup failed: {error})") from error
+        return _with_note(base, base.place, f"Online lookup failed ({error}); offline answer kept.")
+    if location is None:
+        if base is None:
+            raise unknown  # type: ignore[misc]
+        return _with_note(
+            base, base.place, f"{NOMINATIM_SOURCE} does not know {query!r}; offline answer kept."
+        )
+    online, display = _place_from_result(location, query)
+    if base is None:
+        from trialfinder.gazetteer import Resolution
+
+        return Resolution(
+            query=query,
+            place=online,
+            alternatives=(),
+            corrected_from=None,
+            notes=(
+                f"Not in the bundled gazetteer; found online by {NOMINATIM_SOURCE}: "
+                f"{display}. Check that it is the place you meant.",
+            ),
+        )
+    offset = _distance(online.latitude, online.longitude, base.place.latitude, base.place.longitude)
+    if offset > MAX_OFFSET_KM:
+        return _with_note(
+            base,
+            base.place,
+            f"{NOMINATIM_SOURCE} placed {query!r} at {display}, {offset:.0f} km away; "
+            "offline answer kept: check the place.",
+        )
+    if online.precision.rank < base.place.precision.rank:
+        return _with_note(
+            base, online, f"Position refined online by {NOMINATIM_SOURCE}: {display}."
+        )
+    return _with_note(base, base.place, f"{NOMINATIM_SOURCE} agrees ({offset:.1f} km apart).")
+
+
+def _with_note(resolution: Resolution, place: Place, note: str) -> Resolution:
+    return dataclasses.replace(resolution, place=place, notes=(*resolution.notes, note))
+
+
+def geocode_trial(
+    nct_id: str,
+    db_path: Path | None,
+    *,
+    client: NominatimClient | None = None,
+    gazetteer: Gazetteer | None = None,
+    now: datetime | None = None,
+    on_site: Callable[[int, int], None] | None = None,
+) -> Placement:
+    """The `geocode` command: every site of the trial placed (online only given a client),
+    Nominatim's answers cached in the store."""
+    from trialfinder.records import load_trial
+
+    trial = load_trial(nct_id, db_path)
+    return place_sites(trial, db_path, client=client, gazetteer=gazetteer, now=now, on_site=on_site)

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trialfinder.geocode import Geocoder, locate_sites
+from trialfinder.geocode import Geocoder, NominatimClient, locate_sites, place_sites, resolve_place
 from trialfinder.models import Trial
 from trialfinder.nearest import RankedSite, is_stale, rank_sites
 from trialfinder.records import load_trial
@@ -42,10 +42,20 @@ def trial_view(
     *,
     geocoder: Geocoder | None = None,
     today: date | None = None,
+    client: NominatimClient | None = None,
+    gazetteer: Gazetteer | None = None,
 ) -> TrialView:
-    trial = locate_sites(load_trial(nct_id, db_path), geocoder)
+    """The trial's sites at the most precise position known: record, the store's geocode cache
+    (when the store exists), the gazetteer; Nominatim too only given a client (--online)."""
+    trial = load_trial(nct_id, db_path)
+    notes: tuple[str, ...] = ()
+    if geocoder is not None:
+        trial = locate_sites(trial, geocoder)
+    else:
+        placement = place_sites(trial, db_path, client=client, gazetteer=gazetteer)
+        trial, notes = placement.trial, placement.warnings
     stale = is_stale(trial.source.as_of_date(), today)
-    return TrialView(trial=trial, stale=stale)
+    return TrialView(trial=trial, stale=stale, notes=notes)
 
 
 def nearest(
@@ -58,12 +68,14 @@ def nearest(
     gazetteer: Gazetteer | None = None,
     geocoder: Geocoder | None = None,
     today: date | None = None,
+    client: NominatimClient | None = None,
 ) -> NearestAnswer:
-    """The nearest sites of a trial to a place the patient typed (resolved offline)."""
-    from trialfinder.gazetteer import Gazetteer
-
-    resolution = (gazetteer or Gazetteer.bundled()).resolve(place_query)
-    view = trial_view(nct_id, db_path, geocoder=geocoder, today=today)
+    """The nearest sites of a trial to a place the patient typed (resolved offline; online
+    with Nominatim only given a client, i.e. an explicit --online)."""
+    resolution = resolve_place(place_query, gazetteer=gazetteer, client=client)
+    view = trial_view(
+        nct_id, db_path, geocoder=geocoder, today=today, client=client, gazetteer=gazetteer
+    )
     place = resolution.place
     ranked = rank_sites(view.trial, place.latitude, place.longitude, include_all=include_all)
     return NearestAnswer(

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from trialfinder.models import Site, Status, Trial
 
 if TYPE_CHECKING:
-    from trialfinder.gazetteer import Place
-    from trialfinder.nearest import RankedSite
+    from trialfinder.gazetteer import Place, Resolution
+    from trialfinder.geocode import Placement
     from trialfinder.queries import NearestAnswer, TrialView
 
 
@@ -143,7 +143,10 @@ def position_text(site: Site) -> str:
     if site.coordinate_source:
         text += f" ({site.coordinate_source})"
     if site.shared_position:
-        text += "; shares this position with another site"
+        text += (
+            "; shares this position with another site (equally distant: ranked by status, "
+            "then name)"
+        )
     return text
 
 
@@ -205,21 +208,146 @@ def sites_text(view: TrialView) -> str:
 
 
 SITE_CSV_FIELDS = (
-    "facility", "city", "state", "zip", "country", "status", "status_from", "investigators",
-    "contact_names", "contact_phones", "contact_emails", "latitude", "longitude", "precision",
-    "coordinate_source", "facility_raw",
+    "nct_id", "facility", "city", "state", "zip", "country", "status", "status_from",
+    "investigators", "contacts", "contact_names", "contact_phones", "contact_emails", "latitude",
+    "longitude", "precision", "coordinate_source", "facility_raw",
 )
+"""One row a site. ``contacts`` keeps each person with their own phone and e-mail
+("Name (role): phone, email; …"); the contact_* columns list them for filtering."""
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula ("=HYPERLINK(…)", "+33 1 …",
+    "-2+3", "@SUM(…)") gets a leading apostrophe, so it is shown as text (CSV injection).
+    Numbers (latitude, longitude) are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _contact_cell(contact: Any) -> str:
+    text = contact.display
+    if contact.role:
+        text += f" ({contact.role.replace('_', ' ').lower()})"
+    reach = ", ".join(b for b in (contact.phone, contact.email) if b)
+    return f"{text}: {reach}" if reach else text
 
 
 def site_csv_row(site: Site, trial: Trial) -> dict[str, Any]:
     data = site_json(site, trial.status)
     plain = [c for c in site.contacts if not c.is_investigator]
-    return {
+    row = {
+        "nct_id": trial.nct_id,
         **{k: data[k] for k in ("facility", "city", "state", "zip", "country", "status",
                                 "status_from", "latitude", "longitude", "precision",
                                 "coordinate_source", "facility_raw")},
         "investigators": "; ".join(data["investigators"]),
+        "contacts": "; ".join(_contact_cell(c) for c in site.contacts),
         "contact_names": "; ".join(c.name for c in plain),
         "contact_phones": "; ".join(c.phone for c in site.contacts if c.phone),
         "contact_emails": "; ".join(c.email for c in site.contacts if c.email),
     }
+    return {k: csv_safe(v) for k, v in row.items()}
+
+
+def sites_csv(view: TrialView, *, excel: bool = False) -> str:
+    """Every site as CSV text: UTF-8 (a byte-order mark first when ``excel``, which older
+    Excel needs to read accents), one row a site, "\n" line ends, formula-like cells
+    neutralised by `csv_safe`."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    if excel:
+        out.write("\ufeff")
+    writer = csv.DictWriter(out, fieldnames=SITE_CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for site in view.trial.sites:
+        writer.writerow(site_csv_row(site, view.trial))
+    return out.getvalue()
+
+
+# --- geocode and where (trialfinder.geocode) ----------------------------------------------
+
+
+def geocode_json(placement: Placement, *, online: bool) -> dict[str, Any]:
+    trial = placement.trial
+    return {
+        "nct_id": trial.nct_id,
+        "online": online,
+        "requests": placement.requests,
+        "warnings": list(placement.warnings),
+        "sites": [
+            {
+                "facility": s.facility,
+                "city": s.city,
+                "zip": s.zip,
+                "country": s.country,
+                "latitude": s.latitude,
+                "longitude": s.longitude,
+                "precision": s.precision.value,
+                "source": s.coordinate_source,
+                "shared_position": s.shared_position,
+            }
+            for s in trial.sites
+        ],
+    }
+
+
+def geocode_text(placement: Placement, *, online: bool) -> str:
+    from collections import Counter
+
+    trial = placement.trial
+    how = (
+        f"online: {placement.requests} request(s) to Nominatim/OpenStreetMap"
+        if online
+        else "offline: record, geocode cache, bundled gazetteer"
+    )
+    lines = [f"{trial.nct_id}: {len(trial.sites)} sites ({how})", ""]
+    for i, site in enumerate(trial.sites, start=1):
+        where = ", ".join(p for p in (site.city, site.country) if p)
+        lines.append(f"{i}. {site.facility or '(facility not named)'} — {where}")
+        point = (
+            f"{site.latitude:.4f}, {site.longitude:.4f} — "
+            if site.latitude is not None and site.longitude is not None
+            else ""
+        )
+        lines.append(f"   Position: {point}{position_text(site)}")
+    counts = Counter(s.precision.value for s in trial.sites)
+    lines.append("")
+    lines.append("Precision: " + ", ".join(f"{n} {p}" for p, n in counts.most_common()))
+    lines.extend(f"Warning: {w}" for w in placement.warnings)
+    return "\n".join(lines)
+
+
+def where_json(resolution: Resolution) -> dict[str, Any]:
+    return {
+        "query": resolution.query,
+        "place": place_json(resolution.place),
+        "label": resolution.place.label,
+        "corrected_from": resolution.corrected_from,
+        "alternatives": [p.label for p in resolution.alternatives],
+        "notes": list(resolution.notes),
+    }
+
+
+def where_text(resolution: Resolution) -> str:
+    place = resolution.place
+    country = f"{place.country_name} ({place.country})" if place.country else place.country_name
+    lines = [
+        f"{resolution.query!r} resolves to {place.label}",
+        f"Name: {place.name}",
+        f"Region: {place.region or 'not known'}",
+        f"Department: {place.department or 'not known'}",
+        f"Country: {country or 'not known'}",
+        f"Postal code: {place.postal_code or 'none'}",
+        f"Position: {place.latitude:.4f}, {place.longitude:.4f} ({place.precision.value})",
+    ]
+    if resolution.corrected_from:
+        lines.append(f"Corrected from: {resolution.corrected_from}")
+    others = [p.label for p in resolution.alternatives]
+    lines.append("Other candidates: " + ("; ".join(others) if others else "none"))
+    lines.extend(f"Note: {n}" for n in resolution.notes)
+    return "\n".join(lines)

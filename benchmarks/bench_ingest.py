@@ -1,0 +1,152 @@
+"""Ingest speed: parse + store of big recorded studies, and of a 1,000-study search page.
+
+    python benchmarks/bench_ingest.py [--studies 1000] [--repeat 3]
+
+1. The recorded 1,148-site (NCT04267848) and 437-site (NCT02513394) studies: parse_study,
+   then Store.save_trial (new, then unchanged, then updated) in a fresh store on disk.
+2. A page of N studies cloned from the recorded ones with new NCT ids, served on 127.0.0.1
+   by http.server in a thread: RegistryClient.search + parse + save, one transaction per
+   study, through `sync(condition=…)`. Goal: at least 1,000 studies/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from trialfinder.registry import RegistryClient, parse_study
+from trialfinder.store import Store
+from trialfinder.sync import sync
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ctgov"
+BIG = {
+    "1148 sites": "study_NCT04267848_nsclc_1148sites_sitestatus_contacts.json",
+    "437 sites": "study_NCT02513394_breast_437sites_21countries_withResults.json",
+}
+PAGE_SOURCES = [
+    "study_NCT03830788_prostate_FR16sites_sitestatus_contacts.json",
+    "study_NCT06620835_nsclc_FR27sites_sitestatus_withdrawn_contacts.json",
+    "study_NCT03934567_26sites_1_no_geoPoint.json",
+    "study_NCT01063855_73sites_no_facility_7_no_geoPoint.json",
+    "study_NCT05960149_prostate_zero_locations.json",
+]
+
+
+def best(times: list[float]) -> float:
+    return min(times)
+
+
+def bench_big(repeat: int) -> None:
+    print("Recorded big studies (best of", repeat, "runs, ms):")
+    print(f"  {'study':<10} {'parse':>8} {'save new':>9} {'unchanged':>10} {'updated':>8}")
+    for label, name in BIG.items():
+        text = (FIXTURES / name).read_text(encoding="utf-8")
+        data = json.loads(text)
+        parse_t, new_t, same_t, upd_t = [], [], [], []
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "s.sqlite") as store:
+                t0 = time.perf_counter()
+                trial = parse_study(data, retrieved="2025-01-01T00:00:00+00:00").trial
+                t1 = time.perf_counter()
+                store.save_trial(trial, text)
+                t2 = time.perf_counter()
+                store.save_trial(trial, text)
+                t3 = time.perf_counter()
+                changed = trial.replace(last_update="2099-01-01", sites=trial.sites[1:])
+                store.save_trial(changed, text)
+                t4 = time.perf_counter()
+            parse_t.append(t1 - t0)
+            new_t.append(t2 - t1)
+            same_t.append(t3 - t2)
+            upd_t.append(t4 - t3)
+        print(f"  {label:<10} {best(parse_t) * 1e3:8.1f} {best(new_t) * 1e3:9.1f} "
+              f"{best(same_t) * 1e3:10.1f} {best(upd_t) * 1e3:8.1f}")
+
+
+def build_page(n: int) -> bytes:
+    sources = [json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+               for name in PAGE_SOURCES]
+    studies = []
+    for i in range(n):
+        study: dict[str, Any] = copy.deepcopy(sources[i % len(sources)])
+        study["protocolSection"]["identificationModule"]["nctId"] = f"NCT9{i:07d}"
+        studies.append(study)
+    sites = sum(
+        len(s["protocolSection"].get("contactsLocationsModule", {}).get("locations", []))
+        for s in studies
+    )
+    print(f"Page: {n} studies cloned from {len(sources)} recorded ones, {sites} sites")
+    return json.dumps({"studies": studies, "totalCount": n}).encode()
+
+
+def serve(body: bytes) -> tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def bench_page(n: int, repeat: int) -> float:
+    body = build_page(n)
+    sites = sum(len(s["protocolSection"].get("contactsLocationsModule", {}).get("locations", []))
+                for s in json.loads(body)["studies"])
+    server, url = serve(body)
+    rates = []
+    try:
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as tmp, RegistryClient(url) as client:
+                t0 = time.perf_counter()
+                c0 = time.process_time()
+                report = sync([], store_path=Path(tmp) / "s.sqlite", client=client,
+                              listing_records={}, condition="bench", page_size=1000)
+                elapsed = time.perf_counter() - t0
+                cpu = time.process_time() - c0
+                assert report.ok and len(report.trials) == n, report.to_jsonable()["counts"]
+                t1 = time.perf_counter()
+                again = sync([], store_path=Path(tmp) / "s.sqlite", client=client,
+                             listing_records={}, condition="bench", page_size=1000)
+                elapsed_again = time.perf_counter() - t1
+                assert all(t.outcome == "unchanged" for t in again.trials)
+            rates.append((n / elapsed, n / elapsed_again))
+            print(f"  run: {elapsed:.3f} s new ({n / elapsed:,.0f} studies/s, "
+                  f"{n / cpu:,.0f} per CPU-second of this process, "
+                  f"{sites / elapsed:,.0f} sites/s); "
+                  f"{elapsed_again:.3f} s re-sync unchanged ({n / elapsed_again:,.0f} studies/s)")
+    finally:
+        server.shutdown()
+    best_new = max(r[0] for r in rates)
+    print(f"Ingest (search + parse + merge-free save, new store): best {best_new:,.0f} "
+          f"studies/s, median {statistics.median(r[0] for r in rates):,.0f}; goal 1,000")
+    return best_new
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    bench_big(args.repeat)
+    rate = bench_page(args.studies, args.repeat)
+    print("GOAL MET" if rate >= 1000 else "GOAL NOT MET")
+
+
+if __name__ == "__main__":
+    main()

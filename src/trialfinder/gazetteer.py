@@ -1,0 +1,659 @@
+"""The bundled place index: French communes and postal codes, and the world's larger cities.
+
+``Gazetteer.bundled().resolve("Saint-Denis 974")`` turns what a patient types into a `Place`;
+``locate(city, country, postal_code)`` geocodes a trial site from a registry's address fields.
+
+The index is a read-only SQLite file, ``data/gazetteer.sqlite``, built from GeoNames data by
+``scripts/build_gazetteer.py`` (see ``data/GAZETTEER.md``). Opening it parses nothing: an
+exact lookup is one indexed query. Keys are `name_key` of the names (accent-free, lower-case,
+St/Ste spelt out). Typos are caught in two steps: every string one edit away from the query
+is looked up directly (a few hundred index probes), and, failing that, a trigram index over
+primary names gives candidates ranked by Damerau-Levenshtein distance.
+
+Ranking when a name fits several places: a score per name, precomputed by the build script,
+of population times a weight (metropolitan France 1, French overseas and Monaco 0.5, the rest
+of Europe 0.05, elsewhere 0.01), exonyms ("Londres", "Genève") counting a fifth of a primary
+name. So "Saint-Denis" is the one in 93 (974 is bigger but overseas), "Valence" the one in
+Drôme, "Valencia" the one in Spain.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import sqlite3
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
+from pathlib import Path
+from typing import NamedTuple
+
+from trialfinder.errors import UnknownPlace
+from trialfinder.models import Precision
+from trialfinder.resources import data_path
+from trialfinder.text import fold
+
+__all__ = ["Gazetteer", "Place", "Resolution", "department_of", "name_key"]
+
+SCHEMA_VERSION = 1
+INDEX_FILE = "gazetteer.sqlite"
+
+FRENCH_TERRITORIES = frozenset(
+    {"FR", "GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF", "NC", "PF", "WF"}
+)
+"""GeoNames country codes of France and its overseas departments and collectivities."""
+
+MAX_QUERY = 200
+"""Longer input is refused rather than searched."""
+
+_ABBREVIATIONS = {"st": "saint", "ste": "sainte", "sts": "saints", "stes": "saintes",
+                  "lez": "les"}
+_CEDEX = re.compile(r"\s*\bcedex\b.*$", re.IGNORECASE)
+_POSTAL = re.compile(r"\d{5}")
+_POSTAL_AND_NAME = re.compile(r"^(\d{5})[\s,]+(\D.*)$|^(\D.*?)[\s,]+(\d{5})$")
+_DEPARTMENT = re.compile(r"^(?:\d{1,3}|2[ab])$")
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz "
+_MAX_FUZZY = 40
+_COMMON_GRAM = 4000
+"""Trigrams shared by more names than this ("sai", "ill") are too common to select on."""
+_CANDIDATES = 30
+"""Names sharing the most trigrams with the query that are then measured exactly."""
+_CLEAR_WINNER = 10.0
+"""A fuzzy match is taken when its score is this many times the next equally close one's."""
+
+
+def name_key(text: str) -> str:
+    """The lookup key of a place name: `fold`, with St/Ste/Lez spelt Saint/Sainte/Lès."""
+    words = fold(text).split()
+    return " ".join(_ABBREVIATIONS.get(w, w) for w in words)
+
+
+def department_of(postal_code: str) -> str:
+    """French department of a postal code: two digits, three overseas, 2A/2B in Corsica."""
+    if postal_code.startswith(("97", "98")):
+        return postal_code[:3]
+    if postal_code.startswith("20"):
+        return "2A" if postal_code[2] in "01" else "2B"
+    return postal_code[:2]
+
+
+def country_weight(country: str, continent: str) -> float:
+    """How much a place's population counts when ranking homonyms (France first)."""
+    if country == "FR":
+        return 1.0
+    if country in FRENCH_TERRITORIES or country == "MC":
+        return 0.5
+    return 0.05 if continent == "EU" else 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A resolved place: a French commune, a postal code's area, or a city abroad."""
+
+    name: str
+    """Display name with accents: "Saint-Étienne", "València"."""
+    country: str
+    """ISO 3166-1 alpha-2 as GeoNames has it: "RE" for La Réunion."""
+    country_name: str
+    """English name; "France" for the overseas territories too."""
+    region: str | None
+    """Region (French places, US states) or overseas territory ("La Réunion")."""
+    department: str | None
+    """French department code ("34", "2A", "974"); None abroad."""
+    postal_code: str | None
+    """The postal code looked up, else a commune's first postal code; None abroad."""
+    latitude: float
+    longitude: float
+    population: int | None
+    precision: Precision
+    """POSTAL_CODE for a postal-code centroid, CITY for a city centre."""
+
+    @property
+    def label(self) -> str:
+        """ "Montpellier (34)", "Saint-Étienne (42), 42000", "Paris, Texas, United States"."""
+        if self.department:
+            base = f"{self.name} ({self.department})"
+            if self.precision is Precision.POSTAL_CODE and self.postal_code:
+                return f"{base}, {self.postal_code}"
+            return base
+        if self.region and self.country == "US":
+            return f"{self.name}, {self.region}, {self.country_name}"
+        return f"{self.name}, {self.country_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What a query was taken to mean, and what else it could have meant."""
+
+    query: str
+    place: Place
+    alternatives: tuple[Place, ...] = ()
+    """Other places the query could have meant, most likely first (at most 5)."""
+    corrected_from: str | None = None
+    """The user's text, when a typo was corrected."""
+    notes: tuple[str, ...] = ()
+    """Sentences for the user: what was taken, what else it could be, how to choose."""
+
+
+# The two private value types are plain classes: a dataclass costs about a millisecond of
+# start-up each, and `trialfinder nearest` has a start-up budget.
+class _Hit(NamedTuple):
+    place_id: int
+    place: Place
+    alias: bool
+    score: float
+
+
+class _Filter:
+    """A qualifier after the name: a department, a set of countries or a region."""
+
+    __slots__ = ("countries", "department", "region_key", "text")
+
+    def __init__(
+        self,
+        text: str,
+        department: str | None = None,
+        countries: frozenset[str] | None = None,
+        region_key: str | None = None,
+    ) -> None:
+        self.text = text
+        self.department = department
+        self.countries = countries
+        self.region_key = region_key
+
+    def accepts(self, place: Place) -> bool:
+        if self.department is not None:
+            return place.department == self.department
+        if self.countries is not None:
+            return place.country in self.countries
+        return place.region is not None and name_key(place.region) == self.region_key
+
+
+_PLACE_COLUMNS = """p.id, p.name, p.country, coalesce(c.name, p.country), r.name, p.department,
+    p.postal_code, p.latitude, p.longitude, p.population"""
+_JOINS = " LEFT JOIN country c ON c.code = p.country LEFT JOIN region r ON r.id = p.region"
+_NAME_SCORE = "p.score * (1 - 0.8 * n.alias)"
+"""Exonyms ("Londres") count a fifth of a primary name."""
+_SCALE = 100_000
+"""Coordinates are stored as integers of 1e-5 degree."""
+
+
+class Gazetteer:
+    """Read-only access to the place index. Cheap to open; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        uri = Path(path).resolve().as_uri() + "?mode=ro&immutable=1"
+        try:
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise RuntimeError(f"cannot open the gazetteer index {path}: {exc}") from exc
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            raise RuntimeError(
+                f"gazetteer index {path} has schema {row and row[0]}, expected "
+                f"{SCHEMA_VERSION}: run scripts/build_gazetteer.py"
+            )
+        self._trigram_type: str | None = None
+        self._names_cache: dict[str, tuple[str, ...]] = {}
+
+    @classmethod
+    def bundled(cls) -> Gazetteer:
+        """The index shipped with trialfinder (opened once per process)."""
+        return _bundled()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------------ public API
+
+    def resolve(self, query: str) -> Resolution:
+        """What the user typed -> a place; raises UnknownPlace with a message to act on."""
+        text = _clean(query)
+        if not text:
+            raise UnknownPlace(
+                "No place given: type a town (e.g. Lyon), a French postal code (e.g. 69003) "
+                "or both"
+            )
+        if len(text) > MAX_QUERY:
+            raise UnknownPlace(
+                f"That is too long for a place name ({len(text)} characters; at most {MAX_QUERY})"
+            )
+        shown = _shorten(text)
+        text = _CEDEX.sub("", text).strip() or text
+        if _POSTAL.fullmatch(text):
+            return self._resolve_postcode(shown, text)
+        both = _POSTAL_AND_NAME.match(text)
+        if both:
+            code = both.group(1) or both.group(4)
+            name = (both.group(2) or both.group(3)).strip(" ,")
+            return self._resolve_postcode(shown, code, name)
+
+        key = name_key(text)
+        if not any(ch.isalnum() for ch in key):
+            raise UnknownPlace(f"'{shown}' is not a place name")
+        hits = self._exact(key)
+        if hits:
+            return self._resolution(shown, hits)
+        code = self._district(key)
+        if code:
+            return self._resolve_postcode(shown, code)
+
+        splits = list(self._splits(text))
+        excluded: list[tuple[_Filter, list[_Hit]]] = []
+        for name, qualifier in splits:
+            hits = self._exact(name_key(name))
+            kept = [h for h in hits if qualifier.accepts(h.place)]
+            if kept:
+                return self._resolution(shown, kept)
+            if hits:
+                excluded.append((qualifier, hits))
+
+        if excluded:
+            qualifier, hits = excluded[0]
+            labels = tuple(_dedupe(h.place.label for h in hits[:5]))
+            raise UnknownPlace(
+                f"No {hits[0].place.name} in '{_shorten(qualifier.text)}'. Did you mean "
+                f"{_enumerate(labels, 'or')}?",
+                suggestions=labels,
+            )
+        resolution = self._fuzzy_resolution(shown, key, None)
+        if resolution:
+            return resolution
+        for name, qualifier in splits:
+            resolution = self._fuzzy_resolution(shown, name_key(name), qualifier)
+            if resolution:
+                return resolution
+        raise UnknownPlace(
+            f"Unknown place '{shown}': not a French commune, a French postal code nor a city "
+            "of 15,000+ people"
+        )
+
+    def locate(
+        self, city: str, country: str | None = None, postal_code: str | None = None
+    ) -> Place | None:
+        """Geocode a trial site from registry fields; None when not found with confidence.
+
+        The postal code's centroid is used when the city is one of its communes; otherwise the
+        city (in the postal code's department, if any) at its centre. A one-letter typo is
+        corrected only when a single place of that country is that close.
+        """
+        name = _CEDEX.sub("", _clean(city or "")).strip()
+        key = name_key(name)
+        countries = self._countries(country) if country and country.strip() else None
+        if countries is not None and not countries:
+            return None  # a country we cannot place: better nothing than a wrong town
+        french = countries is None or bool(countries & (FRENCH_TERRITORIES | {"MC"}))
+        match = _POSTAL.search(postal_code or "") if french else None
+        code = match.group(0) if match else None
+
+        if code and key:
+            for hit in self._postcode_hits(code):
+                in_country = countries is None or hit.place.country in countries
+                if in_country and self._has_name(hit.place_id, key):
+                    return hit.place
+        if not key or len(key) > MAX_QUERY:
+            return None
+        district = self._district(key)
+        if district:
+            hits = self._postcode_hits(district)
+            if hits and (countries is None or hits[0].place.country in countries):
+                return hits[0].place
+
+        def narrow(hits: list[_Hit]) -> list[_Hit]:
+            kept = [h for h in hits if countries is None or h.place.country in countries]
+            if code:
+                same = [h for h in kept if h.place.department == department_of(code)]
+                return same or kept
+            return kept
+
+        hits = narrow(self._exact(key))
+        if hits:
+            return hits[0].place
+        if len(key) >= 5 and countries is not None:
+            near = narrow([h for d, h in self._one_edit(key) if d == 1])
+            if len({h.place_id for h in near}) == 1:
+                return near[0].place
+        if code and countries is not None and countries & FRENCH_TERRITORIES:
+            hits = self._postcode_hits(code)
+            if hits:
+                return self._centroid(code, hits)
+        return None
+
+    def place_names(self, country: str = "FR") -> Iterable[str]:
+        """Display names (with accents) of a country's places; "FR" includes overseas."""
+        code = country.upper()
+        if code not in self._names_cache:
+            codes = sorted(FRENCH_TERRITORIES) if code == "FR" else [code]
+            marks = ",".join("?" * len(codes))
+            rows = self._db.execute(
+                f"SELECT DISTINCT name FROM place WHERE country IN ({marks}) ORDER BY name", codes
+            )
+            self._names_cache[code] = tuple(r[0] for r in rows)
+        return self._names_cache[code]
+
+    # ------------------------------------------------------------------ lookups
+
+    def _exact(self, key: str) -> list[_Hit]:
+        if not key:
+            return []
+        rows = self._db.execute(
+            f"SELECT {_PLACE_COLUMNS}, n.alias, {_NAME_SCORE} AS s"
+            f" FROM name n JOIN place p ON p.id = n.place{_JOINS}"
+            " WHERE n.key = ? ORDER BY s DESC, p.id",
+            (key,),
+        ).fetchall()
+        return [_hit(row) for row in rows]
+
+    def _hits_for_keys(self, keys: Sequence[str]) -> dict[str, list[_Hit]]:
+        found: dict[str, list[_Hit]] = {}
+        for start in range(0, len(keys), 900):
+            chunk = keys[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT n.key, {_PLACE_COLUMNS}, n.alias, {_NAME_SCORE}"
+                f" FROM name n JOIN place p ON p.id = n.place{_JOINS}"
+                f" WHERE n.key IN ({marks})",
+                chunk,
+            )
+            for row in rows:
+                found.setdefault(row[0], []).append(_hit(row[1:]))
+        return found
+
+    def _has_name(self, place_id: int, key: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM name WHERE key = ? AND place = ?", (key, place_id)
+        ).fetchone()
+        return row is not None
+
+    def _district(self, key: str) -> str | None:
+        row = self._db.execute("SELECT code FROM district WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _postcode_hits(self, code: str) -> list[_Hit]:
+        """Communes of a postal code, most likely first, each at its position in that code."""
+        rows = self._db.execute(
+            f"SELECT {_PLACE_COLUMNS}, 0, p.score, pc.latitude, pc.longitude, pc.cedex"
+            f" FROM postcode pc JOIN place p ON p.id = pc.place{_JOINS} WHERE pc.code = ?"
+            " ORDER BY pc.cedex, p.score DESC, p.id",
+            (code,),
+        ).fetchall()
+        hits = []
+        for row in rows:
+            hit = _hit(row[:12])
+            precision = Precision.CITY if row[14] else Precision.POSTAL_CODE
+            place = _replace(hit.place, postal_code=code, latitude=row[12] / _SCALE,
+                             longitude=row[13] / _SCALE, precision=precision)
+            hits.append(_Hit(hit.place_id, place, False, hit.score))
+        return hits
+
+    def _centroid(self, code: str, hits: list[_Hit]) -> Place:
+        regular = [h for h in hits if h.place.precision is Precision.POSTAL_CODE] or hits
+        lat = sum(h.place.latitude for h in regular) / len(regular)
+        lon = sum(h.place.longitude for h in regular) / len(regular)
+        return _replace(hits[0].place, latitude=round(lat, 5), longitude=round(lon, 5))
+
+    def _countries(self, text: str) -> frozenset[str]:
+        key = name_key(text)
+        row = self._db.execute("SELECT code FROM country_name WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return frozenset()
+        return FRENCH_TERRITORIES if row[0] == "FR" else frozenset({row[0]})
+
+    # ------------------------------------------------------------------ resolve helpers
+
+    def _resolve_postcode(self, shown: str, code: str, name: str | None = None) -> Resolution:
+        hits = self._postcode_hits(code)
+        if not hits:
+            raise UnknownPlace(f"Unknown postal code '{code}': not a French postal code")
+        notes: list[str] = []
+        if name:
+            key = name_key(name)
+            for hit in hits:
+                if self._has_name(hit.place_id, key):
+                    others = tuple(h.place for h in hits if h is not hit)[:5]
+                    return Resolution(shown, hit.place, others)
+            close = [(d, h) for h in hits if (d := _distance(key, name_key(h.place.name), 2)) <= 2]
+            if close:
+                hit = min(close, key=lambda dh: dh[0])[1]
+                others = tuple(h.place for h in hits if h is not hit)[:5]
+                note = f"'{_shorten(name)}' read as {hit.place.name}, in {code}."
+                return Resolution(shown, hit.place, others, corrected_from=shown, notes=(note,))
+            notes.append(f"No '{_shorten(name)}' in {code}: the postal code was used.")
+        place = self._centroid(code, hits)
+        others = tuple(h.place for h in hits[1:6])
+        if others:
+            notes.append(f"{code} also covers " + _enumerate([p.name for p in others]) + ".")
+        return Resolution(shown, place, others, notes=tuple(notes))
+
+    def _splits(self, text: str) -> Iterable[tuple[str, _Filter]]:
+        """(name, qualifier) readings: "Valence, Espagne", "Saint-Denis 974", "Valencia ES"."""
+        if "," in text:
+            name, _, qualifier = text.rpartition(",")
+            parsed = self._qualifier(qualifier.strip(), allow_region=True)
+            if parsed and name.strip():
+                yield name.strip(" ,"), parsed
+        words = text.replace(",", " ").split()
+        for n in (1, 2, 3):
+            if len(words) > n:
+                parsed = self._qualifier(" ".join(words[-n:]), allow_region=False)
+                if parsed:
+                    yield " ".join(words[:-n]), parsed
+
+    def _qualifier(self, text: str, allow_region: bool) -> _Filter | None:
+        key = name_key(text)
+        if not key:
+            return None
+        if _DEPARTMENT.fullmatch(key):
+            department = key.upper() if key[0] == "2" and key[-1] in "ab" else key.zfill(2)
+            return _Filter(text, department=department)
+        countries = self._countries(text)
+        if countries:
+            return _Filter(text, countries=countries)
+        return _Filter(text, region_key=key) if allow_region else None
+
+    def _resolution(self, shown: str, hits: list[_Hit]) -> Resolution:
+        best = hits[0]
+        others = [h.place for h in hits[1:]]
+        notes = []
+        if best.alias:
+            notes.append(f"'{shown}' read as {best.place.label}.")
+        if others:
+            also = _enumerate([p.label for p in others[:5]])
+            more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+            notes.append(
+                f"Taken: {best.place.label}. Also: {also}{more} — add the department or "
+                f"country to choose (e.g. '{_hint(others[0])}')."
+            )
+        return Resolution(shown, best.place, tuple(others[:5]), notes=tuple(notes))
+
+    def _fuzzy_resolution(
+        self, shown: str, key: str, qualifier: _Filter | None
+    ) -> Resolution | None:
+        if len(key) < 4 or len(key) > _MAX_FUZZY:
+            return None
+        candidates = self._one_edit(key) or self._trigram_matches(key)
+        if qualifier:
+            candidates = [(d, h) for d, h in candidates if qualifier.accepts(h.place)]
+        if not candidates:
+            return None
+        if any(not h.alias for _d, h in candidates):
+            candidates = [(d, h) for d, h in candidates if not h.alias]  # names before exonyms
+        best_distance = min(d for d, _h in candidates)
+        by_place: dict[int, _Hit] = {}
+        for d, hit in sorted(candidates, key=lambda dh: (dh[0], -dh[1].score)):
+            if d == best_distance and hit.place_id not in by_place:
+                by_place[hit.place_id] = hit
+        tied = sorted(by_place.values(), key=lambda h: -h.score)
+        if len(tied) > 1 and tied[0].score < _CLEAR_WINNER * tied[1].score:
+            labels = tuple(_dedupe(h.place.label for h in tied[:5]))
+            raise UnknownPlace(
+                f"Unknown place '{shown}'. Did you mean {_enumerate(labels, 'or')}?",
+                suggestions=labels,
+            )
+        best = tied[0]
+        others = tuple(h.place for h in tied[1:6])
+        note = f"'{shown}' is not a known place; taken as the closest name: {best.place.label}."
+        return Resolution(shown, best.place, others, corrected_from=shown, notes=(note,))
+
+    # ------------------------------------------------------------------ fuzzy matching
+
+    def _one_edit(self, key: str) -> list[tuple[int, _Hit]]:
+        """Places whose name (or exonym) is one edit (Damerau) away from the key."""
+        variants = sorted(_edits1(key) - {key})
+        found = self._hits_for_keys(variants)
+        return [(1, hit) for hits in found.values() for hit in hits]
+
+    def _trigram_matches(self, key: str) -> list[tuple[int, _Hit]]:
+        """Primary names within 2 (3 for long names) edits, via the trigram index."""
+        if len(key) < 8:
+            return []
+        max_distance = 2 if len(key) < 14 else 3
+        if self._trigram_type is None:
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key = 'trigram_typecode'"
+            ).fetchone()
+            self._trigram_type = row[0]
+        from array import array
+
+        grams = sorted(_trigrams(key))
+        marks = ",".join("?" * len(grams))
+        counts: Counter[int] = Counter()
+        counted = []
+        for gram, blob in self._db.execute(
+            f"SELECT gram, ids FROM trigram WHERE gram IN ({marks})", grams
+        ):
+            ids = array(self._trigram_type)
+            ids.frombytes(blob)
+            counts.update(ids)
+            counted.append(gram)
+        # q-gram lemma: d edits destroy at most 3d of the query's trigrams (common ones were
+        # not counted, so the bound is loose; the exact distance decides below).
+        need = max(2, len(grams) - 3 * max_distance - (len(grams) - len(counted)))
+        passing = [(i, n) for i, n in counts.items() if n >= need]
+        best = [i for i, _n in heapq.nlargest(_CANDIDATES, passing, key=itemgetter(1))]
+        if not best:
+            return []
+        marks = ",".join("?" * len(best))
+        keys = [r[0] for r in self._db.execute(
+            f"SELECT key FROM vocab WHERE id IN ({marks})", best)]
+        close = {}
+        for candidate in keys:
+            if abs(len(candidate) - len(key)) <= max_distance:
+                d = _distance(key, candidate, max_distance)
+                if d <= max_distance:
+                    close[candidate] = d
+        found = self._hits_for_keys(sorted(close))
+        return [(close[k], hit) for k, hits in found.items() for hit in hits if not hit.alias]
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> Gazetteer:
+    return Gazetteer(data_path(INDEX_FILE))
+
+
+def _hit(row: Sequence) -> _Hit:
+    (place_id, name, country, country_name, region, department, postal_code, lat, lon,
+     population, alias, score) = row
+    place = Place(
+        name=name,
+        country=country,
+        country_name="France" if country in FRENCH_TERRITORIES else country_name,
+        region=region,
+        department=department,
+        postal_code=postal_code,
+        latitude=lat / _SCALE,
+        longitude=lon / _SCALE,
+        population=population,
+        precision=Precision.CITY,
+    )
+    return _Hit(place_id, place, bool(alias), score)
+
+
+def _replace(place: Place, **changes: object) -> Place:
+    from dataclasses import replace
+
+    return replace(place, **changes)  # type: ignore[arg-type]
+
+
+def _clean(text: str) -> str:
+    """Drop control and other invisible characters, collapse whitespace."""
+    if not isinstance(text, str):
+        return ""
+    kept = "".join(
+        " " if ch.isspace() else ch
+        for ch in text[: MAX_QUERY * 4]
+        if ch.isspace() or unicodedata.category(ch)[0] != "C"
+    )
+    return " ".join(kept.split())
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _enumerate(items: Sequence[str], last: str = "and") -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" {last} {items[-1]}"
+
+
+def _dedupe(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _hint(other: Place) -> str:
+    if other.department:
+        return f"{other.name} {other.department}"
+    return f"{other.name}, {other.country_name}"
+
+
+def _trigrams(key: str) -> set[str]:
+    padded = f" {key} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+
+
+def _edits1(word: str) -> set[str]:
+    """Every string one deletion, transposition, substitution or insertion away."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    deletes = {a + b[1:] for a, b in splits if b}
+    transposes = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    replaces = {a + c + b[1:] for a, b in splits if b for c in _ALPHABET}
+    inserts = {a + c + b for a, b in splits for c in _ALPHABET}
+    return {w.strip() for w in deletes | transposes | replaces | inserts if w.strip()}
+
+
+def _distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment (Damerau-Levenshtein) distance, capped at limit + 1."""
+    if a == b:
+        return 0
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        ai = a[i - 1]
+        current = [i]
+        row_min = i
+        for j in range(1, len(b) + 1):
+            value = previous[j - 1] + (ai != b[j - 1])
+            if previous[j] + 1 < value:
+                value = previous[j] + 1
+            if current[j - 1] + 1 < value:
+                value = current[j - 1] + 1
+            if i > 1 and j > 1 and ai == b[j - 2] and a[i - 2] == b[j - 1]:
+                transposed = previous2[j - 2] + 1
+                if transposed < value:
+                    value = transposed
+            current.append(value)
+            if value < row_min:
+                row_min = value
+        if row_min > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return min(previous[-1], limit + 1)

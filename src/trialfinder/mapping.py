@@ -1,0 +1,693 @@
+"""Maps a patient can open anywhere: one self-contained HTML file per trial (and place).
+
+folium builds the page (map, OpenStreetMap tiles); Leaflet's own JS and CSS are inlined from
+the `django-js-lib-leaflet` package, and the Natural Earth country outlines bundled in
+data/basemap/ are drawn under the tiles, so the file renders with no network at all and
+reads better with it. Nothing is fetched from a CDN: folium's default jQuery, Bootstrap and
+icon-font links are dropped, and sites are drawn as circle markers.
+
+Everything that comes from a record is HTML-escaped in Python and reaches the page either
+as HTML text or inside JSON whose `<`, `>` and `&` are \\u-escaped. None of it passes through
+folium's Jinja templates (they re-render their own output as a template, and do not escape):
+the page is rendered with placeholders, which are then replaced in a single pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import json
+import os
+import re
+import secrets
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trialfinder.models import Site, Status, Trial
+from trialfinder.nearest import RankedSite, haversine_km, is_stale, rank_sites
+from trialfinder.resources import data_path
+
+if TYPE_CHECKING:
+    from trialfinder.gazetteer import Gazetteer, Place, Resolution
+    from trialfinder.geocode import Geocoder
+    from trialfinder.queries import NearestAnswer, TrialView
+
+LEAFLET_PACKAGE = "js_lib_leaflet"  # PyPI: django-js-lib-leaflet (Leaflet 1.9.4, BSD-2-Clause)
+BASEMAP = "basemap/countries.geojson"
+DEFAULT_MAP_DIR = Path("maps")
+
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = (
+    '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+)
+BASEMAP_ATTRIBUTION = "Outlines: Natural Earth (public domain)"
+
+NEAREST_COLOUR = "#b2182b"
+PATIENT_COLOUR = "#6a3d9a"
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    key: str
+    label: str
+    colour: str
+
+
+# Colour-blind-safe enough: green, blue, grey, orange differ in lightness as well as hue.
+CATEGORIES = (
+    Category("recruiting", "Recruiting", "#1a9850"),
+    Category("not-yet", "Not yet recruiting", "#2171b5"),
+    Category("closed", "Not recruiting (closed, completed…)", "#737373"),
+    Category("unknown", "Status unknown", "#e08214"),
+)
+CATEGORY_BY_KEY = {c.key: c for c in CATEGORIES}
+
+
+@dataclass(frozen=True, slots=True)
+class MapResult:
+    """A map written to disk, with what the command may tell the user about it."""
+
+    path: Path
+    placed: int
+    unplaced: int
+    notes: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def build_map(
+    view_or_trial: TrialView | Trial,
+    *,
+    place: Place | None = None,
+    ranked: Sequence[RankedSite] | None = None,
+    tiles: bool = True,
+    today: date | None = None,
+) -> str:
+    """The whole map as one self-contained HTML document.
+
+    `place` adds the patient's marker, distances, the nearest recruiting site highlighted
+    with a line to it, and a view fitted to the patient and the nearest sites. `ranked`
+    (e.g. a `NearestAnswer.ranked`) decides which sites count as nearest, so the map agrees
+    with the text answer; without it every site is ranked around the place. `tiles=False`
+    leaves out the OpenStreetMap layer (the outlines alone).
+    """
+    import folium
+
+    trial, stale, notes = _unpack(view_or_trial, today)
+    nonce = secrets.token_hex(8)
+    slots: dict[str, str] = {}
+
+    def slot(name: str, content: str) -> str:
+        slots[name] = content
+        return f"@@tf-{name}-{nonce}@@"
+
+    sites = _site_entries(trial, place, ranked)
+    placed = [s for s in sites if s["lat"] is not None]
+    bounds = _fit_points(placed, place, ranked is not None)
+    centre = bounds[0] if bounds else [46.6, 2.4]
+
+    fmap = folium.Map(location=centre, zoom_start=6, tiles=None, control_scale=True)
+    # No CDN: Leaflet comes inline below; folium's jQuery/Bootstrap/icon fonts are not needed.
+    fmap.default_js = []
+    fmap.default_css = []
+    if tiles:
+        folium.TileLayer(
+            OSM_TILES, attr=OSM_ATTRIBUTION, name="OpenStreetMap", max_zoom=19
+        ).add_to(fmap)
+
+    js, css = leaflet_assets()
+    title = f"{trial.nct_id}: trial sites" + (f" near {place.label}" if place else "")
+    header = (
+        f"<title>{html.escape(title)}</title>\n"
+        f"<style>{css}</style>\n<style>{_PAGE_CSS}</style>\n<script>{js}</script>"
+    )
+    legend_id, source_id = f"tf-legend-{nonce}", f"tf-source-{nonce}"
+    body = _legend_html(legend_id, trial, sites, place) + _source_html(
+        source_id, trial, stale, notes
+    )
+    data = {
+        "sites": [{k: v for k, v in s.items() if not k.startswith("_")} for s in placed],
+        "patient": _patient_entry(place),
+        "labels": _place_labels(placed, place),
+        "bounds": bounds,
+        "legend": legend_id,
+        "source": source_id,
+        "basemapAttribution": BASEMAP_ATTRIBUTION,
+        "nearestColour": NEAREST_COLOUR,
+    }
+    script = (
+        f"var tfMap = {fmap.get_name()};\n"
+        f"var tfBasemap = {_basemap_text()};\n"
+        f"var tfData = {script_json(data)};\n"
+        f"{_PAGE_JS}"
+    )
+    _slot_element(
+        header=slot("header", header), html=slot("body", body), script=slot("script", script)
+    ).add_to(fmap)
+
+    page = fmap.get_root().render()
+    pattern = re.compile(rf"@@tf-(\w+)-{nonce}@@")
+    # One pass: text put in by a slot is never searched for further placeholders.
+    return pattern.sub(lambda m: slots[m.group(1)], page)
+
+
+def write_map(html_text: str, path: Path | str) -> Path:
+    """Write the page atomically (a temporary file beside it, then os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write(html_text)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(tmp).chmod(0o644)  # mkstemp makes it 0600; a map is meant to be shared
+        Path(tmp).replace(path)  # os.replace: atomic within one directory
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def slug(text: str) -> str:
+    """'Saint-Étienne (42)' -> 'saint-etienne-42': folded ASCII for file names."""
+    from trialfinder.text import strip_accents
+
+    ascii_text = strip_accents(text).encode("ascii", "ignore").decode("ascii").lower()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-") or "place"
+
+
+def default_map_path(
+    nct_id: str, place: Place | None = None, directory: Path | None = None
+) -> Path:
+    """maps/NCT02260505.html, or maps/NCT02260505-lyon.html near a place (relative to the
+    current directory)."""
+    name = nct_id if place is None else f"{nct_id}-{slug(place.name)}"
+    return (directory or DEFAULT_MAP_DIR) / f"{name}.html"
+
+
+def make_map(
+    nct_id: str,
+    db_path: Path | None,
+    *,
+    place_query: str | None = None,
+    output: Path | None = None,
+    gazetteer: Gazetteer | None = None,
+    geocoder: Geocoder | None = None,
+    tiles: bool = True,
+    today: date | None = None,
+) -> MapResult:
+    """`trialfinder map`: load the trial, resolve the place (offline), build, write.
+
+    The file goes to `output`, else to maps/NCT….html (maps/NCT…-slug.html near a place)
+    under the current directory.
+    """
+    from trialfinder.geocode import resolve_place
+    from trialfinder.queries import trial_view
+
+    resolution = (
+        resolve_place(place_query, gazetteer=gazetteer) if place_query is not None else None
+    )
+    view = trial_view(nct_id, db_path, geocoder=geocoder, today=today, gazetteer=gazetteer)
+    place = resolution.place if resolution else None
+    page = build_map(view, place=place, tiles=tiles, today=today)
+    path = write_map(page, output or default_map_path(view.trial.nct_id, place))
+    return _result(path, view.trial, resolution)
+
+
+def map_for_answer(
+    answer: NearestAnswer, output: Path | None = None, *, tiles: bool = True
+) -> MapResult:
+    """`trialfinder nearest --map`: the map of an answer already computed."""
+    place = answer.resolution.place
+    page = build_map(answer.view, place=place, ranked=answer.ranked, tiles=tiles)
+    path = write_map(page, output or default_map_path(answer.view.trial.nct_id, place))
+    return _result(path, answer.view.trial, answer.resolution)
+
+
+# --------------------------------------------------------------------------- assets
+
+
+@functools.cache
+def leaflet_assets() -> tuple[str, str]:
+    """Leaflet's JS and CSS from the installed package, ready to inline (images as data:)."""
+    base = resources.files(LEAFLET_PACKAGE).joinpath("static", LEAFLET_PACKAGE)
+    js = base.joinpath("leaflet.js").read_text(encoding="utf-8")
+    css = base.joinpath("leaflet.css").read_text(encoding="utf-8")
+    js = re.sub(r"//# sourceMappingURL=\S*\s*$", "", js).replace("</", "<\\/")
+
+    def inline(match: re.Match[str]) -> str:
+        data = base.joinpath("images", match.group(1)).read_bytes()
+        return f"url(data:image/png;base64,{base64.b64encode(data).decode('ascii')})"
+
+    css = re.sub(r"url\(images/([\w.-]+\.png)\)", inline, css).replace("</", "<\\/")
+    return js, css
+
+
+@functools.cache
+def _basemap_text() -> str:
+    text = data_path(BASEMAP).read_text(encoding="utf-8").strip()
+    return text.replace("</", "<\\/")
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no `<`, `>` or `&` survives literally."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escape)
+    return text
+
+
+@functools.cache
+def _slot_class() -> type:
+    from branca.element import MacroElement
+    from folium.template import Template
+
+    class Slots(MacroElement):
+        """Placeholders in the page's head, body and script (replaced after rendering)."""
+
+        _template = Template(
+            "{% macro header(this, kwargs) %}{{ this.slot_header }}{% endmacro %}"
+            "{% macro html(this, kwargs) %}{{ this.slot_html }}{% endmacro %}"
+            "{% macro script(this, kwargs) %}{{ this.slot_script }}{% endmacro %}"
+        )
+
+        def __init__(self, header: str, html: str, script: str) -> None:
+            super().__init__()
+            self._name = "TrialfinderSlots"
+            self.slot_header, self.slot_html, self.slot_script = header, html, script
+
+    return Slots
+
+
+def _slot_element(*, header: str, html: str, script: str) -> Any:
+    return _slot_class()(header, html, script)
+
+
+# --------------------------------------------------------------------------- content
+
+
+def _unpack(
+    view_or_trial: TrialView | Trial, today: date | None
+) -> tuple[Trial, bool, tuple[str, ...]]:
+    if isinstance(view_or_trial, Trial):
+        trial = view_or_trial
+        return trial, is_stale(trial.source.as_of_date(), today), ()
+    return view_or_trial.trial, view_or_trial.stale, tuple(view_or_trial.notes)
+
+
+def _site_entries(
+    trial: Trial, place: Place | None, ranked: Sequence[RankedSite] | None
+) -> list[dict[str, Any]]:
+    """One dict per site, in record order: position, colour, tooltip and popup HTML."""
+    distances: dict[int, float] = {}
+    order: list[int] = []  # indexes of sites, nearest first (the ones the answer ranks)
+    if place is not None:
+        for i, site in enumerate(trial.sites):
+            if site.has_position:
+                distances[i] = haversine_km(
+                    place.latitude, place.longitude, site.latitude, site.longitude  # type: ignore[arg-type]
+                )
+        if ranked is None:
+            ranked = rank_sites(trial, place.latitude, place.longitude, include_all=True)
+        ids = {id(s): i for i, s in enumerate(trial.sites)}
+        order = [ids[id(r.site)] for r in ranked if id(r.site) in ids and r.site.has_position]
+    nearest = next(
+        (i for i in order if trial.sites[i].effective_status(trial.status).is_recruiting), None
+    )
+
+    positions = Counter(_position_key(s) for s in trial.sites if s.has_position)
+    seen: defaultdict[tuple[float, float], int] = defaultdict(int)
+    entries = []
+    for i, site in enumerate(trial.sites):
+        status = site.effective_status(trial.status)
+        category = CATEGORY_BY_KEY[status.category]
+        entry: dict[str, Any] = {
+            "lat": site.latitude if site.has_position else None,
+            "lon": site.longitude if site.has_position else None,
+            "category": category.key,
+            "colour": category.colour,
+            "nearest": i == nearest,
+            "tooltip": html.escape(_facility_name(site)),
+            "popup": _popup_html(site, status, trial.status, distances.get(i), place,
+                                 nearest=i == nearest),
+            "_site": site,
+            "_rank": order.index(i) if i in order else None,
+        }
+        if site.has_position:
+            key = _position_key(site)
+            entry["group"], entry["slot"] = positions[key], seen[key]
+            # A site exactly where the patient is would hide under (or hide) the patient.
+            entry["aroundPatient"] = place is not None and key == _point_key(
+                place.latitude, place.longitude
+            )
+            seen[key] += 1
+            if i == nearest and distances.get(i) is not None:
+                entry["distance"] = round(distances[i], 1)
+        entries.append(entry)
+    return entries
+
+
+def _position_key(site: Site) -> tuple[float, float]:
+    return _point_key(site.latitude, site.longitude)  # type: ignore[arg-type]
+
+
+def _point_key(latitude: float, longitude: float) -> tuple[float, float]:
+    return (round(latitude, 6), round(longitude, 6))
+
+
+def _place_labels(placed: list[dict[str, Any]], place: Place | None) -> list[dict[str, Any]]:
+    """One small city label per distinct site position (not where the patient's label is),
+    so the map reads without tiles."""
+    cities: dict[tuple[float, float], list[str]] = {}
+    for entry in placed:
+        site = entry["_site"]
+        names = cities.setdefault(_position_key(site), [])
+        if site.city and site.city not in names:
+            names.append(site.city)
+    patient = _point_key(place.latitude, place.longitude) if place is not None else None
+    return [
+        {"lat": lat, "lon": lon, "label": html.escape(" / ".join(names))}
+        for (lat, lon), names in cities.items()
+        if names and (lat, lon) != patient
+    ]
+
+
+def _fit_points(
+    placed: list[dict[str, Any]], place: Place | None, from_answer: bool
+) -> list[list[float]]:
+    """Points the view is fitted to: the patient and the 3 nearest sites, else every site."""
+    if place is None:
+        return [[s["lat"], s["lon"]] for s in placed]
+    ranked = sorted((s for s in placed if s["_rank"] is not None), key=lambda s: s["_rank"])
+    recruiting = [s for s in ranked if s["category"] == "recruiting"]
+    chosen = (recruiting or ranked)[:3]
+    nearest = [s for s in placed if s["nearest"]]
+    chosen.extend(s for s in nearest if s not in chosen)
+    return [[place.latitude, place.longitude]] + [[s["lat"], s["lon"]] for s in chosen]
+
+
+def _patient_entry(place: Place | None) -> dict[str, Any] | None:
+    if place is None:
+        return None
+    return {
+        "lat": place.latitude,
+        "lon": place.longitude,
+        "label": html.escape(f"Your place: {place.label}"),
+        "colour": PATIENT_COLOUR,
+    }
+
+
+def _facility_name(site: Site) -> str:
+    return site.facility or "(facility not named)"
+
+
+def _popup_html(
+    site: Site,
+    status: Status,
+    trial_status: Status | None,
+    distance_km: float | None,
+    place: Place | None,
+    *,
+    nearest: bool,
+) -> str:
+    from trialfinder.render import position_text
+
+    e = html.escape
+    category = CATEGORY_BY_KEY[status.category]
+    parts = [f'<div class="tf-popup"><div class="tf-facility">{e(_facility_name(site))}</div>']
+    if nearest:
+        parts.append('<div class="tf-badge">Nearest recruiting site</div>')
+    if site.facility_raw and site.facility_raw != site.facility:
+        parts.append(f'<div class="tf-muted">As recorded: {e(site.facility_raw)}</div>')
+    where = ", ".join(p for p in (site.city, site.zip, site.state, site.country) if p)
+    if where:
+        parts.append(f"<div>{e(where)}</div>")
+    investigators = site.investigators
+    if investigators:
+        label = "Investigator" if len(investigators) == 1 else "Investigators"
+        names = "; ".join(c.display for c in investigators)
+        parts.append(f"<div><b>{label}:</b> {e(names)}</div>")
+    own = "the site's own status" if site.status is not None else (
+        "the trial's status: the record gives none for this site"
+        if trial_status is not None
+        else "no status recorded"
+    )
+    parts.append(
+        f'<div><b>Status:</b> <span class="tf-dot" style="background:{category.colour}">'
+        f"</span>{e(status.label)} <span class=\"tf-muted\">({e(own)})</span></div>"
+    )
+    for contact in site.contacts:
+        if contact.is_investigator and not (contact.phone or contact.email):
+            continue
+        bits = [e(contact.display)]
+        if contact.phone:
+            tel = re.sub(r"[^0-9+]", "", contact.phone)
+            bits.append(f'<a href="tel:{e(tel)}">{e(contact.phone)}</a>')
+        if contact.email:
+            bits.append(f'<a href="mailto:{e(contact.email)}">{e(contact.email)}</a>')
+        parts.append(f"<div><b>Contact:</b> {', '.join(bits)}</div>")
+    parts.append(f"<div><b>Position:</b> {e(position_text(site))}</div>")
+    if place is not None and distance_km is not None:
+        parts.append(
+            f"<div><b>Distance:</b> {distance_km:.1f} km from {e(place.label)} "
+            '<span class="tf-muted">(straight line)</span></div>'
+        )
+    if site.unrepaired:
+        parts.append(
+            '<div class="tf-muted">The name may have lost accents here: '
+            f"{e(', '.join(site.unrepaired))}</div>"
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _legend_html(
+    element_id: str, trial: Trial, sites: list[dict[str, Any]], place: Place | None
+) -> str:
+    e = html.escape
+    counts = Counter(s["category"] for s in sites if s["lat"] is not None)
+    heading = trial.nct_id + (f" — {trial.acronym}" if trial.acronym else "")
+    title = trial.brief_title or trial.title
+    if len(title) > 110:
+        title = title[:107].rstrip() + "…"
+    rows = [
+        f'<li class="tf-entry" data-category="{c.key}"><span class="tf-swatch" '
+        f'style="background:{c.colour}"></span>{e(c.label)} <span class="tf-count">'
+        f"({counts.get(c.key, 0)})</span></li>"
+        for c in CATEGORIES
+    ]
+    if place is not None:
+        rows.append(
+            '<li class="tf-entry" data-category="patient"><span class="tf-swatch" '
+            f'style="background:{PATIENT_COLOUR}"></span>Your place: {e(place.label)}</li>'
+        )
+        nearest = next((s for s in sites if s["nearest"]), None)
+        if nearest is not None:
+            distance = nearest.get("distance")
+            far = f" — {distance:.1f} km" if distance is not None else ""
+            rows.append(
+                '<li class="tf-entry" data-category="nearest"><span class="tf-ring"></span>'
+                f"Nearest recruiting: {e(_facility_name(nearest['_site']))}{far}</li>"
+            )
+        else:
+            rows.append('<li class="tf-entry tf-muted">No recruiting site is placed.</li>')
+    parts = [
+        f'<div id="{element_id}" class="tf-box tf-legend">',
+        f'<div class="tf-heading">{e(heading)}</div><div class="tf-muted">{e(title)}</div>',
+        f'<ul class="tf-entries">{"".join(rows)}</ul>',
+        '<div class="tf-muted">Colour: the site\'s own status, else the trial\'s.</div>',
+    ]
+    if any(s.get("group", 1) > 1 for s in sites):
+        parts.append(
+            '<div class="tf-muted">Sites sharing one position are fanned out around it.</div>'
+        )
+    unplaced = [s["_site"] for s in sites if s["lat"] is None]
+    if unplaced:
+        noun = "site" if len(unplaced) == 1 else "sites"
+        items = "".join(
+            f"<li>{e(_facility_name(s))}{e(', ' + s.city if s.city else '')}</li>"
+            for s in unplaced
+        )
+        parts.append(
+            f'<details class="tf-unplaced"><summary>{len(unplaced)} {noun} not placed'
+            f"</summary><ul>{items}</ul></details>"
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _source_html(element_id: str, trial: Trial, stale: bool, notes: tuple[str, ...]) -> str:
+    e = html.escape
+    source = trial.source
+    parts = [
+        f'<div id="{element_id}" class="tf-box tf-source">',
+        f"Source: {e(source.description)}, as of {e(source.as_of_label)}. ",
+        f'<a href="{e(trial.registry_url)}">{e(trial.nct_id)} on ClinicalTrials.gov</a>',
+    ]
+    if stale:
+        parts.append(
+            f'<div class="tf-warning">⚠ This record dates from {e(source.as_of_label)}, more '
+            "than six months ago: recruitment may have changed. Confirm with the site "
+            f"(refresh: <code>trialfinder sync {e(trial.nct_id)}</code>).</div>"
+        )
+    parts.extend(f'<div class="tf-warning">{e(note)}</div>' for note in notes)
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _result(path: Path, trial: Trial, resolution: Resolution | None) -> MapResult:
+    placed = sum(1 for s in trial.sites if s.has_position)
+    notes = tuple(resolution.notes) if resolution else ()
+    return MapResult(path=path, placed=placed, unplaced=len(trial.sites) - placed, notes=notes)
+
+
+_PAGE_CSS = """
+.leaflet-container { background: #c9dcea; font: 13px/1.4 system-ui, sans-serif; }
+.tf-box { background: rgba(255,255,255,.95); padding: 8px 10px; border-radius: 6px;
+  box-shadow: 0 1px 4px rgba(0,0,0,.35); max-width: 320px; }
+.tf-legend { max-height: 70vh; overflow: auto; }
+.tf-heading { font-weight: 600; }
+.tf-muted { color: #555; font-size: 12px; }
+.tf-entries { list-style: none; margin: 6px 0; padding: 0; }
+.tf-entries li { margin: 2px 0; display: flex; align-items: center; gap: 6px; }
+.tf-swatch { display: inline-block; width: 12px; height: 12px; border-radius: 50%;
+  border: 1.5px solid #fff; box-shadow: 0 0 0 1px #666; flex: none; }
+.tf-ring { display: inline-block; width: 12px; height: 12px; border-radius: 50%;
+  border: 2px dashed #b2182b; flex: none; }
+.tf-dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%;
+  margin-right: 4px; }
+.tf-unplaced ul { margin: 4px 0 0; padding-left: 18px; max-height: 150px; overflow: auto; }
+.tf-source { font-size: 12px; max-width: 420px; }
+.tf-warning { color: #8a1c00; margin-top: 4px; }
+.tf-popup .tf-facility { font-weight: 600; font-size: 14px; }
+.tf-popup > div { margin: 2px 0; }
+.tf-badge { display: inline-block; background: #b2182b; color: #fff; border-radius: 3px;
+  padding: 0 5px; font-size: 11px; }
+.tf-patient-label { font-weight: 600; }
+.tf-labels-hidden .tf-city { display: none; }
+.tf-city-text { position: absolute; left: 0; top: 9px; transform: translateX(-50%);
+  font-size: 11px; color: #333; white-space: nowrap;
+  text-shadow: 0 0 2px #fff, 0 0 2px #fff, 0 0 3px #fff; }
+"""
+
+# Reads tfMap, tfBasemap and tfData (set just before it). Plain ES5, no library but Leaflet.
+_PAGE_JS = """
+(function (map, basemap, data) {
+  map.createPane('tfBasemap');
+  map.getPane('tfBasemap').style.zIndex = 150;  // under the tiles (200): offline fallback
+  L.geoJSON(basemap, {
+    pane: 'tfBasemap', interactive: false, attribution: data.basemapAttribution,
+    style: {color: '#8c8c8c', weight: 0.8, fillColor: '#f3efe6', fillOpacity: 1}
+  }).addTo(map);
+
+  data.labels.forEach(function (p) {
+    L.marker([p.lat, p.lon], {
+      icon: L.divIcon({className: 'tf-city', iconSize: null,
+                       html: '<span class="tf-city-text">' + p.label + '</span>'}),
+      interactive: false, keyboard: false
+    }).addTo(map);
+  });
+
+  var sites = L.featureGroup().addTo(map);
+  var fanned = [];
+  var nearestMarker = null, nearestRing = null;
+  data.sites.forEach(function (s) {
+    var marker = L.circleMarker([s.lat, s.lon], {
+      radius: s.nearest ? 10 : 7, color: s.nearest ? data.nearestColour : '#ffffff',
+      weight: s.nearest ? 3 : 1.5, fillColor: s.colour, fillOpacity: 0.95,
+      className: 'tf-site tf-' + s.category + (s.nearest ? ' tf-nearest' : '')
+    });
+    marker.bindTooltip(s.tooltip, {direction: 'top', offset: [0, -6]});
+    marker.bindPopup(s.popup, {maxWidth: 320});
+    marker.addTo(sites);
+    if (s.group > 1 || s.aroundPatient) { fanned.push({marker: marker, site: s}); }
+    if (s.nearest) {
+      nearestMarker = marker;
+      nearestRing = L.circleMarker([s.lat, s.lon], {
+        radius: 16, fill: false, color: data.nearestColour, weight: 2, dashArray: '4 3',
+        interactive: false, className: 'tf-nearest-ring'
+      }).addTo(map);
+    }
+  });
+
+  var route = null;
+  if (data.patient) {
+    var p = data.patient;
+    L.circleMarker([p.lat, p.lon], {
+      radius: 8, color: '#ffffff', weight: 2, fillColor: p.colour, fillOpacity: 1,
+      className: 'tf-patient'
+    }).bindTooltip(p.label, {permanent: true, direction: 'right', offset: [8, 0],
+                             className: 'tf-patient-label'}).addTo(map);
+    if (nearestMarker) {
+      route = L.polyline([[p.lat, p.lon], nearestMarker.getLatLng()], {
+        color: data.nearestColour, weight: 2.5, dashArray: '6 6', interactive: false,
+        className: 'tf-route'
+      }).addTo(map);
+    }
+  }
+
+  // Sites that share one position (often a city centre) are fanned out on a small circle,
+  // in screen pixels, so each stays visible and clickable at every zoom.
+  function fan() {
+    fanned.forEach(function (f) {
+      var s = f.site, angle = 2 * Math.PI * s.slot / s.group - Math.PI / 2;
+      var r = Math.min(8 + 3 * s.group, 30);
+      var centre = map.latLngToLayerPoint([s.lat, s.lon]);
+      var at = map.layerPointToLatLng(centre.add([r * Math.cos(angle), r * Math.sin(angle)]));
+      f.marker.setLatLng(at);
+      if (f.marker === nearestMarker) {
+        nearestRing.setLatLng(at);
+        if (route) { route.setLatLngs([route.getLatLngs()[0], at]); }
+      }
+    });
+  }
+  map.on('zoomend viewreset', fan);
+
+  // City labels only once zoomed in enough for them not to pile up.
+  function labels() {
+    var hidden = map.getZoom() < 7, classes = map.getContainer().classList;
+    if (hidden) { classes.add('tf-labels-hidden'); } else { classes.remove('tf-labels-hidden'); }
+  }
+  map.on('zoomend', labels);
+
+  function control(id, position) {
+    var element = document.getElementById(id);
+    if (!element) { return; }
+    var Box = L.Control.extend({options: {position: position}, onAdd: function () {
+      L.DomEvent.disableClickPropagation(element);
+      L.DomEvent.disableScrollPropagation(element);
+      return element;
+    }});
+    new Box().addTo(map);
+  }
+  control(data.legend, 'topright');
+  control(data.source, 'bottomleft');
+
+  if (data.bounds.length > 1) {
+    // Keep the fitted points clear of the legend (top right) and the source box.
+    var legend = document.getElementById(data.legend);
+    var source = document.getElementById(data.source);
+    var size = map.getSize();
+    var right = legend ? Math.min(legend.offsetWidth + 30, size.x / 2) : 40;
+    var bottom = source ? Math.min(source.offsetHeight + 30, size.y / 3) : 40;
+    map.fitBounds(data.bounds, {paddingTopLeft: [40, 40], paddingBottomRight: [right, bottom],
+                                maxZoom: 12});
+  } else if (data.bounds.length === 1) {
+    map.setView(data.bounds[0], 10);
+  } else {
+    map.setView([46.6, 2.4], 5);
+  }
+  fan();
+  labels();
+})(tfMap, tfBasemap, tfData);
+"""

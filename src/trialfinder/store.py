@@ -1,0 +1,815 @@
+"""The local SQLite store: trial records, their sites, a history of changes, a geocode cache.
+
+One `Store` owns one database file. Every write of a trial is one transaction
+(``BEGIN IMMEDIATE`` … ``COMMIT``), so a sync that dies half-way (network gone, process
+killed) leaves the previous good record in place. The schema is versioned with
+``PRAGMA user_version`` and marked as ours with ``PRAGMA application_id``.
+
+The ``record_json`` column is the truth (``models.to_jsonable(trial)``); the ``sites`` and
+``contacts`` tables are derived from it for querying across trials and for diffing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import operator
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from trialfinder.errors import BadInput, StoreError
+from trialfinder.models import Contact, Site, Status, Trial, to_jsonable, trial_from_jsonable
+from trialfinder.text import fold
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x54464E44  # "TFND": tells our files from any other SQLite database
+BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA = """
+CREATE TABLE trials (
+    nct_id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    overall_status TEXT,
+    last_update TEXT,
+    as_of TEXT,
+    source_kind TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    raw_json TEXT
+);
+CREATE TABLE sites (
+    trial TEXT NOT NULL REFERENCES trials(nct_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    site_key TEXT NOT NULL,
+    facility TEXT NOT NULL,
+    city TEXT NOT NULL,
+    state TEXT,
+    zip TEXT,
+    country TEXT NOT NULL,
+    status TEXT NOT NULL,
+    site_status TEXT,
+    latitude REAL,
+    longitude REAL,
+    precision TEXT NOT NULL,
+    coordinate_source TEXT,
+    listing_only INTEGER NOT NULL DEFAULT 0,
+    contacts_hash TEXT NOT NULL,
+    PRIMARY KEY (trial, position)
+);
+CREATE INDEX sites_lat_lon ON sites(latitude, longitude);
+CREATE INDEX sites_status ON sites(status);
+CREATE TABLE contacts (
+    trial TEXT NOT NULL REFERENCES trials(nct_id) ON DELETE CASCADE,
+    site_position INTEGER,
+    scope TEXT NOT NULL CHECK (scope IN ('site', 'central', 'official')),
+    name TEXT NOT NULL,
+    role TEXT,
+    title TEXT,
+    phone TEXT,
+    email TEXT,
+    FOREIGN KEY (trial, site_position) REFERENCES sites(trial, position) ON DELETE CASCADE
+);
+CREATE INDEX contacts_site ON contacts(trial, site_position);
+CREATE TABLE syncs (
+    id INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    finished TEXT,
+    outcome TEXT
+);
+CREATE TABLE changes (
+    id INTEGER PRIMARY KEY,
+    sync_id INTEGER REFERENCES syncs(id),
+    trial TEXT NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('trial_added', 'trial_status_changed', 'site_added',
+        'site_removed', 'site_status_changed', 'site_contact_changed')),
+    site_key TEXT,
+    facility TEXT,
+    old TEXT,
+    new TEXT
+);
+CREATE INDEX changes_trial_at ON changes(trial, at);
+CREATE INDEX changes_at ON changes(at);
+CREATE TABLE geocode_cache (
+    key TEXT PRIMARY KEY,
+    latitude REAL,
+    longitude REAL,
+    precision TEXT,
+    source TEXT,
+    fetched_at TEXT NOT NULL,
+    raw TEXT
+);
+"""
+# The columns of `sites`: the status column is the site's *effective* status (its own, else
+# the trial's), the one a search filters on; `site_status` is the site's own, NULL if none.
+# `contacts_hash` fingerprints the site's contacts so a re-sync can tell a contact change
+# without reading the contacts back.
+
+
+class ChangeKind(StrEnum):
+    TRIAL_ADDED = "trial_added"
+    TRIAL_STATUS_CHANGED = "trial_status_changed"
+    SITE_ADDED = "site_added"
+    SITE_REMOVED = "site_removed"
+    SITE_STATUS_CHANGED = "site_status_changed"
+    SITE_CONTACT_CHANGED = "site_contact_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One recorded difference between two successive records of a trial."""
+
+    at: str
+    """ISO timestamp of the save that saw the change."""
+    nct_id: str
+    kind: ChangeKind
+    site_key: str | None = None
+    facility: str | None = None
+    old: str | None = None
+    """Before: a status value, or the contacts as "Name (ROLE); …"; None for an addition."""
+    new: str | None = None
+    sync_id: int | None = None
+
+    def describe(self) -> str:
+        """One line for people: '2024-03-15 NCT02260505: Centre Léon Bérard: Recruiting → …'."""
+        day = self.at[:10]
+        where = self.facility or self.site_key or "?"
+        prefix = f"{day} {self.nct_id}"
+        if self.kind is ChangeKind.TRIAL_ADDED:
+            return f"{prefix}: trial added ({_label(self.new)})"
+        if self.kind is ChangeKind.TRIAL_STATUS_CHANGED:
+            return f"{prefix}: trial status {_label(self.old)} → {_label(self.new)}"
+        if self.kind is ChangeKind.SITE_ADDED:
+            return f"{prefix}: site added: {where} ({_label(self.new)})"
+        if self.kind is ChangeKind.SITE_REMOVED:
+            return f"{prefix}: site removed: {where} (was {_label(self.old)})"
+        if self.kind is ChangeKind.SITE_STATUS_CHANGED:
+            return f"{prefix}: {where}: {_label(self.old)} → {_label(self.new)}"
+        return f"{prefix}: {where}: contacts {self.old or 'none'} → {self.new or 'none'}"
+
+    def to_jsonable(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "nct_id": self.nct_id,
+            "kind": self.kind.value,
+            "site_key": self.site_key,
+            "facility": self.facility,
+            "old": self.old,
+            "new": self.new,
+            "sync_id": self.sync_id,
+            "description": self.describe(),
+        }
+
+
+def _label(status: str | None) -> str:
+    if not status:
+        return "no status"
+    try:
+        return Status(status).label
+    except ValueError:
+        return status
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    outcome: Literal["new", "updated", "unchanged"]
+    changes: tuple[Change, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CachedPosition:
+    """A geocoder's answer kept in the store (latitude None: the place was not found)."""
+
+    key: str
+    latitude: float | None
+    longitude: float | None
+    precision: str | None
+    source: str | None
+    fetched_at: str
+    raw: str | None = None
+
+    def age_days(self, now: datetime | None = None) -> float:
+        now = now or datetime.now(UTC)
+        fetched = datetime.fromisoformat(self.fetched_at)
+        if fetched.tzinfo is None:
+            fetched = fetched.replace(tzinfo=UTC)
+        return (now - fetched).total_seconds() / 86400
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSite:
+    """A row of the `sites` table, for searches across trials."""
+
+    nct_id: str
+    position: int
+    site_key: str
+    facility: str
+    city: str
+    state: str | None
+    zip: str | None
+    country: str
+    status: Status
+    """Effective status: the site's own, else the trial's."""
+    site_status: Status | None
+    latitude: float | None
+    longitude: float | None
+    precision: str
+    coordinate_source: str | None
+    listing_only: bool
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Store:
+    """One trialfinder SQLite database. Use as a context manager, or call close()."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._label = self.path
+        memory = self.path == ":memory:"
+        try:
+            if not memory:
+                Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"Cannot open the store at {self._label}: {exc}") from None
+        try:
+            self._setup(memory)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise StoreError(f"The store at {self._label} is locked; try again") from None
+            raise StoreError(f"The store at {self._label} is not a trialfinder database") from None
+        except StoreError:
+            self._db.close()
+            raise
+
+    def _setup(self, memory: bool) -> None:
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA foreign_keys = ON")
+        # Reading the header first: a file that is not SQLite fails here, before any write.
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        self._check_version(version, app_id)
+        if not memory:
+            # WAL: readers (nearest) never wait for a sync; synchronous=NORMAL is safe
+            # against a killed process (only a power cut may drop the last commits).
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+        if version == 0:
+            self._create_schema()
+
+    def _check_version(self, version: int, app_id: int) -> None:
+        if version == 0 and app_id == 0:
+            tables = self._db.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+            ).fetchone()[0]
+            if tables:
+                raise StoreError(f"The store at {self._label} is not a trialfinder database")
+            return
+        if app_id != APPLICATION_ID:
+            raise StoreError(f"The store at {self._label} is not a trialfinder database")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"The store at {self._label} was written by a newer trialfinder (schema "
+                f"{version}; this one knows {SCHEMA_VERSION}): upgrade trialfinder"
+            )
+        if version < 1:
+            raise StoreError(f"The store at {self._label} is not a trialfinder database")
+
+    def _create_schema(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have created it between our check and our lock.
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def journal_mode(self) -> str:
+        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- trials ------------------------------------------------------------------------
+
+    def get_trial(self, nct_id: str) -> Trial | None:
+        row = self._read(
+            "SELECT record_json FROM trials WHERE nct_id = ?", (nct_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            return trial_from_jsonable(json.loads(row[0]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreError(
+                f"The store at {self._label} holds an unreadable record of {nct_id} ({exc}); "
+                f"run `trialfinder sync {nct_id}` to replace it"
+            ) from None
+
+    def get_raw(self, nct_id: str) -> str | None:
+        """The registry's JSON text as received for the stored record, if kept."""
+        row = self._read("SELECT raw_json FROM trials WHERE nct_id = ?", (nct_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def trial_ids(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT nct_id FROM trials ORDER BY nct_id")]
+
+    def save_trial(
+        self,
+        trial: Trial,
+        raw_json: str | None,
+        *,
+        sync_id: int | None = None,
+        now: str | None = None,
+    ) -> SaveResult:
+        """Store ``trial`` in one transaction and record what changed since the stored copy.
+
+        Nothing is written when the record's last update and content are both unchanged.
+        """
+        now = now or utc_now()
+        record_json, content_hash = _serialise(trial)
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                previous = db.execute(
+                    "SELECT last_update, content_hash, overall_status FROM trials "
+                    "WHERE nct_id = ?",
+                    (trial.nct_id,),
+                ).fetchone()
+                if (
+                    previous is not None
+                    and previous[0] == trial.last_update
+                    and previous[1] == content_hash
+                ):
+                    db.execute("ROLLBACK")
+                    return SaveResult("unchanged")
+                sites = [_site_row(trial, i, site) for i, site in enumerate(trial.sites)]
+                if previous is None:
+                    changes = [
+                        Change(now, trial.nct_id, ChangeKind.TRIAL_ADDED, new=_value(trial.status),
+                               sync_id=sync_id)
+                    ]
+                else:
+                    changes = self._diff(trial, previous[2], sites, now, sync_id)
+                self._write(trial, record_json, raw_json, content_hash, now, sites, previous)
+                db.executemany(
+                    "INSERT INTO changes (sync_id, trial, at, kind, site_key, facility, old, new)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (c.sync_id, c.nct_id, c.at, c.kind.value, c.site_key, c.facility,
+                         c.old, c.new)
+                        for c in changes
+                    ],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot write {trial.nct_id} to the store at {self._label}: {exc}")\
+                from None
+        return SaveResult("new" if previous is None else "updated", tuple(changes))
+
+    def _write(
+        self,
+        trial: Trial,
+        record_json: str,
+        raw_json: str | None,
+        content_hash: str,
+        now: str,
+        sites: list[_SiteRow],
+        previous: Any,
+    ) -> None:
+        db = self._db
+        nct = trial.nct_id
+        if previous is not None:
+            db.execute("DELETE FROM contacts WHERE trial = ?", (nct,))
+            db.execute("DELETE FROM sites WHERE trial = ?", (nct,))
+        db.execute(
+            "INSERT OR REPLACE INTO trials (nct_id, title, overall_status, last_update, as_of, "
+            "source_kind, content_hash, fetched_at, record_json, raw_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (nct, trial.title, _value(trial.status), trial.last_update, trial.source.as_of,
+             trial.source.kind, content_hash, now, record_json, raw_json),
+        )
+        self._insert_sites(nct, sites)
+        contacts: list[tuple[Any, ...]] = [
+            (nct, None, "central", c.name, c.role, c.title, c.phone, c.email)
+            for c in trial.central_contacts
+        ]
+        contacts += [
+            (nct, None, "official", c.name, c.role, c.title, c.phone, c.email)
+            for c in trial.officials
+        ]
+        contacts += [
+            (nct, row.position, "site", c.name, c.role, c.title, c.phone, c.email)
+            for row in sites
+            for c in row.site.contacts
+        ]
+        db.executemany(
+            "INSERT INTO contacts (trial, site_position, scope, name, role, title, phone, email) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            contacts,
+        )
+
+    def _insert_sites(self, nct: str, sites: list[_SiteRow]) -> None:
+        self._db.executemany(
+            "INSERT INTO sites (trial, position, site_key, facility, city, state, zip, country, "
+            "status, site_status, latitude, longitude, precision, coordinate_source, "
+            "listing_only, contacts_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (nct, r.position, r.key, r.site.facility, r.site.city, r.site.state, r.site.zip,
+                 r.site.country, r.status, _value(r.site.status), r.site.latitude,
+                 r.site.longitude, r.site.precision.value, r.site.coordinate_source,
+                 int(r.listing_only), r.contacts_hash)
+                for r in sites
+            ],
+        )
+
+    def _diff(
+        self,
+        trial: Trial,
+        old_status: str | None,
+        new_sites: list[_SiteRow],
+        now: str,
+        sync_id: int | None,
+    ) -> list[Change]:
+        nct = trial.nct_id
+        changes: list[Change] = []
+        new_status = _value(trial.status)
+        if old_status != new_status:
+            changes.append(Change(now, nct, ChangeKind.TRIAL_STATUS_CHANGED, old=old_status,
+                                  new=new_status, sync_id=sync_id))
+        old_rows = self._db.execute(
+            "SELECT position, site_key, facility, status, contacts_hash FROM sites "
+            "WHERE trial = ? AND listing_only = 0 ORDER BY position",
+            (nct,),
+        ).fetchall()
+        # A key may repeat (sites without facility names in one city): pair them in order.
+        old_by_key: dict[str, list[tuple[Any, ...]]] = {}
+        for row in old_rows:
+            old_by_key.setdefault(row[1], []).append(row)
+        contact_changed: list[tuple[int, _SiteRow]] = []
+        for new in new_sites:
+            if new.listing_only:
+                continue  # not in the registry: not a site of the trial any more
+            bucket = old_by_key.get(new.key)
+            if not bucket:
+                changes.append(Change(now, nct, ChangeKind.SITE_ADDED, new.key,
+                                      new.site.facility, None, new.status, sync_id))
+                continue
+            old = bucket.pop(0)
+            if old[3] != new.status:
+                changes.append(Change(now, nct, ChangeKind.SITE_STATUS_CHANGED, new.key,
+                                      new.site.facility, old[3], new.status, sync_id))
+            if old[4] != new.contacts_hash:
+                contact_changed.append((old[0], new))
+        for bucket in old_by_key.values():
+            for old in bucket:
+                changes.append(Change(now, nct, ChangeKind.SITE_REMOVED, old[1], old[2],
+                                      old[3], None, sync_id))
+        for old_position, new in contact_changed:
+            before = self._db.execute(
+                "SELECT name, role FROM contacts WHERE trial = ? AND site_position = ?",
+                (nct, old_position),
+            ).fetchall()
+            changes.append(Change(
+                now, nct, ChangeKind.SITE_CONTACT_CHANGED, new.key, new.site.facility,
+                _contacts_text(before) or None,
+                _contacts_text([(c.name, c.role) for c in new.site.contacts]) or None,
+                sync_id,
+            ))
+        return changes
+
+    # -- history -----------------------------------------------------------------------
+
+    def changes(self, nct_id: str | None = None, since: date | str | None = None) -> list[Change]:
+        """Recorded changes, oldest first; ``since`` is a date or an ISO date/time, inclusive."""
+        sql = "SELECT at, trial, kind, site_key, facility, old, new, sync_id FROM changes"
+        where: list[str] = []
+        params: list[Any] = []
+        if nct_id is not None:
+            where.append("trial = ?")
+            params.append(nct_id)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(parse_since(since))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY at, id"
+        return [
+            Change(r[0], r[1], ChangeKind(r[2]), r[3], r[4], r[5], r[6], r[7])
+            for r in self._read(sql, params)
+        ]
+
+    def start_sync(self, now: str | None = None) -> int:
+        with self._transaction():
+            cursor = self._db.execute("INSERT INTO syncs (started) VALUES (?)",
+                                      (now or utc_now(),))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_sync(self, sync_id: int, outcome: str, now: str | None = None) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE syncs SET finished = ?, outcome = ? WHERE id = ?",
+                (now or utc_now(), outcome, sync_id),
+            )
+
+    def last_sync(self) -> tuple[int, str, str | None, str | None] | None:
+        """(id, started, finished, outcome) of the latest sync, if any."""
+        row = self._read(
+            "SELECT id, started, finished, outcome FROM syncs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else tuple(row)  # type: ignore[return-value]
+
+    # -- geocode cache -----------------------------------------------------------------
+
+    def geocode_get(self, key: str) -> CachedPosition | None:
+        row = self._read(
+            "SELECT key, latitude, longitude, precision, source, fetched_at, raw "
+            "FROM geocode_cache WHERE key = ?",
+            (key,),
+        ).fetchone()
+        return None if row is None else CachedPosition(*row)
+
+    def geocode_put(
+        self,
+        key: str,
+        latitude: float | None,
+        longitude: float | None,
+        precision: str | None,
+        source: str | None,
+        raw: str | None = None,
+        now: str | None = None,
+    ) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO geocode_cache "
+                "(key, latitude, longitude, precision, source, fetched_at, raw) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, latitude, longitude, precision, source, now or utc_now(), raw),
+            )
+
+    # -- sites across trials -----------------------------------------------------------
+
+    def iter_sites(
+        self,
+        *,
+        statuses: Iterable[Status] | None = None,
+        within: tuple[float, float, float, float] | None = None,
+    ) -> Iterator[tuple[str, StoredSite]]:
+        """Every stored site as (nct_id, site); optionally only some effective statuses, or
+        only inside a (min_lat, min_lon, max_lat, max_lon) box (uses the position index)."""
+        sql = (
+            "SELECT trial, position, site_key, facility, city, state, zip, country, status, "
+            "site_status, latitude, longitude, precision, coordinate_source, listing_only "
+            "FROM sites"
+        )
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses is not None:
+            wanted = [Status(s).value for s in statuses]
+            where.append(f"status IN ({', '.join('?' for _ in wanted)})")
+            params += wanted
+        if within is not None:
+            where.append("latitude BETWEEN ? AND ? AND longitude BETWEEN ? AND ?")
+            params += [within[0], within[2], within[1], within[3]]
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY trial, position"
+        for r in self._read(sql, params):
+            yield r[0], StoredSite(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], Status(r[8]),
+                Status(r[9]) if r[9] else None, r[10], r[11], r[12], r[13], bool(r[14]),
+            )
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, tuple(params))
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot read the store at {self._label}: {exc}") from None
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db, self._label)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection, label: str) -> None:
+        self._db = db
+        self._label = label
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot write to the store at {self._label}: {exc}") from None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error as error:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"Cannot write to the store at {self._label}: {error}") \
+                    from None
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"Cannot write to the store at {self._label}: {exc}") from None
+
+
+@dataclass(slots=True)
+class _SiteRow:
+    position: int
+    site: Site
+    key: str
+    status: str
+    listing_only: bool
+    contacts_hash: str
+
+
+_fold = lru_cache(maxsize=16384)(fold)
+
+
+def _site_row(trial: Trial, position: int, site: Site) -> _SiteRow:
+    return _SiteRow(
+        position,
+        site,
+        f"{_fold(site.facility)}|{_fold(site.city)}|{_fold(site.country)}",  # Site.key()
+        site.effective_status(trial.status).value,
+        site.listing_only,
+        _contacts_hash(site.contacts),
+    )
+
+
+def _contacts_hash(contacts: tuple[Contact, ...]) -> str:
+    """What counts as a contact change: a person added or removed at the site, or their role,
+    phone or e-mail changed. Order, titles ("Pr") and case/accents of names do not count."""
+    if not contacts:
+        return ""
+    keys = sorted(
+        "\x1f".join((
+            _fold(c.name),
+            c.role or "",
+            "".join(ch for ch in c.phone or "" if ch.isdigit()),
+            (c.email or "").strip().lower(),
+        ))
+        for c in contacts
+    )
+    return hashlib.blake2b("\x1e".join(keys).encode(), digest_size=12).hexdigest()
+
+
+def _contacts_text(contacts: Iterable[tuple[str, str | None]]) -> str:
+    return "; ".join(f"{name} ({role})" if role else name for name, role in contacts)
+
+
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _serialise(trial: Trial) -> tuple[str, str]:
+    """(record_json, content_hash) with one pass of the encoder over the big part.
+
+    record_json holds exactly ``to_jsonable(trial)`` (keys in another order: the source
+    last); the hash leaves out the fetch time, so the same content fetched twice is equal.
+    """
+    record = _jsonable(trial)
+    source = record.pop("source")
+    body = _DUMPS(record)
+    source_json = _DUMPS(source)
+    stable = _DUMPS({k: v for k, v in source.items() if k != "retrieved"})
+    content_hash = hashlib.sha256((body + stable).encode()).hexdigest()
+    record_json = f'{body[:-1]},"source":{source_json}}}' if len(body) > 2 else (
+        f'{{"source":{source_json}}}')
+    return record_json, content_hash
+
+
+def _site_plan() -> tuple[tuple[str, ...], Any, tuple[int, int, int, int]] | None:
+    """Field names, a getter of all of them, and where status, precision, contacts and
+    unrepaired sit in a Site; None (use the generic path) if Site or Contact is not the
+    shape this fast path knows."""
+    site_names = tuple(f.name for f in dataclasses.fields(Site))
+    contact_names = tuple(f.name for f in dataclasses.fields(Contact))
+    scalar_contact = ("name", "role", "title", "phone", "email", "affiliation")
+    special = ("status", "precision", "contacts", "unrepaired")
+    if contact_names != scalar_contact or not set(special) <= set(site_names):
+        return None
+    hints = {f.name: str(f.type) for f in dataclasses.fields(Site)}
+    plain = {"str", "str | None", "float | None", "bool", "bool | None"}
+    if any(hints[n] not in plain for n in site_names if n not in special):
+        return None
+    return site_names, operator.attrgetter(*site_names), tuple(
+        site_names.index(n) for n in special
+    )  # type: ignore[return-value]
+
+
+_SITE_PLAN = _site_plan()
+_CONTACT_NAMES = tuple(f.name for f in dataclasses.fields(Contact))
+_CONTACT_GET = operator.attrgetter(*_CONTACT_NAMES)
+
+
+def _site_jsonable(site: Site) -> dict[str, Any]:
+    assert _SITE_PLAN is not None
+    names, getter, (i_status, i_precision, i_contacts, i_unrepaired) = _SITE_PLAN
+    values = list(getter(site))
+    status = values[i_status]
+    values[i_status] = None if status is None else status.value
+    values[i_precision] = values[i_precision].value
+    values[i_contacts] = [dict(zip(_CONTACT_NAMES, _CONTACT_GET(c), strict=True))
+                          for c in values[i_contacts]]
+    values[i_unrepaired] = list(values[i_unrepaired])
+    return dict(zip(names, values, strict=True))
+
+
+def _jsonable(value: Any) -> Any:
+    """``models.to_jsonable`` for the store's hot path: same output, field names cached."""
+    cls = type(value)
+    if cls is str or value is None or cls is float or cls is int or cls is bool:
+        return value
+    if cls is tuple or cls is list:
+        if value and type(value[0]) is Site and _SITE_PLAN is not None:
+            return [_site_jsonable(v) for v in value]
+        return [_jsonable(v) for v in value]
+    names = _FIELD_NAMES.get(cls)
+    if names is not None:
+        return {name: _jsonable(getattr(value, name)) for name in names}
+    if isinstance(value, StrEnum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
+        return _jsonable(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return to_jsonable(value)
+
+
+def _value(status: Status | None) -> str | None:
+    return None if status is None else status.value
+
+
+def parse_since(since: date | str) -> str:
+    if isinstance(since, datetime):
+        return since.isoformat()
+    if isinstance(since, date):
+        return since.isoformat()
+    text = since.strip()
+    try:
+        if "T" in text or " " in text:
+            return datetime.fromisoformat(text).isoformat()
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise BadInput(f"'{since}' is not a date (expected YYYY-MM-DD)") from None

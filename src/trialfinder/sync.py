@@ -1,0 +1,300 @@
+"""Registry sync: fetch → parse → merge with the bundled listing → store, one trial at a time.
+
+Made for cron. One sync at a time per store (an exclusive lock on ``<db>.lock``); each trial
+is saved in its own transaction, so a failure (network down, registry erroring, truncated
+body, process killed) loses nothing: the previous good record of that trial stays, and the
+other trials of the run are still stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from trialfinder.errors import StoreBusy, StoreError, TrialFinderError
+from trialfinder.ids import normalise_nct_id
+from trialfinder.models import Trial
+from trialfinder.store import Change, ChangeKind, Store, utc_now
+
+LOCK_POLL_SECONDS = 0.1
+LOCK_TIMEOUT = 10.0
+"""How long a sync waits for another one to finish before giving up with StoreBusy."""
+
+
+class Registry(Protocol):
+    """What sync needs of `trialfinder.registry.RegistryClient`."""
+
+    def get_study_text(self, nct_id: str) -> tuple[dict[str, Any], str]: ...
+
+    def search(self, **kwargs: Any) -> Iterator[dict[str, Any]]: ...
+
+
+_COUNT_WORDS = {
+    ChangeKind.TRIAL_STATUS_CHANGED: ("trial status changed", "trial status changed"),
+    ChangeKind.SITE_STATUS_CHANGED: ("site status changed", "site statuses changed"),
+    ChangeKind.SITE_ADDED: ("site added", "sites added"),
+    ChangeKind.SITE_REMOVED: ("site removed", "sites removed"),
+    ChangeKind.SITE_CONTACT_CHANGED: ("site contact changed", "site contacts changed"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TrialOutcome:
+    """What a sync did with one trial (or, with nct_id "search", with a failed search)."""
+
+    nct_id: str
+    outcome: str
+    """"new", "updated", "unchanged" or "failed"."""
+    changes: tuple[Change, ...] = ()
+    sites: int = 0
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == "failed"
+
+    @property
+    def change_counts(self) -> dict[str, int]:
+        counts = Counter(c.kind.value for c in self.changes)
+        return {kind.value: counts[kind.value] for kind in ChangeKind if counts[kind.value]}
+
+    def summary(self) -> str:
+        """'NCT02260505 updated: 1 site status changed, 1 site removed'."""
+        if self.outcome == "failed":
+            reason = " ".join((self.error or "unknown error").split())
+            return f"{self.nct_id} failed: {reason}"
+        if self.outcome == "new":
+            return f"{self.nct_id} new: {self.sites} site{'s' if self.sites != 1 else ''}"
+        if self.outcome == "unchanged":
+            return f"{self.nct_id} unchanged"
+        counts = Counter(c.kind for c in self.changes)
+        parts = [
+            f"{n} {_COUNT_WORDS[kind][n != 1]}"
+            for kind in _COUNT_WORDS
+            if (n := counts[kind])
+        ]
+        return f"{self.nct_id} updated: {', '.join(parts) or 'record details changed'}"
+
+    def to_jsonable(self) -> dict[str, Any]:
+        return {
+            "nct_id": self.nct_id,
+            "outcome": self.outcome,
+            "sites": self.sites,
+            "changes": self.change_counts,
+            "error": self.error,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    store: str
+    started: str
+    finished: str
+    trials: tuple[TrialOutcome, ...] = field(default_factory=tuple)
+    sync_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(t.failed for t in self.trials)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def to_jsonable(self) -> dict[str, Any]:
+        counts = Counter(t.outcome for t in self.trials)
+        return {
+            "store": self.store,
+            "started": self.started,
+            "finished": self.finished,
+            "ok": self.ok,
+            "counts": {k: counts[k] for k in ("new", "updated", "unchanged", "failed")},
+            "trials": [t.to_jsonable() for t in self.trials],
+        }
+
+
+ProgressCallback = Callable[[TrialOutcome, int, int | None], None]
+
+
+def sync(
+    nct_ids: Iterable[str] = (),
+    *,
+    store_path: str | Path,
+    client: Registry,
+    listing_records: Mapping[str, Trial] | None = None,
+    condition: str | None = None,
+    country: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    lock_timeout: float | None = None,
+    now: str | None = None,
+    page_size: int = 100,
+) -> SyncReport:
+    """Bring the store up to date with the registry for some trials.
+
+    ``nct_ids`` are fetched one by one; with ``condition`` every study a registry search
+    returns (filtered by ``country`` when given) is stored too, from the search's own
+    answers. ``listing_records`` maps NCT ids to listing records to merge with; None means
+    the bundled records. ``now`` fixes every timestamp (tests). Raises StoreBusy when
+    another sync holds the store past ``lock_timeout`` seconds (default
+    ``LOCK_TIMEOUT``), StoreError when the store
+    itself fails; a trial that fails is reported and the run goes on.
+    """
+    ids = list(dict.fromkeys(normalise_nct_id(n) for n in nct_ids))
+    if country and not condition:
+        from trialfinder.errors import BadInput
+
+        raise BadInput("--country filters a --condition search; give --condition too")
+    expected: list[int | None] = [len(ids)]  # grows once a search tells its count
+    outcomes: list[TrialOutcome] = []
+    started = now or utc_now()
+
+    def done(outcome: TrialOutcome) -> None:
+        outcomes.append(outcome)
+        if on_progress is not None:
+            total = expected[0]
+            if total is not None and total < len(outcomes):
+                total = None
+            on_progress(outcome, len(outcomes), total)
+
+    timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+    with store_lock(store_path, timeout), Store(store_path) as store:
+        sync_id = store.start_sync(now=started)
+        try:
+            for nct_id in ids:
+                done(_sync_one(store, client, nct_id, None, listing_records, sync_id, now))
+            if condition is not None:
+                seen = set(ids)
+                try:
+                    studies = client.search(
+                        condition=condition, location=country, page_size=page_size
+                    )
+                    found = getattr(studies, "total_count", None)
+                    expected[0] = len(ids) + found if isinstance(found, int) else None
+                    for study in studies:
+                        nct_id = _study_id(study)
+                        if nct_id in seen:
+                            continue
+                        seen.add(nct_id)
+                        done(_sync_one(store, client, nct_id, study, listing_records, sync_id,
+                                       now))
+                except TrialFinderError as exc:
+                    if isinstance(exc, StoreError):
+                        raise
+                    done(TrialOutcome("search", "failed", error=str(exc)))
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                store.finish_sync(sync_id, "aborted", now=now)
+            raise
+        failed = sum(o.failed for o in outcomes)
+        result = "ok" if not failed else ("failed" if failed == len(outcomes) else "partial")
+        finished = now or utc_now()
+        store.finish_sync(sync_id, result, now=finished)
+    return SyncReport(str(store_path), started, finished, tuple(outcomes), sync_id)
+
+
+def _study_id(study: Mapping[str, Any]) -> str:
+    try:
+        return str(study["protocolSection"]["identificationModule"]["nctId"])
+    except (KeyError, TypeError):
+        return "(unknown)"
+
+
+def _sync_one(
+    store: Store,
+    client: Registry,
+    nct_id: str,
+    study: dict[str, Any] | None,
+    listing_records: Mapping[str, Trial] | None,
+    sync_id: int,
+    now: str | None,
+) -> TrialOutcome:
+    from trialfinder.registry import parse_study
+
+    try:
+        raw: str | None = None
+        if study is None:
+            study, raw = client.get_study_text(nct_id)
+        parsed = parse_study(study, retrieved=now or utc_now())
+        trial = parsed.trial
+        listing = _listing_for(trial.nct_id, listing_records)
+        if listing is not None:
+            from trialfinder.merge import merge
+
+            trial = merge(trial, listing)
+        result = store.save_trial(trial, raw, sync_id=sync_id, now=now)
+    except StoreError:
+        raise
+    except TrialFinderError as exc:
+        return TrialOutcome(nct_id, "failed", error=str(exc))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A record the parser could not read: report it, keep going with the others.
+        return TrialOutcome(
+            nct_id, "failed", error=f"unreadable registry record ({type(exc).__name__}: {exc})"
+        )
+    return TrialOutcome(
+        trial.nct_id, result.outcome, result.changes, len(trial.sites),
+        warnings=tuple(parsed.warnings),
+    )
+
+
+def _listing_for(nct_id: str, listing_records: Mapping[str, Trial] | None) -> Trial | None:
+    if listing_records is not None:
+        return listing_records.get(nct_id)
+    from trialfinder.records import bundled_trial
+
+    return bundled_trial(nct_id)
+
+
+@contextlib.contextmanager
+def store_lock(store_path: str | Path, timeout: float = 10.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``<db>.lock`` (poll until ``timeout``, then StoreBusy)."""
+    if str(store_path) == ":memory:":
+        yield
+        return
+    path = Path(f"{store_path}.lock").expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"Cannot create the lock file {path}: {exc.strerror or exc}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        f"Another trialfinder sync is running on {store_path}; try again later"
+                    ) from None
+                time.sleep(LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def recorded_changes(
+    store_path: str | Path, *, nct_id: str | None = None, since: str | None = None
+) -> list[Change]:
+    """The history of changes the syncs recorded, oldest first (none if no store yet)."""
+    from trialfinder.store import parse_since
+
+    nct = normalise_nct_id(nct_id) if nct_id else None
+    since_key = parse_since(since) if since else None  # checked even without a store
+    if str(store_path) != ":memory:" and not Path(store_path).expanduser().exists():
+        return []  # reading never creates the store
+    with Store(store_path) as store:
+        return store.changes(nct, since_key)

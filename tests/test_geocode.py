@@ -1,0 +1,731 @@
+"""Geocoding sites: record → cache → gazetteer → Nominatim (only when asked), and `where`.
+
+Nominatim is a fake server on 127.0.0.1 (pytest-httpserver) answering JSON shaped like the
+real /search?format=json&addressdetails=1 answers. The facility positions it serves are the
+real ones (OpenStreetMap, checked against the hospitals' street addresses):
+Hôpital de la Timone, 264 rue Saint-Pierre, 13005 Marseille ≈ 43.2897, 5.4024;
+Institut Paoli-Calmettes, 232 boulevard de Sainte-Marguerite, 13009 Marseille ≈ 43.2607, 5.4050.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from typer.testing import CliRunner
+from werkzeug import Request, Response
+
+from trialfinder import __version__, geocode
+from trialfinder.cli import app
+from trialfinder.errors import BadInput, UnknownPlace
+from trialfinder.gazetteer import Gazetteer
+from trialfinder.geocode import (
+    CacheGeocoder,
+    GazetteerGeocoder,
+    GeocoderChain,
+    NominatimClient,
+    NominatimGeocoder,
+    RateLimiter,
+    RecordGeocoder,
+    cache_key,
+    default_chain,
+    online_requested,
+    place_sites,
+    resolve_place,
+)
+from trialfinder.models import Precision, Site, Source, Status, Trial
+from trialfinder.nearest import haversine_km, rank_sites
+from trialfinder.store import Store
+
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+NCT = "NCT02260505"
+
+TIMONE = "Centre Hospitalier Universitaire La Timone"
+IPC = "Institut Paoli-Calmettes"
+BERARD = "Centre Léon Bérard"
+TIMONE_POS = (43.2897, 5.4024)
+IPC_POS = (43.2607, 5.4050)
+
+OSM_LICENCE = "Data © OpenStreetMap contributors, ODbL 1.0. http://osm.org/copyright"
+
+
+def _answer(name: str, lat: float, lon: float, *, road: str, suburb: str, postcode: str,
+            kind: str = "hospital", rank: int = 30, city: str = "Marseille") -> dict[str, Any]:
+    """One result as Nominatim's /search?format=json&addressdetails=1 gives it (built)."""
+    return {
+        "place_id": 1,
+        "licence": OSM_LICENCE,
+        "osm_type": "way",
+        "osm_id": 1,
+        "lat": f"{lat}",
+        "lon": f"{lon}",
+        "class": "amenity",
+        "type": kind,
+        "place_rank": rank,
+        "importance": 0.3,
+        "addresstype": "amenity",
+        "name": name,
+        "display_name": f"{name}, {road}, {suburb}, {city}, {postcode}, France",
+        "address": {
+            "amenity": name,
+            "road": road,
+            "suburb": suburb,
+            "city": city,
+            "county": "Bouches-du-Rhône",
+            "state": "Provence-Alpes-Côte d'Azur",
+            "postcode": postcode,
+            "country": "France",
+            "country_code": "fr",
+        },
+        "boundingbox": [str(lat - 0.002), str(lat + 0.002), str(lon - 0.002), str(lon + 0.002)],
+    }
+
+
+FACILITY_ANSWERS = {
+    TIMONE: [
+        _answer("Hôpital de la Timone", *TIMONE_POS, road="Rue Saint-Pierre",
+                suburb="5e Arrondissement", postcode="13005")
+    ],
+    IPC: [
+        _answer(IPC, *IPC_POS, road="Boulevard de Sainte-Marguerite",
+                suburb="9e Arrondissement", postcode="13009")
+    ],
+    BERARD: [],  # a miss
+}
+
+
+def _site(facility: str, city: str, *, status: Status | None = Status.RECRUITING,
+          **kw: Any) -> Site:
+    return Site(facility=facility, city=city, country="France", status=status, **kw)
+
+
+def _trial(*sites: Site, nct_id: str = NCT) -> Trial:
+    return Trial(
+        nct_id=nct_id,
+        title="IMADGIST (built for tests)",
+        source=Source(kind="built", description="built for tests", as_of="2026-11"),
+        status=Status.RECRUITING,
+        sites=sites,
+    )
+
+
+TRIAL = _trial(_site(IPC, "Marseille"), _site(TIMONE, "Marseille"), _site(BERARD, "Lyon"))
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    return ("127.0.0.1", 0)
+
+
+@pytest.fixture(scope="module")
+def gazetteer() -> Gazetteer:
+    return Gazetteer.bundled()
+
+
+@pytest.fixture
+def nominatim(httpserver: HTTPServer) -> HTTPServer:
+    """A fake Nominatim: structured facility searches and free-form place searches."""
+
+    def handler(request: Request) -> Response:
+        args = request.args
+        if "amenity" in args:
+            body = FACILITY_ANSWERS.get(args["amenity"], [])
+        else:
+            body = PLACE_ANSWERS.get(args.get("q", ""), [])
+        return Response(json.dumps(body), content_type="application/json")
+
+    httpserver.expect_request("/search").respond_with_handler(handler)
+    return httpserver
+
+
+def _url(server: HTTPServer) -> str:
+    return server.url_for("/").rstrip("/")
+
+
+def _client(server: HTTPServer, **kw: Any) -> NominatimClient:
+    kw.setdefault("sleep", lambda seconds: None)
+    return NominatimClient(_url(server), **kw)
+
+
+def _requests(server: HTTPServer) -> list[Request]:
+    return [request for request, _ in server.log]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    with Store(tmp_path / "tf.sqlite") as s:
+        yield s
+
+
+def _online_chain(server: HTTPServer, store: Store, gazetteer: Gazetteer, now: datetime = NOW,
+                  **kw: Any) -> GeocoderChain:
+    return default_chain(gazetteer, store, client=_client(server, **kw), now=now)
+
+
+# --- the Nominatim request -----------------------------------------------------------------
+
+
+def test_facility_query_is_structured_restricted_to_the_country_and_names_the_project(
+    nominatim, store, gazetteer
+):
+    """One structured search per facility: amenity, city, country, countrycodes=fr, and a
+    User-Agent naming trialfinder."""
+    position = _online_chain(nominatim, store, gazetteer).position(_site(TIMONE, "Marseille"))
+    assert position is not None
+    (request,) = _requests(nominatim)
+    assert request.path == "/search"
+    assert dict(request.args) == {
+        "amenity": TIMONE,
+        "city": "Marseille",
+        "country": "France",
+        "format": "json",
+        "limit": "1",
+        "countrycodes": "fr",
+        "addressdetails": "1",
+    }
+    assert request.headers["User-Agent"] == (
+        f"trialfinder/{__version__} (+https://github.com/trialfinder/trialfinder)"
+    )
+
+
+def test_postal_code_is_sent_only_when_the_gazetteer_knows_it(nominatim, store, gazetteer):
+    """A real postal code goes into the query; a CEDEX code (unknown to the gazetteer, and to
+    OpenStreetMap) is left out rather than make the search miss."""
+    chain = _online_chain(nominatim, store, gazetteer)
+    chain.position(_site(IPC, "Marseille", zip="13009"))
+    chain.position(_site(TIMONE, "Marseille", zip="13385"))  # CEDEX code of AP-HM
+    first, second = _requests(nominatim)
+    assert first.args["postalcode"] == "13009"
+    assert "postalcode" not in second.args
+
+
+def test_url_is_split_into_scheme_and_domain(nominatim):
+    """TRIALFINDER_NOMINATIM_URL may be http (a local server) and carry a path."""
+    client = NominatimClient("http://127.0.0.1:8080/nominatim/")
+    assert client._geocoder.api == "http://127.0.0.1:8080/nominatim/search"
+    assert NominatimClient()._geocoder.api == "https://nominatim.openstreetmap.org/search"
+    with pytest.raises(BadInput, match=r"TRIALFINDER_NOMINATIM_URL='nominatim\.local'"):
+        NominatimClient("nominatim.local")
+
+
+def test_url_comes_from_the_environment(monkeypatch):
+    """Without an explicit URL the client reads TRIALFINDER_NOMINATIM_URL."""
+    monkeypatch.setenv("TRIALFINDER_NOMINATIM_URL", "http://127.0.0.1:9/")
+    assert NominatimClient()._geocoder.api == "http://127.0.0.1:9/search"
+
+
+# --- results, cache and expiry ------------------------------------------------------------
+
+
+def test_facility_position_is_cached_with_source_and_date(nominatim, store, gazetteer):
+    """A hit is a facility-level position labelled with its source and date, and cached."""
+    position = _online_chain(nominatim, store, gazetteer).position(_site(TIMONE, "Marseille"))
+    assert position == geocode.Position(
+        *TIMONE_POS, Precision.FACILITY, "Nominatim/OpenStreetMap, 2026-11-24"
+    )
+    cached = store.geocode_get(cache_key(_site(TIMONE, "Marseille")))
+    assert (cached.latitude, cached.longitude) == TIMONE_POS
+    assert cached.precision == "facility"
+    assert cached.source == "Nominatim/OpenStreetMap"
+    assert cached.fetched_at.startswith("2026-11-24")
+    assert json.loads(cached.raw)["licence"] == OSM_LICENCE
+
+
+def test_second_run_asks_nothing(nominatim, tmp_path, gazetteer):
+    """Hits and misses are cached: a second online run sends no request at all."""
+    db = tmp_path / "tf.sqlite"
+    first = place_sites(TRIAL, db, client=_client(nominatim), gazetteer=gazetteer, now=NOW)
+    assert first.requests == 3
+    assert len(_requests(nominatim)) == 3
+    second = place_sites(TRIAL, db, client=_client(nominatim), gazetteer=gazetteer, now=NOW)
+    assert second.requests == 0
+    assert len(_requests(nominatim)) == 3
+    assert [s.precision for s in second.trial.sites] == [
+        Precision.FACILITY, Precision.FACILITY, Precision.CITY
+    ]
+    assert second.warnings == ()  # the cached miss is not reported again
+
+
+@pytest.mark.parametrize(("days", "asked"), [(89, 0), (91, 1)])
+def test_hits_expire_after_90_days(nominatim, store, gazetteer, days, asked):
+    """A cached facility position is asked again only once it is older than 90 days."""
+    site = _site(TIMONE, "Marseille")
+    _online_chain(nominatim, store, gazetteer).position(site)
+    later = NOW + timedelta(days=days)
+    position = _online_chain(nominatim, store, gazetteer, now=later).position(site)
+    assert len(_requests(nominatim)) == 1 + asked
+    assert position.precision is Precision.FACILITY
+    expected_date = later.date() if asked else NOW.date()
+    assert position.source == f"Nominatim/OpenStreetMap, {expected_date.isoformat()}"
+
+
+@pytest.mark.parametrize(("days", "asked"), [(29, 0), (31, 1)])
+def test_misses_are_cached_for_30_days(nominatim, store, gazetteer, days, asked):
+    """A facility Nominatim does not know falls back to the gazetteer with a warning, and is
+    not asked again for 30 days."""
+    site = _site(BERARD, "Lyon")
+    chain = _online_chain(nominatim, store, gazetteer)
+    position = chain.position(site)
+    assert position.precision is Precision.CITY
+    assert position.source == "bundled gazetteer"
+    assert chain.warnings == [
+        "Centre Léon Bérard (Lyon): not found by Nominatim/OpenStreetMap; "
+        "using the next best position"
+    ]
+    cached = store.geocode_get(cache_key(site))
+    assert cached.latitude is None and cached.fetched_at.startswith("2026-11-24")
+    _online_chain(nominatim, store, gazetteer, now=NOW + timedelta(days=days)).position(site)
+    assert len(_requests(nominatim)) == 1 + asked
+
+
+def test_offline_cache_serves_old_positions(store):
+    """Offline, a facility position found online long ago still beats a city centre."""
+    site = _site(TIMONE, "Marseille")
+    store.geocode_put(cache_key(site), *TIMONE_POS, "facility", "Nominatim/OpenStreetMap",
+                      now="2025-01-02T10:00:00+00:00")
+    assert CacheGeocoder(store).position(site) == geocode.Position(
+        *TIMONE_POS, Precision.FACILITY, "Nominatim/OpenStreetMap, 2025-01-02"
+    )
+    assert CacheGeocoder(store, max_age=timedelta(days=90), now=NOW).position(site) is None
+
+
+# --- errors fall back ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (429, "Nominatim/OpenStreetMap refused: too many requests (429)"),
+        (500, "Nominatim/OpenStreetMap failed (Non-successful status code 500)"),
+        (503, "Nominatim/OpenStreetMap timed out (Non-successful status code 503)"),
+    ],
+)
+def test_http_errors_fall_back_with_one_warning(httpserver, store, gazetteer, status, message):
+    """429 and 5xx answers: the next best position and one warning line; nothing cached,
+    so the next run asks again."""
+    httpserver.expect_request("/search").respond_with_data("busy", status=status)
+    site = _site(TIMONE, "Marseille")
+    chain = _online_chain(httpserver, store, gazetteer)
+    position = chain.position(site)
+    assert (position.precision, position.source) == (Precision.CITY, "bundled gazetteer")
+    assert chain.warnings == [f"{TIMONE} (Marseille): {message}; using the next best position"]
+    assert store.geocode_get(cache_key(site)) is None
+    assert len(_requests(httpserver)) == 1  # no retry hammering the server
+
+
+def test_timeout_falls_back(httpserver, store, gazetteer):
+    """A server slower than the timeout: a warning and the gazetteer's position."""
+
+    def slow(request: Request) -> Response:
+        time.sleep(0.5)
+        return Response("[]", content_type="application/json")
+
+    httpserver.expect_request("/search").respond_with_handler(slow)
+    chain = _online_chain(httpserver, store, gazetteer, timeout=0.1)
+    position = chain.position(_site(TIMONE, "Marseille"))
+    assert position.precision is Precision.CITY
+    (warning,) = chain.warnings
+    assert warning.startswith(f"{TIMONE} (Marseille): Nominatim/OpenStreetMap timed out")
+
+
+def test_unreachable_server_falls_back(store, gazetteer):
+    """Nothing listening: a warning and the gazetteer's position, at once (no retries)."""
+    chain = default_chain(
+        gazetteer, store, client=NominatimClient("http://127.0.0.1:1", sleep=lambda s: None),
+        now=NOW,
+    )
+    position = chain.position(_site(TIMONE, "Marseille"))
+    assert position.precision is Precision.CITY
+    (warning,) = chain.warnings
+    assert warning.startswith(f"{TIMONE} (Marseille): Nominatim/OpenStreetMap unreachable")
+
+
+def test_error_keeps_an_expired_position(httpserver, store, gazetteer):
+    """When an expired facility position cannot be refreshed, it is kept, with a warning."""
+    site = _site(TIMONE, "Marseille")
+    store.geocode_put(cache_key(site), *TIMONE_POS, "facility", "Nominatim/OpenStreetMap",
+                      now="2026-01-10T10:00:00+00:00")
+    httpserver.expect_request("/search").respond_with_data("oops", status=500)
+    chain = _online_chain(httpserver, store, gazetteer)
+    position = chain.position(site)
+    assert position.source == "Nominatim/OpenStreetMap, 2026-01-10"
+    assert chain.warnings[0].endswith("; kept the position found earlier")
+
+
+# --- plausibility -------------------------------------------------------------------------
+
+
+def test_namesake_far_from_the_city_is_discarded(httpserver, store, gazetteer):
+    """An answer more than 50 km from the site's city centre (a same-named hospital in
+    another town) is discarded with a warning, and cached as a miss."""
+    paris = _answer(IPC, 48.8566, 2.3522, road="Rue de Rivoli", suburb="1er Arrondissement",
+                    postcode="75001", city="Paris")
+    httpserver.expect_request("/search").respond_with_json([paris])
+    site = _site(IPC, "Marseille")
+    chain = _online_chain(httpserver, store, gazetteer)
+    position = chain.position(site)
+    assert position.precision is Precision.CITY
+    assert chain.warnings == [
+        f"{IPC} (Marseille): Nominatim/OpenStreetMap answered {IPC}, Rue de Rivoli, "
+        "1er Arrondissement, Paris, 75001, France, 661 km from Marseille: taken for a "
+        "namesake and discarded"
+    ]
+    assert store.geocode_get(cache_key(site)).latitude is None
+
+
+def test_answer_naming_only_the_city_is_not_a_facility(httpserver, store, gazetteer):
+    """A result that is the town itself (place rank 16) is not taken for the facility."""
+    town = _answer("Marseille", 43.2962, 5.3700, road="", suburb="", postcode="13000",
+                   kind="city", rank=16)
+    town["class"], town["addresstype"] = "boundary", "city"
+    httpserver.expect_request("/search").respond_with_json([town])
+    chain = _online_chain(httpserver, store, gazetteer)
+    assert chain.position(_site(TIMONE, "Marseille")).source == "bundled gazetteer"
+    assert chain.warnings == [
+        f"{TIMONE} (Marseille): Nominatim/OpenStreetMap found only the city centre; ignored"
+    ]
+
+
+def test_served_positions_are_true_to_the_addresses(gazetteer):
+    """The fixture's positions sit in their postal codes: each is nearer its own postal
+    code's centroid than the other hospital is."""
+    c13005 = gazetteer.resolve("13005").place
+    c13009 = gazetteer.resolve("13009").place
+    assert haversine_km(c13005.latitude, c13005.longitude, *TIMONE_POS) < 1.5
+    assert haversine_km(c13009.latitude, c13009.longitude, *IPC_POS) < 1.5
+    assert haversine_km(*TIMONE_POS, *IPC_POS) == pytest.approx(3.2, abs=0.2)
+
+
+# --- the order of the chain ---------------------------------------------------------------
+
+
+def test_chain_order_record_then_cache_then_gazetteer(store, gazetteer):
+    """The most precise answer wins: a cached facility beats a postal code centroid, which
+    beats the record's city centre; without cache or postal code the record's point stays."""
+    record_point: dict[str, Any] = {
+        "latitude": 43.29695,
+        "longitude": 5.38107,
+        "precision": Precision.CITY,
+        "coordinate_source": "registry geoPoint",
+    }
+    bare = _site(TIMONE, "Marseille", **record_point)
+    with_zip = _site(TIMONE, "Marseille", zip="13005", **record_point)
+    chain = default_chain(gazetteer, store)
+    assert chain.position(bare).source == "registry geoPoint"
+    assert chain.position(with_zip).precision is Precision.POSTAL_CODE
+    store.geocode_put(cache_key(bare), *TIMONE_POS, "facility", "Nominatim/OpenStreetMap",
+                      now=NOW.isoformat())
+    assert chain.position(with_zip).precision is Precision.FACILITY
+    steps = [type(s) for s in default_chain(gazetteer, store, client=_client_offline()).steps]
+    assert steps == [RecordGeocoder, CacheGeocoder, GazetteerGeocoder, NominatimGeocoder]
+
+
+def _client_offline() -> NominatimClient:
+    return NominatimClient("http://127.0.0.1:1", sleep=lambda s: None)
+
+
+def test_shared_city_centre_is_marked_and_ranked_by_status_then_name(gazetteer):
+    """Two Marseille sites without facility positions share the city centre: both are marked,
+    and ranking puts the recruiting one first, then the names in order."""
+    trial = _trial(
+        _site(TIMONE, "Marseille", status=Status.COMPLETED),
+        _site(IPC, "Marseille"),
+        _site("AP-HM Hôpital Nord", "Marseille"),
+    )
+    placed = place_sites(trial, None, gazetteer=gazetteer).trial
+    assert all(s.shared_position for s in placed.sites)
+    ranked = rank_sites(placed, 43.6, 5.0, include_all=True)
+    assert [r.site.facility for r in ranked] == ["AP-HM Hôpital Nord", IPC, TIMONE]
+
+
+def test_nominatim_is_not_in_the_offline_chain(gazetteer, store):
+    """Without a client the chain has no online step."""
+    assert NominatimGeocoder not in [type(s) for s in default_chain(gazetteer, store).steps]
+
+
+# --- rate limit ---------------------------------------------------------------------------
+
+
+def test_rate_limiter_spaces_calls_one_second_apart():
+    """Successive calls are at least min_delay_seconds apart (fake clock and sleep)."""
+    clock = [100.0]
+    calls: list[float] = []
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock[0] += seconds
+
+    def call(x: int) -> int:
+        calls.append(clock[0])
+        clock[0] += 0.2  # each request takes 0.2 s
+        return x
+
+    limited = RateLimiter(call, min_delay_seconds=1.0, sleep=sleep, clock=lambda: clock[0])
+    assert [limited(i) for i in range(4)] == [0, 1, 2, 3]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert gaps == pytest.approx([1.0, 1.0, 1.0])
+    assert sleeps == pytest.approx([0.8, 0.8, 0.8])
+
+
+def test_client_is_rate_limited(nominatim, store, gazetteer):
+    """The Nominatim client waits between requests (the injected sleep sees the waits)."""
+    clock = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock[0] += seconds
+
+    chain = _online_chain(nominatim, store, gazetteer, sleep=sleep, clock=lambda: clock[0])
+    chain.position(_site(TIMONE, "Marseille"))
+    chain.position(_site(IPC, "Marseille"))
+    assert sleeps == [1.0]  # the fake clock did not move during the first request
+
+
+# --- the patient's place ------------------------------------------------------------------
+
+PLACE_ANSWERS: dict[str, list[dict[str, Any]]] = {
+    "10 rue Paradis, Marseille": [
+        {
+            **_answer("", 43.2951, 5.3765, road="Rue Paradis", suburb="1er Arrondissement",
+                      postcode="13001"),
+            "class": "place", "type": "house", "addresstype": "place",
+            "display_name": "10, Rue Paradis, 1er Arrondissement, Marseille, 13001, France",
+        }
+    ],
+}
+
+
+def test_place_is_resolved_offline_without_a_client(gazetteer):
+    """No client: the gazetteer's answer as is."""
+    assert resolve_place("13005", gazetteer=gazetteer) == gazetteer.resolve("13005")
+
+
+def test_unknown_place_found_online(nominatim, gazetteer):
+    """A street address the gazetteer cannot read is found online, with a note saying so."""
+    with pytest.raises(UnknownPlace):
+        resolve_place("10 rue Paradis, Marseille", gazetteer=gazetteer)
+    resolution = resolve_place(
+        "10 rue Paradis, Marseille", gazetteer=gazetteer, client=_client(nominatim)
+    )
+    place = resolution.place
+    assert (place.name, place.country, place.department, place.postal_code) == (
+        "Marseille", "FR", "13", "13001"
+    )
+    assert (place.latitude, place.longitude) == (43.2951, 5.3765)
+    assert resolution.notes == (
+        "Not in the bundled gazetteer; found online by Nominatim/OpenStreetMap: 10, Rue "
+        "Paradis, 1er Arrondissement, Marseille, 13001, France. Check that it is the place "
+        "you meant.",
+    )
+    (request,) = _requests(nominatim)
+    assert request.args["q"] == "10 rue Paradis, Marseille"
+    assert "countrycodes" not in request.args
+
+
+def test_online_miss_keeps_the_offline_answer(nominatim, gazetteer):
+    """A place Nominatim does not know keeps the gazetteer's answer, with a note."""
+    resolution = resolve_place("13009", gazetteer=gazetteer, client=_client(nominatim))
+    assert resolution.place == gazetteer.resolve("13009").place
+    assert resolution.notes[-1] == (
+        "Nominatim/OpenStreetMap does not know '13009'; offline answer kept."
+    )
+    assert _requests(nominatim)[0].args["countrycodes"] == "fr"
+
+
+# --- the whole trial, the CLI -------------------------------------------------------------
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "tf.sqlite"
+    with Store(path) as store:
+        store.save_trial(TRIAL, None)
+    return path
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test loudly."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+@pytest.fixture
+def cli_env(monkeypatch, nominatim):
+    monkeypatch.setenv("TRIALFINDER_NOMINATIM_URL", _url(nominatim))
+    monkeypatch.setattr(geocode, "MIN_DELAY_SECONDS", 0.0)
+    monkeypatch.delenv("TRIALFINDER_ONLINE", raising=False)
+    return nominatim
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_geocode_online_reports_each_site(cli_env, db):
+    """`geocode --online` places every site, says where each position comes from, and warns
+    about the facility it could not find."""
+    result = _run("geocode", "--trial", NCT, "--db", str(db), "--online")
+    assert result.exit_code == 0, result.output
+    today = datetime.now(UTC).date().isoformat()
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{NCT}: 3 sites (online: 3 request(s) to Nominatim/OpenStreetMap)"
+    assert lines[2:8] == [
+        f"1. {IPC} — Marseille, France",
+        f"   Position: 43.2607, 5.4050 — facility (Nominatim/OpenStreetMap, {today})",
+        f"2. {TIMONE} — Marseille, France",
+        f"   Position: 43.2897, 5.4024 — facility (Nominatim/OpenStreetMap, {today})",
+        f"3. {BERARD} — Lyon, France",
+        "   Position: 45.7491, 4.8479 — city centre (bundled gazetteer)",
+    ]
+    assert "Precision: 2 facility, 1 city centre" in lines
+    assert lines[-1] == (
+        "Warning: Centre Léon Bérard (Lyon): not found by Nominatim/OpenStreetMap; "
+        "using the next best position"
+    )
+    again = _run("geocode", "--trial", NCT, "--db", str(db), "--online", "--json")
+    assert again.exit_code == 0
+    data = json.loads(again.stdout)
+    assert (data["online"], data["requests"], data["warnings"]) == (True, 0, [])
+    assert [s["precision"] for s in data["sites"]] == ["facility", "facility", "city centre"]
+    assert len(_requests(cli_env)) == 3
+
+
+def test_geocode_online_from_the_environment(cli_env, db, monkeypatch):
+    """TRIALFINDER_ONLINE=1 turns on online geocoding for the `geocode` command."""
+    monkeypatch.setenv("TRIALFINDER_ONLINE", "1")
+    result = _run("geocode", "--db", str(db), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["requests"] == 3
+
+
+def test_geocode_offline_sends_nothing(cli_env, db, no_network):
+    """Without --online, `geocode` reports offline positions and opens no connection."""
+    result = _run("geocode", "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == (
+        f"{NCT}: 3 sites (offline: record, geocode cache, bundled gazetteer)"
+    )
+    assert "Precision: 3 city centre" in result.stdout.splitlines()
+    assert _requests(cli_env) == []
+
+
+def test_nearest_uses_facility_positions(cli_env, db):
+    """Once facilities are geocoded, `nearest 13005` puts La Timone first and `nearest 13009`
+    Institut Paoli-Calmettes, offline."""
+    assert _run("geocode", "--db", str(db), "--online").exit_code == 0
+    asked = len(_requests(cli_env))
+    first = {}
+    for code in ("13005", "13009"):
+        result = _run("nearest", code, "--db", str(db), "--json")
+        assert result.exit_code == 0, result.output
+        sites = json.loads(result.stdout)["sites"]
+        first[code] = [(s["facility"], s["distance_km"]) for s in sites[:2]]
+    assert first["13005"] == [(TIMONE, 0.7), (IPC, 3.9)]
+    assert first["13009"] == [(IPC, 0.7), (TIMONE, 3.9)]
+    assert len(_requests(cli_env)) == asked
+
+
+def test_nearest_without_online_sends_no_request(cli_env, db, monkeypatch, no_network):
+    """Even with TRIALFINDER_ONLINE=1 and a Nominatim URL set, `nearest` without --online
+    opens no connection: the patient's place never leaves the machine."""
+    monkeypatch.setenv("TRIALFINDER_ONLINE", "1")
+    result = _run("nearest", "13005", "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert (
+        "   Position: city centre (bundled gazetteer); shares this position with another "
+        "site (equally distant: ranked by status, then name)"
+    ) in result.stdout.splitlines()
+    assert _requests(cli_env) == []
+
+
+def test_nearest_online_looks_up_place_and_sites(cli_env, db):
+    """`nearest PLACE --online` asks Nominatim for the place and the facilities."""
+    result = _run("nearest", "10 rue Paradis, Marseille", "--db", str(db), "--online")
+    assert result.exit_code == 0, result.output
+    asked = [r.args.get("q") or r.args["amenity"] for r in _requests(cli_env)]
+    assert asked == ["10 rue Paradis, Marseille", IPC, TIMONE, BERARD]
+    assert result.stdout.splitlines()[1] == (
+        "Note: Not in the bundled gazetteer; found online by Nominatim/OpenStreetMap: 10, "
+        "Rue Paradis, 1er Arrondissement, Marseille, 13001, France. Check that it is the "
+        "place you meant."
+    )
+
+
+def test_where_shows_how_a_place_resolves(no_network):
+    """`where` prints the place, its position and precision, and the other candidates."""
+    result = _run("where", "13009")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "'13009' resolves to Marseille (13), 13009",
+        "Name: Marseille",
+        "Region: Provence-Alpes-Côte d'Azur",
+        "Department: 13",
+        "Country: France (FR)",
+        "Postal code: 13009",
+        "Position: 43.2543, 5.4057 (postal code)",
+        "Other candidates: none",
+    ]
+
+
+def test_where_lists_other_candidates_as_json(no_network):
+    """An ambiguous name: `where --json` shows what was taken and what else it could be."""
+    result = _run("where", "Saint-Denis", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["place"]["department"] == "93"
+    assert data["alternatives"][0] == "Saint-Denis (974)"
+    assert data["notes"]
+
+
+def test_where_unknown_place_is_an_error(no_network):
+    """An unknown place: one `Error:` line on stderr and exit code 1, offline."""
+    result = _run("where", "10 rue Paradis, Marseille")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: Unknown place '10 rue Paradis, Marseille'")
+
+
+def test_where_online(cli_env):
+    """`where --online` may look the place up on Nominatim."""
+    result = _run("where", "10 rue Paradis, Marseille", "--online")
+    assert result.exit_code == 0, result.output
+    assert "Position: 43.2951, 5.3765 (facility)" in result.stdout.splitlines()
+    assert len(_requests(cli_env)) == 1
+
+
+def test_help_states_the_privacy_rule():
+    """Each command that takes the patient's place says it stays offline without --online."""
+    for command in ("nearest", "where"):
+        text = " ".join(_run(command, "--help").stdout.split())
+        assert "unless you give --online" in text or "leaves this machine only with" in text
+        assert "TRIALFINDER_ONLINE does not turn it on" in text
+
+
+def test_online_setting(monkeypatch):
+    """--online or TRIALFINDER_ONLINE=1/true/yes/on turns site geocoding online."""
+    assert online_requested(True, environ={})
+    assert online_requested(False, environ={"TRIALFINDER_ONLINE": "yes"})
+    assert not online_requested(False, environ={"TRIALFINDER_ONLINE": "0"})
+    assert not online_requested(False, environ={})
+
+
+def test_geocode_trial_offline_writes_nothing(tmp_path, gazetteer):
+    """Offline geocoding never creates the store."""
+    db = tmp_path / "absent.sqlite"
+    placement = place_sites(TRIAL, db, gazetteer=gazetteer)
+    assert not db.exists()
+    assert placement.requests == 0

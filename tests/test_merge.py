@@ -1,0 +1,177 @@
+"""Matching the listing's sites to the registry's, and what the merged record keeps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seed_listing import SEED_SITES, seed_listing_trial
+from trialfinder.merge import facility_similarity, match_sites, merge
+from trialfinder.models import Contact, Site, Source, Status, Trial
+from trialfinder.registry import parse_study
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ctgov"
+
+
+def registry_site(facility: str, city: str, status: Status = Status.RECRUITING,
+                  contacts: tuple[Contact, ...] = ()) -> Site:
+    return Site(facility=facility, city=city, country="France", status=status,
+                latitude=43.29695, longitude=5.38107, contacts=contacts)
+
+
+def listing_site(facility: str, city: str, investigator: str) -> Site:
+    return Site(facility=facility, city=city, country="France",
+                contacts=(Contact(investigator, role="PRINCIPAL_INVESTIGATOR", title="Pr"),))
+
+
+def registry_trial(*sites: Site) -> Trial:
+    return Trial("NCT02260505", "IMADGIST", Source("registry", "API v2", "2024-03-15"),
+                 status=Status.RECRUITING, sites=sites)
+
+
+def listing_trial(*sites: Site) -> Trial:
+    return Trial("NCT02260505", "IMADGIST", Source("listing", "listing", "2019-01"),
+                 status=Status.RECRUITING, brief_summary="From the listing.", sites=sites)
+
+
+def test_accents_and_case_do_not_matter() -> None:
+    """'Centre Leon Berard' in one source is 'Centre Léon Bérard' in the other."""
+    assert facility_similarity("Centre Leon Berard", "Centre Léon Bérard", city="Lyon") == 1.0
+    assert facility_similarity("CENTRE LÉON BÉRARD", "centre leon berard") == 1.0
+
+
+def test_abbreviations_are_expanded() -> None:
+    """'CHU La Timone' is 'Centre Hospitalier Universitaire La Timone'."""
+    assert facility_similarity("CHU La Timone",
+                               "Centre Hospitalier Universitaire La Timone") == 1.0
+
+
+def test_generic_words_weigh_little() -> None:
+    """Two AP-HP hospitals of Paris share many words but are different sites."""
+    score = facility_similarity("AP-HP Hôpital Saint-Antoine",
+                                "AP-HP Hôpital Européen Georges Pompidou", city="Paris")
+    assert score < 0.5
+    assert facility_similarity("Institut Paoli-Calmettes",
+                               "Centre Hospitalier Universitaire La Timone") == 0.0
+
+
+def test_typos_and_lost_accents_still_match() -> None:
+    """A scraped name that lost letters with its accents still finds its site."""
+    assert facility_similarity("Institut Bergonié", "Institut Bergoni") >= 0.9
+    assert facility_similarity("Institut de Cancérologie de l'Ouest",
+                               "Institut de Canc rologie de l'Ouest") >= 0.9
+
+
+def test_two_sites_in_one_city_are_not_crossed() -> None:
+    """Marseille's two sites each get their own investigator."""
+    reg = registry_trial(
+        registry_site("CHU La Timone", "Marseille"),
+        registry_site("Institut Paoli-Calmettes", "Marseille"),
+    )
+    lst = listing_trial(
+        listing_site("Institut Paoli-Calmettes", "Marseille", "François BERTUCCI"),
+        listing_site("Centre Hospitalier Universitaire La Timone", "Marseille",
+                     "Florence DUFFAUD"),
+    )
+    merged = merge(reg, lst)
+    assert [(s.facility, [c.name for c in s.contacts], s.listing_match) for s in merged.sites] == [
+        ("CHU La Timone", ["Florence DUFFAUD"], True),
+        ("Institut Paoli-Calmettes", ["François BERTUCCI"], True),
+    ]
+
+
+def test_city_alone_matches_only_a_lone_site() -> None:
+    """A renamed centre matches by city when the city has one site on both sides, not when
+    it has two."""
+    reg = registry_trial(
+        registry_site("Institut régional du Cancer de Montpellier", "Montpellier"),
+        registry_site("Hôpital Nord", "Marseille"),
+        registry_site("Hôpital de la Conception", "Marseille"),
+    )
+    lst = listing_trial(
+        listing_site("Centre Régional de Lutte contre le Cancer Val d'Aurelle", "Montpellier",
+                     "Didier CUPISSOL"),
+        listing_site("Institut Paoli-Calmettes", "Marseille", "François BERTUCCI"),
+    )
+    assert match_sites(reg.sites, lst.sites) == [(0, 0)]
+
+
+def test_registry_wins_and_listing_enriches() -> None:
+    """Status, position and spelling come from the registry; investigators are added once."""
+    reg = registry_trial(registry_site(
+        "Centre Léon Bérard", "Lyon", Status.ACTIVE_NOT_RECRUITING,
+        contacts=(Contact("Jean-Yves Blay, MD", role="PRINCIPAL_INVESTIGATOR"),
+                  Contact("Desk", role="CONTACT", email="desk@example.org")),
+    ))
+    lst = listing_trial(
+        Site("Centre Leon Berard", "LYON", "France", facility_raw="Centre L on B rard",
+             contacts=(Contact("Jean-Yves BLAY", role="PRINCIPAL_INVESTIGATOR", title="Pr"),
+                       Contact("Marie DUPONT", role="PRINCIPAL_INVESTIGATOR", title="Dr"))),
+    )
+    (merged,) = merge(reg, lst).sites
+    assert merged.facility == "Centre Léon Bérard"
+    assert merged.status is Status.ACTIVE_NOT_RECRUITING
+    assert (merged.latitude, merged.longitude) == (43.29695, 5.38107)
+    assert [c.name for c in merged.contacts] == ["Jean-Yves Blay, MD", "Desk", "Marie DUPONT"]
+    assert merged.listing_match is True
+
+
+def test_listing_facility_fills_a_blank_registry_facility() -> None:
+    """A registry site without a facility name takes the listing's (repaired) one."""
+    reg = registry_trial(registry_site("", "Lille"))
+    lst = listing_trial(listing_site("Centre Oscar Lambret", "Lille", "Nicolas PENEL"))
+    (merged,) = merge(reg, lst).sites
+    assert merged.facility == "Centre Oscar Lambret"
+    assert merged.status is Status.RECRUITING
+
+
+def test_unmatched_sites_are_kept_and_flagged() -> None:
+    """A site only the registry lists, and one only the listing names, both stay, flagged;
+    the listing-only one is not presented as recruiting."""
+    reg = registry_trial(registry_site("Centre Oscar Lambret", "Lille"),
+                         registry_site("Gustave Roussy", "Villejuif"))
+    lst = listing_trial(listing_site("Centre Oscar Lambret", "Lille", "Nicolas PENEL"),
+                        listing_site("AP-HP Hôpital Saint-Antoine", "Paris",
+                                     "Isabelle TROUILLOUD"))
+    merged = merge(reg, lst)
+    assert [(s.facility, s.listing_match, s.listing_only, s.status) for s in merged.sites] == [
+        ("Centre Oscar Lambret", True, False, Status.RECRUITING),
+        ("Gustave Roussy", False, False, Status.RECRUITING),
+        ("AP-HP Hôpital Saint-Antoine", False, True, Status.UNKNOWN),
+    ]
+    assert merged.source.kind == "registry"
+    assert merged.brief_summary == "From the listing."  # the registry left it empty
+
+
+def test_built_registry_record_and_seed_listing_match_fully() -> None:
+    """All 16 seed centres find their site in the built registry record of NCT02260505."""
+    data = json.loads((FIXTURES / "built_NCT02260505_v1.json").read_text(encoding="utf-8"))
+    registry = parse_study(data).trial
+    merged = merge(registry, seed_listing_trial())
+    assert len(merged.sites) == 16
+    assert all(s.listing_match for s in merged.sites)
+    by_facility = {s.facility: s for s in merged.sites}
+    assert {c.name for c in by_facility["Institut régional du Cancer de Montpellier"].contacts} \
+        == {"Didier CUPISSOL"}
+    for (investigator, *_), site in zip(SEED_SITES, merged.sites, strict=True):
+        assert any(
+            set(investigator.lower().split()) <= set(c.name.lower().replace(",", "").split())
+            for c in site.contacts
+        ), (investigator, site.facility)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.permutations(range(len(SEED_SITES))))
+def test_matching_does_not_depend_on_listing_order(order: list[int]) -> None:
+    """Shuffling the listing's sites pairs the same centres."""
+    data = json.loads((FIXTURES / "built_NCT02260505_v1.json").read_text(encoding="utf-8"))
+    registry = parse_study(data).trial
+    seed = seed_listing_trial()
+    shuffled = seed.replace(sites=tuple(seed.sites[i] for i in order))
+    merged = merge(registry, shuffled)
+    assert [s.contacts[-1].name for s in merged.sites] == [
+        s.contacts[-1].name for s in merge(registry, seed).sites
+    ]
