@@ -105,13 +105,22 @@ def _print_json(data: Any) -> None:
 @app.command()
 def nearest(
     place: Annotated[
-        str, typer.Argument(help="City, postal code or both, e.g. Lyon, 42000, 'Saint-Denis 93'.")
+        str,
+        typer.Argument(
+            metavar="PLACE", help="City, postal code or both, e.g. Lyon, 42000, 'Saint-Denis 93'."
+        ),
     ],
     trial: TrialOption = DEFAULT_TRIAL,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many sites.")] = 5,
     all_sites: Annotated[
         bool, typer.Option("--all", help="Include sites that are not recruiting.")
     ] = False,
+    max_km: Annotated[
+        float,
+        typer.Option(
+            "--max-km", min=1, help="Leave out sites farther than this; fail if none is nearer."
+        ),
+    ] = 1500.0,
     as_json: JsonOption = False,
     db: DbOption = None,
     online: Annotated[
@@ -150,7 +159,7 @@ def nearest(
 
     client = NominatimClient() if online else None
     answer = queries.nearest(
-        place, trial, _db(db), limit=limit, include_all=all_sites, client=client
+        place, trial, _db(db), limit=limit, include_all=all_sites, client=client, max_km=max_km
     )
     map_path = None
     if with_map or map_output is not None:
@@ -172,7 +181,9 @@ def nearest(
 def sites(
     trial: TrialOption = DEFAULT_TRIAL,
     as_json: JsonOption = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (UTF-8, one row a site).")] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Print CSV (UTF-8, one row a site).")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Every site of a trial: investigator, facility, city, status, position, precision."""
@@ -345,7 +356,10 @@ def geocode(
 @app.command()
 def where(
     place: Annotated[
-        str, typer.Argument(help="City, postal code or both, e.g. Lyon, 42000, 'Saint-Denis 93'.")
+        str,
+        typer.Argument(
+            metavar="PLACE", help="City, postal code or both, e.g. Lyon, 42000, 'Saint-Denis 93'."
+        ),
     ],
     online: Annotated[
         bool,

@@ -34,6 +34,10 @@ class UnknownPlace(TrialFinderError):
         self.suggestions = suggestions
 
 
+class OutOfReach(TrialFinderError):
+    """The place resolved, but no site of the trial is within the distance asked for."""
+
+
 class TrialNotFound(TrialFinderError):
     """No record of this trial in the store nor in the bundled data, or 404 from the registry."""
 

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trialfinder.errors import OutOfReach
 from trialfinder.geocode import Geocoder, NominatimClient, locate_sites, place_sites, resolve_place
 from trialfinder.models import Trial
 from trialfinder.nearest import RankedSite, is_stale, rank_sites
@@ -14,6 +15,10 @@ from trialfinder.records import load_trial
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer, Resolution
+
+DEFAULT_MAX_KM = 1500.0
+"""How far a patient can be expected to travel for a trial visit, by default (a day by car or
+train across France or to a neighbouring country); --max-km changes it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +37,9 @@ class NearestAnswer:
     ranked: tuple[RankedSite, ...]
     """The sites shown, nearest first (already cut to the limit)."""
     total_matching: int
-    """How many sites matched the filter before the limit."""
+    """How many sites matched the filter (and the reach) before the limit."""
     include_all: bool
+    max_km: float | None = None
 
 
 def trial_view(
@@ -69,19 +75,46 @@ def nearest(
     geocoder: Geocoder | None = None,
     today: date | None = None,
     client: NominatimClient | None = None,
+    max_km: float | None = DEFAULT_MAX_KM,
 ) -> NearestAnswer:
     """The nearest sites of a trial to a place the patient typed (resolved offline; online
-    with Nominatim only given a client, i.e. an explicit --online)."""
+    with Nominatim only given a client, i.e. an explicit --online).
+
+    Sites farther than max_km are left out; when that leaves none, OutOfReach says how far
+    the nearest one is, rather than offering a patient a site on another continent.
+    """
     resolution = resolve_place(place_query, gazetteer=gazetteer, client=client)
     view = trial_view(
         nct_id, db_path, geocoder=geocoder, today=today, client=client, gazetteer=gazetteer
     )
     place = resolution.place
     ranked = rank_sites(view.trial, place.latitude, place.longitude, include_all=include_all)
+    if max_km is not None:
+        reachable = [r for r in ranked if r.distance_km is None or r.distance_km <= max_km]
+        placed = [r for r in ranked if r.distance_km is not None]
+        if placed and not any(r.distance_km is not None for r in reachable):
+            raise OutOfReach(_out_of_reach_message(view.trial, resolution, placed[0], max_km))
+        ranked = reachable
     return NearestAnswer(
         resolution=resolution,
         view=view,
         ranked=tuple(ranked[:limit]),
         total_matching=len(ranked),
         include_all=include_all,
+        max_km=max_km,
+    )
+
+
+def _out_of_reach_message(
+    trial: Trial, resolution: Resolution, nearest_site: RankedSite, max_km: float
+) -> str:
+    from trialfinder.render import place_title
+
+    which = "recruiting site" if nearest_site.status.is_recruiting else "site"
+    site = nearest_site.site
+    return (
+        f"No {which} of {trial.nct_id} within {max_km:,.0f} km of "
+        f"{place_title(resolution.place)}: the nearest, {site.facility or site.city} "
+        f"({site.city}), is {nearest_site.distance_km:,.0f} km away. "
+        "Check the place with `trialfinder where`, or use --max-km to look farther."
     )

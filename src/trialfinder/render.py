@@ -12,6 +12,13 @@ if TYPE_CHECKING:
     from trialfinder.queries import NearestAnswer, TrialView
 
 
+def place_title(place: Place) -> str:
+    """'Lyon (69), France', 'Valencia, Spain': the label, with the country once."""
+    if place.country_name and not place.label.endswith(place.country_name):
+        return f"{place.label}, {place.country_name}"
+    return place.label
+
+
 def place_json(place: Place) -> dict[str, Any]:
     return {
         "name": place.name,
@@ -176,7 +183,7 @@ def site_block(index: int, site: Site, status: Status, distance_km: float | None
 def nearest_text(answer: NearestAnswer) -> str:
     place = answer.resolution.place
     which = "sites" if answer.include_all else "recruiting sites"
-    lines = [f"Nearest {which} to {place.label}, {place.country_name}"]
+    lines = [f"Nearest {which} to {place_title(place)}"]
     lines.extend(f"Note: {n}" for n in answer.resolution.notes)
     lines.extend(provenance_lines(answer.view))
     lines.append("")
