@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
 def _time(cmd: list[str], env: dict[str, str]) -> float:
@@ -30,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         # A fresh HOME and no store: the bundled record and gazetteer, as on a new machine.
-        env = {**os.environ, "HOME": home, "TRIALFINDER_DB": os.path.join(home, "none.sqlite")}
+        env = {**os.environ, "HOME": home, "TRIALFINDER_DB": str(Path(home) / "none.sqlite")}
         baseline_cmd = [sys.executable, "-c", "import typer"]
         ours_cmd = [sys.executable, "-m", "trialfinder", "nearest", "Lyon"]
         _time(ours_cmd, env)  # warm the OS cache and byte-code once
