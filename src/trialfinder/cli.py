@@ -184,9 +184,15 @@ def sites(
     as_csv: Annotated[
         bool, typer.Option("--csv", help="Print CSV (UTF-8, one row a site).")
     ] = False,
+    excel: Annotated[
+        bool, typer.Option("--excel", help="With --csv: start with a byte-order mark for Excel.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Every site of a trial: investigator, facility, city, status, position, precision."""
+    """Every site of a trial: investigator, contacts, address, status, position, precision.
+
+    CSV cells that a spreadsheet would run as a formula (=, +, -, @) get a leading '.
+    """
     from trialfinder import queries, render
 
     if as_json and as_csv:
@@ -195,12 +201,7 @@ def sites(
     if as_json:
         _print_json(render.sites_json(view))
     elif as_csv:
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=render.SITE_CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for site in view.trial.sites:
-            writer.writerow(render.site_csv_row(site, view.trial))
+        typer.echo(render.sites_csv(view, excel=excel), nl=False)
     else:
         typer.echo(render.sites_text(view))
 

@@ -298,6 +298,8 @@ def summary_json(view: TrialView) -> dict[str, Any]:
         "completion_date": trial.completion_date,
         "last_update": trial.last_update,
         "enrollment": trial.enrollment,
+        "brief_summary": trial.brief_summary,
+        "detailed_description": trial.detailed_description,
         "arms": [
             {"label": a.label, "type": a.type, "description": a.description,
              "interventions": list(a.interventions)}
@@ -354,6 +356,11 @@ def summary_text(view: TrialView, *, width: int = 100) -> str:
     if trial.enrollment is not None:
         lines.append(f"Enrollment: {trial.enrollment}")
     lines.append(f"Sites: {len(trial.sites)}")
+    if trial.brief_summary:
+        lines += ["", "Summary"]
+        for paragraph in trial.brief_summary.split("\n\n"):
+            lines.extend(textwrap.wrap(" ".join(paragraph.split()), width=width,
+                                       initial_indent="  ", subsequent_indent="  "))
 
     lines += ["", "Arms and interventions" + ("" if trial.arms else f": {missing}")]
     for arm in trial.arms:
