@@ -49,7 +49,7 @@ def test_nearest_lyon_lists_centre_leon_berard_first(runner: CliRunner) -> None:
     result = invoke(runner, "nearest", "Lyon", "--limit", "2")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "Nearest recruiting sites to Lyon (69), France",
+        "Nearest sites recorded as recruiting in January 2019, to Lyon (69), France",
         *HEADER,
         "",
         "1. Centre Léon Bérard — Lyon, France — 0.0 km",
@@ -71,7 +71,10 @@ def test_nearest_postal_code_42000_puts_saint_priest_first(runner: CliRunner) ->
     result = invoke(runner, "nearest", "42000", "-n", "1")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == "Nearest recruiting sites to Saint-Étienne (42), 42000, France"
+    assert lines[0] == (
+        "Nearest sites recorded as recruiting in January 2019, to Saint-Étienne (42), 42000, "
+        "France"
+    )
     assert lines[6] == (
         "1. Institut de cancérologie LUCIEN NEUWIRTH — Saint-priest-en-jarez, France — 4.6 km"
     )
@@ -116,6 +119,11 @@ def test_nearest_postal_code_42000_puts_saint_priest_first(runner: CliRunner) ->
             "Error: Invalid value for '--limit' / '-n': 0 is not in the range x>=1.",
         ),
         (["nearest", "Lyon", "--limit", "many"], 2, None),
+        (
+            ["nearest", "Lyon", "--max-km", "nan"],
+            2,
+            "Error: --max-km must be a positive number of kilometres, not nan",
+        ),
         (["nearest"], 2, "Error: Missing argument 'PLACE'."),
         (["nearest", "Lyon", "--bogus"], 2, "Error: No such option: --bogus"),
         (["sites", "--json", "--csv"], 2, None),
@@ -134,6 +142,14 @@ def test_bad_input_gets_one_line_and_an_exit_code(
     assert "Traceback" not in result.stderr
     if message is not None:
         assert lines[0] == message
+
+
+def test_overseas_patients_are_shown_the_trials_french_centres(runner: CliRunner) -> None:
+    """No distance limit in a country where the trial has sites: La Réunion is France."""
+    result = invoke(runner, "nearest", "97400", "-n", "1")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0].endswith("to Saint-Denis (974), 97400, France")
+    assert "— Marseille, France — 8776.5 km" in result.stdout
 
 
 def test_max_km_reaches_farther(runner: CliRunner) -> None:
@@ -246,7 +262,11 @@ def test_sync_then_nearest_skips_a_closed_site_and_changes_show_it(
     result = invoke(runner, "nearest", "Lyon", "--db", str(db), "-n", "1")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert "Source: ClinicalTrials.gov API v2, as of 2023-05-02" in lines
+    source = next(line for line in lines if line.startswith("Source: "))
+    assert source.startswith("Source: ClinicalTrials.gov API v2, as of 2023-05-02 (fetched ")
+    assert lines[0] == "Nearest recruiting sites to Lyon (69), France"
+    # Fetched just now, but the sponsor's last update is old: no "sync again", a caution.
+    assert "Warning: The registry record was last updated on 2023-05-02" in result.stdout
     first = lines.index("") + 1
     assert lines[first].startswith("1. Centre Léon Bérard — Lyon, France")
     assert "   Status: Recruiting" in lines

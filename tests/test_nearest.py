@@ -91,3 +91,13 @@ def test_staleness_is_six_months():
     """A record is stale after about six months."""
     assert is_stale(date(2019, 1, 1), today=date(2026, 11, 24))
     assert not is_stale(date(2026, 9, 1), today=date(2026, 11, 24))
+
+
+def test_a_closed_trial_overrides_a_stale_recruiting_site():
+    """A site still marked recruiting in a completed trial is not offered as recruiting."""
+    trial = _trial(_site("Stale", 45.0, 5.0, Status.RECRUITING), status=Status.COMPLETED)
+    assert rank_sites(trial, 45.0, 5.0) == []
+    assert rank_sites(trial, 45.0, 5.0, include_all=True)[0].status is Status.COMPLETED
+    # In a recruiting trial, the site's own closed status still wins.
+    open_trial = _trial(_site("Closed", 45.0, 5.0, Status.SUSPENDED))
+    assert rank_sites(open_trial, 45.0, 5.0) == []

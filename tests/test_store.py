@@ -145,14 +145,15 @@ def test_history_of_site_changes(store: Store) -> None:
 
 
 def test_effective_status_drives_site_changes(store: Store) -> None:
-    """A site without its own status changes when the trial's status does; one with its own
-    status does not."""
+    """A site without its own status changes when the trial's status does, and so does a site
+    still marked recruiting once the trial closes (its stale RECRUITING is not believed)."""
     store.save_trial(trial(CLB, IPC), None, now=T1)
     result = store.save_trial(trial(CLB, IPC, status=Status.COMPLETED, last_update="2024-03-01"),
                               None, now=T2)
     kinds = [(c.kind, c.facility, c.old, c.new) for c in result.changes]
     assert kinds == [
         (ChangeKind.TRIAL_STATUS_CHANGED, None, "RECRUITING", "COMPLETED"),
+        (ChangeKind.SITE_STATUS_CHANGED, "Centre Léon Bérard", "RECRUITING", "COMPLETED"),
         (ChangeKind.SITE_STATUS_CHANGED, "Institut Paoli-Calmettes", "RECRUITING", "COMPLETED"),
     ]
 
@@ -289,3 +290,38 @@ def test_fast_serialiser_matches_to_jsonable() -> None:
         assert later[1] == content_hash and later[0] != record_json
         assert [_site_row(parsed, i, s).key for i, s in enumerate(parsed.sites)] == [
             s.key() for s in parsed.sites]
+
+
+def test_site_json_fast_path_matches_generic_encoder() -> None:
+    """The hand-written site encoder gives the generic encoder's exact text, and steps aside
+    for values it does not know (an int coordinate, NaN, a plain-text status)."""
+    import dataclasses
+
+    from trialfinder.models import Contact, Precision, Site
+    from trialfinder.store import _DUMPS, _jsonable, _serialise, _site_json
+
+    base = Site(
+        facility='Centre "Léon" Bérard\\\n', city="Lyon", country="France",
+        status=Status.RECRUITING, zip="69008", latitude=45.74, longitude=1e-05,
+        precision=Precision.CITY, contacts=(Contact("Pr Y. \u2028", role="CONTACT",
+                                                    phone="+33 4 78"),),
+        unrepaired=("Berard",), listing_match=True, shared_position=True,
+    )
+    assert _site_json(base) == _DUMPS(_jsonable(base))
+    odd_sites = [dataclasses.replace(base, latitude=45), dataclasses.replace(
+        base, latitude=float("nan")), dataclasses.replace(base, status="RECRUITING")]
+    for odd in odd_sites:
+        t = trial(base, odd)
+        record_json, _ = _serialise(t)
+        record = _jsonable(t)
+        source = record.pop("source")
+        body = _DUMPS(record)
+        assert record_json == f'{body[:-1]},"source":{_DUMPS(source)}}}'
+
+
+def test_contact_phone_digits_in_any_script() -> None:
+    from trialfinder.store import _digits
+
+    assert _digits("+33 (0)4 78-78") == "330478" + "78"
+    assert _digits("٠١٢ 34²") == "٠١٢34²"
+    assert _digits(None) == ""

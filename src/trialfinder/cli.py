@@ -116,11 +116,16 @@ def nearest(
         bool, typer.Option("--all", help="Include sites that are not recruiting.")
     ] = False,
     max_km: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--max-km", min=1, help="Leave out sites farther than this; fail if none is nearer."
+            "--max-km",
+            min=1,
+            max=40100,
+            help="Leave out sites farther than this; fail if none is nearer. Default: no "
+            "limit in a country where the trial has sites, else 1500 km.",
+            show_default=False,
         ),
-    ] = 1500.0,
+    ] = None,
     as_json: JsonOption = False,
     db: DbOption = None,
     online: Annotated[

@@ -122,6 +122,12 @@ class Contact:
         return f"{self.name}, {self.title}" if self.title else self.name
 
 
+# Overall statuses under which a site's own RECRUITING can be believed.
+_TRUST_SITE_RECRUITING = frozenset(
+    {None, Status.RECRUITING, Status.ENROLLING_BY_INVITATION, Status.UNKNOWN}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
     """One investigator site (a "location" in API v2 terms)."""
@@ -162,8 +168,18 @@ class Site:
         return self.latitude is not None and self.longitude is not None
 
     def effective_status(self, trial_status: Status | None) -> Status:
-        """The site's own status wins; else the trial's; else unknown."""
-        return self.status or trial_status or Status.UNKNOWN
+        """The site's own status wins; else the trial's; else unknown.
+
+        One exception: a site still marked RECRUITING in a trial whose overall status says
+        it is not recruiting (completed, suspended, not yet open …) is not called
+        recruiting: registries often leave site statuses stale when a trial closes.
+        """
+        own = self.status
+        if own is None:
+            return trial_status or Status.UNKNOWN
+        if own is Status.RECRUITING and trial_status not in _TRUST_SITE_RECRUITING:
+            return trial_status  # type: ignore[return-value]  # not None: see the set
+        return own
 
     def key(self) -> str:
         """Stable identity of a site within a trial (facility + city + country, folded)."""

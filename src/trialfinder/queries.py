@@ -7,18 +7,18 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trialfinder.errors import OutOfReach
+from trialfinder.errors import BadInput, OutOfReach
 from trialfinder.geocode import Geocoder, NominatimClient, locate_sites, place_sites, resolve_place
 from trialfinder.models import Trial
 from trialfinder.nearest import RankedSite, is_stale, rank_sites
 from trialfinder.records import load_trial
 
 if TYPE_CHECKING:
-    from trialfinder.gazetteer import Gazetteer, Resolution
+    from trialfinder.gazetteer import Gazetteer, Place, Resolution
 
 DEFAULT_MAX_KM = 1500.0
-"""How far a patient can be expected to travel for a trial visit, by default (a day by car or
-train across France or to a neighbouring country); --max-km changes it."""
+"""How far abroad a patient can be expected to travel for a trial visit (a day by car or train
+to a neighbouring country); --max-km changes it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +60,16 @@ def trial_view(
     else:
         placement = place_sites(trial, db_path, client=client, gazetteer=gazetteer)
         trial, notes = placement.trial, placement.warnings
-    stale = is_stale(trial.source.as_of_date(), today)
-    return TrialView(trial=trial, stale=stale, notes=notes)
+    return TrialView(trial=trial, stale=record_is_stale(trial, today), notes=notes)
+
+
+def record_is_stale(trial: Trial, today: date | None = None) -> bool:
+    """Older than six months: since it was fetched for a registry record (a fresh sync makes
+    it fresh), since the page's date for a listing."""
+    retrieved = trial.source.retrieved
+    if retrieved:
+        return is_stale(date.fromisoformat(retrieved[:10]), today)
+    return is_stale(trial.source.as_of_date(), today)
 
 
 def nearest(
@@ -75,20 +83,26 @@ def nearest(
     geocoder: Geocoder | None = None,
     today: date | None = None,
     client: NominatimClient | None = None,
-    max_km: float | None = DEFAULT_MAX_KM,
+    max_km: float | None = None,
 ) -> NearestAnswer:
     """The nearest sites of a trial to a place the patient typed (resolved offline; online
     with Nominatim only given a client, i.e. an explicit --online).
 
     Sites farther than max_km are left out; when that leaves none, OutOfReach says how far
-    the nearest one is, rather than offering a patient a site on another continent.
+    the nearest one is, rather than offering a patient a site on another continent. Without
+    max_km, DEFAULT_MAX_KM applies only to a place in a country where the trial has no site:
+    a patient in La Réunion is still shown the French centres, however far.
     """
+    if max_km is not None and not 0 < max_km < float("inf"):
+        raise BadInput(f"--max-km must be a positive number of kilometres, not {max_km}")
     resolution = resolve_place(place_query, gazetteer=gazetteer, client=client)
     view = trial_view(
         nct_id, db_path, geocoder=geocoder, today=today, client=client, gazetteer=gazetteer
     )
     place = resolution.place
     ranked = rank_sites(view.trial, place.latitude, place.longitude, include_all=include_all)
+    if max_km is None and not _trial_has_sites_in(view.trial, place):
+        max_km = DEFAULT_MAX_KM
     if max_km is not None:
         reachable = [r for r in ranked if r.distance_km is None or r.distance_km <= max_km]
         placed = [r for r in ranked if r.distance_km is not None]
@@ -103,6 +117,13 @@ def nearest(
         include_all=include_all,
         max_km=max_km,
     )
+
+
+def _trial_has_sites_in(trial: Trial, place: Place) -> bool:
+    from trialfinder.text import fold
+
+    names = {fold(place.country_name), fold(place.country)}
+    return any(fold(site.country) in names for site in trial.sites)
 
 
 def _out_of_reach_message(

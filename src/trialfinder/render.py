@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trialfinder.models import Site, Status, Trial
+from trialfinder.models import Site, Source, Status, Trial
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Place, Resolution
@@ -115,14 +115,36 @@ def sites_json(view: TrialView) -> dict[str, Any]:
 def warnings(view: TrialView) -> list[str]:
     out = []
     trial = view.trial
-    if view.stale:
+    source = trial.source
+    refresh = (
+        f"Refresh it with `trialfinder sync {trial.nct_id}` (needs network) and confirm with "
+        "the site."
+    )
+    if view.stale and source.retrieved:
         out.append(
-            f"This record dates from {trial.source.as_of_label}, more than six months ago: "
-            "recruitment may have changed. Refresh it with "
-            f"`trialfinder sync {trial.nct_id}` (needs network) and confirm with the site."
+            f"This copy was fetched from the registry on {source.retrieved[:10]}, more than six "
+            f"months ago: recruitment may have changed. {refresh}"
+        )
+    elif view.stale:
+        out.append(
+            f"This record dates from {source.as_of_label}, more than six months ago: "
+            f"recruitment may have changed. {refresh}"
+        )
+    elif source.retrieved and _older_than_six_months(source):
+        out.append(
+            f"The registry record was last updated on {source.as_of_label}, more than six "
+            "months before it was fetched: confirm recruitment with the site."
         )
     out.extend(view.notes)
     return out
+
+
+def _older_than_six_months(source: Source) -> bool:
+    from datetime import date
+
+    from trialfinder.nearest import is_stale
+
+    return is_stale(source.as_of_date(), date.fromisoformat(source.retrieved[:10]))  # type: ignore[index]
 
 
 def provenance_lines(view: TrialView) -> list[str]:
@@ -131,16 +153,19 @@ def provenance_lines(view: TrialView) -> list[str]:
     lines = [
         f"{trial.nct_id}: {trial.title}",
         f"Recorded trial status: {status}",
-        f"Source: {trial.source.description}, as of {trial.source.as_of_label}",
+        f"Source: {trial.source.description}, as of {trial.source.as_of_label}"
+        + (f" (fetched {trial.source.retrieved[:10]})" if trial.source.retrieved else ""),
     ]
     lines.extend(f"Warning: {w}" for w in warnings(view))
     return lines
 
 
 def status_text(site: Site, status: Status) -> str:
-    if site.status is not None:
-        return status.label
-    return f"{status.label} (the trial's status; the record gives none for this site)"
+    if site.status is None:
+        return f"{status.label} (the trial's status; the record gives none for this site)"
+    if site.status is not status:
+        return f"{status.label} (the trial's status; the site is still marked {site.status.label})"
+    return status.label
 
 
 def position_text(site: Site) -> str:
@@ -182,8 +207,16 @@ def site_block(index: int, site: Site, status: Status, distance_km: float | None
 
 def nearest_text(answer: NearestAnswer) -> str:
     place = answer.resolution.place
-    which = "sites" if answer.include_all else "recruiting sites"
-    lines = [f"Nearest {which} to {place_title(place)}"]
+    if answer.include_all:
+        head = f"Nearest sites to {place_title(place)}"
+    elif answer.view.stale:
+        head = (
+            f"Nearest sites recorded as recruiting in {answer.view.trial.source.as_of_label}, "
+            f"to {place_title(place)}"
+        )
+    else:
+        head = f"Nearest recruiting sites to {place_title(place)}"
+    lines = [head]
     lines.extend(f"Note: {n}" for n in answer.resolution.notes)
     lines.extend(provenance_lines(answer.view))
     lines.append("")
@@ -193,7 +226,7 @@ def nearest_text(answer: NearestAnswer) -> str:
             if not answer.include_all
             else "This record lists no site."
         )
-        if not answer.include_all:
+        if not answer.include_all and answer.view.trial.sites:
             lines.append("Use --all to see every site whatever its status.")
     for i, ranked in enumerate(answer.ranked, start=1):
         lines.extend(site_block(i, ranked.site, ranked.status, ranked.distance_km))
