@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from trialfinder.errors import ListingError
-from trialfinder.listing import USER_AGENT, fetch_listing, parse_listing
+from trialfinder.listing import USER_AGENT, decode_listing, fetch_listing, parse_listing
 from trialfinder.models import Contact, Status, trial_from_jsonable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,3 +233,175 @@ def test_fetch_listing_unreachable() -> None:
     """A refused connection becomes a ListingError."""
     with pytest.raises(ListingError, match="Could not fetch"):
         fetch_listing("http://127.0.0.1:9/listing", timeout=2)
+
+
+# --- encodings ------------------------------------------------------------------------------
+
+LATIN1_HTML = SEED_HTML.replace('<meta charset="utf-8">', '<meta charset="iso-8859-1">')
+CP1252_HTML = SEED_HTML.replace(
+    '<meta charset="utf-8">',
+    '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">',
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(SEED_TEXT.encode("utf-8"), id="utf-8"),
+        pytest.param(codecs.BOM_UTF8 + SEED_TEXT.encode("utf-8"), id="utf-8-bom"),
+        pytest.param(SEED_TEXT.encode("utf-16"), id="utf-16-bom"),
+        pytest.param(codecs.BOM_UTF16_BE + SEED_TEXT.encode("utf-16-be"), id="utf-16-be-bom"),
+        pytest.param(SEED_TEXT.encode("utf-16-le"), id="utf-16-le-no-bom"),
+        pytest.param(SEED_TEXT.encode("latin-1"), id="latin-1-text"),
+        pytest.param(SEED_TEXT.encode("cp1252"), id="cp1252-text"),
+        pytest.param(LATIN1_HTML.encode("latin-1"), id="meta-charset-iso-8859-1"),
+        pytest.param(CP1252_HTML.encode("cp1252"), id="meta-http-equiv-windows-1252"),
+        # A page re-saved as UTF-8 that kept its old <meta>: the valid UTF-8 wins.
+        pytest.param(LATIN1_HTML.encode("utf-8"), id="stale-meta-utf-8-bytes"),
+    ],
+)
+def test_any_encoding_gives_the_seed_trial(data: bytes) -> None:
+    """BOM, declared charset, UTF-8 or cp1252: all 16 sites, accents intact, none lost."""
+    expected = parse_listing(SEED_TEXT)
+    text = decode_listing(data)
+    assert "Connect »" in text
+    assert "\ufffd" not in text
+    assert parse_listing(text) == expected
+    assert parse_listing(data) == expected  # bytes are decoded the same way
+
+
+def test_decode_listing_details() -> None:
+    """cp1252 punctuation, the declared charset beats a guess, undecodable bytes never raise."""
+    assert decode_listing("l’hôpital – Connect »".encode("cp1252")) == "l’hôpital – Connect »"
+    koi8 = '<html><head><meta charset="koi8-r"></head><body>Москва</body></html>'
+    assert "Москва" in decode_listing(koi8.encode("koi8-r"))
+    assert decode_listing(b"") == ""
+    assert isinstance(decode_listing(bytes(range(256)) * 4), str)
+    assert decode_listing(b'<meta charset="no-such-charset">caf\xc3\xa9') == (
+        '<meta charset="no-such-charset">café'
+    )
+
+
+def test_fetch_listing_without_a_header_charset_uses_the_meta(httpserver) -> None:  # type: ignore[no-untyped-def]
+    """A Latin-1 page served without a charset is read by its <meta charset>."""
+    httpserver.expect_request("/latin").respond_with_data(
+        LATIN1_HTML.encode("latin-1"), content_type="text/html"
+    )
+    trial = fetch_listing(httpserver.url_for("/latin"))
+    assert [s.facility for s in trial.sites] == [s.facility for s in parse_listing(SEED_TEXT).sites]
+
+
+# --- a sites section that yields nothing ------------------------------------------------------
+
+HEAD = "A Title\n\nClinical Study Identifier: NCT00000001\n\n"
+
+
+def test_unreadable_sites_section_is_an_error() -> None:
+    """Site blocks exist but none reads as a site: an error, not a trial with 0 sites."""
+    page = HEAD + (
+        "Contact Investigators or Research Sites near you\n\n"
+        "Jane DOE, MD\nSome Hospital\nConnect »\n\nAnother Hospital\nConnect »\n"
+    )
+    with pytest.raises(ListingError, match=r"no site blocks could be read \(2 block"):
+        parse_listing(page)
+
+
+def test_empty_sites_section_is_an_error() -> None:
+    """A sites heading with nothing under it (a truncated save) is an error too."""
+    page = HEAD + "Contact Investigators or Research Sites near you\n\nStart Over\n"
+    with pytest.raises(ListingError, match="no site blocks could be read"):
+        parse_listing(page + "\nRecruitment Status: Open\n")
+
+
+def test_connect_markers_without_the_heading_is_an_error() -> None:
+    """'Connect »' markers show sites were there even when the heading was lost."""
+    page = HEAD + "Jane DOE, MD\nSome Hospital\nBoston, United States\nConnect »\n"
+    with pytest.raises(ListingError, match="no site blocks could be read"):
+        parse_listing(page)
+
+
+def test_mangled_connect_marker_still_splits_sites() -> None:
+    """'Connect Â»' (UTF-8 read as Latin-1) or 'Connect \ufffd' still ends a site block."""
+    mangled = SEED_TEXT.replace("Connect »", "Connect Â»", 8).replace("Connect »", "Connect \ufffd")
+    assert parse_listing(mangled) == parse_listing(SEED_TEXT)
+
+
+def test_skipped_blocks_warn_briefly(caplog: pytest.LogCaptureFixture) -> None:
+    """Each skipped block is one short line; after a few, a count instead of more lines."""
+    bad = ("Nowhere Clinic " + "x" * 3000 + "\nConnect »\n\n") * 10
+    page = HEAD + (
+        "Contact Investigators or Research Sites near you\n\n" + bad
+        + "Good Clinic\nOslo, Norway\nConnect »\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="trialfinder.listing"):
+        (site,) = parse_listing(page).sites
+    assert site.city == "Oslo"
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 4
+    assert all("\n" not in m and len(m) < 200 for m in messages)
+    assert "Skipped 7 more site blocks" in messages[-1]
+
+
+# --- investigator titles ----------------------------------------------------------------------
+
+
+def _block(*lines: str) -> str:
+    return HEAD + (
+        "Contact Investigators or Research Sites near you\n\n" + "\n".join(lines)
+        + "\nConnect »\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "name", "title"),
+    [
+        ("Hans MÜLLER, Prof. Dr.", "Hans MÜLLER", "Prof. Dr."),
+        ("Ana GARCÍA, Dra", "Ana GARCÍA", "Dra"),
+        ("Ana GARCÍA, Dra.", "Ana GARCÍA", "Dra."),
+        ("Jean-Yves BLAY, Pr", "Jean-Yves BLAY", "Pr"),
+        ("Marie DUPONT, Pr.", "Marie DUPONT", "Pr."),
+        ("Jane DOE, MD PhD", "Jane DOE", "MD PhD"),
+        ("Jane DOE, M.D., Ph.D.", "Jane DOE", "M.D., Ph.D."),
+        ("Jane DOE, MD/PhD", "Jane DOE", "MD/PhD"),
+        ("john smith, mbbs, frcp", "john smith", "mbbs, frcp"),
+        ("Claire MARTIN, Docteur", "Claire MARTIN", "Docteur"),
+        ("Anna ROSSI, Dott.ssa", "Anna ROSSI", "Dott.ssa"),
+        ("João SILVA, Prof. Dr.ª", "João SILVA", "Prof. Dr.ª"),
+        ("Klaus WEBER, Univ.-Prof. Dr. med.", "Klaus WEBER", "Univ.-Prof. Dr. med."),
+        ("Pat LEE, RN", "Pat LEE", "RN"),
+        ("Sam KIM, PharmD", "Sam KIM", "PharmD"),
+        ("Mary JONES, Mrs", "Mary JONES", "Mrs"),
+        ("Olga IVANOVA, K.M.N.", "Olga IVANOVA", "K.M.N."),  # unknown title, shaped like one
+        ("Prof. Dr. Hans Müller", "Hans Müller", "Prof. Dr."),  # title first
+    ],
+)
+def test_investigator_titles(line: str, name: str, title: str) -> None:
+    """Titles in several languages and combinations end (or start) an investigator line."""
+    (site,) = parse_listing(_block(line, "Klinikum rechts der Isar", "München, Germany")).sites
+    assert site.contacts == (Contact(name=name, title=title, role="PRINCIPAL_INVESTIGATOR"),)
+    assert site.facility == "Klinikum rechts der Isar"
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "Boston University, MA",  # an organisation with a state, not a person
+        "Hôpital Nord, AP-HM",
+        "Centre Léon Bérard, Dr",
+        "Dr. Horst Schmidt Kliniken",
+        "Building 4, Floor 2",
+        "Klinikum Süd",
+    ],
+)
+def test_facility_lines_are_not_investigators(first: str) -> None:
+    """A first line naming a place stays part of the facility, even before a title."""
+    (site,) = parse_listing(_block(first, "Oncology Department", "Lyon, France")).sites
+    assert site.contacts == ()
+    assert site.facility == f"{first} Oncology Department"
+
+
+def test_two_line_block_keeps_its_facility() -> None:
+    """'Name, Title' then 'City, Country' alone is a facility, not an investigator."""
+    (site,) = parse_listing(_block("Hans MÜLLER, Prof. Dr.", "München, Germany")).sites
+    assert site.facility == "Hans MÜLLER, Prof. Dr."
+    assert site.contacts == ()

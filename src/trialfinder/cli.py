@@ -219,11 +219,11 @@ def listing(
     """What a listing page parses to (nothing is stored)."""
     from trialfinder import render
     from trialfinder.errors import BadInput
-    from trialfinder.listing import parse_listing
+    from trialfinder.listing import decode_listing, parse_listing
     from trialfinder.queries import TrialView
 
     try:
-        content = path.read_text(encoding="utf-8", errors="replace")
+        content = decode_listing(path.read_bytes())
     except OSError as exc:
         raise BadInput(f"Cannot read {path}: {exc.strerror or exc}") from None
     trial = parse_listing(content, source_url=None)
@@ -281,6 +281,16 @@ def sync_command(
         typer.echo("\r\x1b[2K", nl=False, err=True)
     if as_json:
         _print_json(report.to_jsonable())
+    failed = [t for t in report.trials if t.outcome == "failed"]
+    if failed:
+        # The per-trial lines went to stdout for the log; stderr gets the one-line verdict.
+        first = failed[0]
+        which = "first " if len(failed) > 1 else ""
+        typer.echo(
+            f"Error: {len(failed)} of {len(report.trials)} trials failed; {which}"
+            f"{first.nct_id}: {first.error}",
+            err=True,
+        )
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 

@@ -13,6 +13,7 @@ Names are plain text throughout: markup inside a name stays characters, nothing 
 
 from __future__ import annotations
 
+import codecs
 import logging
 import re
 from datetime import UTC, datetime
@@ -63,7 +64,8 @@ _STATUS = re.compile(r"^recruitment\s+status\s*:\s*(.*)$", re.I)
 _BRIEF = re.compile(r"^brief\s+description\s+of\s+(the\s+)?study\s*:?$", re.I)
 _DETAILED = re.compile(r"^detailed\s+study\s+description\s*:?$", re.I)
 _SITES = re.compile(r"^contact\s+investigators\s+or\s+research\s+sites(\s+near\s+you)?\s*:?$", re.I)
-_CONNECT = re.compile(r"^connect\s*(»|&raquo;?|>>|&gt;&gt;|›|→|>)?$", re.I)
+# "Connect »" and its spellings, including a mis-decoded "»" ("Â»", "\ufffd").
+_CONNECT = re.compile(r"^connect\s*(?:&raquo;?|&gt;&gt;|Â»|[^\w\s]{1,3})?$", re.I)
 _CHROME = re.compile(
     r"^(start\s+over"
     r"|brief\s+description\s+eligibility\s+contact\s+research\s+team"
@@ -71,25 +73,54 @@ _CHROME = re.compile(
     r"|sign\s+up\s+for\s+our\s+free\s+service\b.*)$",
     re.I,
 )
-# Titles that end an investigator line ("Florence DUFFAUD, Pr"), compared without dots.
+# Title words of an investigator line ("Florence DUFFAUD, Pr", "Hans MÜLLER, Prof. Dr.",
+# "Jane DOE, MD/PhD"), compared lower-case without dots, "ª" or "º" (English, French, German,
+# Spanish, Italian, Portuguese usage). A title is one or more of these words separated by
+# spaces, slashes, hyphens or "&".
 _TITLES = frozenset(
     (
-        "pr", "prof", "professor", "professeur", "dr", "doctor", "docteur", "md", "phd", "do",
-        "mbbs", "pharmd", "rn", "np", "pa", "msc", "mph", "frcp", "frcpc", "facp", "mr", "mrs",
-        "ms", "mme",
+        # doctor / professor
+        "dr", "drs", "dra", "dras", "doctor", "doctora", "docteur", "doktor", "dott", "dottssa",
+        "dottore", "dottoressa", "doutor", "doutora", "pr", "prof", "profa", "profe", "profs",
+        "professor", "professora", "professeur", "professeure", "professore", "professoressa",
+        "univ", "priv", "doz", "pd", "apl", "habil", "med", "rer", "nat", "dent", "phil", "hc",
+        "sc", "em",
+        # degrees and qualifications
+        "md", "phd", "dphil", "do", "mbbs", "mbchb", "mb", "bs", "bch", "chb", "bm", "bao",
+        "frcp", "frcpc", "frcpe", "frcs", "frcsc", "frcr", "frcpath", "frcog", "mrcp", "mrcs",
+        "facp", "facs", "fasco", "fracp", "facc", "mph", "msc", "mba", "ma", "ms", "bsc", "dds",
+        "dmd", "pharmd", "pharm", "rph", "rn", "bsn", "msn", "dnp", "np", "aprn", "crnp", "fnp",
+        "pa", "pac", "ccrp", "ccrc", "crc", "lic", "licda", "licdo", "ing", "mag", "mudr",
+        # forms of address
+        "mr", "mrs", "ms", "miss", "mx", "sir", "dame", "mme", "mlle", "m", "herr", "frau",
+        "sr", "sra", "srta", "sig", "sigra", "dona", "dom",
+        # connectors inside a combined title ("MD and PhD")
+        "and", "et", "und", "y", "e",
     )
+)
+_TITLE_SPLIT = re.compile(r"[\s/&+-]+")
+# A name part that is a place or an organisation, not a person.
+_NOT_A_PERSON = re.compile(
+    r"\d|hospit|h[oô]pital|cent(?:er|re|ro)\b|institut|clini|klini|universi|ospedal|chu\b"
+    r"|foundation|fondation|fundaci|research|medical|health|oncolog|cancer",
+    re.I,
 )
 # Invisible or odd characters a copied page carries.
 _SPACES = str.maketrans({"\u00a0": " ", "\u2007": " ", "\u202f": " ", "\t": " ",
                          "\u200b": None, "\ufeff": None, "\u00ad": None})
 
 
-def parse_listing(content: str, *, source_url: str | None = None) -> Trial:
+def parse_listing(content: str | bytes, *, source_url: str | None = None) -> Trial:
     """Read a listing page, HTML or its visible text, into a Trial.
 
-    Raises ListingError when the page has no ClinicalTrials.gov identifier. Site blocks that
-    cannot be read (no "City, Country" line) are logged and skipped.
+    Bytes are decoded with decode_listing. Raises ListingError when the page has no
+    ClinicalTrials.gov identifier, or when it has a sites section (or "Connect »" markers) of
+    which no site block can be read. Single site blocks that cannot be read (no "City,
+    Country" line) are logged briefly and skipped. A page with no sites section at all gives a
+    Trial without sites.
     """
+    if isinstance(content, bytes):
+        content = decode_listing(content)
     if _looks_like_html(content):
         content = html_to_text(content)
     lines = _normalise_lines(content)
@@ -119,7 +150,22 @@ def parse_listing(content: str, *, source_url: str | None = None) -> Trial:
     sites: tuple[Site, ...] = ()
     if sites_at is not None:
         end = min((m for m in marks if m > sites_at), default=len(lines))
-        sites = _sites(lines[sites_at + 1 : end])
+        sites, skipped = _sites(lines[sites_at + 1 : end])
+        if not sites:
+            detail = (
+                f"{skipped} block(s) without a 'City, Country' line before 'Connect »'"
+                if skipped
+                else "the section is empty"
+            )
+            raise ListingError(
+                f"The listing page for {nct_id} has a 'Contact Investigators or Research Sites' "
+                f"section but no site blocks could be read ({detail})"
+            )
+    elif any(_CONNECT.match(line) for line in lines):
+        raise ListingError(
+            f"The listing page for {nct_id} has 'Connect »' site markers but no "
+            "'Contact Investigators or Research Sites' heading, so no site blocks could be read"
+        )
 
     return Trial(
         nct_id=nct_id,
@@ -160,9 +206,11 @@ def fetch_listing(
             http.close()
     if response.status_code >= 400:
         raise ListingError(f"The listing page {url} answered HTTP {response.status_code}")
-    if "charset" not in response.headers.get("Content-Type", "").lower():
-        response.encoding = response.apparent_encoding or "utf-8"
-    trial = parse_listing(response.text, source_url=url)
+    if "charset" in response.headers.get("Content-Type", "").lower():
+        content: str | bytes = response.text
+    else:
+        content = response.content  # BOM, <meta charset>, UTF-8, then cp1252
+    trial = parse_listing(content, source_url=url)
     retrieved = datetime.now(UTC).replace(microsecond=0).isoformat()
     source = trial.source
     return trial.replace(
@@ -174,6 +222,96 @@ def fetch_listing(
             retrieved=retrieved,
         )
     )
+
+
+# --- bytes to text ----------------------------------------------------------------------------
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE: it starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_DECLARED = re.compile(
+    rb"""<meta\b[^>]*?\bcharset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)"""
+    rb"""|<\?xml\b[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)""",
+    re.I,
+)
+# What browsers read these labels as (WHATWG Encoding): Latin-1 and ASCII pages are cp1252.
+_LABEL_ALIASES = {"iso8859-1": "cp1252", "ascii": "cp1252"}
+
+
+def decode_listing(data: bytes) -> str:
+    """The text of a saved listing page, whatever its encoding.
+
+    In order: a byte-order mark (UTF-8, UTF-16, UTF-32); for HTML, a charset declared in the
+    first 2 KB (``<meta charset>``, ``<meta http-equiv="Content-Type" content="…;
+    charset=…">`` or ``<?xml encoding>``); UTF-8 if the bytes are valid UTF-8; else cp1252
+    (Windows Latin-1, a superset of ISO-8859-1 for text). BOM-less UTF-16 is recognised by its
+    zero bytes. A declared single-byte charset yields to UTF-8 when the bytes are valid UTF-8
+    with multi-byte characters: that is a page re-saved as UTF-8 with its old <meta> kept.
+    Never raises: undecodable bytes become U+FFFD.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(encoding, errors="replace")
+    utf16 = _bomless_utf16(data)
+    if utf16:
+        return data.decode(utf16, errors="replace")
+    utf8: str | None
+    try:
+        utf8 = data.decode("utf-8")
+    except UnicodeDecodeError:
+        utf8 = None
+    declared = _declared_charset(data)
+    if declared and declared != "utf-8":
+        single_byte = codecs.lookup(declared).name not in _MULTIBYTE
+        if not (single_byte and utf8 is not None and not data.isascii()):
+            return data.decode(declared, errors="replace")
+    if utf8 is not None:
+        return utf8
+    return data.decode("cp1252", errors="replace")
+
+
+_MULTIBYTE = frozenset(
+    codecs.lookup(name).name
+    for name in ("utf-8", "gb18030", "gbk", "gb2312", "big5", "shift_jis", "euc-jp", "euc-kr",
+                 "iso2022_jp", "cp932", "cp949", "cp950", "utf-7")
+)
+
+
+def _declared_charset(data: bytes) -> str | None:
+    """The Python codec of the charset an HTML/XML page declares in its first 2 KB, if any."""
+    head = data[:2048]
+    if not head.lstrip(b" \t\r\n").startswith(b"<"):
+        return None
+    match = _DECLARED.search(head)
+    if match is None:
+        return None
+    label = (match.group(1) or match.group(2)).decode("ascii").lower()
+    try:
+        name = codecs.lookup(label).name
+    except LookupError:
+        log.warning("Unknown charset %r declared in the page; reading it as UTF-8", label[:40])
+        return None
+    if name.startswith(("utf-16", "utf-32")):  # bytes readable as ASCII cannot be UTF-16
+        return "utf-8"
+    return _LABEL_ALIASES.get(name, name)
+
+
+def _bomless_utf16(data: bytes) -> str | None:
+    """'utf-16-le'/'utf-16-be' when every other byte of mostly-ASCII text is zero."""
+    sample = data[:4096]
+    sample = sample[: len(sample) // 2 * 2]
+    if len(sample) < 8:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) >= 0.9 * len(odd) and even.count(0) <= 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) >= 0.9 * len(even) and odd.count(0) <= 0.1 * len(odd):
+        return "utf-16-be"
+    return None
 
 
 # --- HTML to visible text -------------------------------------------------------------------
@@ -300,8 +438,16 @@ def _paragraphs(lines: list[str]) -> str | None:
     return text or None
 
 
-def _sites(lines: list[str]) -> tuple[Site, ...]:
-    """Site blocks: the non-blank lines up to each "Connect »" (or up to the end)."""
+_MAX_SKIP_WARNINGS = 3
+_EXCERPT = 80
+
+
+def _sites(lines: list[str]) -> tuple[tuple[Site, ...], int]:
+    """Site blocks: the non-blank lines up to each "Connect »" (or up to the end).
+
+    Returns the sites read and how many non-empty blocks could not be read. Each unread block
+    is a one-line warning with a short excerpt, at most a few of them, then a count.
+    """
     blocks: list[list[str]] = [[]]
     for line in lines:
         if not line or _CHROME.match(line):
@@ -311,27 +457,82 @@ def _sites(lines: list[str]) -> tuple[Site, ...]:
         else:
             blocks[-1].append(line)
     sites = []
+    skipped = 0
     for block in blocks:
         if not block:
             continue
         site = _site(block)
-        if site is None:
-            log.warning("Skipped a site block that does not read as a site: %r", block)
-        else:
+        if site is not None:
             sites.append(site)
-    return tuple(sites)
+            continue
+        skipped += 1
+        if skipped <= _MAX_SKIP_WARNINGS:
+            log.warning(
+                "Skipped a site block with no 'City, Country' line (%d line(s)): %r",
+                len(block), _excerpt(" / ".join(block)),
+            )
+    if skipped > _MAX_SKIP_WARNINGS:
+        log.warning("Skipped %d more site blocks like these", skipped - _MAX_SKIP_WARNINGS)
+    return tuple(sites), skipped
 
 
-def _investigator(line: str) -> Contact | None:
-    """'François BERTUCCI, Pr' -> Contact; None when the line does not end with a title."""
+def _excerpt(text: str) -> str:
+    return text if len(text) <= _EXCERPT else text[: _EXCERPT - 1] + "…"
+
+
+def _is_title(part: str) -> bool:
+    """'Pr', 'Prof. Dr.', 'MD/PhD', 'Dott.ssa', 'Univ.-Prof. Dr. med.' (any case)."""
+    words = [w for w in _TITLE_SPLIT.split(_title_key(part)) if w]
+    return bool(words) and all(w in _TITLES for w in words) and not all(
+        w in _CONNECTORS for w in words
+    )
+
+
+def _title_key(text: str) -> str:
+    return text.replace(".", "").replace("ª", "").replace("º", "").strip().lower()
+
+
+_CONNECTORS = frozenset(("and", "et", "und", "y", "e", "m"))
+# A tail after "Name," that is shaped like an abbreviated title even if not a known one.
+_TITLE_SHAPED = re.compile(r"^(?=.{1,20}$)[^\W\d_]{1,8}\.?(?:[\s/.-]+[^\W\d_]{1,8}\.?){0,2}$")
+_SURNAME = re.compile(r"\b[^\W\d_a-z]{2,}\b")  # an upper-case word: "DUFFAUD", "MÜLLER"
+
+
+def _person_name(name: str) -> bool:
+    return bool(name) and 1 <= len(name.split()) <= 6 and not _NOT_A_PERSON.search(name)
+
+
+def _investigator(line: str, *, first: bool = False) -> Contact | None:
+    """'François BERTUCCI, Pr' -> Contact; None when the line does not read as a person.
+
+    A trailing title of known words ("MD, PhD", "Prof. Dr.", "Dra") makes an investigator line.
+    On the first line of a block (``first``) two shapes more do: "Firstname SURNAME, <short
+    abbreviation>" (an unknown title) and a leading title, "Prof. Dr. Hans Müller".
+    """
     parts = [p.strip() for p in line.split(",")]
     k = len(parts)
-    while k > 1 and parts[k - 1].replace(".", "").lower() in _TITLES:
+    while k > 1 and _is_title(parts[k - 1]):
         k -= 1  # "Name, MD, PhD" has two
     name = ", ".join(parts[:k]).strip()
-    if k == len(parts) or not name:
+    if k < len(parts) and _person_name(name):
+        return Contact(name=name, title=", ".join(parts[k:]), role="PRINCIPAL_INVESTIGATOR")
+    if not first:
         return None
-    return Contact(name=name, title=", ".join(parts[k:]), role="PRINCIPAL_INVESTIGATOR")
+    if (
+        len(parts) == 2
+        and _TITLE_SHAPED.match(parts[1])
+        and _person_name(parts[0])
+        and (_SURNAME.search(parts[0]) or "." in parts[1])
+    ):
+        return Contact(name=parts[0], title=parts[1], role="PRINCIPAL_INVESTIGATOR")
+    words = line.split()
+    n = 0
+    while n < len(words) - 1 and _is_title(words[n]) and _title_key(words[n]) != "m":
+        n += 1
+    rest = " ".join(words[n:])
+    if n and "," not in line and rest[:1].isupper() and _person_name(rest):
+        return Contact(name=rest, title=" ".join(words[:n]), role="PRINCIPAL_INVESTIGATOR")
+    return None
 
 
 def _location(line: str) -> tuple[str, str | None, str | None, str] | None:
@@ -355,8 +556,8 @@ def _site(block: list[str]) -> Site | None:
     city, state, postal, country = location
     contacts: list[Contact] = []
     facility_lines: list[str] = []
-    for line in block[:-1]:
-        person = _investigator(line) if not facility_lines else None
+    for k, line in enumerate(block[:-1]):
+        person = _investigator(line, first=k == 0) if not facility_lines else None
         if person is not None and len(block) > 2:
             contacts.append(person)
         else:
