@@ -2,9 +2,10 @@
 
 Library errors (TrialFinderError) and Click usage errors are turned into one line
 `Error: …` on stderr and a non-zero exit, here and nowhere else.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: Typer would have to evaluate every command's
+annotations as strings at start-up, which costs more than evaluating them at import.
+"""
 
 import json
 import os

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 DEFAULT_TRIAL = "NCT02260505"
@@ -11,9 +10,11 @@ DEFAULT_TRIAL = "NCT02260505"
 
 def data_path(name: str) -> Path:
     """A file of the bundled data: inside the installed package, else the checkout's data/."""
-    packaged = resources.files("trialfinder").joinpath("data", name)
+    # The wheel installs data/ as trialfinder/data, next to this file (a plain path: cheaper
+    # at start-up than importlib.resources, and the package is never zipped).
+    packaged = Path(__file__).resolve().parent / "data" / name
     if packaged.is_file():
-        return Path(str(packaged))
+        return packaged
     # Running from a source checkout (editable install): data/ sits at the top level.
     return Path(__file__).resolve().parents[2] / "data" / name
 
