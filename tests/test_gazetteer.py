@@ -127,6 +127,55 @@ def test_postal_code_and_name(gaz, query):
         "Saint-Priest-en-Jarez", "42270", Precision.POSTAL_CODE)
 
 
+@pytest.mark.parametrize(
+    ("query", "name", "code"),
+    [
+        ("42270 St Priest en Jarez", "Saint-Priest-en-Jarez", "42270"),
+        ("42270 Saint-Priest", "Saint-Priest-en-Jarez", "42270"),  # part of the name
+        ("75020 Paris 20e", "Paris", "75020"),  # arrondissement forms
+        ("Paris 20e 75020", "Paris", "75020"),
+        ("75020 Paris 20", "Paris", "75020"),
+        ("69003 Lyon Cedex 03", "Lyon", "69003"),
+        ("13090 AIX", "Aix-en-Provence", "13090"),
+        ("75020 Paname", "Paris", "75020"),  # an alias of the commune
+        ("06160 Juan-les-Pins", "Antibes", "06160"),  # a locality within the commune
+        ("75020, France", "Paris", "75020"),
+    ],
+)
+def test_postal_code_with_a_variant_of_its_town(gaz, query, name, code):
+    """Accents, St, part of the name, arrondissements, CEDEX, aliases, localities agree."""
+    place = resolve(gaz, query).place
+    assert (place.name, place.postal_code) == (name, code)
+
+
+def test_postal_code_with_a_typo_in_its_town(gaz):
+    """A typo of the code's commune, that is no other place's name, is corrected."""
+    resolution = resolve(gaz, "42270 Saint-Priest-en-Jarz")
+    assert resolution.place.name == "Saint-Priest-en-Jarez"
+    assert resolution.corrected_from == "42270 Saint-Priest-en-Jarz"
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("75020 Lyon", "75020 is Paris, not Lyon"),
+        ("69000 Paris", "69000 is Lyon, not Paris"),
+        ("Lyon 75020", "75020 is Paris, not Lyon"),
+        ("42270 Saint-Étienne", "42270 is Saint-Priest-en-Jarez, not Saint-Étienne"),
+        ("69003 Sainte-Foy-lès-Lyon", "69003 is Lyon, not Sainte-Foy-lès-Lyon"),
+        ("01000 Lyon", "01000 is Bourg-en-Bresse or Saint-Denis-lès-Bourg, not Lyon"),
+        ("75020 Londres", "75020 is Paris, not Londres"),
+    ],
+)
+def test_postal_code_contradicting_the_town_is_refused(gaz, query, message):
+    """A code and a town that designate different places: refused, as either may be the
+    typo (using the code silently put Lyon patients in Paris)."""
+    with pytest.raises(UnknownPlace) as info:
+        resolve(gaz, query)
+    assert str(info.value) == (
+        f"{message}: give the postal code or the town alone, or both matching")
+
+
 def test_unknown_postal_code(gaz):
     """A five-digit number that is no French postal code is an UnknownPlace."""
     with pytest.raises(UnknownPlace, match="postal code '99999'"):
@@ -187,6 +236,30 @@ def test_qualifier_that_matches_nothing_lists_the_choices(gaz):
     with pytest.raises(UnknownPlace, match=r"No Saint-Denis in '45'.*Saint-Denis \(93\)") as info:
         resolve(gaz, "Saint-Denis 45")
     assert "Saint-Denis (974)" in info.value.suggestions
+
+
+@pytest.mark.parametrize(("query", "taken"), [("Pékin", "Beijing"), ("Mexico", "Mexico City")])
+def test_french_exonyms_of_big_cities_beat_small_namesakes(gaz, query, taken):
+    """An alias keeps competing on score: 'Pékin' is Beijing, not Pekin, Illinois."""
+    assert resolve(gaz, query).place.name == taken
+
+
+def test_a_shared_commune_name_lists_its_namesakes(gaz):
+    """'Villeneuve' names several communes: one is taken and the exact namesakes are offered."""
+    resolution = resolve(gaz, "Villeneuve")
+    names = [resolution.place.name] + [p.name for p in resolution.alternatives]
+    assert "Villeneuve" in names
+    assert resolve(gaz, "Villeneuve 94").place.name == "Villeneuve-Saint-Georges"
+
+
+@pytest.mark.parametrize(("query", "not_listed"), [("Milan", "Syracuse"),
+                                                   ("Berlin", "North Canton")])
+def test_weak_alias_alternatives_are_dropped(gaz, query, not_listed):
+    """A place that has the name only as an alias, and is tiny next to the one taken, is
+    not offered: Syracuse, NY is not an alternative to Milan."""
+    resolution = resolve(gaz, query)
+    assert not_listed not in " ".join(p.label for p in resolution.alternatives)
+    assert not any(not_listed in note for note in resolution.notes)
 
 
 def test_valence_is_french_first(gaz):
@@ -265,6 +338,14 @@ def test_hostile_input_does_not_crash(gaz, query):
         assert "\n" not in str(error)
     else:
         assert isinstance(resolution.place, Place)
+
+
+@pytest.mark.parametrize(("length", "shown"), [(201, "201"), (8_000, "8,000"),
+                                               (100_000, "100,000")])
+def test_too_long_input_reports_its_length(gaz, length, shown):
+    """The message gives the length typed, not that of the part read (800 characters)."""
+    with pytest.raises(UnknownPlace, match=rf"^That is too long .*\({shown} characters; at most"):
+        resolve(gaz, "x" * length)
 
 
 def test_control_characters_are_ignored(gaz):

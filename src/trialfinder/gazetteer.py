@@ -14,7 +14,8 @@ Ranking when a name fits several places: a score per name, precomputed by the bu
 of population times a weight (metropolitan France 1, French overseas and Monaco 0.5, the rest
 of Europe 0.05, elsewhere 0.01), exonyms ("Londres", "Genève") counting a fifth of a primary
 name. So "Saint-Denis" is the one in 93 (974 is bigger but overseas), "Valence" the one in
-Drôme, "Valencia" the one in Spain.
+Drôme, "Valencia" the one in Spain. An alias-only place tiny next to the one taken is not
+offered as an alternative.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from math import cos, hypot, radians
 from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -63,6 +65,18 @@ _CANDIDATES = 30
 """Names sharing the most trigrams with the query that are then measured exactly."""
 _CLEAR_WINNER = 10.0
 """A fuzzy match is taken when its score is this many times the next equally close one's."""
+_WEAK_ALIAS = 0.01
+"""A place matched only by an alias is offered as an alternative only if its score is at
+least this fraction of the taken place's ("Milan" is also an alternate name of Syracuse, NY)."""
+_MINOR_WORDS = frozenset({"saint", "sainte", "saints", "saintes", "sur", "sous", "les", "la",
+                          "le", "en", "de", "du", "des", "aux", "au", "et", "l", "d", "lo"})
+"""Words that alone do not designate a commune ("Saint", "sur"): a partial name needs more."""
+_POSTAL_COUNTRIES = FRENCH_TERRITORIES | {"MC"}
+_LOCALITY_KM = 10.0
+"""A locality (an alias, a place without a postal code) this near a commune of the code is
+taken to be in it."""
+_DISTRICT_SUFFIX = re.compile(r"^(?:\d{1,2}(?:e|er|eme|ieme)?|arrondissement)$")
+"""What may follow a commune's name in a postal-code query: "Paris 20e", "Lyon 3eme"."""
 
 
 def name_key(text: str) -> str:
@@ -220,8 +234,10 @@ class Gazetteer:
                 "or both"
             )
         if len(text) > MAX_QUERY:
+            # _clean reads at most MAX_QUERY * 4 characters: report the length given.
+            length = len(query) if len(text) >= MAX_QUERY * 4 else len(text)
             raise UnknownPlace(
-                f"That is too long for a place name ({len(text)} characters; at most {MAX_QUERY})"
+                f"That is too long for a place name ({length:,} characters; at most {MAX_QUERY})"
             )
         shown = _shorten(text)
         text = _CEDEX.sub("", text).strip() or text
@@ -410,25 +426,67 @@ class Gazetteer:
         hits = self._postcode_hits(code)
         if not hits:
             raise UnknownPlace(f"Unknown postal code '{code}': not a French postal code")
-        notes: list[str] = []
         if name:
-            key = name_key(name)
+            return self._postcode_and_name(shown, code, name, hits)
+        place = self._centroid(code, hits)
+        others = tuple(h.place for h in hits[1:6])
+        notes = []
+        if others:
+            notes.append(f"{code} also covers " + _enumerate([p.name for p in others]) + ".")
+        return Resolution(shown, place, others, notes=tuple(notes))
+
+    def _postcode_and_name(self, shown: str, code: str, name: str, hits: list[_Hit]) -> Resolution:
+        """A postal code and a town: the town within the code, unless they contradict.
+
+        Accepted: any name of a commune of the code (aliases and localities included), an
+        arrondissement of it ("Paris 20e"), part of its name ("Saint-Priest" for
+        Saint-Priest-en-Jarez) and, when the name is no other place's, a typo of it. A name
+        that designates another place ("75020 Lyon") is refused: either half may be the typo,
+        and guessing wrong sends the patient hundreds of kilometres away.
+        """
+        key = name_key(name)
+
+        def taken(hit: _Hit) -> Resolution:
+            others = tuple(h.place for h in hits if h is not hit)[:5]
+            return Resolution(shown, hit.place, others)
+
+        for hit in hits:
+            if self._has_name(hit.place_id, key):
+                return taken(hit)
+        district = self._district(key)
+        if district:
+            ids = {h.place_id for h in self._postcode_hits(district)}
             for hit in hits:
-                if self._has_name(hit.place_id, key):
-                    others = tuple(h.place for h in hits if h is not hit)[:5]
-                    return Resolution(shown, hit.place, others)
-            close = [(d, h) for h in hits if (d := _distance(key, name_key(h.place.name), 2)) <= 2]
+                if hit.place_id in ids:
+                    return taken(hit)
+        for hit in hits:
+            if _part_of(key, name_key(hit.place.name)):
+                return taken(hit)
+        if hits[0].place.country in self._countries(name):  # "75020, France"
+            return self._resolve_postcode(shown, code)
+        elsewhere = self._exact(key)
+        for other in elsewhere:  # a locality: Juan-les-Pins (no code of its own), La Défense
+            if other.alias or (other.place.country in _POSTAL_COUNTRIES
+                               and not other.place.postal_code):
+                for hit in hits:
+                    if _km(other.place, hit.place) <= _LOCALITY_KM:
+                        return taken(hit)
+        if not elsewhere:
+            limit = 2 if len(key) >= 5 else 1
+            close = [(d, h) for h in hits
+                     if (d := _distance(key, name_key(h.place.name), limit)) <= limit]
             if close:
                 hit = min(close, key=lambda dh: dh[0])[1]
                 others = tuple(h.place for h in hits if h is not hit)[:5]
                 note = f"'{_shorten(name)}' read as {hit.place.name}, in {code}."
                 return Resolution(shown, hit.place, others, corrected_from=shown, notes=(note,))
-            notes.append(f"No '{_shorten(name)}' in {code}: the postal code was used.")
-        place = self._centroid(code, hits)
-        others = tuple(h.place for h in hits[1:6])
-        if others:
-            notes.append(f"{code} also covers " + _enumerate([p.name for p in others]) + ".")
-        return Resolution(shown, place, others, notes=tuple(notes))
+        names = _dedupe(h.place.name for h in hits)
+        listed = _enumerate(names[:3] + (["…"] if len(names) > 3 else []), "or")
+        raise UnknownPlace(
+            f"{code} is {listed}, not {_shorten(name)}: give the postal code or the town alone, "
+            "or both matching",
+            suggestions=(code, _shorten(name)),
+        )
 
     def _splits(self, text: str) -> Iterable[tuple[str, _Filter]]:
         """(name, qualifier) readings: "Valence, Espagne", "Saint-Denis 974", "Valencia ES"."""
@@ -457,8 +515,12 @@ class Gazetteer:
         return _Filter(text, region_key=key) if allow_region else None
 
     def _resolution(self, shown: str, hits: list[_Hit]) -> Resolution:
+        # Aliases keep competing on score (at a fifth of their place's): "Pékin" is Beijing
+        # and "Mexico" Mexico City, though small places bear those names; the others are
+        # listed as alternatives.
         best = hits[0]
-        others = [h.place for h in hits[1:]]
+        floor = best.score * _WEAK_ALIAS
+        others = [h.place for h in hits[1:] if not h.alias or h.score >= floor]
         notes = []
         if best.alias:
             notes.append(f"'{shown}' read as {best.place.label}.")
@@ -590,6 +652,31 @@ def _clean(text: str) -> str:
         if ch.isspace() or unicodedata.category(ch)[0] != "C"
     )
     return " ".join(kept.split())
+
+
+def _part_of(key: str, commune_key: str) -> bool:
+    """Whether a name key is part of a commune's name key, or that name plus a district.
+
+    "saint priest" and "priest en jarez" are part of "saint priest en jarez"; "paris 20e" is
+    "paris" with an arrondissement. A run of minor words ("saint", "sur") is not enough, and
+    a longer name ("sainte foy les lyon" for "lyon") is another place.
+    """
+    words, name = key.split(), commune_key.split()
+    if not words:
+        return False
+    if len(words) > len(name):
+        rest = words[len(name):]
+        return words[: len(name)] == name and all(_DISTRICT_SUFFIX.match(w) for w in rest)
+    if all(w in _MINOR_WORDS or len(w) < 3 for w in words):
+        return False
+    n = len(words)
+    return any(name[i : i + n] == words for i in range(len(name) - n + 1))
+
+
+def _km(a: Place, b: Place) -> float:
+    """Distance in km, flat-earth approximation (good to a few percent under 100 km)."""
+    dx = radians(b.longitude - a.longitude) * cos(radians((a.latitude + b.latitude) / 2))
+    return 6371.0 * hypot(dx, radians(b.latitude - a.latitude))
 
 
 def _shorten(text: str, limit: int = 60) -> str:
