@@ -2,11 +2,15 @@
 
     python benchmarks/bench_ingest.py [--studies 1000] [--repeat 3]
 
-1. The recorded 1,148-site (NCT04267848) and 437-site (NCT02513394) studies: parse_study,
-   then Store.save_trial (new, then unchanged, then updated) in a fresh store on disk.
-2. A page of N studies cloned from the recorded ones with new NCT ids, served on 127.0.0.1
-   by http.server in a thread: RegistryClient.search + parse + save, one transaction per
-   study, through `sync(condition=…)`. Goal: at least 1,000 studies/s.
+1. The recorded 1,148-site (NCT04267848) and 437-site (NCT02513394) studies: JSON decode,
+   parse_study, then Store.save_trial (new, then unchanged, then updated) in a fresh store on
+   disk. studies/s = 1 / (decode + parse + save new).
+2. A page of N studies cloned from the recorded ones with new NCT ids, pre-encoded once and
+   served on 127.0.0.1 by http.server in a child process (so the server never competes with
+   the ingest for this process's interpreter lock): RegistryClient.search (HTTP + JSON
+   decode) + parse + save, one transaction per study, through `sync(condition=…)`, into a
+   new store, then again into the same store (every study unchanged).
+   Goal: at least 1,000 studies/s.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import multiprocessing
 import statistics
 import tempfile
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,15 +48,19 @@ def best(times: list[float]) -> float:
     return min(times)
 
 
-def bench_big(repeat: int) -> None:
+def bench_big(repeat: int) -> dict[str, float]:
+    """studies/s (decode + parse + save new) of each recorded big study."""
     print("Recorded big studies (best of", repeat, "runs, ms):")
-    print(f"  {'study':<10} {'parse':>8} {'save new':>9} {'unchanged':>10} {'updated':>8}")
+    print(f"  {'study':<10} {'decode':>7} {'parse':>7} {'save new':>9} {'unchanged':>10} "
+          f"{'updated':>8}")
+    rates = {}
     for label, name in BIG.items():
         text = (FIXTURES / name).read_text(encoding="utf-8")
-        data = json.loads(text)
-        parse_t, new_t, same_t, upd_t = [], [], [], []
+        decode_t, parse_t, new_t, same_t, upd_t = [], [], [], [], []
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "s.sqlite") as store:
+                d0 = time.perf_counter()
+                data = json.loads(text)
                 t0 = time.perf_counter()
                 trial = parse_study(data, retrieved="2025-01-01T00:00:00+00:00").trial
                 t1 = time.perf_counter()
@@ -63,12 +71,16 @@ def bench_big(repeat: int) -> None:
                 changed = trial.replace(last_update="2099-01-01", sites=trial.sites[1:])
                 store.save_trial(changed, text)
                 t4 = time.perf_counter()
+            decode_t.append(t0 - d0)
             parse_t.append(t1 - t0)
             new_t.append(t2 - t1)
             same_t.append(t3 - t2)
             upd_t.append(t4 - t3)
-        print(f"  {label:<10} {best(parse_t) * 1e3:8.1f} {best(new_t) * 1e3:9.1f} "
-              f"{best(same_t) * 1e3:10.1f} {best(upd_t) * 1e3:8.1f}")
+        print(f"  {label:<10} {best(decode_t) * 1e3:7.1f} {best(parse_t) * 1e3:7.1f} "
+              f"{best(new_t) * 1e3:9.1f} {best(same_t) * 1e3:10.1f} {best(upd_t) * 1e3:8.1f}")
+        rates[label] = 1 / best([d + p + n for d, p, n in zip(decode_t, parse_t, new_t,
+                                                                   strict=True)])
+    return rates
 
 
 def build_page(n: int) -> bytes:
@@ -87,7 +99,7 @@ def build_page(n: int) -> bytes:
     return json.dumps({"studies": studies, "totalCount": n}).encode()
 
 
-def serve(body: bytes) -> tuple[ThreadingHTTPServer, str]:
+def _serve_forever(body: bytes, port_out: multiprocessing.connection.Connection) -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200)
@@ -100,11 +112,23 @@ def serve(body: bytes) -> tuple[ThreadingHTTPServer, str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    port_out.send(server.server_address[1])
+    server.serve_forever()
 
 
-def bench_page(n: int, repeat: int) -> float:
+def serve(body: bytes) -> tuple[multiprocessing.Process, str]:
+    """Serve ``body`` (already encoded) to every GET, from a child process."""
+    receive, send = multiprocessing.Pipe(duplex=False)
+    server = multiprocessing.get_context("fork").Process(
+        target=_serve_forever, args=(body, send), daemon=True
+    )
+    server.start()
+    port = receive.recv()
+    return server, f"http://127.0.0.1:{port}"
+
+
+def bench_page(n: int, repeat: int) -> tuple[float, float]:
+    """Best studies/s of a sync into a new store, and of a re-sync with nothing changed."""
     body = build_page(n)
     sites = sum(len(s["protocolSection"].get("contactsLocationsModule", {}).get("locations", []))
                 for s in json.loads(body)["studies"])
@@ -131,11 +155,13 @@ def bench_page(n: int, repeat: int) -> float:
                   f"{sites / elapsed:,.0f} sites/s); "
                   f"{elapsed_again:.3f} s re-sync unchanged ({n / elapsed_again:,.0f} studies/s)")
     finally:
-        server.shutdown()
+        server.terminate()
+        server.join()
     best_new = max(r[0] for r in rates)
-    print(f"Ingest (search + parse + merge-free save, new store): best {best_new:,.0f} "
-          f"studies/s, median {statistics.median(r[0] for r in rates):,.0f}; goal 1,000")
-    return best_new
+    best_again = max(r[1] for r in rates)
+    print(f"Ingest (search + decode + parse + merge-free save, new store): best "
+          f"{best_new:,.0f} studies/s, median {statistics.median(r[0] for r in rates):,.0f}")
+    return best_new, best_again
 
 
 def main() -> None:
@@ -143,9 +169,16 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    bench_big(args.repeat)
-    rate = bench_page(args.studies, args.repeat)
-    print("GOAL MET" if rate >= 1000 else "GOAL NOT MET")
+    big = bench_big(args.repeat)
+    new, again = bench_page(args.studies, args.repeat)
+    print()
+    print("Summary, studies/s (best run; goal 1,000):")
+    for label, rate in big.items():
+        print(f"  recorded {label.replace(' sites', '-site')} study "
+              f"(decode + parse + save new){'':<6} {rate:>8,.1f}")
+    print(f"  {args.studies:,}-study page, new store{'':<25} {new:>8,.0f}")
+    print(f"  {args.studies:,}-study page, re-sync unchanged{'':<18} {again:>8,.0f}")
+    print("GOAL MET" if new >= 1000 else "GOAL NOT MET")
 
 
 if __name__ == "__main__":

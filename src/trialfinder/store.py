@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import operator
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -463,11 +463,11 @@ class Store:
             "status, site_status, latitude, longitude, precision, coordinate_source, "
             "listing_only, contacts_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (nct, r.position, r.key, r.site.facility, r.site.city, r.site.state, r.site.zip,
-                 r.site.country, r.status, _value(r.site.status), r.site.latitude,
-                 r.site.longitude, r.site.precision.value, r.site.coordinate_source,
-                 int(r.listing_only), r.contacts_hash)
+                (nct, r.position, r.key, s.facility, s.city, s.state, s.zip, s.country, r.status,
+                 None if s.status is None else s.status._value_, s.latitude, s.longitude,
+                 s.precision._value_, s.coordinate_source, int(r.listing_only), r.contacts_hash)
                 for r in sites
+                for s in (r.site,)
             ],
         )
 
@@ -690,7 +690,7 @@ def _site_row(trial: Trial, position: int, site: Site) -> _SiteRow:
         position,
         site,
         f"{_fold(site.facility)}|{_fold(site.city)}|{_fold(site.country)}",  # Site.key()
-        site.effective_status(trial.status).value,
+        site.effective_status(trial.status)._value_,
         site.listing_only,
         _contacts_hash(site.contacts),
     )
@@ -705,12 +705,24 @@ def _contacts_hash(contacts: tuple[Contact, ...]) -> str:
         "\x1f".join((
             _fold(c.name),
             c.role or "",
-            "".join(ch for ch in c.phone or "" if ch.isdigit()),
+            _digits(c.phone),
             (c.email or "").strip().lower(),
         ))
         for c in contacts
     )
     return hashlib.blake2b("\x1e".join(keys).encode(), digest_size=12).hexdigest()
+
+
+_NOT_ASCII_DIGITS = re.compile(r"[^0-9]+")
+
+
+def _digits(phone: str | None) -> str:
+    """The digits of a phone number (any script's, as ``str.isdigit`` sees them)."""
+    if not phone:
+        return ""
+    if phone.isascii():
+        return _NOT_ASCII_DIGITS.sub("", phone)
+    return "".join(ch for ch in phone if ch.isdigit())
 
 
 def _contacts_text(contacts: Iterable[tuple[str, str | None]]) -> str:
@@ -726,10 +738,18 @@ def _serialise(trial: Trial) -> tuple[str, str]:
 
     record_json holds exactly ``to_jsonable(trial)`` (keys in another order: the source
     last); the hash leaves out the fetch time, so the same content fetched twice is equal.
+    The sites, most of a record, are written by ``_site_json`` when it can, else by the
+    generic encoder: the text is the same either way.
     """
-    record = _jsonable(trial)
+    sites = _sites_json(trial.sites)
+    if sites is None:
+        record = _jsonable(trial)
+    else:
+        record = {name: _jsonable(getattr(trial, name)) for name in _TRIAL_FIELDS[:-1]}
     source = record.pop("source")
     body = _DUMPS(record)
+    if sites is not None:
+        body = f'{body[:-1]},"sites":[{sites}]}}'
     source_json = _DUMPS(source)
     stable = _DUMPS({k: v for k, v in source.items() if k != "retrieved"})
     content_hash = hashlib.sha256((body + stable).encode()).hexdigest()
@@ -738,41 +758,115 @@ def _serialise(trial: Trial) -> tuple[str, str]:
     return record_json, content_hash
 
 
-def _site_plan() -> tuple[tuple[str, ...], Any, tuple[int, int, int, int]] | None:
-    """Field names, a getter of all of them, and where status, precision, contacts and
-    unrepaired sit in a Site; None (use the generic path) if Site or Contact is not the
-    shape this fast path knows."""
-    site_names = tuple(f.name for f in dataclasses.fields(Site))
-    contact_names = tuple(f.name for f in dataclasses.fields(Contact))
-    scalar_contact = ("name", "role", "title", "phone", "email", "affiliation")
-    special = ("status", "precision", "contacts", "unrepaired")
-    if contact_names != scalar_contact or not set(special) <= set(site_names):
-        return None
-    hints = {f.name: str(f.type) for f in dataclasses.fields(Site)}
-    plain = {"str", "str | None", "float | None", "bool", "bool | None"}
-    if any(hints[n] not in plain for n in site_names if n not in special):
-        return None
-    return site_names, operator.attrgetter(*site_names), tuple(
-        site_names.index(n) for n in special
-    )  # type: ignore[return-value]
+_SITE_FIELDS = ("facility", "city", "country", "status", "state", "zip", "latitude", "longitude",
+                "precision", "coordinate_source", "contacts", "facility_raw", "unrepaired",
+                "listing_match", "listing_only", "shared_position")
+_CONTACT_FIELDS = ("name", "role", "title", "phone", "email", "affiliation")
+_FAST_SITES = (tuple(Site.__dataclass_fields__) == _SITE_FIELDS
+               and tuple(Contact.__dataclass_fields__) == _CONTACT_FIELDS)
+"""The hand-written ``_site_jsonable`` knows exactly these fields; if the models change, the
+generic path takes over until it is updated (test_store checks both give the same JSON)."""
 
 
-_SITE_PLAN = _site_plan()
-_CONTACT_NAMES = tuple(f.name for f in dataclasses.fields(Contact))
-_CONTACT_GET = operator.attrgetter(*_CONTACT_NAMES)
+def _contact_jsonable(c: Contact) -> dict[str, Any]:
+    return {"name": c.name, "role": c.role, "title": c.title, "phone": c.phone,
+            "email": c.email, "affiliation": c.affiliation}
 
 
 def _site_jsonable(site: Site) -> dict[str, Any]:
-    assert _SITE_PLAN is not None
-    names, getter, (i_status, i_precision, i_contacts, i_unrepaired) = _SITE_PLAN
-    values = list(getter(site))
-    status = values[i_status]
-    values[i_status] = None if status is None else status.value
-    values[i_precision] = values[i_precision].value
-    values[i_contacts] = [dict(zip(_CONTACT_NAMES, _CONTACT_GET(c), strict=True))
-                          for c in values[i_contacts]]
-    values[i_unrepaired] = list(values[i_unrepaired])
-    return dict(zip(names, values, strict=True))
+    status = site.status
+    return {
+        "facility": site.facility,
+        "city": site.city,
+        "country": site.country,
+        "status": None if status is None else status._value_,
+        "state": site.state,
+        "zip": site.zip,
+        "latitude": site.latitude,
+        "longitude": site.longitude,
+        "precision": site.precision._value_,
+        "coordinate_source": site.coordinate_source,
+        "contacts": [_contact_jsonable(c) for c in site.contacts],
+        "facility_raw": site.facility_raw,
+        "unrepaired": list(site.unrepaired),
+        "listing_match": site.listing_match,
+        "listing_only": site.listing_only,
+        "shared_position": site.shared_position,
+    }
+
+
+_TRIAL_FIELDS = tuple(Trial.__dataclass_fields__)
+_FAST_JSON = _FAST_SITES and _TRIAL_FIELDS[-1] == "sites" and "source" in _TRIAL_FIELDS
+_str_json = json.encoder.encode_basestring  # what _DUMPS does to a str (ensure_ascii=False)
+_float_repr = float.__repr__  # what _DUMPS does to a finite float
+
+
+def _opt_json(value: str | None) -> str:
+    return "null" if value is None else _str_json(value)
+
+
+def _float_json(value: float | None) -> str:
+    if value is None:
+        return "null"
+    if type(value) is not float or value - value != 0.0:  # an int, NaN or an infinity
+        raise TypeError(value)
+    return _float_repr(value)
+
+
+def _bool_json(value: bool | None) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    raise TypeError(value)
+
+
+_CONTACT_JSON = ('{"name":%s,"role":%s,"title":%s,"phone":%s,"email":%s,"affiliation":%s}')
+_SITE_JSON = (
+    '{"facility":%s,"city":%s,"country":%s,"status":%s,"state":%s,"zip":%s,"latitude":%s,'
+    '"longitude":%s,"precision":%s,"coordinate_source":%s,"contacts":[%s],"facility_raw":%s,'
+    '"unrepaired":[%s],"listing_match":%s,"listing_only":%s,"shared_position":%s}'
+)
+
+
+def _site_json(site: Site) -> str:
+    """``_DUMPS(_site_jsonable(site))`` without the dict, for the usual value types; raises
+    TypeError or AttributeError for any other (then the generic encoder is used)."""
+    status = site.status
+    return _SITE_JSON % (
+        _str_json(site.facility),
+        _str_json(site.city),
+        _str_json(site.country),
+        "null" if status is None else _str_json(status._value_),
+        _opt_json(site.state),
+        _opt_json(site.zip),
+        _float_json(site.latitude),
+        _float_json(site.longitude),
+        _str_json(site.precision._value_),
+        _opt_json(site.coordinate_source),
+        ",".join([
+            _CONTACT_JSON % (_str_json(c.name), _opt_json(c.role), _opt_json(c.title),
+                             _opt_json(c.phone), _opt_json(c.email), _opt_json(c.affiliation))
+            for c in site.contacts
+        ]),
+        _opt_json(site.facility_raw),
+        ",".join([_str_json(token) for token in site.unrepaired]),
+        _bool_json(site.listing_match),
+        _bool_json(site.listing_only),
+        _bool_json(site.shared_position),
+    )
+
+
+def _sites_json(sites: tuple[Site, ...]) -> str | None:
+    """The sites as the inside of a JSON array, or None when the generic encoder must do it."""
+    if not _FAST_JSON:
+        return None
+    try:
+        return ",".join([_site_json(site) for site in sites])
+    except (TypeError, AttributeError):
+        return None
 
 
 def _jsonable(value: Any) -> Any:
@@ -781,8 +875,16 @@ def _jsonable(value: Any) -> Any:
     if cls is str or value is None or cls is float or cls is int or cls is bool:
         return value
     if cls is tuple or cls is list:
-        if value and type(value[0]) is Site and _SITE_PLAN is not None:
-            return [_site_jsonable(v) for v in value]
+        if not value:
+            return []
+        first = type(value[0])
+        if first is str and all(type(v) is str for v in value):
+            return list(value)
+        if _FAST_SITES:
+            if first is Site:
+                return [_site_jsonable(v) for v in value]
+            if first is Contact:
+                return [_contact_jsonable(v) for v in value]
         return [_jsonable(v) for v in value]
     names = _FIELD_NAMES.get(cls)
     if names is not None:
@@ -798,7 +900,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _value(status: Status | None) -> str | None:
-    return None if status is None else status.value
+    return None if status is None else status._value_  # ._value_: no enum descriptor call
 
 
 def parse_since(since: date | str) -> str:
