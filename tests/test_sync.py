@@ -178,6 +178,10 @@ def test_condition_search_stores_every_study(server: HTTPServer, tmp_path: Path)
     with Store(db) as store:
         assert store.trial_ids() == sorted(ids)
         assert store.get_raw(ids[0]) is None  # no per-study text from a search page
+        # A multi-trial sync builds the search index, so `search` never has to.
+        from trialfinder.search import index_ready
+
+        assert index_ready(store.connection)
 
 
 def test_bundled_listing_is_merged_by_default(server: HTTPServer, tmp_path: Path) -> None:

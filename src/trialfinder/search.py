@@ -147,10 +147,7 @@ class SearchAnswer:
 
 def connection_of(store: Store) -> sqlite3.Connection:
     """The store's SQLite connection (the store owns it; we only read and keep our index)."""
-    conn = getattr(store, "connection", None)
-    if isinstance(conn, sqlite3.Connection):
-        return conn
-    return store._db  # until Store exposes its connection
+    return store.connection
 
 
 def index_ready(conn: sqlite3.Connection) -> bool:

@@ -326,6 +326,11 @@ class Store:
         self.close()
 
     @property
+    def connection(self) -> sqlite3.Connection:
+        """The open connection, for derived indexes kept in the same file (search.py)."""
+        return self._db
+
+    @property
     def journal_mode(self) -> str:
         return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
 

@@ -196,6 +196,12 @@ def sync(
             raise
         failed = sum(o.failed for o in outcomes)
         result = "ok" if not failed else ("failed" if failed == len(outcomes) else "partial")
+        if len(outcomes) > 1:
+            # A multi-trial store is for `search`: build its index here, under the lock, so a
+            # search never pays for it (triggers keep it current afterwards).
+            from trialfinder.search import connection_of, ensure_index
+
+            ensure_index(connection_of(store))
         finished = now or utc_now()
         store.finish_sync(sync_id, result, now=finished)
     return SyncReport(str(store_path), started, finished, tuple(outcomes), sync_id)
