@@ -18,10 +18,8 @@ import base64
 import functools
 import html
 import json
-import os
 import re
 import secrets
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -160,21 +158,10 @@ def build_map(
 
 
 def write_map(html_text: str, path: Path | str) -> Path:
-    """Write the page atomically (a temporary file beside it, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(html_text)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp).chmod(0o644)  # mkstemp makes it 0600; a map is meant to be shared
-        Path(tmp).replace(path)  # os.replace: atomic within one directory
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write the page atomically; readable by others, since a map is meant to be shared."""
+    from trialfinder.files import write_text_atomic
+
+    return write_text_atomic(Path(path), html_text, mode=0o644)
 
 
 def slug(text: str) -> str:

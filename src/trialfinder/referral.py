@@ -9,9 +9,7 @@ from the user is escaped with `html.escape`. The patient appears only as the res
 from __future__ import annotations
 
 import html
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -70,19 +68,10 @@ def write_referral(referral: Referral, output: Path | None = None) -> Path:
     path = output if output is not None else Path.cwd() / default_filename(referral)
     if path.is_dir():
         path = path / default_filename(referral)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    content = referral_html(referral)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from trialfinder.files import write_text_atomic
+
+    # Owner-only: the sheet names the patient's town.
+    return write_text_atomic(path, referral_html(referral), mode=0o600)
 
 
 # -- HTML ---------------------------------------------------------------------------------
