@@ -149,7 +149,7 @@ def test_one_failure_does_not_stop_the_others(server: HTTPServer, tmp_path: Path
     )
     report = run(server, db, "NCT00000001", NCT)
     assert [t.summary() for t in report.trials] == [
-        "NCT00000001 failed: No study NCT00000001 in ClinicalTrials.gov",
+        f"NCT00000001 failed: No study NCT00000001 in ClinicalTrials.gov (at {base_url(server)})",
         f"{NCT} new: 16 sites",
     ]
     with Store(db) as store:

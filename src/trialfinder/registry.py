@@ -168,7 +168,8 @@ class RegistryClient:
         nct = normalise_nct_id(nct_id)
         answer = self._fetch(f"/studies/{nct}")
         if answer.status == 404:
-            raise TrialNotFound(f"No study {nct} in {_SERVICE}")
+            where = "" if self.base_url == DEFAULT_BASE_URL else f" (at {self.base_url})"
+            raise TrialNotFound(f"No study {nct} in {_SERVICE}{where}")
         if answer.status == 400:
             raise InvalidTrialId(
                 nct, f"{_SERVICE} rejected '{nct}' as malformed: {_first_line(answer.body)}"
