@@ -136,3 +136,9 @@ def test_correct_french_names_are_unchanged(words: list[str]) -> None:
     repair = repair_name(name)
     assert repair.text == name
     assert repair.unrepaired == ()
+
+
+@pytest.mark.parametrize("text", ["alert(1)", "<img src=x onerror=alert(1)>", "x=Bergoni"])
+def test_code_and_markup_get_no_dropped_letter_guess(text):
+    """Words glued to code-like punctuation are not 'repaired' ("alert(1)" stays)."""
+    assert repair_name(text).text == text

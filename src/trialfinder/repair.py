@@ -208,6 +208,12 @@ def _lead_ok(before: str, first: bool) -> bool:
     return rest.endswith((" ", "(", "-", "'", "’"))
 
 
+def _plain_word(before: str, after: str) -> bool:
+    """Is the chunk a word of a name, not part of code or markup ("alert(1)", "x=y")?
+    Only such words get the no-trace dropped-letter guess."""
+    return (not before or before[-1] in " -'’(") and (not after or after[0] in " -,.;:'’)")
+
+
 def _best_at(
     chunks: list[_Chunk], seps: list[str], i: int, vocab: Vocabulary, english: bool
 ) -> tuple[int, str, bool, bool] | None:
@@ -243,7 +249,12 @@ def _best_at(
                 hypotheses.append((False, True, False))
             if lead_possible:
                 hypotheses.append((True, False, False))
-            if own is None and not english and sum(map(str.isalpha, part)) >= MIN_DROP_LENGTH:
+            if (
+                own is None
+                and not english
+                and sum(map(str.isalpha, part)) >= MIN_DROP_LENGTH
+                and _plain_word(seps[i], seps[i + 1])
+            ):
                 hypotheses.append((False, False, True))
             for lead, trail, drop in hypotheses:
                 for word, zipf in _candidates(parts, vocab, lead, trail, drop=drop):
