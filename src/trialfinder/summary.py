@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from trialfinder.models import Contact, Trial
+from trialfinder.models import Contact, Trial, to_jsonable
 from trialfinder.nearest import is_stale
 from trialfinder.queries import TrialView
 from trialfinder.records import load_trial
@@ -223,17 +223,6 @@ def phase_label(phases: tuple[str, ...]) -> str | None:
     return "/".join(labels) or None
 
 
-def _contact_json(contact: Contact) -> dict[str, Any]:
-    return {
-        "name": contact.name,
-        "role": contact.role,
-        "title": contact.title,
-        "phone": contact.phone,
-        "email": contact.email,
-        "affiliation": contact.affiliation,
-    }
-
-
 def _contact_text(contact: Contact) -> str:
     bits = [contact.display]
     if contact.role and contact.role != "CONTACT":
@@ -306,8 +295,8 @@ def summary_json(view: TrialView) -> dict[str, Any]:
             for a in trial.arms
         ],
         "eligibility": eligibility_json(trial),
-        "contacts": [_contact_json(c) for c in trial.central_contacts],
-        "officials": [_contact_json(c) for c in trial.officials],
+        "contacts": to_jsonable(trial.central_contacts),
+        "officials": to_jsonable(trial.officials),
         "sites": len(trial.sites),
         "registry_url": trial.registry_url,
         "as_of": trial.source.as_of,
