@@ -57,7 +57,50 @@ def test_schema_is_versioned_and_marked(store: Store) -> None:
     assert {"trials", "sites", "contacts", "changes", "syncs", "geocode_cache"} <= tables
     assert store.schema_version == SCHEMA_VERSION
     indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"sites_lat_lon", "sites_status"} <= indexes
+    assert indexes.isdisjoint({"sites_lat_lon", "sites_status"})  # dropped in schema 2
+
+
+def _as_version_1(path: Path) -> None:
+    """Turn a store into what trialfinder wrote with schema 1 (two more indexes on sites)."""
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE INDEX sites_lat_lon ON sites(latitude, longitude)")
+    raw.execute("CREATE INDEX sites_status ON sites(status)")
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+
+
+def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Opening a schema-1 store drops its unused indexes and keeps every record."""
+    path = tmp_path / "store.sqlite"
+    with Store(path) as db:
+        db.save_trial(trial(CLB, HEGP), "v1", now=T1)
+    _as_version_1(path)
+    with Store(path) as db:
+        assert db.schema_version == SCHEMA_VERSION == 2
+        names = {r[0] for r in db._db.execute("SELECT name FROM sqlite_master")}
+        assert names.isdisjoint({"sites_lat_lon", "sites_status"})
+        assert db.get_trial("NCT02260505") == trial(CLB, HEGP)
+        assert db.get_raw("NCT02260505") == "v1"
+
+
+def test_schema_1_store_is_read_as_it_is_while_a_writer_holds_it(tmp_path: Path) -> None:
+    """A reader does not wait for a running sync to upgrade: it reads the old schema."""
+    path = tmp_path / "store.sqlite"
+    with Store(path) as db:
+        db.save_trial(trial(CLB), None, now=T1)
+    _as_version_1(path)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with Store(path) as db:
+            assert db.schema_version == 1
+            assert db.get_trial("NCT02260505") == trial(CLB)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    with Store(path) as db:
+        assert db.schema_version == 2
 
 
 def test_file_store_uses_wal_and_creates_parent_dirs(tmp_path: Path) -> None:
@@ -276,7 +319,7 @@ def test_fast_serialiser_matches_to_jsonable() -> None:
 
     from trialfinder.models import to_jsonable
     from trialfinder.registry import parse_study
-    from trialfinder.store import _serialise, _site_row
+    from trialfinder.store import _serialise, prepare_trial
 
     fixtures = Path(__file__).parent / "fixtures" / "ctgov"
     for name in ("study_NCT04267848_nsclc_1148sites_sitestatus_contacts.json",
@@ -288,7 +331,7 @@ def test_fast_serialiser_matches_to_jsonable() -> None:
         later = _serialise(parsed.replace(source=parsed.source.__class__(
             **{**to_jsonable(parsed.source), "retrieved": T2})))
         assert later[1] == content_hash and later[0] != record_json
-        assert [_site_row(parsed, i, s).key for i, s in enumerate(parsed.sites)] == [
+        assert [row[2] for row in prepare_trial(parsed).site_rows] == [
             s.key() for s in parsed.sites]
 
 

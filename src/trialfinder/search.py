@@ -18,7 +18,7 @@ ranked directly from the `sites` primary key instead of growing the box.
 
 Everything here is created idempotently by `ensure_index`, which store.py does not need to
 know about. When the store cannot be written (read-only file, another writer), search falls
-back to bounding boxes on the store's own (latitude, longitude) index: slower, same answer.
+back to the same bounding boxes read by scanning `sites`: slower, same answer.
 """
 
 from __future__ import annotations

@@ -23,13 +23,18 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.models import Contact, Site, Status, Trial, to_jsonable, trial_from_jsonable
 from trialfinder.text import fold
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# 2: no (latitude, longitude) and (status) indexes on `sites`. Nothing read through them (the
+# search has its own R*Tree) and keeping them cost a third of the write time of a sync.
+_UPGRADES = {
+    1: ("DROP INDEX IF EXISTS sites_lat_lon", "DROP INDEX IF EXISTS sites_status"),
+}
 APPLICATION_ID = 0x54464E44  # "TFND": tells our files from any other SQLite database
 BUSY_TIMEOUT_MS = 5000
 
@@ -65,8 +70,6 @@ CREATE TABLE sites (
     contacts_hash TEXT NOT NULL,
     PRIMARY KEY (trial, position)
 );
-CREATE INDEX sites_lat_lon ON sites(latitude, longitude);
-CREATE INDEX sites_status ON sites(status);
 CREATE TABLE contacts (
     trial TEXT NOT NULL REFERENCES trials(nct_id) ON DELETE CASCADE,
     site_position INTEGER,
@@ -273,6 +276,8 @@ class Store:
             db.execute("PRAGMA synchronous = NORMAL")
         if version == 0:
             self._create_schema()
+        elif version < SCHEMA_VERSION:
+            self._upgrade()
 
     def _check_version(self, version: int, app_id: int) -> None:
         if version == 0 and app_id == 0:
@@ -307,6 +312,33 @@ class Store:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            raise
+
+    def _upgrade(self) -> None:
+        """Bring an older schema up to date in one transaction. A store that cannot be
+        written now (read-only, or a sync holds it) is read as it is: every version this
+        code knows is readable, and the next writer upgrades it."""
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 0")  # a reader must not wait for a running sync
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            while version < SCHEMA_VERSION:
+                for statement in _UPGRADES[version]:
+                    db.execute(statement)
+                version += 1
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except sqlite3.OperationalError:
+            db.execute("ROLLBACK")  # read-only file: BEGIN succeeds, the first write fails
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -374,8 +406,15 @@ class Store:
 
         Nothing is written when the record's last update and content are both unchanged.
         """
+        return self.save_prepared(prepare_trial(trial, raw_json), sync_id=sync_id, now=now)
+
+    def save_prepared(
+        self, prepared: PreparedTrial, *, sync_id: int | None = None, now: str | None = None
+    ) -> SaveResult:
+        """``save_trial`` for a trial already turned into rows by `prepare_trial` (which may
+        have run in another process: a sync parses while this one writes)."""
         now = now or utc_now()
-        record_json, content_hash = _serialise(trial)
+        nct = prepared.nct_id
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -383,24 +422,23 @@ class Store:
                 previous = db.execute(
                     "SELECT last_update, content_hash, overall_status FROM trials "
                     "WHERE nct_id = ?",
-                    (trial.nct_id,),
+                    (nct,),
                 ).fetchone()
                 if (
                     previous is not None
-                    and previous[0] == trial.last_update
-                    and previous[1] == content_hash
+                    and previous[0] == prepared.last_update
+                    and previous[1] == prepared.content_hash
                 ):
                     db.execute("ROLLBACK")
                     return SaveResult("unchanged")
-                sites = [_site_row(trial, i, site) for i, site in enumerate(trial.sites)]
                 if previous is None:
                     changes = [
-                        Change(now, trial.nct_id, ChangeKind.TRIAL_ADDED, new=_value(trial.status),
+                        Change(now, nct, ChangeKind.TRIAL_ADDED, new=prepared.status,
                                sync_id=sync_id)
                     ]
                 else:
-                    changes = self._diff(trial, previous[2], sites, now, sync_id)
-                self._write(trial, record_json, raw_json, content_hash, now, sites, previous)
+                    changes = self._diff(prepared, previous[2], now, sync_id)
+                self._write(prepared, now, previous is not None)
                 db.executemany(
                     "INSERT INTO changes (sync_id, trial, at, kind, site_key, facility, old, new)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -416,77 +454,45 @@ class Store:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(f"Cannot write {trial.nct_id} to the store at {self._label}: {exc}")\
+            raise StoreError(f"Cannot write {nct} to the store at {self._label}: {exc}")\
                 from None
         return SaveResult("new" if previous is None else "updated", tuple(changes))
 
-    def _write(
-        self,
-        trial: Trial,
-        record_json: str,
-        raw_json: str | None,
-        content_hash: str,
-        now: str,
-        sites: list[_SiteRow],
-        previous: Any,
-    ) -> None:
+    def _write(self, prepared: PreparedTrial, now: str, replacing: bool) -> None:
         db = self._db
-        nct = trial.nct_id
-        if previous is not None:
+        nct = prepared.nct_id
+        if replacing:
             db.execute("DELETE FROM contacts WHERE trial = ?", (nct,))
             db.execute("DELETE FROM sites WHERE trial = ?", (nct,))
         db.execute(
             "INSERT OR REPLACE INTO trials (nct_id, title, overall_status, last_update, as_of, "
             "source_kind, content_hash, fetched_at, record_json, raw_json) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (nct, trial.title, _value(trial.status), trial.last_update, trial.source.as_of,
-             trial.source.kind, content_hash, now, record_json, raw_json),
+            (nct, prepared.title, prepared.status, prepared.last_update, prepared.as_of,
+             prepared.source_kind, prepared.content_hash, now, prepared.record_json,
+             prepared.raw_json),
         )
-        self._insert_sites(nct, sites)
-        contacts: list[tuple[Any, ...]] = [
-            (nct, None, "central", c.name, c.role, c.title, c.phone, c.email)
-            for c in trial.central_contacts
-        ]
-        contacts += [
-            (nct, None, "official", c.name, c.role, c.title, c.phone, c.email)
-            for c in trial.officials
-        ]
-        contacts += [
-            (nct, row.position, "site", c.name, c.role, c.title, c.phone, c.email)
-            for row in sites
-            for c in row.site.contacts
-        ]
+        self._insert_sites(nct, prepared.site_rows)
         db.executemany(
             "INSERT INTO contacts (trial, site_position, scope, name, role, title, phone, email) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            contacts,
+            prepared.contact_rows,
         )
 
-    def _insert_sites(self, nct: str, sites: list[_SiteRow]) -> None:
+    def _insert_sites(self, nct: str, rows: list[SiteInsert]) -> None:
         self._db.executemany(
             "INSERT INTO sites (trial, position, site_key, facility, city, state, zip, country, "
             "status, site_status, latitude, longitude, precision, coordinate_source, "
             "listing_only, contacts_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (nct, r.position, r.key, s.facility, s.city, s.state, s.zip, s.country, r.status,
-                 None if s.status is None else s.status._value_, s.latitude, s.longitude,
-                 s.precision._value_, s.coordinate_source, int(r.listing_only), r.contacts_hash)
-                for r in sites
-                for s in (r.site,)
-            ],
+            rows,
         )
 
     def _diff(
-        self,
-        trial: Trial,
-        old_status: str | None,
-        new_sites: list[_SiteRow],
-        now: str,
-        sync_id: int | None,
+        self, prepared: PreparedTrial, old_status: str | None, now: str, sync_id: int | None
     ) -> list[Change]:
-        nct = trial.nct_id
+        nct = prepared.nct_id
         changes: list[Change] = []
-        new_status = _value(trial.status)
+        new_status = prepared.status
         if old_status != new_status:
             changes.append(Change(now, nct, ChangeKind.TRIAL_STATUS_CHANGED, old=old_status,
                                   new=new_status, sync_id=sync_id))
@@ -499,20 +505,21 @@ class Store:
         old_by_key: dict[str, list[tuple[Any, ...]]] = {}
         for row in old_rows:
             old_by_key.setdefault(row[1], []).append(row)
-        contact_changed: list[tuple[int, _SiteRow]] = []
-        for new in new_sites:
-            if new.listing_only:
+        contact_changed: list[tuple[int, SiteInsert]] = []
+        for new in prepared.site_rows:
+            if new[_LISTING_ONLY]:
                 continue  # not in the registry: not a site of the trial any more
-            bucket = old_by_key.get(new.key)
+            key, facility, status = new[_KEY], new[_FACILITY], new[_STATUS]
+            bucket = old_by_key.get(key)
             if not bucket:
-                changes.append(Change(now, nct, ChangeKind.SITE_ADDED, new.key,
-                                      new.site.facility, None, new.status, sync_id))
+                changes.append(Change(now, nct, ChangeKind.SITE_ADDED, key, facility, None,
+                                      status, sync_id))
                 continue
             old = bucket.pop(0)
-            if old[3] != new.status:
-                changes.append(Change(now, nct, ChangeKind.SITE_STATUS_CHANGED, new.key,
-                                      new.site.facility, old[3], new.status, sync_id))
-            if old[4] != new.contacts_hash:
+            if old[3] != status:
+                changes.append(Change(now, nct, ChangeKind.SITE_STATUS_CHANGED, key, facility,
+                                      old[3], status, sync_id))
+            if old[4] != new[_CONTACTS_HASH]:
                 contact_changed.append((old[0], new))
         for bucket in old_by_key.values():
             for old in bucket:
@@ -523,11 +530,11 @@ class Store:
                 "SELECT name, role FROM contacts WHERE trial = ? AND site_position = ?",
                 (nct, old_position),
             ).fetchall()
+            after = [(c[3], c[4]) for c in prepared.contact_rows
+                     if c[1] == new[_POSITION] and c[2] == "site"]
             changes.append(Change(
-                now, nct, ChangeKind.SITE_CONTACT_CHANGED, new.key, new.site.facility,
-                _contacts_text(before) or None,
-                _contacts_text([(c.name, c.role) for c in new.site.contacts]) or None,
-                sync_id,
+                now, nct, ChangeKind.SITE_CONTACT_CHANGED, new[_KEY], new[_FACILITY],
+                _contacts_text(before) or None, _contacts_text(after) or None, sync_id,
             ))
         return changes
 
@@ -677,27 +684,65 @@ class _Transaction:
             raise StoreError(f"Cannot write to the store at {self._label}: {exc}") from None
 
 
-@dataclass(slots=True)
-class _SiteRow:
-    position: int
-    site: Site
-    key: str
-    status: str
-    listing_only: bool
-    contacts_hash: str
+SiteInsert = tuple[Any, ...]
+"""A row of `sites` as inserted: (trial, position, site_key, facility, city, state, zip,
+country, status, site_status, latitude, longitude, precision, coordinate_source,
+listing_only, contacts_hash)."""
+_POSITION, _KEY, _FACILITY, _STATUS, _LISTING_ONLY, _CONTACTS_HASH = 1, 2, 3, 8, 14, 15
+
+
+class PreparedTrial(NamedTuple):
+    """A trial turned into the rows the store writes, by `prepare_trial`. Plain values only,
+    so it crosses a process boundary as cheaply as a tuple of strings can."""
+
+    nct_id: str
+    title: str
+    status: str | None
+    last_update: str | None
+    as_of: str | None
+    source_kind: str
+    content_hash: str
+    record_json: str
+    raw_json: str | None
+    site_rows: list[SiteInsert]
+    contact_rows: list[tuple[Any, ...]]
 
 
 _fold = lru_cache(maxsize=16384)(fold)
 
 
-def _site_row(trial: Trial, position: int, site: Site) -> _SiteRow:
-    return _SiteRow(
-        position,
-        site,
-        f"{_fold(site.facility)}|{_fold(site.city)}|{_fold(site.country)}",  # Site.key()
-        site.effective_status(trial.status)._value_,
-        site.listing_only,
-        _contacts_hash(site.contacts),
+def prepare_trial(trial: Trial, raw_json: str | None = None) -> PreparedTrial:
+    """The rows of ``trial`` for `Store.save_prepared` (pure: no store needed)."""
+    record_json, content_hash = _serialise(trial)
+    nct = trial.nct_id
+    trial_status = trial.status
+    site_rows: list[SiteInsert] = []
+    contact_rows: list[tuple[Any, ...]] = [
+        (nct, None, "central", c.name, c.role, c.title, c.phone, c.email)
+        for c in trial.central_contacts
+    ]
+    contact_rows += [
+        (nct, None, "official", c.name, c.role, c.title, c.phone, c.email)
+        for c in trial.officials
+    ]
+    for position, s in enumerate(trial.sites):
+        own = s.status
+        site_rows.append((
+            nct, position,
+            f"{_fold(s.facility)}|{_fold(s.city)}|{_fold(s.country)}",  # Site.key()
+            s.facility, s.city, s.state, s.zip, s.country,
+            s.effective_status(trial_status)._value_,
+            None if own is None else own._value_,
+            s.latitude, s.longitude, s.precision._value_, s.coordinate_source,
+            int(s.listing_only), _contacts_hash(s.contacts),
+        ))
+        contact_rows += [
+            (nct, position, "site", c.name, c.role, c.title, c.phone, c.email)
+            for c in s.contacts
+        ]
+    return PreparedTrial(
+        nct, trial.title, _value(trial_status), trial.last_update, trial.source.as_of,
+        trial.source.kind, content_hash, record_json, raw_json, site_rows, contact_rows,
     )
 
 
