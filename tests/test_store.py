@@ -314,12 +314,13 @@ def test_iter_sites_filters_by_status_and_box(store: Store) -> None:
 
 
 def test_fast_serialiser_matches_to_jsonable() -> None:
-    """The store's own encoder writes exactly what models.to_jsonable gives, on real data."""
+    """The stored record is to_jsonable(trial) with the sites as compact arrays; it reads back
+    as the same trial, and its hash ignores the fetch time."""
     import json as _json
 
     from trialfinder.models import to_jsonable
     from trialfinder.registry import parse_study
-    from trialfinder.store import _serialise, prepare_trial
+    from trialfinder.store import _serialise, _trial_from_record, prepare_trial
 
     fixtures = Path(__file__).parent / "fixtures" / "ctgov"
     for name in ("study_NCT04267848_nsclc_1148sites_sitestatus_contacts.json",
@@ -327,7 +328,11 @@ def test_fast_serialiser_matches_to_jsonable() -> None:
         parsed = parse_study(_json.loads((fixtures / name).read_text(encoding="utf-8")),
                              retrieved=T1).trial
         record_json, content_hash = _serialise(parsed)
-        assert _json.loads(record_json) == to_jsonable(parsed)
+        record = _json.loads(record_json)
+        expected = to_jsonable(parsed)
+        assert len(record.pop("site_rows")) == len(expected.pop("sites")) == len(parsed.sites)
+        assert record == expected
+        assert _trial_from_record(_json.loads(record_json)) == parsed
         later = _serialise(parsed.replace(source=parsed.source.__class__(
             **{**to_jsonable(parsed.source), "retrieved": T2})))
         assert later[1] == content_hash and later[0] != record_json
@@ -335,31 +340,46 @@ def test_fast_serialiser_matches_to_jsonable() -> None:
             s.key() for s in parsed.sites]
 
 
-def test_site_json_fast_path_matches_generic_encoder() -> None:
-    """The hand-written site encoder gives the generic encoder's exact text, and steps aside
-    for values it does not know (an int coordinate, NaN)."""
+def test_every_site_and_contact_field_survives_the_store(store: Store) -> None:
+    """Odd text (quotes, backslashes, line separators), an int coordinate, every optional
+    field set: what is saved is what is read back."""
     import dataclasses
 
     from trialfinder.models import Contact, Precision, Site
-    from trialfinder.store import _DUMPS, _jsonable, _serialise, _site_json
 
-    base = Site(
+    full = Site(
         facility='Centre "Léon" Bérard\\\n', city="Lyon", country="France",
-        status=Status.RECRUITING, zip="69008", latitude=45.74, longitude=1e-05,
-        precision=Precision.CITY, contacts=(Contact("Pr Y. \u2028", role="CONTACT",
-                                                    phone="+33 4 78"),),
-        unrepaired=("Berard",), listing_match=True, shared_position=True,
+        status=Status.RECRUITING, state="Rhône", zip="69008", latitude=45.74, longitude=1e-05,
+        precision=Precision.FACILITY, coordinate_source="gazetteer",
+        contacts=(Contact("Pr Y. \u2028", role="CONTACT", title="Pr", phone="+33 4 78",
+                          email="y@x.fr", affiliation="CLB"),),
+        facility_raw="Centre Leon Berard", unrepaired=("Berard",), listing_match=True,
+        listing_only=False, shared_position=True,
     )
-    assert _site_json(base) == _DUMPS(_jsonable(base))
-    odd_sites = [dataclasses.replace(base, latitude=45),
-                 dataclasses.replace(base, latitude=float("nan"))]
-    for odd in odd_sites:
-        t = trial(base, odd)
-        record_json, _ = _serialise(t)
-        record = _jsonable(t)
-        source = record.pop("source")
-        body = _DUMPS(record)
-        assert record_json == f'{body[:-1]},"source":{_DUMPS(source)}}}'
+    bare = Site("", "Nowhere", "")
+    odd = dataclasses.replace(full, latitude=45, status=None, listing_match=None)
+    stored = trial(full, bare, odd)
+    store.save_trial(stored, None, now=T1)
+    assert store.get_trial("NCT02260505") == stored
+
+
+def test_schema_1_record_with_site_objects_still_reads(tmp_path: Path) -> None:
+    """Records written by schema 1 keep their sites as objects: they read as before."""
+    import json as _json
+
+    from trialfinder.models import to_jsonable
+
+    path = tmp_path / "store.sqlite"
+    stored = trial(CLB, HEGP)
+    with Store(path) as db:
+        db.save_trial(stored, None, now=T1)
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE trials SET record_json = ?", (_json.dumps(to_jsonable(stored)),))
+    raw.commit()
+    raw.close()
+    _as_version_1(path)
+    with Store(path) as db:
+        assert db.get_trial("NCT02260505") == stored
 
 
 def test_contact_phone_digits_in_any_script() -> None:

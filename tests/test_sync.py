@@ -157,8 +157,12 @@ def test_one_failure_does_not_stop_the_others(server: HTTPServer, tmp_path: Path
         assert store.last_sync()[3] == "partial"  # type: ignore[index]
 
 
-def test_condition_search_stores_every_study(server: HTTPServer, tmp_path: Path) -> None:
-    """--condition stores each study of the search from the page itself (no refetch)."""
+@pytest.mark.parametrize("in_child", [True, False], ids=["child-process", "in-process"])
+def test_condition_search_stores_every_study(
+    server: HTTPServer, tmp_path: Path, in_child: bool
+) -> None:
+    """--condition stores each study of the search from the page itself (no refetch), read
+    in a child process or in this one alike."""
     db = tmp_path / "store.sqlite"
     page = json.loads(SEARCH)
     page.pop("nextPageToken", None)  # one page only
@@ -166,7 +170,7 @@ def test_condition_search_stores_every_study(server: HTTPServer, tmp_path: Path)
     progress: list[tuple[str, int, int | None]] = []
     with client(server) as c:
         report = sync([], store_path=db, client=c, listing_records={}, condition="cancer",
-                      country="France",
+                      country="France", in_child=in_child,
                       on_progress=lambda o, done, total: progress.append((o.nct_id, done, total)))
     ids = [s["protocolSection"]["identificationModule"]["nctId"] for s in page["studies"]]
     assert [t.nct_id for t in report.trials] == ids
@@ -182,6 +186,86 @@ def test_condition_search_stores_every_study(server: HTTPServer, tmp_path: Path)
         from trialfinder.search import index_ready
 
         assert index_ready(store.connection)
+
+
+class FakeSearch:
+    """A registry whose search yields the recorded page's studies, then misbehaves."""
+
+    def __init__(self, then: str) -> None:
+        self.studies = json.loads(SEARCH)["studies"]
+        self.then = then
+
+    def get_study_text(self, nct_id: str) -> tuple[dict, str]:
+        raise AssertionError("a search never refetches")
+
+    def search(self, **kwargs: object) -> Iterator[dict]:
+        return FakePages(self._studies(**kwargs))
+
+    def _studies(self, **kwargs: object) -> Iterator[dict]:
+        yield self.studies[0]
+        if self.then == "exit":
+            os._exit(3)  # the child dies as if killed (out of memory …)
+        if self.then == "bug":
+            raise RuntimeError("boom")
+        if self.then == "lock":
+            try:
+                os.fstat(int(kwargs["condition"]))  # type: ignore[arg-type]
+            except OSError:
+                yield self.studies[1]  # closed in the child: proves it
+        else:
+            yield self.studies[1]
+
+
+class FakePages:
+    """Like StudySearch: says when nothing is buffered (a page ends, one study per page)."""
+
+    buffered = 0
+
+    def __init__(self, studies: Iterator[dict]) -> None:
+        self._studies = studies
+
+    def __iter__(self) -> FakePages:
+        return self
+
+    def __next__(self) -> dict:
+        return next(self._studies)
+
+
+@pytest.mark.parametrize(("then", "error"), [
+    ("exit", "search failed: the process reading the registry stopped unexpectedly "
+             "(exit code 3)"),
+    ("bug", "search failed: reading the registry failed: RuntimeError: boom"),
+])
+def test_search_child_that_dies_is_reported_and_keeps_what_arrived(
+    tmp_path: Path, then: str, error: str
+) -> None:
+    """A child process that dies or hits a bug: one failed outcome, the studies it sent
+    before are stored, and the run ends normally (exit code 1)."""
+    db = tmp_path / "store.sqlite"
+    report = sync([], store_path=db, client=FakeSearch(then), listing_records={},
+                  condition="x", in_child=True)
+    first = FakeSearch(then).studies[0]["protocolSection"]["identificationModule"]["nctId"]
+    assert [t.summary() for t in report.trials] == [f"{first} new: 1 site", error]
+    assert report.exit_code == 1
+    with Store(db) as store:
+        assert store.trial_ids() == [first]
+        assert store.last_sync()[3] == "partial"  # type: ignore[index]
+
+
+def test_search_child_does_not_hold_the_store_lock(tmp_path: Path) -> None:
+    """The child closes its copy of the lock file, so a dead parent never leaves the lock
+    held by an orphaned child."""
+    from trialfinder.sync import _from_child, _prepared_search
+
+    with store_lock(tmp_path / "store.sqlite") as fd:
+        assert fd is not None
+        items = list(_from_child(
+            lambda: _prepared_search(FakeSearch("lock"), condition=str(fd), country=None,
+                                     page_size=10, listing_records={}, now=None, skip=set()),
+            fd,
+        ))
+        os.fstat(fd)  # still open here
+    assert [type(i).__name__ for i in items] == ["_SearchTotal", "_Prepared", "_Prepared"]
 
 
 def test_bundled_listing_is_merged_by_default(server: HTTPServer, tmp_path: Path) -> None:

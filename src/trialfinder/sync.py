@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from trialfinder.errors import StoreBusy, StoreError, TrialFinderError
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Trial
-from trialfinder.store import Change, ChangeKind, Store, utc_now
+from trialfinder.store import Change, ChangeKind, PreparedTrial, Store, prepare_trial, utc_now
 
 LOCK_POLL_SECONDS = 0.1
 LOCK_TIMEOUT = 10.0
@@ -137,6 +138,7 @@ def sync(
     lock_timeout: float | None = None,
     now: str | None = None,
     page_size: int = 100,
+    in_child: bool | None = None,
 ) -> SyncReport:
     """Bring the store up to date with the registry for some trials.
 
@@ -147,6 +149,11 @@ def sync(
     another sync holds the store past ``lock_timeout`` seconds (default
     ``LOCK_TIMEOUT``), StoreError when the store
     itself fails; a trial that fails is reported and the run goes on.
+
+    A search's studies are fetched, parsed and turned into rows in a forked child process
+    while this one writes them, so a sync uses two cores; each trial is still written in
+    its own transaction, here. ``in_child``: None = whenever this process can safely fork
+    (a platform with fork, one thread), else True or False.
     """
     ids = list(dict.fromkeys(normalise_nct_id(n) for n in nct_ids))
     if country and not condition:
@@ -166,30 +173,28 @@ def sync(
             on_progress(outcome, len(outcomes), total)
 
     timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
-    with store_lock(store_path, timeout), Store(store_path) as store:
+    with store_lock(store_path, timeout) as lock_fd, Store(store_path) as store:
         sync_id = store.start_sync(now=started)
         try:
             for nct_id in ids:
-                done(_sync_one(store, client, nct_id, None, listing_records, sync_id, now))
+                done(_save_one(store, _fetch_one(client, nct_id, listing_records, now),
+                               sync_id, now))
             if condition is not None:
-                seen = set(ids)
-                try:
-                    studies = client.search(
-                        condition=condition, location=country, page_size=page_size
+                def search_items() -> Iterator[_SearchItem]:
+                    return _prepared_search(
+                        client, condition=condition, country=country, page_size=page_size,
+                        listing_records=listing_records, now=now, skip=set(ids),
                     )
-                    found = getattr(studies, "total_count", None)
-                    expected[0] = len(ids) + found if isinstance(found, int) else None
-                    for study in studies:
-                        nct_id = _study_id(study)
-                        if nct_id in seen:
-                            continue
-                        seen.add(nct_id)
-                        done(_sync_one(store, client, nct_id, study, listing_records, sync_id,
-                                       now))
-                except TrialFinderError as exc:
-                    if isinstance(exc, StoreError):
-                        raise
-                    done(TrialOutcome("search", "failed", error=str(exc)))
+
+                use_child = _can_fork() if in_child is None else in_child
+                items = _from_child(search_items, lock_fd) if use_child else search_items()
+                for item in items:
+                    if isinstance(item, _SearchTotal):
+                        expected[0] = len(ids) + item.count if item.count is not None else None
+                    elif isinstance(item, _SearchFailed):
+                        done(TrialOutcome("search", "failed", error=item.error))
+                    elif isinstance(item, _Prepared):
+                        done(_save_one(store, item, sync_id, now))
         except BaseException:
             with contextlib.suppress(StoreError):
                 store.finish_sync(sync_id, "aborted", now=now)
@@ -214,21 +219,55 @@ def _study_id(study: Mapping[str, Any]) -> str:
         return "(unknown)"
 
 
-def _sync_one(
-    store: Store,
-    client: Registry,
+class _Prepared(NamedTuple):
+    """One study read and turned into rows (``prepared``), or why it could not be."""
+
+    nct_id: str
+    prepared: PreparedTrial | None
+    sites: int = 0
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class _SearchTotal(NamedTuple):
+    count: int | None
+
+
+class _SearchFailed(NamedTuple):
+    error: str
+
+
+class _Flush(NamedTuple):
+    """The child has nothing more buffered: send what it holds before it waits on the
+    network again."""
+
+
+_SearchItem = _Prepared | _SearchTotal | _SearchFailed | _Flush
+
+
+def _fetch_one(
+    client: Registry, nct_id: str, listing_records: Mapping[str, Trial] | None, now: str | None
+) -> _Prepared:
+    try:
+        study, raw = client.get_study_text(nct_id)
+    except StoreError:
+        raise
+    except TrialFinderError as exc:
+        return _Prepared(nct_id, None, error=str(exc))
+    return _prepare_one(nct_id, study, raw, listing_records, now)
+
+
+def _prepare_one(
     nct_id: str,
-    study: dict[str, Any] | None,
+    study: dict[str, Any],
+    raw: str | None,
     listing_records: Mapping[str, Trial] | None,
-    sync_id: int,
     now: str | None,
-) -> TrialOutcome:
+) -> _Prepared:
+    """Parse, merge with the listing, and turn into rows; never raises for a bad record."""
     from trialfinder.registry import parse_study
 
     try:
-        raw: str | None = None
-        if study is None:
-            study, raw = client.get_study_text(nct_id)
         parsed = parse_study(study, retrieved=now or utc_now())
         trial = parsed.trial
         listing = _listing_for(trial.nct_id, listing_records)
@@ -236,20 +275,148 @@ def _sync_one(
             from trialfinder.merge import merge
 
             trial = merge(trial, listing)
-        result = store.save_trial(trial, raw, sync_id=sync_id, now=now)
+        return _Prepared(trial.nct_id, prepare_trial(trial, raw), len(trial.sites),
+                         tuple(parsed.warnings))
     except StoreError:
         raise
     except TrialFinderError as exc:
-        return TrialOutcome(nct_id, "failed", error=str(exc))
+        return _Prepared(nct_id, None, error=str(exc))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         # A record the parser could not read: report it, keep going with the others.
-        return TrialOutcome(
-            nct_id, "failed", error=f"unreadable registry record ({type(exc).__name__}: {exc})"
+        return _Prepared(
+            nct_id, None, error=f"unreadable registry record ({type(exc).__name__}: {exc})"
         )
-    return TrialOutcome(
-        trial.nct_id, result.outcome, result.changes, len(trial.sites),
-        warnings=tuple(parsed.warnings),
+
+
+def _save_one(store: Store, item: _Prepared, sync_id: int, now: str | None) -> TrialOutcome:
+    if item.prepared is None:
+        return TrialOutcome(item.nct_id, "failed", error=item.error)
+    result = store.save_prepared(item.prepared, sync_id=sync_id, now=now)
+    return TrialOutcome(item.nct_id, result.outcome, result.changes, item.sites,
+                        warnings=item.warnings)
+
+
+def _prepared_search(
+    client: Registry,
+    *,
+    condition: str,
+    country: str | None,
+    page_size: int,
+    listing_records: Mapping[str, Trial] | None,
+    now: str | None,
+    skip: set[str],
+) -> Iterator[_SearchItem]:
+    """Every study a search returns, prepared for the store (those in ``skip`` left out),
+    after its total count; a search that fails ends with `_SearchFailed`."""
+    try:
+        studies = client.search(condition=condition, location=country, page_size=page_size)
+        found = getattr(studies, "total_count", None)
+        yield _SearchTotal(found if isinstance(found, int) else None)
+        with_text = getattr(studies, "with_text", None)
+        pairs = with_text() if with_text is not None else ((s, None) for s in studies)
+        for study, raw in pairs:
+            nct_id = _study_id(study)
+            if nct_id in skip:
+                continue
+            skip.add(nct_id)
+            yield _prepare_one(nct_id, study, raw, listing_records, now)
+            if getattr(studies, "buffered", None) == 0:
+                yield _Flush()
+    except StoreError:
+        raise
+    except TrialFinderError as exc:
+        yield _SearchFailed(str(exc))
+
+
+# -- the child process -------------------------------------------------------------------
+
+_BATCH = 16
+"""Prepared studies sent to the writer at a time (fewer messages, same order)."""
+
+
+def _can_fork() -> bool:
+    """Fork only a single-threaded process: a lock another thread holds at the fork would
+    stay locked forever in the child (the CLI has one thread; a host application may not)."""
+    import multiprocessing
+    import threading
+
+    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _from_child(
+    make_items: Callable[[], Iterator[_SearchItem]], lock_fd: int | None
+) -> Iterator[_SearchItem]:
+    """The items of ``make_items()``, produced in a forked child process.
+
+    The child inherits the registry client and the listing records; it never touches the
+    store. If this process dies, the child's next send fails and it exits; if the child
+    dies, the search is reported as failed and what arrived is kept.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_child_main, args=(make_items, sender, receiver, lock_fd), daemon=True
     )
+    child.start()
+    sender.close()
+    try:
+        while True:
+            try:
+                batch = receiver.recv()
+            except EOFError:
+                child.join(1.0)
+                yield _SearchFailed(
+                    "the process reading the registry stopped unexpectedly "
+                    f"(exit code {child.exitcode})"
+                )
+                return
+            if batch is None:
+                return
+            yield from batch
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.terminate()
+        child.join()
+
+
+def _child_main(
+    make_items: Callable[[], Iterator[_SearchItem]],
+    sender: Any,
+    receiver: Any,
+    lock_fd: int | None,
+) -> None:
+    receiver.close()
+    # A short-lived process whose objects (a decoded page, records) hold no reference
+    # cycles: the cyclic collector would only rescan the page, again and again.
+    gc.disable()
+    if lock_fd is not None:
+        os.close(lock_fd)  # the sync's lock belongs to the parent alone
+    try:
+        batch: list[_SearchItem] = []
+        for item in make_items():
+            if isinstance(item, _Flush):
+                if batch:
+                    sender.send(batch)
+                    batch = []
+                continue
+            batch.append(item)
+            if len(batch) >= _BATCH or not isinstance(item, _Prepared):
+                sender.send(batch)
+                batch = []
+        sender.send(batch)
+        sender.send(None)
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass  # the parent is gone or stopping: nothing to tell it
+    except BaseException as exc:  # a bug: say it in one line, the parent reports it
+        with contextlib.suppress(OSError):
+            sender.send([_SearchFailed(f"reading the registry failed: "
+                                       f"{type(exc).__name__}: {exc}")])
+            sender.send(None)
+    finally:
+        sender.close()
 
 
 def _listing_for(nct_id: str, listing_records: Mapping[str, Trial] | None) -> Trial | None:
@@ -261,10 +428,11 @@ def _listing_for(nct_id: str, listing_records: Mapping[str, Trial] | None) -> Tr
 
 
 @contextlib.contextmanager
-def store_lock(store_path: str | Path, timeout: float = 10.0) -> Iterator[None]:
-    """Hold an exclusive lock on ``<db>.lock`` (poll until ``timeout``, then StoreBusy)."""
+def store_lock(store_path: str | Path, timeout: float = 10.0) -> Iterator[int | None]:
+    """Hold an exclusive lock on ``<db>.lock`` (poll until ``timeout``, then StoreBusy);
+    yields the lock file's descriptor (None for an in-memory store)."""
     if str(store_path) == ":memory:":
-        yield
+        yield None
         return
     path = Path(f"{store_path}.lock").expanduser()
     try:
@@ -285,7 +453,7 @@ def store_lock(store_path: str | Path, timeout: float = 10.0) -> Iterator[None]:
                     ) from None
                 time.sleep(LOCK_POLL_SECONDS)
         try:
-            yield
+            yield fd
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
