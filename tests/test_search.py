@@ -216,3 +216,91 @@ def test_boxes_hold_every_point_within_the_radius(lat, lon, radius, plat, plon):
         for lo_lat, hi_lat, lo_lon, hi_lon in boxes_around(lat, lon, radius)
     )
     assert math.isfinite(radius)
+
+
+# -- the index built during a sync -------------------------------------------------------
+
+
+def _points(conn) -> set[tuple]:  # type: ignore[no-untyped-def]
+    return set(conn.execute(
+        "SELECT id, min_lat, min_lon, trial, status, latitude, longitude, position "
+        "FROM search_site_rtree"
+    ))
+
+
+def _expected_points(conn) -> set[tuple]:  # type: ignore[no-untyped-def]
+    """What a full build from `sites` holds (R*Tree boxes are 32-bit: compare through it)."""
+    conn.execute("CREATE VIRTUAL TABLE temp.check_rtree USING rtree(id, a, b, c, d, +trial, "
+                 "+status, +latitude, +longitude, +position)")
+    conn.execute("INSERT INTO temp.check_rtree SELECT rowid, latitude, latitude, longitude, "
+                 "longitude, trial, status, latitude, longitude, position FROM sites "
+                 "WHERE latitude IS NOT NULL AND longitude IS NOT NULL")
+    points = set(conn.execute("SELECT id, a, c, trial, status, latitude, longitude, position "
+                              "FROM temp.check_rtree"))
+    conn.execute("DROP TABLE temp.check_rtree")
+    return points
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(stores(), st.integers(0, 3)), min_size=1, max_size=4),
+    st.integers(1, 5), st.booleans(),
+)
+def test_index_built_during_a_sync_equals_a_full_build(rounds, step_rows, other_writer):
+    """Trials saved and re-saved (sites replaced, rowids reused) between builder steps, maybe
+    with another connection writing: the finished index holds exactly the points of a full
+    build, and searches work on it."""
+    import sqlite3
+    import tempfile
+
+    from trialfinder.search import IndexBuilder
+
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "s.sqlite") as store:
+        conn = connection_of(store)
+        builder = IndexBuilder(conn)
+        builder.STEP_ROWS = step_rows
+        assert builder.active and not index_ready(conn)
+        for trials, steps in rounds:
+            for trial in trials:
+                if store.save_trial(trial, None).outcome == "updated":
+                    builder.replaced()
+            for _ in range(steps):
+                builder.step()
+        if other_writer:
+            other = sqlite3.connect(Path(tmp) / "s.sqlite")
+            other.execute("DELETE FROM sites WHERE rowid = (SELECT max(rowid) FROM sites)")
+            other.commit()
+            other.close()
+        assert builder.finish() and index_ready(conn)
+        assert _points(conn) == _expected_points(conn)
+
+
+def test_index_builder_leaves_an_index_built_by_someone_else(db: Path) -> None:
+    """A search that built the index while the sync ran: the builder finishes on it."""
+    from trialfinder.search import IndexBuilder, drop_index
+
+    with Store(db) as store:
+        conn = connection_of(store)
+        drop_index(conn)
+        builder = IndexBuilder(conn)
+        assert builder.active
+        assert ensure_index(conn)  # the other process, here on the same file
+        assert builder.finish() and index_ready(conn)
+        assert _points(conn) == _expected_points(conn)
+
+
+def test_unfinished_index_is_never_used_and_is_rebuilt(db: Path) -> None:
+    """A sync killed before `finish` leaves points without a version row: not ready, and the
+    next ensure_index rebuilds everything."""
+    from trialfinder.search import IndexBuilder, drop_index
+
+    with Store(db) as store:
+        conn = connection_of(store)
+        drop_index(conn)
+        builder = IndexBuilder(conn)
+        builder.STEP_ROWS = 1
+        assert builder.step()
+        assert not index_ready(conn)
+        conn.execute("UPDATE sites SET latitude = latitude + 1")  # the points are now stale
+        assert ensure_index(conn) and index_ready(conn)
+        assert _points(conn) == _expected_points(conn)

@@ -175,20 +175,39 @@ def ensure_index(conn: sqlite3.Connection) -> bool:
     if index_ready(conn):
         refresh_text(conn)
         return True
+    return _complete_index(conn, partial=False)
+
+
+def _complete_index(
+    conn: sqlite3.Connection, *, partial: bool, points_after: int | None = None
+) -> bool:
+    """Build the index in one transaction. ``partial``: an `IndexBuilder` already put some
+    points in the R*Tree; keep those that still match `sites` exactly, add the rest. With
+    ``points_after``, the points are known to be exactly the rows of `sites` up to that
+    rowid: only the later rows are added."""
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError:
         return False
     try:
         if not index_ready(conn):  # another process may have built it meanwhile
-            drop_index(conn, in_transaction=True)
-            for statement in _CREATE:
+            rtree_kept = partial and _has_table(conn, _RTREE)
+            if rtree_kept and points_after is not None:
+                conn.execute(f"INSERT INTO {_RTREE} {_RTREE_ROWS} AND rowid > ?",
+                             (points_after,))
+            elif rtree_kept:
+                _reconcile_rtree(conn)
+            if rtree_kept:
+                for trigger in _TRIGGERS:
+                    conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+                for name in (_TEXT, _DIRTY, _META):
+                    conn.execute(f"DROP TABLE IF EXISTS {name}")
+            else:
+                drop_index(conn, in_transaction=True)
+            for statement in _CREATE[1 if rtree_kept else 0:]:
                 conn.execute(statement)
-            conn.execute(
-                f"INSERT INTO {_RTREE} SELECT rowid, latitude, latitude, longitude, longitude, "
-                "trial, status, latitude, longitude, position FROM sites "
-                "WHERE latitude IS NOT NULL AND longitude IS NOT NULL"
-            )
+            if not rtree_kept:
+                conn.execute(f"INSERT INTO {_RTREE} {_RTREE_ROWS}")
             conn.execute(f"INSERT INTO {_DIRTY} SELECT nct_id FROM trials")
             conn.execute(f"INSERT INTO {_META} VALUES ('version', ?)", (INDEX_VERSION,))
             _refold_dirty(conn)
@@ -201,6 +220,117 @@ def ensure_index(conn: sqlite3.Connection) -> bool:
             conn.execute("ROLLBACK")
         raise
     return True
+
+
+_RTREE_ROWS = (
+    "SELECT rowid, latitude, latitude, longitude, longitude, trial, status, latitude, "
+    "longitude, position FROM sites WHERE latitude IS NOT NULL AND longitude IS NOT NULL"
+)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() \
+        is not None
+
+
+def _reconcile_rtree(conn: sqlite3.Connection) -> None:
+    """Make the R*Tree hold exactly one point per placed row of `sites`, whatever happened
+    to `sites` since the points were added (rows replaced, rowids reused)."""
+    conn.execute(
+        f"DELETE FROM {_RTREE} WHERE id IN (SELECT r.id FROM {_RTREE} r "
+        "LEFT JOIN sites s ON s.rowid = r.id WHERE s.rowid IS NULL "
+        "OR s.latitude IS NOT r.latitude OR s.longitude IS NOT r.longitude "
+        "OR s.trial IS NOT r.trial OR s.status IS NOT r.status "
+        "OR s.position IS NOT r.position)"
+    )
+    conn.execute(
+        f"INSERT INTO {_RTREE} {_RTREE_ROWS} "
+        f"AND NOT EXISTS (SELECT 1 FROM {_RTREE} r WHERE r.id = sites.rowid)"
+    )
+
+
+class IndexBuilder:
+    """Builds the search index of a store that has none while a sync fills it: slices of
+    points go into the R*Tree in the moments the writer would otherwise wait (`step`), and
+    `finish` completes the index in one transaction.
+
+    Until `finish`, the index has no version row: searches ignore it, and a sync that dies
+    leaves it to be rebuilt from scratch. `finish` trusts the points added so far only if
+    `sites` has just grown since (no trial replaced, no other connection writing);
+    otherwise it reconciles them with `sites` first.
+    """
+
+    STEP_ROWS = 4000
+    """Points per step: enough to be cheaper than one by one, few enough (~25 ms) that the
+    writer is soon back to its work."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._after = 0  # sites rowids up to here are in the R*Tree
+        self._only_grown = True
+        self.active = not index_ready(conn) and self._start()
+        self._data_version = self._other_writes()
+
+    def _other_writes(self) -> int:
+        """Changes whenever another connection commits (``PRAGMA data_version``)."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _start(self) -> bool:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        try:
+            drop_index(conn, in_transaction=True)
+            conn.execute(_CREATE[0])
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError:
+            conn.execute("ROLLBACK")
+            return False
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return True
+
+    def replaced(self) -> None:
+        """Tell the builder that a trial's sites were rewritten (their old points are stale)."""
+        self._only_grown = False
+
+    def step(self) -> bool:
+        """Add the next slice of points; False when fewer than a slice are waiting."""
+        if not self.active:
+            return False
+        conn = self._conn
+        try:
+            last = conn.execute("SELECT max(rowid) FROM sites").fetchone()[0] or 0
+            if last - self._after < self.STEP_ROWS:
+                return False
+            upto = self._after + self.STEP_ROWS
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                f"INSERT OR REPLACE INTO {_RTREE} {_RTREE_ROWS} AND rowid > ? AND rowid <= ?",
+                (self._after, upto),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError:  # dropped or rebuilt by someone else: finish copes
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.active = False
+            return False
+        self._after = upto
+        return True
+
+    def finish(self) -> bool:
+        """Complete the index (or just refresh it if it is already there); True if usable."""
+        if index_ready(self._conn):
+            refresh_text(self._conn)
+            return True
+        trusted = (self.active and self._only_grown
+                   and self._other_writes() == self._data_version)
+        return _complete_index(self._conn, partial=self.active,
+                               points_after=self._after if trusted else None)
 
 
 def drop_index(conn: sqlite3.Connection, *, in_transaction: bool = False) -> None:

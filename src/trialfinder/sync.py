@@ -17,12 +17,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from trialfinder.errors import StoreBusy, StoreError, TrialFinderError
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Trial
 from trialfinder.store import Change, ChangeKind, PreparedTrial, Store, prepare_trial, utc_now
+
+if TYPE_CHECKING:
+    from trialfinder.search import IndexBuilder
 
 LOCK_POLL_SECONDS = 0.1
 LOCK_TIMEOUT = 10.0
@@ -173,6 +176,7 @@ def sync(
             on_progress(outcome, len(outcomes), total)
 
     timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+    index: IndexBuilder | None = None
     with store_lock(store_path, timeout) as lock_fd, Store(store_path) as store:
         sync_id = store.start_sync(now=started)
         try:
@@ -186,22 +190,33 @@ def sync(
                         listing_records=listing_records, now=now, skip=set(ids),
                     )
 
+                from trialfinder.search import IndexBuilder, connection_of
+
+                # A search fills the store for `search`: its index is built while the
+                # writer waits for the child, not all at the end.
+                index = IndexBuilder(connection_of(store))
                 use_child = _can_fork() if in_child is None else in_child
-                items = _from_child(search_items, lock_fd) if use_child else search_items()
+                items = (_from_child(search_items, lock_fd, on_idle=index.step) if use_child
+                         else search_items())
                 for item in items:
                     if isinstance(item, _SearchTotal):
                         expected[0] = len(ids) + item.count if item.count is not None else None
                     elif isinstance(item, _SearchFailed):
                         done(TrialOutcome("search", "failed", error=item.error))
                     elif isinstance(item, _Prepared):
-                        done(_save_one(store, item, sync_id, now))
+                        outcome = _save_one(store, item, sync_id, now)
+                        if outcome.outcome == "updated":
+                            index.replaced()
+                        done(outcome)
         except BaseException:
             with contextlib.suppress(StoreError):
                 store.finish_sync(sync_id, "aborted", now=now)
             raise
         failed = sum(o.failed for o in outcomes)
         result = "ok" if not failed else ("failed" if failed == len(outcomes) else "partial")
-        if len(outcomes) > 1:
+        if index is not None:
+            index.finish()
+        elif len(outcomes) > 1:
             # A multi-trial store is for `search`: build its index here, under the lock, so a
             # search never pays for it (triggers keep it current afterwards).
             from trialfinder.search import connection_of, ensure_index
@@ -344,18 +359,22 @@ def _can_fork() -> bool:
 
 
 def _from_child(
-    make_items: Callable[[], Iterator[_SearchItem]], lock_fd: int | None
+    make_items: Callable[[], Iterator[_SearchItem]],
+    lock_fd: int | None,
+    on_idle: Callable[[], bool] | None = None,
 ) -> Iterator[_SearchItem]:
     """The items of ``make_items()``, produced in a forked child process.
 
     The child inherits the registry client and the listing records; it never touches the
     store. If this process dies, the child's next send fails and it exits; if the child
-    dies, the search is reported as failed and what arrived is kept.
+    dies, the search is reported as failed and what arrived is kept. While nothing has
+    arrived, ``on_idle`` is called until it returns False.
     """
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
+    _widen(sender)
     child = context.Process(
         target=_child_main, args=(make_items, sender, receiver, lock_fd), daemon=True
     )
@@ -363,6 +382,9 @@ def _from_child(
     sender.close()
     try:
         while True:
+            if on_idle is not None:
+                while not receiver.poll() and on_idle():
+                    pass
             try:
                 batch = receiver.recv()
             except EOFError:
@@ -380,6 +402,15 @@ def _from_child(
         if child.is_alive():
             child.terminate()
         child.join()
+
+
+def _widen(connection: Any) -> None:
+    """Let the child run a few batches ahead of the writer (Linux: a 1 MiB pipe, not 64 KiB),
+    so neither waits for the other at every batch."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(connection.fileno(), set_size, 1 << 20)
 
 
 def _child_main(
