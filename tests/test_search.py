@@ -253,7 +253,7 @@ def test_index_built_during_a_sync_equals_a_full_build(rounds, step_rows, other_
     import sqlite3
     import tempfile
 
-    from trialfinder.search import IndexBuilder
+    from trialfinder.search import IndexBuilder, _trial_texts, searchable_text
 
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "s.sqlite") as store:
         conn = connection_of(store)
@@ -264,6 +264,9 @@ def test_index_built_during_a_sync_equals_a_full_build(rounds, step_rows, other_
             for trial in trials:
                 if store.save_trial(trial, None).outcome == "updated":
                     builder.replaced()
+                builder.saved(trial.nct_id, searchable_text(
+                    trial.title, trial.brief_title, trial.acronym, trial.conditions,
+                    trial.keywords))
             for _ in range(steps):
                 builder.step()
         if other_writer:
@@ -273,6 +276,8 @@ def test_index_built_during_a_sync_equals_a_full_build(rounds, step_rows, other_
             other.close()
         assert builder.finish() and index_ready(conn)
         assert _points(conn) == _expected_points(conn)
+        texts = dict(conn.execute("SELECT nct_id, folded FROM search_trial_text"))
+        assert texts == dict(_trial_texts(conn, None))
 
 
 def test_index_builder_leaves_an_index_built_by_someone_else(db: Path) -> None:

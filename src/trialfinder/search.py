@@ -179,12 +179,17 @@ def ensure_index(conn: sqlite3.Connection) -> bool:
 
 
 def _complete_index(
-    conn: sqlite3.Connection, *, partial: bool, points_after: int | None = None
+    conn: sqlite3.Connection,
+    *,
+    partial: bool,
+    points_after: int | None = None,
+    texts: dict[str, str] | None = None,
 ) -> bool:
     """Build the index in one transaction. ``partial``: an `IndexBuilder` already put some
     points in the R*Tree; keep those that still match `sites` exactly, add the rest. With
     ``points_after``, the points are known to be exactly the rows of `sites` up to that
-    rowid: only the later rows are added."""
+    rowid: only the later rows are added. ``texts``: the searchable text of these trials,
+    known to match their stored records (the others are folded here)."""
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError:
@@ -208,7 +213,11 @@ def _complete_index(
                 conn.execute(statement)
             if not rtree_kept:
                 conn.execute(f"INSERT INTO {_RTREE} {_RTREE_ROWS}")
-            conn.execute(f"INSERT INTO {_DIRTY} SELECT nct_id FROM trials")
+            if texts:
+                conn.executemany(f"INSERT INTO {_TEXT} SELECT nct_id, ? FROM trials "
+                                 "WHERE nct_id = ?", [(t, n) for n, t in texts.items()])
+            conn.execute(f"INSERT INTO {_DIRTY} SELECT nct_id FROM trials WHERE nct_id NOT IN "
+                         f"(SELECT nct_id FROM {_TEXT})")
             conn.execute(f"INSERT INTO {_META} VALUES ('version', ?)", (INDEX_VERSION,))
             _refold_dirty(conn)
         conn.execute("COMMIT")
@@ -268,6 +277,7 @@ class IndexBuilder:
         self._conn = conn
         self._after = 0  # sites rowids up to here are in the R*Tree
         self._only_grown = True
+        self._texts: dict[str, str] = {}
         self.active = not index_ready(conn) and self._start()
         self._data_version = self._other_writes()
 
@@ -293,6 +303,10 @@ class IndexBuilder:
                 conn.execute("ROLLBACK")
             raise
         return True
+
+    def saved(self, nct_id: str, text: str) -> None:
+        """Tell the builder the searchable text of a trial just written (spares refolding)."""
+        self._texts[nct_id] = text
 
     def replaced(self) -> None:
         """Tell the builder that a trial's sites were rewritten (their old points are stale)."""
@@ -327,10 +341,11 @@ class IndexBuilder:
         if index_ready(self._conn):
             refresh_text(self._conn)
             return True
-        trusted = (self.active and self._only_grown
-                   and self._other_writes() == self._data_version)
+        alone = self._other_writes() == self._data_version
+        trusted = self.active and self._only_grown and alone
         return _complete_index(self._conn, partial=self.active,
-                               points_after=self._after if trusted else None)
+                               points_after=self._after if trusted else None,
+                               texts=self._texts if alone else None)
 
 
 def drop_index(conn: sqlite3.Connection, *, in_transaction: bool = False) -> None:
@@ -392,8 +407,17 @@ def _trial_texts(conn: sqlite3.Connection, ids: Sequence[str] | None) -> Iterabl
         sql += " WHERE nct_id IN (SELECT value FROM json_each(?))"
         params = (json.dumps(list(ids)),)
     for nct_id, title, brief, acronym, conditions, keywords in conn.execute(sql, params):
-        parts = [title, brief, acronym, *_json_list(conditions), *_json_list(keywords)]
-        yield nct_id, " | ".join(fold(str(p)) for p in parts if p)
+        yield nct_id, searchable_text(title, brief, acronym, _json_list(conditions),
+                                      _json_list(keywords))
+
+
+def searchable_text(
+    title: Any, brief_title: Any, acronym: Any, conditions: Iterable[Any], keywords: Iterable[Any]
+) -> str:
+    """What ``--condition`` is matched against: titles, acronym, conditions and keywords,
+    folded (a sync computes it while parsing; `_trial_texts` from the stored record)."""
+    parts = [title, brief_title, acronym, *conditions, *keywords]
+    return " | ".join(fold(str(p)) for p in parts if p)
 
 
 def _json_list(text: str | None) -> list[Any]:

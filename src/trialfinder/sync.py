@@ -207,6 +207,8 @@ def sync(
                         outcome = _save_one(store, item, sync_id, now)
                         if outcome.outcome == "updated":
                             index.replaced()
+                        if not outcome.failed and item.search_text is not None:
+                            index.saved(outcome.nct_id, item.search_text)
                         done(outcome)
         except BaseException:
             with contextlib.suppress(StoreError):
@@ -242,6 +244,8 @@ class _Prepared(NamedTuple):
     sites: int = 0
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    search_text: str | None = None
+    """What ``search --condition`` matches, folded here rather than by the writer."""
 
 
 class _SearchTotal(NamedTuple):
@@ -290,8 +294,12 @@ def _prepare_one(
             from trialfinder.merge import merge
 
             trial = merge(trial, listing)
+        from trialfinder.search import searchable_text
+
+        text = searchable_text(trial.title, trial.brief_title, trial.acronym, trial.conditions,
+                               trial.keywords)
         return _Prepared(trial.nct_id, prepare_trial(trial, raw), len(trial.sites),
-                         tuple(parsed.warnings))
+                         tuple(parsed.warnings), search_text=text)
     except StoreError:
         raise
     except TrialFinderError as exc:
