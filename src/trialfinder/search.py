@@ -333,6 +333,10 @@ class IndexBuilder:
                 conn.execute("ROLLBACK")
             self.active = False
             return False
+        except BaseException:  # interrupted: leave no transaction open behind us
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         self._after = upto
         return True
 

@@ -210,22 +210,22 @@ def sync(
                         if not outcome.failed and item.search_text is not None:
                             index.saved(outcome.nct_id, item.search_text)
                         done(outcome)
+            failed = sum(o.failed for o in outcomes)
+            result = "ok" if not failed else ("failed" if failed == len(outcomes) else "partial")
+            if index is not None:
+                index.finish()
+            elif len(outcomes) > 1:
+                # A multi-trial store is for `search`: build its index here, under the lock,
+                # so a search never pays for it (triggers keep it current afterwards).
+                from trialfinder.search import connection_of, ensure_index
+
+                ensure_index(connection_of(store))
+            finished = now or utc_now()
+            store.finish_sync(sync_id, result, now=finished)
         except BaseException:
             with contextlib.suppress(StoreError):
                 store.finish_sync(sync_id, "aborted", now=now)
             raise
-        failed = sum(o.failed for o in outcomes)
-        result = "ok" if not failed else ("failed" if failed == len(outcomes) else "partial")
-        if index is not None:
-            index.finish()
-        elif len(outcomes) > 1:
-            # A multi-trial store is for `search`: build its index here, under the lock, so a
-            # search never pays for it (triggers keep it current afterwards).
-            from trialfinder.search import connection_of, ensure_index
-
-            ensure_index(connection_of(store))
-        finished = now or utc_now()
-        store.finish_sync(sync_id, result, now=finished)
     return SyncReport(str(store_path), started, finished, tuple(outcomes), sync_id)
 
 
