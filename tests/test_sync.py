@@ -460,3 +460,101 @@ def test_cli_sync_failure_exits_1_with_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     (line,) = result.stdout.splitlines()
     assert line.startswith(f"{NCT} failed: ")
+
+
+def _two_pages(server: HTTPServer, second: object = None) -> list[str]:
+    """Page 1: the recorded two-study page (with its token); page 2: one more study, or
+    ``second`` (a handler) when given."""
+    page = json.loads(SEARCH)
+    token = page["nextPageToken"]
+    extra = json.loads(V1)
+    server.expect_request("/studies", query_string={"query.cond": "cancer",
+                                                   "pageSize": "100", "countTotal": "true"}
+                          ).respond_with_json(page)
+    if second is None:
+        server.expect_request("/studies").respond_with_json({"studies": [extra]})
+    else:
+        server.expect_request("/studies").respond_with_handler(second)  # type: ignore[arg-type]
+    return [s["protocolSection"]["identificationModule"]["nctId"] for s in page["studies"]] + [
+        extra["protocolSection"]["identificationModule"]["nctId"]] + [token]
+
+
+def test_cli_search_sync_in_a_child_process(server: HTTPServer, tmp_path: Path) -> None:
+    """The real command in its own (single-threaded) process reads the search in a forked
+    child: same lines, same store, the search index built."""
+    db = tmp_path / "store.sqlite"
+    *ids, _token = _two_pages(server)
+    done = subprocess.run(
+        [sys.executable, "-m", "trialfinder.cli", "sync", "--condition", "cancer", "--db",
+         str(db), "--registry-url", base_url(server)],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "TRIALFINDER_DEBUG": "1"},
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        f"{ids[0]} new: 1 site", f"{ids[1]} new: 26 sites", f"{ids[2]} new: 16 sites"]
+    with Store(db) as store:
+        assert store.trial_ids() == sorted(ids)
+        from trialfinder.search import index_ready
+
+        assert index_ready(store.connection)
+        assert store.last_sync()[3] == "ok"  # type: ignore[index]
+
+
+WRITER_THEN_SLOW_PAGE = """
+import os, sys
+from trialfinder.registry import RegistryClient
+from trialfinder.sync import sync
+db, url = sys.argv[1], sys.argv[2]
+with RegistryClient(url, timeout=(5.0, 60.0), min_interval=0) as client:
+    sync([], store_path=db, client=client, listing_records={}, condition="cancer")
+"""
+
+
+def test_killed_writer_leaves_no_reader_behind(server: HTTPServer, tmp_path: Path) -> None:
+    """The writer killed while its reader child waits for page 2: what was written stays,
+    the child exits as soon as it has something to send, and the store is not locked."""
+    db = tmp_path / "store.sqlite"
+    started, release = threading.Event(), threading.Event()
+
+    def slow(request: Request) -> Response:
+        started.set()
+        release.wait(30)
+        return Response(json.dumps({"studies": [json.loads(V1)]}), mimetype="application/json")
+
+    *ids, _token = _two_pages(server, slow)
+    writer = spawn(WRITER_THEN_SLOW_PAGE, db, base_url(server))
+    try:
+        assert started.wait(30)
+        deadline = time.monotonic() + 10
+        written: list[str] = []
+        while time.monotonic() < deadline and len(written) < 2:  # page 1 written
+            with Store(db) as store:
+                written = store.trial_ids()
+            time.sleep(0.05)
+        assert written == sorted(ids[:2])  # sent before the child waited on page 2
+        readers = subprocess.run(["pgrep", "-P", str(writer.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        assert len(readers) == 1
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+    finally:
+        release.set()
+    reader = int(readers[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _running(reader):
+        time.sleep(0.05)
+    assert not _running(reader)
+    with Store(db) as store:
+        assert store.trial_ids() == sorted(ids[:2])
+    with store_lock(db, timeout=0.5):
+        pass  # nobody holds it
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a container's init may be slow to reap orphans)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status

@@ -377,6 +377,12 @@ class StudySearch(Iterator[dict[str, Any]]):
             self._next_page()
         return self._total
 
+    @property
+    def buffered(self) -> int:
+        """Studies received and not yet yielded: 0 when the next one needs another page
+        (a consumer that batches sends what it holds before waiting on the network)."""
+        return len(self._buffer)
+
     def __iter__(self) -> StudySearch:
         return self
 
