@@ -37,9 +37,11 @@ from trialfinder.registry import (
     ParsedStudy,
     RegistryClient,
     _retry_after_seconds,
+    decode_search_page,
     parse_search_page,
     parse_study,
     split_criteria,
+    split_search_page,
 )
 
 CTGOV = Path(__file__).parent / "fixtures" / "ctgov"
@@ -611,6 +613,108 @@ def test_parse_search_page_refuses_malformed_pages(page):
     """A page of the wrong shape is a RegistryError."""
     with pytest.raises(RegistryError):
         parse_search_page(page)
+
+
+def test_search_with_text_yields_each_study_as_served(httpserver, client_for):
+    """with_text(): the studies of every page, each with its exact text in the page."""
+    page1, page2 = asset(PHELAN_1).decode(), asset(PHELAN_2).decode()
+    serve_json(httpserver, "/studies", page1.encode(),
+               query_string={**PHELAN_QUERY, "countTotal": "true"})
+    serve_json(httpserver, "/studies", page2.encode(),
+               query_string={**PHELAN_QUERY, "pageToken": load(PHELAN_1)["nextPageToken"]})
+    serve_json(httpserver, "/studies", b'{"studies": []}',
+               query_string={**PHELAN_QUERY, "pageToken": load(PHELAN_2)["nextPageToken"]})
+    results = client_for().search(condition="Phelan-McDermid Syndrome", page_size=5,
+                                  fields=PHELAN_FIELDS)
+    pairs = list(results.with_text())
+    assert [study for study, _ in pairs] == load(PHELAN_1)["studies"] + load(PHELAN_2)["studies"]
+    for study, raw in pairs:
+        assert json.loads(raw) == study
+        assert raw in (page1 if study in load(PHELAN_1)["studies"] else page2)
+    assert results.buffered == 0
+
+
+@pytest.mark.parametrize("name", [PHELAN_1, PHELAN_2, SEARCH_2])
+def test_split_search_page_equals_parse_search_page(name):
+    """On recorded pages: the same studies, token and total, and texts that decode to them."""
+    text = asset(name).decode()
+    pairs, token, total = split_search_page(decode_search_page(text))
+    assert ([s for s, _ in pairs], token, total) == parse_search_page(json.loads(text))
+    assert all(json.loads(raw) == study and raw in text for study, raw in pairs)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[]", "unreadable search page: a list"),
+        ('"x"', "unreadable search page: text"),
+        ('{"studies": {}}', "no 'studies' list"),
+        ("{}", "no 'studies' list"),
+        ('{"studies": [1]}', "study 1 is a number"),
+        ('{"studies": [{}, []]}', "study 2 is a list"),
+        ('{"studies": [], "nextPageToken": 5}', "nextPageToken is a number"),
+        ('{"studies": [], "studies": 3}', "no 'studies' list"),
+    ],
+)
+def test_split_search_page_refuses_what_parse_search_page_refuses(text, message):
+    """Same checks, same messages as parse_search_page on the decoded page."""
+    with pytest.raises(RegistryError, match=message):
+        parse_search_page(json.loads(text))
+    with pytest.raises(RegistryError, match=message):
+        split_search_page(decode_search_page(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"studies": [{}', '{"studies": [{} {}]}', '{"studies": []', '{"studies": [] x',
+     '{"studies": []}}', '{studies: []}', '{"studies" []}', '{"studies": [],}', "",
+     '{"studies": [{"a": 1,}]}', '{"a": 1 "studies": []}'],
+)
+def test_decode_search_page_fails_where_json_loads_fails(text):
+    """Invalid JSON: a JSONDecodeError at the very position json.loads gives."""
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(text)
+    with pytest.raises(json.JSONDecodeError) as got:
+        decode_search_page(text)
+    assert got.value.pos == expected.value.pos
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                  max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    studies=st.lists(st.dictionaries(st.text(max_size=6), json_values, max_size=4),
+                     max_size=4),
+    extra=st.dictionaries(st.sampled_from(["totalCount", "nextPageToken", "x", "studies2"]),
+                          json_values, max_size=3),
+    studies_first=st.booleans(),
+    indent=st.sampled_from([None, 0, 2, "\t"]),
+    separators=st.sampled_from([None, (",", ":"), (" ,  ", " :  ")]),
+    ensure_ascii=st.booleans(),
+)
+def test_decode_search_page_is_json_loads_with_study_texts(
+    studies, extra, studies_first, indent, separators, ensure_ascii
+):
+    """Any page, any layout: the members json.loads gives, and per study a slice of the page
+    that decodes to that study."""
+    members = {"studies": studies, **extra} if studies_first else {**extra, "studies": studies}
+    text = json.dumps(members, indent=indent, separators=separators, ensure_ascii=ensure_ascii)
+    page = decode_search_page(text)
+    assert page.studies is not None
+    assert [s for s, _ in page.studies] == json.loads(text)["studies"]
+    assert {k: v for k, v in page.members.items() if k != "studies"} == {
+        k: v for k, v in json.loads(text).items() if k != "studies"}
+    position = 0
+    for study, raw in page.studies:
+        assert json.loads(raw) == study
+        position = text.index(raw, position) + len(raw)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -157,20 +157,23 @@ def test_one_failure_does_not_stop_the_others(server: HTTPServer, tmp_path: Path
         assert store.last_sync()[3] == "partial"  # type: ignore[index]
 
 
-@pytest.mark.parametrize("in_child", [True, False], ids=["child-process", "in-process"])
+@pytest.mark.parametrize(("in_child", "keep_raw"), [(True, False), (False, False),
+                                                    (True, True), (False, True)],
+                         ids=["child-process", "in-process", "child-raw", "in-process-raw"])
 def test_condition_search_stores_every_study(
-    server: HTTPServer, tmp_path: Path, in_child: bool
+    server: HTTPServer, tmp_path: Path, in_child: bool, keep_raw: bool
 ) -> None:
     """--condition stores each study of the search from the page itself (no refetch), read
-    in a child process or in this one alike."""
+    in a child process or in this one alike; with keep_raw, each study's text as served."""
     db = tmp_path / "store.sqlite"
     page = json.loads(SEARCH)
     page.pop("nextPageToken", None)  # one page only
-    server.expect_request("/studies").respond_with_json(page)
+    served = json.dumps(page, indent="\t", ensure_ascii=False)
+    server.expect_request("/studies").respond_with_data(served, content_type="application/json")
     progress: list[tuple[str, int, int | None]] = []
     with client(server) as c:
         report = sync([], store_path=db, client=c, listing_records={}, condition="cancer",
-                      country="France", in_child=in_child,
+                      country="France", in_child=in_child, keep_raw=keep_raw,
                       on_progress=lambda o, done, total: progress.append((o.nct_id, done, total)))
     ids = [s["protocolSection"]["identificationModule"]["nctId"] for s in page["studies"]]
     assert [t.nct_id for t in report.trials] == ids
@@ -181,7 +184,13 @@ def test_condition_search_stores_every_study(
     assert request.args["query.locn"] == "France"
     with Store(db) as store:
         assert store.trial_ids() == sorted(ids)
-        assert store.get_raw(ids[0]) is None  # no per-study text from a search page
+        if keep_raw:
+            for nct in ids:
+                raw = store.get_raw(nct)
+                assert raw is not None and raw in served
+                assert json.loads(raw)["protocolSection"]["identificationModule"]["nctId"] == nct
+        else:
+            assert store.get_raw(ids[0]) is None
         # A multi-trial sync builds the search index, so `search` never has to.
         from trialfinder.search import index_ready
 

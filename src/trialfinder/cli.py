@@ -248,6 +248,10 @@ def sync_command(
     country: Annotated[
         str | None, typer.Option("--country", help="Limit the --condition search to a place.")
     ] = None,
+    keep_raw: Annotated[
+        bool, typer.Option("--keep-raw", help="Also keep each search result's JSON as the "
+                           "registry sent it (trials named by id always keep it).")
+    ] = False,
     as_json: JsonOption = False,
     db: DbOption = None,
     registry_url: Annotated[
@@ -277,7 +281,7 @@ def sync_command(
 
     with RegistryClient(registry_url) as client:
         report = sync(ids, store_path=_db(db), client=client, condition=condition,
-                      country=country, on_progress=progress)
+                      country=country, on_progress=progress, keep_raw=keep_raw)
     if on_tty:
         typer.echo("\r\x1b[2K", nl=False, err=True)
     if as_json:

@@ -363,7 +363,7 @@ class StudySearch(Iterator[dict[str, Any]]):
         self.received = 0
         """Studies received so far (yielded or about to be)."""
         self._total: int | None = None
-        self._buffer: deque[dict[str, Any]] = deque()
+        self._buffer: deque[tuple[dict[str, Any], str]] = deque()
         self._token: str | None = None
         self._seen_tokens: set[str] = set()
         self._empty_run = 0
@@ -387,6 +387,17 @@ class StudySearch(Iterator[dict[str, Any]]):
         return self
 
     def __next__(self) -> dict[str, Any]:
+        return self._next_pair()[0]
+
+    def with_text(self) -> Iterator[tuple[dict[str, Any], str]]:
+        """The same iteration, each study with its exact JSON text as the registry sent it."""
+        while True:
+            try:
+                yield self._next_pair()
+            except StopIteration:
+                return
+
+    def _next_pair(self) -> tuple[dict[str, Any], str]:
         while not self._buffer:
             if self._error is not None:
                 error, self._error = self._error, None
@@ -418,8 +429,9 @@ class StudySearch(Iterator[dict[str, Any]]):
             raise RegistryError(
                 f"{_SERVICE} answered {answer.status} to a search: {_first_line(answer.body)}"
             )
-        _, data = _decode_json(answer.body, f"search page {self.pages + 1}")
-        studies, token, total = parse_search_page(data)
+        _, page = _decode_json(answer.body, f"search page {self.pages + 1}",
+                               loads=_decode_search_page)
+        studies, token, total = split_search_page(page)
         if self.pages == 0:
             self._total = total
         self.pages += 1
@@ -468,7 +480,11 @@ def _loads(text: str) -> Any:
         gc.enable()
 
 
-def _decode_json(body: bytes, what: str) -> tuple[str, Any]:
+def _decode_json(
+    body: bytes, what: str, loads: Callable[[str], Any] | None = None
+) -> tuple[str, Any]:
+    """(text, decoded) of a response body; ``loads`` decodes (default: `_loads`). Any
+    ValueError it raises becomes a one-line RegistryError saying where the JSON breaks."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -477,7 +493,7 @@ def _decode_json(body: bytes, what: str) -> tuple[str, Any]:
             f"(byte {exc.start} of {len(body)})"
         ) from exc
     try:
-        return text, _loads(text)
+        return text, (loads or _loads)(text)
     except ValueError as exc:
         pos = getattr(exc, "pos", None)
         if not text.strip():
@@ -612,6 +628,110 @@ class ParsedStudy:
     trial: Trial
     warnings: tuple[str, ...] = ()
     """Parts of the record that were skipped or could not be used, one line each."""
+
+
+_BLANK = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+class _Page(NamedTuple):
+    """A search page decoded by `decode_search_page`: the top-level members, with the
+    studies (if an array) as (study, its exact text in the page) pairs; or, when the page
+    is not an object, what it is instead (``members`` None)."""
+
+    members: dict[str, Any] | None
+    studies: list[tuple[Any, str]] | None
+    other: Any = None
+
+
+def decode_search_page(text: str) -> _Page:
+    """Decode a ``GET /studies`` page as ``json.loads`` would, keeping each study's own text.
+
+    The page object is walked member by member and its "studies" array element by element,
+    every value decoded by the standard decoder: the same cost as decoding the page whole,
+    and each study's raw JSON comes for free as a slice. Invalid JSON raises
+    ``json.JSONDecodeError`` (a ValueError) exactly where ``json.loads`` would fail.
+    """
+    decode = _DECODER.raw_decode
+    blank = _BLANK.match
+    i = blank(text).end()
+    if text[i:i + 1] != "{":
+        return _Page(None, None, _DECODER.decode(text))  # not an object: loads' verdict
+    members: dict[str, Any] = {}
+    studies: list[tuple[Any, str]] | None = None
+    i = blank(text, i + 1).end()
+    if text[i:i + 1] == "}":
+        i += 1
+    else:
+        while True:
+            if text[i:i + 1] != '"':
+                raise json.JSONDecodeError(
+                    "Expecting property name enclosed in double quotes", text, i)
+            key, i = json.decoder.scanstring(text, i + 1)
+            i = blank(text, i).end()
+            if text[i:i + 1] != ":":
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+            i = blank(text, i + 1).end()
+            if key == "studies" and text[i:i + 1] == "[":
+                pairs: list[tuple[Any, str]] = []
+                i = blank(text, i + 1).end()
+                if text[i:i + 1] == "]":
+                    i += 1
+                else:
+                    while True:
+                        value, end = decode(text, i)
+                        pairs.append((value, text[i:end]))
+                        i = blank(text, end).end()
+                        if text[i:i + 1] == ",":
+                            i = blank(text, i + 1).end()
+                        elif text[i:i + 1] == "]":
+                            i += 1
+                            break
+                        else:
+                            raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+                members[key], studies = None, pairs
+            else:
+                members[key], i = decode(text, i)
+                if key == "studies":
+                    studies = None  # the last "studies" wins, and this one is no array
+            i = blank(text, i).end()
+            if text[i:i + 1] == ",":
+                i = blank(text, i + 1).end()
+            elif text[i:i + 1] == "}":
+                i += 1
+                break
+            else:
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+    end = blank(text, i).end()
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return _Page(members, studies)
+
+
+def _decode_search_page(text: str) -> _Page:
+    """`decode_search_page` with the cyclic collector paused (see `_loads`)."""
+    if not gc.isenabled():
+        return decode_search_page(text)
+    gc.disable()
+    try:
+        return decode_search_page(text)
+    finally:
+        gc.enable()
+
+
+def split_search_page(
+    page: _Page,
+) -> tuple[list[tuple[dict[str, Any], str]], str | None, int | None]:
+    """(studies with their text, nextPageToken, totalCount): `parse_search_page` for a page
+    from `decode_search_page`, with the same checks and messages."""
+    if page.members is None:
+        parse_search_page(page.other)  # raises: not an object
+    pairs = page.studies
+    if page.members is None or pairs is None:
+        raise RegistryError(f"{_SERVICE} sent an unreadable search page: no 'studies' list")
+    _, token, total = parse_search_page({**page.members, "studies": [s for s, _ in pairs]})
+    return pairs, token, total
+
 
 
 def parse_search_page(data: Any) -> tuple[list[dict[str, Any]], str | None, int | None]:
