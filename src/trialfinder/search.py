@@ -244,18 +244,19 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 def _reconcile_rtree(conn: sqlite3.Connection) -> None:
     """Make the R*Tree hold exactly one point per placed row of `sites`, whatever happened
-    to `sites` since the points were added (rows replaced, rowids reused)."""
-    conn.execute(
-        f"DELETE FROM {_RTREE} WHERE id IN (SELECT r.id FROM {_RTREE} r "
-        "LEFT JOIN sites s ON s.rowid = r.id WHERE s.rowid IS NULL "
-        "OR s.latitude IS NOT r.latitude OR s.longitude IS NOT r.longitude "
-        "OR s.trial IS NOT r.trial OR s.status IS NOT r.status "
-        "OR s.position IS NOT r.position)"
-    )
-    conn.execute(
-        f"INSERT INTO {_RTREE} {_RTREE_ROWS} "
-        f"AND NOT EXISTS (SELECT 1 FROM {_RTREE} r WHERE r.id = sites.rowid)"
-    )
+    to `sites` since the points were added (rows replaced, rowids reused). The ids are read
+    out first: an R*Tree cannot be written while a query reads it."""
+    stale = conn.execute(
+        f"SELECT r.id FROM {_RTREE} r LEFT JOIN sites s ON s.rowid = r.id "
+        "WHERE s.rowid IS NULL OR s.latitude IS NOT r.latitude "
+        "OR s.longitude IS NOT r.longitude OR s.trial IS NOT r.trial "
+        "OR s.status IS NOT r.status OR s.position IS NOT r.position"
+    ).fetchall()
+    conn.executemany(f"DELETE FROM {_RTREE} WHERE id = ?", stale)
+    missing = conn.execute(
+        f"{_RTREE_ROWS} AND NOT EXISTS (SELECT 1 FROM {_RTREE} r WHERE r.id = sites.rowid)"
+    ).fetchall()
+    conn.executemany(f"INSERT INTO {_RTREE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", missing)
 
 
 class IndexBuilder:
