@@ -638,9 +638,9 @@ def test_search_with_text_yields_each_study_as_served(httpserver, client_for):
 def test_split_search_page_equals_parse_search_page(name):
     """On recorded pages: the same studies, token and total, and texts that decode to them."""
     text = asset(name).decode()
-    pairs, token, total = split_search_page(decode_search_page(text))
-    assert ([s for s, _ in pairs], token, total) == parse_search_page(json.loads(text))
-    assert all(json.loads(raw) == study and raw in text for study, raw in pairs)
+    spans, token, total = split_search_page(decode_search_page(text))
+    assert ([s for s, _, _ in spans], token, total) == parse_search_page(json.loads(text))
+    assert all(json.loads(text[a:b]) == study for study, a, b in spans)
 
 
 @pytest.mark.parametrize(
@@ -708,13 +708,16 @@ def test_decode_search_page_is_json_loads_with_study_texts(
     text = json.dumps(members, indent=indent, separators=separators, ensure_ascii=ensure_ascii)
     page = decode_search_page(text)
     assert page.studies is not None
-    assert [s for s, _ in page.studies] == json.loads(text)["studies"]
+    assert page.members is not None
+    assert [s for s, _, _ in page.studies] == json.loads(text)["studies"]
     assert {k: v for k, v in page.members.items() if k != "studies"} == {
         k: v for k, v in json.loads(text).items() if k != "studies"}
     position = 0
-    for study, raw in page.studies:
-        assert json.loads(raw) == study
-        position = text.index(raw, position) + len(raw)
+    for study, start, end in page.studies:
+        assert start >= position  # in order, never overlapping
+        assert json.loads(text[start:end]) == study
+        assert text[start] in "{" and text[end - 1] == "}"
+        position = end
 
 
 # ---------------------------------------------------------------------------------------------

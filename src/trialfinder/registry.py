@@ -363,7 +363,8 @@ class StudySearch(Iterator[dict[str, Any]]):
         self.received = 0
         """Studies received so far (yielded or about to be)."""
         self._total: int | None = None
-        self._buffer: deque[tuple[dict[str, Any], str]] = deque()
+        self._buffer: deque[tuple[dict[str, Any], str, int, int]] = deque()
+        """(study, its page's text, start, end): the study's JSON is sliced only if asked."""
         self._token: str | None = None
         self._seen_tokens: set[str] = set()
         self._empty_run = 0
@@ -387,17 +388,18 @@ class StudySearch(Iterator[dict[str, Any]]):
         return self
 
     def __next__(self) -> dict[str, Any]:
-        return self._next_pair()[0]
+        return self._next_item()[0]
 
     def with_text(self) -> Iterator[tuple[dict[str, Any], str]]:
         """The same iteration, each study with its exact JSON text as the registry sent it."""
         while True:
             try:
-                yield self._next_pair()
+                study, text, start, end = self._next_item()
             except StopIteration:
                 return
+            yield study, text[start:end]
 
-    def _next_pair(self) -> tuple[dict[str, Any], str]:
+    def _next_item(self) -> tuple[dict[str, Any], str, int, int]:
         while not self._buffer:
             if self._error is not None:
                 error, self._error = self._error, None
@@ -431,7 +433,8 @@ class StudySearch(Iterator[dict[str, Any]]):
             )
         _, page = _decode_json(answer.body, f"search page {self.pages + 1}",
                                loads=_decode_search_page)
-        studies, token, total = split_search_page(page)
+        spans, token, total = split_search_page(page)
+        studies = [(study, page.text, start, end) for study, start, end in spans]
         if self.pages == 0:
             self._total = total
         self.pages += 1
@@ -636,11 +639,12 @@ _DECODER = json.JSONDecoder()
 
 class _Page(NamedTuple):
     """A search page decoded by `decode_search_page`: the top-level members, with the
-    studies (if an array) as (study, its exact text in the page) pairs; or, when the page
-    is not an object, what it is instead (``members`` None)."""
+    studies (if an array) as (study, start, end): ``text[start:end]`` is the study's exact
+    JSON; or, when the page is not an object, what it is instead (``members`` None)."""
 
+    text: str
     members: dict[str, Any] | None
-    studies: list[tuple[Any, str]] | None
+    studies: list[tuple[Any, int, int]] | None
     other: Any = None
 
 
@@ -649,16 +653,16 @@ def decode_search_page(text: str) -> _Page:
 
     The page object is walked member by member and its "studies" array element by element,
     every value decoded by the standard decoder: the same cost as decoding the page whole,
-    and each study's raw JSON comes for free as a slice. Invalid JSON raises
+    and each study's raw JSON comes for free as a span of the text. Invalid JSON raises
     ``json.JSONDecodeError`` (a ValueError) exactly where ``json.loads`` would fail.
     """
     decode = _DECODER.raw_decode
     blank = _BLANK.match
     i = blank(text).end()
     if text[i:i + 1] != "{":
-        return _Page(None, None, _DECODER.decode(text))  # not an object: loads' verdict
+        return _Page(text, None, None, _DECODER.decode(text))  # not an object
     members: dict[str, Any] = {}
-    studies: list[tuple[Any, str]] | None = None
+    studies: list[tuple[Any, int, int]] | None = None
     i = blank(text, i + 1).end()
     if text[i:i + 1] == "}":
         i += 1
@@ -673,14 +677,14 @@ def decode_search_page(text: str) -> _Page:
                 raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
             i = blank(text, i + 1).end()
             if key == "studies" and text[i:i + 1] == "[":
-                pairs: list[tuple[Any, str]] = []
+                spans: list[tuple[Any, int, int]] = []
                 i = blank(text, i + 1).end()
                 if text[i:i + 1] == "]":
                     i += 1
                 else:
                     while True:
                         value, end = decode(text, i)
-                        pairs.append((value, text[i:end]))
+                        spans.append((value, i, end))
                         i = blank(text, end).end()
                         if text[i:i + 1] == ",":
                             i = blank(text, i + 1).end()
@@ -689,7 +693,7 @@ def decode_search_page(text: str) -> _Page:
                             break
                         else:
                             raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
-                members[key], studies = None, pairs
+                members[key], studies = None, spans
             else:
                 members[key], i = decode(text, i)
                 if key == "studies":
@@ -705,7 +709,7 @@ def decode_search_page(text: str) -> _Page:
     end = blank(text, i).end()
     if end != len(text):
         raise json.JSONDecodeError("Extra data", text, end)
-    return _Page(members, studies)
+    return _Page(text, members, studies)
 
 
 def _decode_search_page(text: str) -> _Page:
@@ -721,17 +725,16 @@ def _decode_search_page(text: str) -> _Page:
 
 def split_search_page(
     page: _Page,
-) -> tuple[list[tuple[dict[str, Any], str]], str | None, int | None]:
-    """(studies with their text, nextPageToken, totalCount): `parse_search_page` for a page
-    from `decode_search_page`, with the same checks and messages."""
+) -> tuple[list[tuple[dict[str, Any], int, int]], str | None, int | None]:
+    """(studies with their spans in ``page.text``, nextPageToken, totalCount):
+    `parse_search_page` for a page from `decode_search_page`, same checks and messages."""
     if page.members is None:
         parse_search_page(page.other)  # raises: not an object
-    pairs = page.studies
-    if page.members is None or pairs is None:
+    spans = page.studies
+    if page.members is None or spans is None:
         raise RegistryError(f"{_SERVICE} sent an unreadable search page: no 'studies' list")
-    _, token, total = parse_search_page({**page.members, "studies": [s for s, _ in pairs]})
-    return pairs, token, total
-
+    _, token, total = parse_search_page({**page.members, "studies": [s[0] for s in spans]})
+    return spans, token, total
 
 
 def parse_search_page(data: Any) -> tuple[list[dict[str, Any]], str | None, int | None]:
