@@ -128,8 +128,9 @@ def serve(body: bytes) -> tuple[multiprocessing.Process, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def bench_page(n: int, repeat: int) -> tuple[float, float]:
-    """Best studies/s of a sync into a new store, and of a re-sync with nothing changed."""
+def bench_page(n: int, repeat: int, keep_raw: bool = False) -> tuple[float, float, float]:
+    """Best and median studies/s of a sync into a new store, and best of a re-sync with
+    nothing changed."""
     body = build_page(n)
     sites = sum(len(s["protocolSection"].get("contactsLocationsModule", {}).get("locations", []))
                 for s in json.loads(body)["studies"])
@@ -142,7 +143,8 @@ def bench_page(n: int, repeat: int) -> tuple[float, float]:
                 c0 = time.process_time()
                 k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 report = sync([], store_path=Path(tmp) / "s.sqlite", client=client,
-                              listing_records={}, condition="bench", page_size=1000)
+                              listing_records={}, condition="bench", page_size=1000,
+                              keep_raw=keep_raw)
                 elapsed = time.perf_counter() - t0
                 cpu = time.process_time() - c0
                 k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -150,7 +152,8 @@ def bench_page(n: int, repeat: int) -> tuple[float, float]:
                 assert report.ok and len(report.trials) == n, report.to_jsonable()["counts"]
                 t1 = time.perf_counter()
                 again = sync([], store_path=Path(tmp) / "s.sqlite", client=client,
-                             listing_records={}, condition="bench", page_size=1000)
+                             listing_records={}, condition="bench", page_size=1000,
+                             keep_raw=keep_raw)
                 elapsed_again = time.perf_counter() - t1
                 assert all(t.outcome == "unchanged" for t in again.trials)
             rates.append((n / elapsed, n / elapsed_again))
@@ -162,11 +165,12 @@ def bench_page(n: int, repeat: int) -> tuple[float, float]:
         server.terminate()
         server.join()
     best_new = max(r[0] for r in rates)
+    median_new = statistics.median(r[0] for r in rates)
     best_again = max(r[1] for r in rates)
-    print(f"Ingest (search + decode + parse + merge-free save + search index, new store): "
-          f"best {best_new:,.0f} studies/s, median "
-          f"{statistics.median(r[0] for r in rates):,.0f}")
-    return best_new, best_again
+    label = " with --keep-raw" if keep_raw else ""
+    print(f"Ingest{label} (search + decode + parse + merge-free save + search index, new "
+          f"store): best {best_new:,.0f} studies/s, median {median_new:,.0f}")
+    return best_new, median_new, best_again
 
 
 def main() -> None:
@@ -175,15 +179,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     big = bench_big(args.repeat)
-    new, again = bench_page(args.studies, args.repeat)
+    new, median, again = bench_page(args.studies, args.repeat)
+    raw_new, raw_median, _ = bench_page(args.studies, args.repeat, keep_raw=True)
     print()
-    print("Summary, studies/s (best run; goal 1,000):")
+    print("Summary, studies/s (best run, median in brackets; goal 1,000):")
     for label, rate in big.items():
         print(f"  recorded {label.replace(' sites', '-site')} study "
               f"(decode + parse + save new){'':<6} {rate:>8,.1f}")
-    print(f"  {args.studies:,}-study page, new store{'':<25} {new:>8,.0f}")
+    print(f"  {args.studies:,}-study page, new store{'':<25} {new:>8,.0f} ({median:,.0f})")
     print(f"  {args.studies:,}-study page, re-sync unchanged{'':<18} {again:>8,.0f}")
-    print("GOAL MET" if new >= 1000 else "GOAL NOT MET")
+    print(f"  {args.studies:,}-study page, new store, --keep-raw{'':<14} {raw_new:>8,.0f} "
+          f"({raw_median:,.0f})")
+    print("GOAL MET (median of the runs)" if median >= 1000 else "GOAL NOT MET (median)")
 
 
 if __name__ == "__main__":
