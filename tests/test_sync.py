@@ -567,3 +567,22 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return "\nState:\tZ" not in status
+
+
+@pytest.mark.parametrize("keep_raw", [True, False])
+def test_cli_keep_raw(server: HTTPServer, tmp_path: Path, keep_raw: bool) -> None:
+    """`sync --condition … --keep-raw` keeps each result's JSON as served; without it, none."""
+    db = tmp_path / "store.sqlite"
+    *ids, _token = _two_pages(server)
+    result = CliRunner().invoke(app, ["sync", "--condition", "cancer", "--db", str(db),
+                                      "--registry-url", base_url(server),
+                                      *(["--keep-raw"] if keep_raw else [])])
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert len(result.stdout.splitlines()) == 3
+    with Store(db) as store:
+        raws = [store.get_raw(n) for n in ids]
+    if keep_raw:
+        assert all(r is not None and json.loads(r)["protocolSection"]["identificationModule"]
+                   ["nctId"] == n for r, n in zip(raws, ids, strict=True))
+    else:
+        assert raws == [None, None, None]
