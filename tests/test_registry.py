@@ -1096,3 +1096,41 @@ def test_parse_study_only_ever_raises_registry_error(mutations):
             assert math.isfinite(site.latitude) and -90 <= site.latitude <= 90
             assert math.isfinite(site.longitude) and -180 <= site.longitude <= 180
     trial_from_jsonable(json.loads(json.dumps(to_jsonable(trial))))
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast location reader agrees with the careful one
+# ---------------------------------------------------------------------------------------------
+
+odd_text = st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["  ", " Lyon ", ""]),
+                     st.integers(), st.booleans(), st.lists(st.text(max_size=2), max_size=1))
+statuses_text = st.one_of(st.none(), st.integers(), st.sampled_from(
+    ["RECRUITING", "COMPLETED", "WITHDRAWN", "recruiting", "BOGUS", " RECRUITING", ""]))
+numbers = st.one_of(st.none(), st.floats(), st.integers(-200, 200), st.booleans(),
+                    st.text(max_size=3))
+contact = st.dictionaries(
+    st.sampled_from(["name", "role", "phone", "phoneExt", "email", "affiliation", "other"]),
+    odd_text, max_size=6)
+location = st.fixed_dictionaries({}, optional={
+    "facility": odd_text, "city": odd_text, "state": odd_text, "zip": odd_text,
+    "country": odd_text, "status": statuses_text,
+    "geoPoint": st.one_of(st.none(), st.integers(), st.fixed_dictionaries(
+        {}, optional={"lat": numbers, "lon": numbers})),
+    "contacts": st.one_of(st.none(), st.integers(), st.lists(st.one_of(contact, st.integers()),
+                                                             max_size=3)),
+})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(location, st.integers(), st.none()))
+def test_fast_location_is_the_careful_reading_without_warnings(loc):
+    """Whenever the fast path reads a location, the careful path reads the same values and
+    has nothing to warn about; when it declines, the careful path decides."""
+    from trialfinder.registry import _fast_location, _parse_location, _Reader
+
+    fast = _fast_location(loc)
+    reader = _Reader()
+    careful = _parse_location(0, loc, reader)
+    if fast is not None:
+        assert fast == careful
+        assert reader.warnings == []
