@@ -586,3 +586,33 @@ def test_cli_keep_raw(server: HTTPServer, tmp_path: Path, keep_raw: bool) -> Non
                    ["nctId"] == n for r, n in zip(raws, ids, strict=True))
     else:
         assert raws == [None, None, None]
+
+
+def test_client_still_works_after_a_search_read_in_a_child(server: HTTPServer,
+                                                           tmp_path: Path) -> None:
+    """The child drops the connections it inherited (after_fork) and opens its own; the
+    parent's client, which fetched by id before the fork, keeps working afterwards."""
+    db = tmp_path / "store.sqlite"
+    *ids, _token = _two_pages(server)
+    server.expect_request(f"/studies/{NCT}").respond_with_data(V1,
+                                                               content_type="application/json")
+    with client(server) as c:
+        c.min_interval = 0
+        report = sync([NCT], store_path=db, client=c, listing_records={}, condition="cancer",
+                      in_child=True)
+        # NCT02260505 is also on page 2: fetched by id once, then skipped by the search.
+        assert [(t.nct_id, t.outcome) for t in report.trials] == [
+            (NCT, "new"), (ids[0], "new"), (ids[1], "new")]
+        study, _raw = c.get_study_text(NCT)  # the parent's pooled connection still serves
+    assert study["protocolSection"]["identificationModule"]["nctId"] == NCT
+
+
+def test_after_fork_empties_the_connection_pool() -> None:
+    from trialfinder.registry import RegistryClient
+
+    with RegistryClient("http://127.0.0.1:9") as c:
+        adapter = c._session.get_adapter("http://127.0.0.1:9/")
+        adapter.poolmanager.connection_from_url("http://127.0.0.1:9/")
+        assert len(adapter.poolmanager.pools) == 1
+        c.after_fork()
+        assert len(adapter.poolmanager.pools) == 0

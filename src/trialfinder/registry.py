@@ -147,6 +147,12 @@ class RegistryClient:
         if self._own_session:
             self._session.close()
 
+    def after_fork(self) -> None:
+        """In a forked child: drop the pooled connections inherited from the parent (their
+        sockets are shared with it), so that this process opens its own. Closing the
+        child's copies leaves the parent's connections open."""
+        self._session.close()
+
     def __enter__(self) -> RegistryClient:
         return self
 

@@ -201,8 +201,9 @@ def sync(
                 # writer waits for the child, not all at the end.
                 index = IndexBuilder(connection_of(store))
                 use_child = _can_fork() if in_child is None else in_child
-                items = (_from_child(search_items, lock_fd, on_idle=index.step) if use_child
-                         else search_items())
+                items = (_from_child(search_items, lock_fd, on_idle=index.step,
+                                     in_child=getattr(client, "after_fork", None))
+                         if use_child else search_items())
                 for item in items:
                     if isinstance(item, _SearchTotal):
                         expected[0] = len(ids) + item.count if item.count is not None else None
@@ -376,13 +377,15 @@ def _from_child(
     make_items: Callable[[], Iterator[_SearchItem]],
     lock_fd: int | None,
     on_idle: Callable[[], bool] | None = None,
+    in_child: Callable[[], None] | None = None,
 ) -> Iterator[_SearchItem]:
     """The items of ``make_items()``, produced in a forked child process.
 
     The child inherits the registry client and the listing records; it never touches the
     store. If this process dies, the child's next send fails and it exits; if the child
     dies, the search is reported as failed and what arrived is kept. While nothing has
-    arrived, ``on_idle`` is called until it returns False.
+    arrived, ``on_idle`` is called until it returns False. ``in_child`` runs first thing in
+    the child (the registry client's ``after_fork``).
     """
     import multiprocessing
 
@@ -390,7 +393,8 @@ def _from_child(
     receiver, sender = context.Pipe(duplex=False)
     _widen(sender)
     child = context.Process(
-        target=_child_main, args=(make_items, sender, receiver, lock_fd), daemon=True
+        target=_child_main, args=(make_items, sender, receiver, lock_fd, in_child),
+        daemon=True,
     )
     child.start()
     sender.close()
@@ -432,6 +436,7 @@ def _child_main(
     sender: Any,
     receiver: Any,
     lock_fd: int | None,
+    in_child: Callable[[], None] | None = None,
 ) -> None:
     receiver.close()
     # A short-lived process whose objects (a decoded page, records) hold no reference
@@ -440,6 +445,8 @@ def _child_main(
     if lock_fd is not None:
         os.close(lock_fd)  # the sync's lock belongs to the parent alone
     try:
+        if in_child is not None:
+            in_child()
         batch: list[_SearchItem] = []
         for item in make_items():
             if isinstance(item, _Flush):
