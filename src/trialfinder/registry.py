@@ -688,34 +688,34 @@ def decode_search_page(text: str) -> _Page:
                 if text[i:i + 1] == "]":
                     i += 1
                 else:
-                    while True:
+                    more = True
+                    while more:
                         value, end = decode(text, i)
                         spans.append((value, i, end))
-                        i = blank(text, end).end()
-                        if text[i:i + 1] == ",":
-                            i = blank(text, i + 1).end()
-                        elif text[i:i + 1] == "]":
-                            i += 1
-                            break
-                        else:
-                            raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+                        i, more = _after_value(text, end, "]")
                 members[key], studies = None, spans
             else:
                 members[key], i = decode(text, i)
                 if key == "studies":
                     studies = None  # the last "studies" wins, and this one is no array
-            i = blank(text, i).end()
-            if text[i:i + 1] == ",":
-                i = blank(text, i + 1).end()
-            elif text[i:i + 1] == "}":
-                i += 1
+            i, more = _after_value(text, i, "}")
+            if not more:
                 break
-            else:
-                raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
     end = blank(text, i).end()
     if end != len(text):
         raise json.JSONDecodeError("Extra data", text, end)
     return _Page(text, members, studies)
+
+
+def _after_value(text: str, i: int, closer: str) -> tuple[int, bool]:
+    """Past a value in an array or object: (where the next one starts, True) after a comma,
+    (just past the closer, False) at the end; else json.loads' own error."""
+    i = _BLANK.match(text, i).end()
+    if text[i:i + 1] == ",":
+        return _BLANK.match(text, i + 1).end(), True
+    if text[i:i + 1] == closer:
+        return i + 1, False
+    raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
 
 
 def _decode_search_page(text: str) -> _Page:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -178,6 +178,27 @@ def ensure_index(conn: sqlite3.Connection) -> bool:
     return _complete_index(conn, partial=False)
 
 
+def _write(conn: sqlite3.Connection, body: Callable[[], object]) -> bool:
+    """Run ``body`` in one write transaction. False, with nothing written, when the store
+    cannot be written now (another writer, a read-only file); any other error rolls back
+    and propagates."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        return False
+    try:
+        body()
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError:
+        conn.execute("ROLLBACK")
+        return False
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return True
+
+
 def _complete_index(
     conn: sqlite3.Connection,
     *,
@@ -190,45 +211,34 @@ def _complete_index(
     ``points_after``, the points are known to be exactly the rows of `sites` up to that
     rowid: only the later rows are added. ``texts``: the searchable text of these trials,
     known to match their stored records (the others are folded here)."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError:
-        return False
-    try:
-        if not index_ready(conn):  # another process may have built it meanwhile
-            rtree_kept = partial and _has_table(conn, _RTREE)
-            if rtree_kept and points_after is not None:
-                conn.execute(f"INSERT INTO {_RTREE} {_RTREE_ROWS} AND rowid > ?",
-                             (points_after,))
-            elif rtree_kept:
-                _reconcile_rtree(conn)
-            if rtree_kept:
-                for trigger in _TRIGGERS:
-                    conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
-                for name in (_TEXT, _DIRTY, _META):
-                    conn.execute(f"DROP TABLE IF EXISTS {name}")
-            else:
-                drop_index(conn, in_transaction=True)
-            for statement in _CREATE[1 if rtree_kept else 0:]:
-                conn.execute(statement)
-            if not rtree_kept:
-                conn.execute(f"INSERT INTO {_RTREE} {_RTREE_ROWS}")
-            if texts:
-                conn.executemany(f"INSERT INTO {_TEXT} SELECT nct_id, ? FROM trials "
-                                 "WHERE nct_id = ?", [(t, n) for n, t in texts.items()])
-            conn.execute(f"INSERT INTO {_DIRTY} SELECT nct_id FROM trials WHERE nct_id NOT IN "
-                         f"(SELECT nct_id FROM {_TEXT})")
-            conn.execute(f"INSERT INTO {_META} VALUES ('version', ?)", (INDEX_VERSION,))
-            _refold_dirty(conn)
-        conn.execute("COMMIT")
-    except sqlite3.OperationalError:
-        conn.execute("ROLLBACK")
-        return False
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return True
+    def build() -> None:
+        if index_ready(conn):  # another process may have built it meanwhile
+            return
+        rtree_kept = partial and _has_table(conn, _RTREE)
+        if rtree_kept and points_after is not None:
+            conn.execute(f"INSERT INTO {_RTREE} {_RTREE_ROWS} AND rowid > ?", (points_after,))
+        elif rtree_kept:
+            _reconcile_rtree(conn)
+        if rtree_kept:
+            for trigger in _TRIGGERS:
+                conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+            for name in (_TEXT, _DIRTY, _META):
+                conn.execute(f"DROP TABLE IF EXISTS {name}")
+        else:
+            drop_index(conn, in_transaction=True)
+        for statement in _CREATE[1 if rtree_kept else 0:]:
+            conn.execute(statement)
+        if not rtree_kept:
+            conn.execute(f"INSERT INTO {_RTREE} {_RTREE_ROWS}")
+        if texts:
+            conn.executemany(f"INSERT INTO {_TEXT} SELECT nct_id, ? FROM trials "
+                             "WHERE nct_id = ?", [(t, n) for n, t in texts.items()])
+        conn.execute(f"INSERT INTO {_DIRTY} SELECT nct_id FROM trials WHERE nct_id NOT IN "
+                     f"(SELECT nct_id FROM {_TEXT})")
+        conn.execute(f"INSERT INTO {_META} VALUES ('version', ?)", (INDEX_VERSION,))
+        _refold_dirty(conn)
+
+    return _write(conn, build)
 
 
 _RTREE_ROWS = (
@@ -287,23 +297,11 @@ class IndexBuilder:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _start(self) -> bool:
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
-            return False
-        try:
-            drop_index(conn, in_transaction=True)
-            conn.execute(_CREATE[0])
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError:
-            conn.execute("ROLLBACK")
-            return False
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return True
+        def rtree_only() -> None:
+            drop_index(self._conn, in_transaction=True)
+            self._conn.execute(_CREATE[0])
+
+        return _write(self._conn, rtree_only)
 
     def saved(self, nct_id: str, text: str) -> None:
         """Tell the builder the searchable text of a trial just written (spares refolding)."""
@@ -318,26 +316,17 @@ class IndexBuilder:
         if not self.active:
             return False
         conn = self._conn
-        try:
-            last = conn.execute("SELECT max(rowid) FROM sites").fetchone()[0] or 0
-            if last - self._after < self.STEP_ROWS:
-                return False
-            upto = self._after + self.STEP_ROWS
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                f"INSERT OR REPLACE INTO {_RTREE} {_RTREE_ROWS} AND rowid > ? AND rowid <= ?",
-                (self._after, upto),
-            )
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError:  # dropped or rebuilt by someone else: finish copes
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+        last = conn.execute("SELECT max(rowid) FROM sites").fetchone()[0] or 0
+        if last - self._after < self.STEP_ROWS:
+            return False
+        upto = self._after + self.STEP_ROWS
+        added = _write(conn, lambda: conn.execute(
+            f"INSERT OR REPLACE INTO {_RTREE} {_RTREE_ROWS} AND rowid > ? AND rowid <= ?",
+            (self._after, upto),
+        ))
+        if not added:  # busy, or dropped/rebuilt by someone else: finish copes
             self.active = False
             return False
-        except BaseException:  # interrupted: leave no transaction open behind us
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         self._after = upto
         return True
 
@@ -377,19 +366,7 @@ def refresh_text(conn: sqlite3.Connection) -> None:
     read-only (the dirty trials are then folded on the fly by `matching_trials`)."""
     if conn.execute(f"SELECT 1 FROM {_DIRTY} LIMIT 1").fetchone() is None:
         return
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError:
-        return
-    try:
-        _refold_dirty(conn)
-        conn.execute("COMMIT")
-    except sqlite3.OperationalError:
-        conn.execute("ROLLBACK")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    _write(conn, lambda: _refold_dirty(conn))
 
 
 def _refold_dirty(conn: sqlite3.Connection) -> None:
