@@ -281,8 +281,10 @@ class IndexBuilder:
     """
 
     STEP_ROWS = 4000
-    """Points per step: enough to be cheaper than one by one, few enough (~25 ms) that the
-    writer is soon back to its work."""
+    """Points per step at most (about 25 ms), so the writer is soon back when the
+    next batch arrives."""
+    MIN_STEP_ROWS = 250
+    """Fewer waiting points are left for later: tiny transactions cost more per point."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -312,14 +314,14 @@ class IndexBuilder:
         self._only_grown = False
 
     def step(self) -> bool:
-        """Add the next slice of points; False when fewer than a slice are waiting."""
+        """Add the next slice of points; False when too few are waiting."""
         if not self.active:
             return False
         conn = self._conn
         last = conn.execute("SELECT max(rowid) FROM sites").fetchone()[0] or 0
-        if last - self._after < self.STEP_ROWS:
+        if last - self._after < min(self.MIN_STEP_ROWS, self.STEP_ROWS):
             return False
-        upto = self._after + self.STEP_ROWS
+        upto = min(last, self._after + self.STEP_ROWS)
         added = _write(conn, lambda: conn.execute(
             f"INSERT OR REPLACE INTO {_RTREE} {_RTREE_ROWS} AND rowid > ? AND rowid <= ?",
             (self._after, upto),
