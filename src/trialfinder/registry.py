@@ -2,7 +2,9 @@
 
 ``RegistryClient`` talks to the API (session, base URL, timeouts, throttle, retries and the
 clock all injectable); ``parse_study`` and ``parse_search_page`` are pure functions over the
-decoded JSON. Everything that goes wrong is a ``TrialFinderError`` with a one-line message.
+decoded JSON, ``split_search_page`` one over a search page's text that also gives each
+study's exact JSON text. Everything that goes wrong is a ``TrialFinderError`` with a one-line
+message.
 
 Decisions worth knowing:
 
@@ -37,7 +39,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from trialfinder import __version__
@@ -437,10 +439,11 @@ class StudySearch(Iterator[dict[str, Any]]):
             raise RegistryError(
                 f"{_SERVICE} answered {answer.status} to a search: {_first_line(answer.body)}"
             )
-        _, page = _decode_json(answer.body, f"search page {self.pages + 1}",
-                               loads=_decode_search_page)
-        spans, token, total = split_search_page(page)
-        studies = [(study, page.text, start, end) for study, start, end in spans]
+        text, (spans, token, total) = _decode_json(
+            answer.body, f"search page {self.pages + 1}",
+            loads=lambda page: _gc_paused(_search_page_spans, page),
+        )
+        studies = [(study, text, start, end) for study, start, end in spans]
         if self.pages == 0:
             self._total = total
         self.pages += 1
@@ -718,22 +721,49 @@ def _after_value(text: str, i: int, closer: str) -> tuple[int, bool]:
     raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
 
 
-def _decode_search_page(text: str) -> _Page:
-    """`decode_search_page` with the cyclic collector paused (see `_loads`)."""
+_T = TypeVar("_T")
+
+
+def _gc_paused(func: Callable[[str], _T], text: str) -> _T:
+    """``func(text)`` with the cyclic collector paused (see `_loads`), then back as it was.
+    Nothing is allocated once it is back (no context manager: its StopIteration would be):
+    the first allocation then collects the young objects, a whole page, once, as after
+    `_loads`, and that is the caller's."""
     if not gc.isenabled():
-        return decode_search_page(text)
+        return func(text)
     gc.disable()
     try:
-        return decode_search_page(text)
+        return func(text)
     finally:
         gc.enable()
 
 
 def split_search_page(
-    page: _Page,
+    text: str,
+) -> tuple[list[tuple[dict[str, Any], str]], str | None, int | None]:
+    """(studies, each with its exact JSON text, nextPageToken, totalCount) of the text of a
+    ``GET /studies`` page: `parse_search_page` of ``json.loads(text)``, with the same checks
+    and messages, at the cost of ``json.loads`` (see `decode_search_page`); a study's text
+    is its slice of ``text``. Invalid JSON raises ``json.JSONDecodeError`` where
+    ``json.loads`` would (`_decode_json` turns it into a RegistryError). The cyclic
+    collector is paused until the result is built, as in `_loads`.
+    """
+    return _gc_paused(_split_search_page, text)
+
+
+def _split_search_page(
+    text: str,
+) -> tuple[list[tuple[dict[str, Any], str]], str | None, int | None]:
+    spans, token, total = _search_page_spans(text)
+    return [(study, text[start:end]) for study, start, end in spans], token, total
+
+
+def _search_page_spans(
+    text: str,
 ) -> tuple[list[tuple[dict[str, Any], int, int]], str | None, int | None]:
-    """(studies with their spans in ``page.text``, nextPageToken, totalCount):
-    `parse_search_page` for a page from `decode_search_page`, same checks and messages."""
+    """`split_search_page` with each study's text as a span (start, end) of ``text``, to
+    be sliced only if asked (`StudySearch.with_text`); the collector is not paused here."""
+    page = decode_search_page(text)
     if page.members is None:
         parse_search_page(page.other)  # raises: not an object
     spans = page.studies
