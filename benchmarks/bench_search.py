@@ -155,7 +155,7 @@ def main() -> None:
             "condition 'cancer' (~30% of trials)": {"limit": 10, "condition": "cancer"},
             "condition 'melanoma' (~6%)": {"limit": 10, "condition": "melanoma"},
             "condition 'keyword 42' (~1%, direct)": {"limit": 10, "condition": "keyword 42"},
-            "without the R*Tree (lat/lon index)": {"limit": 10, "use_index": False},
+            "without the R*Tree (scans sites)": {"limit": 10, "use_index": False},
         }
         print(f"{'scenario':44} {'median':>9} {'p95':>9} {'max':>9}   "
               f"({args.queries} queries, warm)")
