@@ -8,6 +8,7 @@ Sleeping and the clock are injected, so retries and throttling cost no wall time
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import math
 import random
@@ -36,7 +37,9 @@ from trialfinder.registry import (
     USER_AGENT,
     ParsedStudy,
     RegistryClient,
+    _decode_json,
     _retry_after_seconds,
+    _walk_search_page,
     decode_search_page,
     parse_search_page,
     parse_study,
@@ -634,49 +637,265 @@ def test_search_with_text_yields_each_study_as_served(httpserver, client_for):
     assert results.buffered == 0
 
 
-@pytest.mark.parametrize("name", [PHELAN_1, PHELAN_2, SEARCH_2])
+@pytest.mark.parametrize("name", [PHELAN_1, PHELAN_2, SEARCH_2, SEARCH_60, SEARCH_SITESTATUS])
 def test_split_search_page_equals_parse_search_page(name):
-    """On recorded pages: the same studies, token and total, and texts that decode to them."""
+    """On recorded pages: the same studies, token and total, each study with its own text."""
     text = asset(name).decode()
-    spans, token, total = split_search_page(decode_search_page(text))
-    assert ([s for s, _, _ in spans], token, total) == parse_search_page(json.loads(text))
-    assert all(json.loads(text[a:b]) == study for study, a, b in spans)
+    pairs, token, total = split_search_page(text)
+    assert ([s for s, _ in pairs], token, total) == parse_search_page(json.loads(text))
+    assert all(json.loads(raw) == study for study, raw in pairs)
+    assert_array_elements(text, [raw for _, raw in pairs])
+
+
+def assert_array_elements(text: str, raws: list[str]) -> None:
+    """``raws`` are, in order, the elements of one array of ``text``: the first just after a
+    "[", each next one just after a comma, the last just before a "]", with only JSON
+    whitespace around the punctuation."""
+    end = 0
+    for n, raw in enumerate(raws):
+        start = text.index(raw, end)
+        if n:
+            assert text[end:start].strip(" \t\n\r") == ","
+        else:
+            assert text[:start].rstrip(" \t\n\r").endswith("[")
+        end = start + len(raw)
+    if raws:
+        assert text[end:].lstrip(" \t\n\r").startswith("]")
+
+
+def studies_page(raws: list[str], before: str = '{"studies": [', between: str = ", ",
+                 after: str = "]}") -> tuple[str, list[int]]:
+    """A page whose studies array holds ``raws`` verbatim, and where each of them starts."""
+    starts, position = [], len(before)
+    for raw in raws:
+        starts.append(position)
+        position += len(raw) + len(between)
+    return before + between.join(raws) + after, starts
+
+
+def test_split_search_page_in_any_key_order_and_whitespace():
+    """Members in any order, any JSON whitespace between tokens: the raw texts are exactly
+    the study elements as written, inner whitespace included."""
+    raws = ['{"a": 1}', '{ "b" :\t[1 ,2] ,\r\n"c":{} }', "{}"]
+    pages = [
+        studies_page(raws, '{"studies":[', ",", '],"nextPageToken":"abc","totalCount":3}'),
+        studies_page(raws, ' \r\n\t{ "totalCount" : 3 ,\n"nextPageToken"\t:\t"abc" ,\n '
+                     '"studies" :\n[\n\t', "\n ,\r\n\t", "\r\n]\n}\n\t "),
+        studies_page(raws, '{"nextPageToken": "abc", "studies": [ ', " , ",
+                     ' ], "totalCount": 3}'),
+    ]
+    for text, starts in pages:
+        pairs, token, total = split_search_page(text)
+        assert pairs == [({"a": 1}, raws[0]), ({"b": [1, 2], "c": {}}, raws[1]), ({}, raws[2])]
+        assert (token, total) == ("abc", 3)
+        assert [text[a:a + len(raw)] for a, raw in zip(starts, raws, strict=True)] == raws
+
+
+def test_split_search_page_keeps_escapes_and_non_ascii_text_as_written():
+    """Escapes stay escaped in the raw text (decoded in the study); non-ASCII text, brackets
+    and commas inside strings are no boundaries."""
+    raws = [
+        r'{"t": "caf\u00e9 \ud83e\uddec \"q\" \\ \/ \n", "k\u00e9y": ["]", "}", ","]}',
+        '{"t": "Hôpital Édouard-Herriot – 🧬 « ≥ 18 ans »", "x": "[{,}]"}',
+        r'{"s": "\"}, {\""}',
+    ]
+    text, starts = studies_page(raws, '{"studies":[', ",", '],"nextPageToken":"t\\u00e9"}')
+    pairs, token, total = split_search_page(text)
+    assert [raw for _, raw in pairs] == raws
+    assert [s for s, _ in pairs] == json.loads(text)["studies"]
+    assert pairs[0][0] == {"t": 'café 🧬 "q" \\ / \n', "kéy": ["]", "}", ","]}
+    assert pairs[1][0]["t"] == "Hôpital Édouard-Herriot – 🧬 « ≥ 18 ans »"
+    assert pairs[2][0] == {"s": '"}, {"'}
+    assert (token, total) == ("té", None)
+    assert all(text[start:start + len(raw)] == raw for start, raw in zip(starts, raws, strict=True))
+
+
+@pytest.mark.parametrize("text", ['{"studies": []}', '{"studies":[ \n\t]}', ' {"studies":[]} ',
+                                  '{"nextPageToken": "", "studies": []}'])
+def test_split_search_page_with_no_studies(text):
+    """An empty studies list (an empty token meaning none)."""
+    assert split_search_page(text) == ([], None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "studies", "raws", "token", "total"),
+    [
+        ('{"studies": [{"a": 1}], "studies": [{"b": 2}]}', [{"b": 2}], ['{"b": 2}'], None, None),
+        ('{"studies": 3, "studies": [{"b": 2}]}', [{"b": 2}], ['{"b": 2}'], None, None),
+        ('{"studies": [{"a": 1}], "studies": []}', [], [], None, None),
+        ('{"stud\\u0069es": 3, "studies": [{}], "\\u0073tudies": [{"c": 3}]}', [{"c": 3}],
+         ['{"c": 3}'], None, None),
+        ('{"nextPageToken": 5, "totalCount": "x", "studies": [], "nextPageToken": "t", '
+         '"totalCount": 4}', [], [], "t", 4),
+        ('{"nextPageToken": "t", "totalCount": 4, "studies": [], "nextPageToken": null, '
+         '"totalCount": -1}', [], [], None, None),
+    ],
+)
+def test_split_search_page_duplicate_keys_the_last_one_wins(text, studies, raws, token, total):
+    """As json.loads: of repeated keys (however escaped), the last one counts."""
+    pairs, got_token, got_total = split_search_page(text)
+    assert ([s for s, _ in pairs], got_token, got_total) == (studies, token, total)
+    assert [raw for _, raw in pairs] == raws
+    assert ([s for s, _ in pairs], got_token, got_total) == parse_search_page(json.loads(text))
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[]", "unreadable search page: a list"),
-        ('"x"', "unreadable search page: text"),
+        ("[]", "a list"),
+        (' [{"studies": []}] ', "a list"),
+        ('"x"', "text"),
+        ("3", "a number"),
+        ("null", "null"),
+        ("true", "true/false"),
         ('{"studies": {}}', "no 'studies' list"),
+        ('{"studies": null}', "no 'studies' list"),
         ("{}", "no 'studies' list"),
+        ('{"Studies": []}', "no 'studies' list"),
         ('{"studies": [1]}', "study 1 is a number"),
         ('{"studies": [{}, []]}', "study 2 is a list"),
+        ('{"studies": [{}, {}, null]}', "study 3 is null"),
+        ('{"studies": ["x"]}', "study 1 is text"),
+        ('{"studies": [false]}', "study 1 is true/false"),
         ('{"studies": [], "nextPageToken": 5}', "nextPageToken is a number"),
+        ('{"studies": [], "nextPageToken": true}', "nextPageToken is true/false"),
+        ('{"studies": [], "nextPageToken": ["t"]}', "nextPageToken is a list"),
+        ('{"studies": [], "nextPageToken": {}}', "nextPageToken is an object"),
         ('{"studies": [], "studies": 3}', "no 'studies' list"),
+        ('{"studies": [{}], "studies": [1]}', "study 1 is a number"),
     ],
 )
 def test_split_search_page_refuses_what_parse_search_page_refuses(text, message):
     """Same checks, same messages as parse_search_page on the decoded page."""
-    with pytest.raises(RegistryError, match=message):
+    expected = f"ClinicalTrials.gov sent an unreadable search page: {message}"
+    with pytest.raises(RegistryError) as info:
         parse_search_page(json.loads(text))
-    with pytest.raises(RegistryError, match=message):
-        split_search_page(decode_search_page(text))
+    assert str(info.value) == expected
+    with pytest.raises(RegistryError) as info:
+        split_search_page(text)
+    assert str(info.value) == expected
 
 
 @pytest.mark.parametrize(
-    "text",
-    ['{"studies": [{}', '{"studies": [{} {}]}', '{"studies": []', '{"studies": [] x',
-     '{"studies": []}}', '{studies: []}', '{"studies" []}', '{"studies": [],}', "",
-     '{"studies": [{"a": 1,}]}', '{"a": 1 "studies": []}'],
+    ("total", "expected"),
+    [("12", 12), ("0", 0), ("-1", None), ("true", None), ("12.0", None), ('"12"', None),
+     ("null", None), ("[12]", None), ("120000000000000000000000", 120000000000000000000000)],
 )
-def test_decode_search_page_fails_where_json_loads_fails(text):
+def test_split_search_page_total_count_rules(total, expected):
+    """totalCount: a count (an integer, not true/false, not negative) or None, as
+    parse_search_page has it; absent is None too."""
+    text = f'{{"studies": [], "totalCount": {total}}}'
+    assert split_search_page(text) == ([], None, expected)
+    assert parse_search_page(json.loads(text)) == ([], None, expected)
+    assert split_search_page('{"studies": []}') == ([], None, None)
+
+
+MALFORMED_PAGES = [
+    '{"studies": [{}', '{"studies": [{} {}]}', '{"studies": []', '{"studies": [] x',
+    '{"studies": []}}', '{studies: []}', '{"studies" []}', '{"studies": [],}', "",
+    '{"studies": [{"a": 1,}]}', '{"a": 1 "studies": []}', "   ", "{", "[", '{"stud',
+    '{"studies": [{},]}', '{"studies": [{}, ]}', '{"studies": [{}]} x', '{"studies": [{}]}]',
+    '{"studies": [{}],', '{"studies": [{"a": "\x01"}]}', '{"studies": [{"a": NaNa}]}',
+    '{\x0c"studies": []}', '{"studies":\xa0[]}', '{"studies": [{}\u2028]}', "\ufeff{}",
+    '{"studies": [], "x": tru}', '{"studies": [], "x": [1, 2}', '{"studies": [{"a": 1]}]}',
+    '{"studies": [{"a": "b\\"}]}', '{"studies": [{"a": "\\x"}]}',
+]
+
+
+@pytest.mark.parametrize("text", MALFORMED_PAGES)
+def test_split_search_page_fails_where_json_loads_fails(text):
     """Invalid JSON: a JSONDecodeError at the very position json.loads gives."""
     with pytest.raises(json.JSONDecodeError) as expected:
         json.loads(text)
     with pytest.raises(json.JSONDecodeError) as got:
+        split_search_page(text)
+    assert (got.value.pos, got.value.msg) == (expected.value.pos, expected.value.msg)
+    with pytest.raises(json.JSONDecodeError) as got:
         decode_search_page(text)
-    assert got.value.pos == expected.value.pos
+    assert (got.value.pos, got.value.msg) == (expected.value.pos, expected.value.msg)
+    with pytest.raises(json.JSONDecodeError):
+        _walk_search_page(text)  # the walk itself notices; json.loads words it
+
+
+@pytest.mark.parametrize("text", [*MALFORMED_PAGES, *(asset(SEARCH_2)[:n].decode()
+                                                       for n in (1, 2, 500, 9000, 34478))])
+def test_unreadable_search_pages_read_as_unreadable_bodies(text):
+    """Through `_decode_json`, a broken page gives the message of any unreadable body."""
+    with pytest.raises(RegistryError) as expected:
+        _decode_json(text.encode(), "search page 2")
+    with pytest.raises(RegistryError) as got:
+        _decode_json(text.encode(), "search page 2", loads=split_search_page)
+    assert str(got.value) == str(expected.value)
+    assert str(got.value).startswith(
+        "ClinicalTrials.gov sent an unreadable response for search page 2: ")
+
+
+def assert_split_agrees_with_json_loads(text: str) -> None:
+    """split_search_page(text) fails where and as json.loads(text) does, or refuses what
+    parse_search_page refuses with the same message, or gives what it gives."""
+    try:
+        decoded = json.loads(text)
+    except json.JSONDecodeError as expected:
+        with pytest.raises(json.JSONDecodeError):
+            _walk_search_page(text)  # the walk itself notices
+        with pytest.raises(json.JSONDecodeError) as got:
+            split_search_page(text)
+        assert (got.value.pos, got.value.msg) == (expected.pos, expected.msg)
+        return
+    try:
+        expected_result = parse_search_page(decoded)
+    except RegistryError as expected_error:
+        with pytest.raises(RegistryError) as refused:
+            split_search_page(text)
+        assert str(refused.value) == str(expected_error)
+        return
+    pairs, token, total = split_search_page(text)
+    assert ([s for s, _ in pairs], token, total) == expected_result
+    assert all(json.loads(raw) == study for study, raw in pairs)
+
+
+def test_split_search_page_agrees_with_json_loads_at_every_cut():
+    """A page cut anywhere, or with a stray character anywhere, fails where json.loads does
+    (or, where still valid, gives what it gives)."""
+    recorded = asset(PHELAN_2)
+    for cut in range(len(recorded)):
+        assert_split_agrees_with_json_loads(recorded[:cut].decode("utf-8", "ignore"))
+    text = ('{ "totalCount": 2, "studies": [ {"a": [1, {"b": "\\u00e9]"}], "c": null},\n'
+            '\t{"d": "é \\"}\\"", "e": -1.5e3} ], "nextPageToken": "t" }')
+    assert split_search_page(text)[0][1][1] == '{"d": "é \\"}\\"", "e": -1.5e3}'
+    for cut in range(len(text) + 1):
+        assert_split_agrees_with_json_loads(text[:cut])
+        for stray in ("#", ",", ":", "[", "]", "{", "}", '"', "\\", " ", "\x0b", "1", "é"):
+            assert_split_agrees_with_json_loads(text[:cut] + stray + text[cut:])
+
+
+def test_split_search_page_pauses_the_collector_and_restores_it(monkeypatch):
+    """The walk runs with the cyclic collector off; its previous state comes back, errors
+    included."""
+    from trialfinder import registry
+
+    seen: list[bool] = []
+    real = registry.decode_search_page
+
+    def spy(text: str) -> Any:
+        seen.append(gc.isenabled())
+        return real(text)
+
+    monkeypatch.setattr(registry, "decode_search_page", spy)
+    assert gc.isenabled()
+    split_search_page('{"studies": [{}]}')
+    with pytest.raises(RegistryError):
+        split_search_page('{"studies": [1]}')
+    with pytest.raises(json.JSONDecodeError):
+        split_search_page('{"studies": [')
+    assert seen == [False, False, False]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        split_search_page('{"studies": []}')
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 json_values = st.recursive(
@@ -718,6 +937,220 @@ def test_decode_search_page_is_json_loads_with_study_texts(
         assert json.loads(text[start:end]) == study
         assert text[start] in "{" and text[end - 1] == "}"
         position = end
+
+
+BLANKS = ["", "", " ", "\n", "\t", "\r\n", " \n\t  \r"]
+DUMPS_STYLES = [{}, {"indent": 2}, {"indent": "\t"}, {"indent": 0}, {"separators": (",", ":")},
+                {"separators": (" ,  ", " :  ")}, {"indent": 1, "separators": (" ,", ":")}]
+PAGE_KEYS = ["totalCount", "nextPageToken", "studies", "x", "studies2"]
+
+
+def spaced_json(value: Any, blank: Any, ensure_ascii: bool) -> str:
+    """``value`` as JSON with ``blank()`` whitespace around every token."""
+    if isinstance(value, dict):
+        inner = ",".join(
+            f"{blank()}{json.dumps(k, ensure_ascii=ensure_ascii)}{blank()}:{blank()}"
+            f"{spaced_json(v, blank, ensure_ascii)}{blank()}" for k, v in value.items())
+        return "{" + (inner or blank()) + "}"
+    if isinstance(value, list):
+        inner = ",".join(f"{blank()}{spaced_json(v, blank, ensure_ascii)}{blank()}"
+                         for v in value)
+        return "[" + (inner or blank()) + "]"
+    return json.dumps(value, ensure_ascii=ensure_ascii)
+
+
+def spaced_page(members: list[tuple[str, Any]], render: Any, blank: Any, ensure_ascii: bool,
+                escape_key: bool) -> tuple[str, list[tuple[int, str]]]:
+    """A page of ``members`` in that order (repeats allowed), ``blank()`` whitespace around
+    every token, each study written by ``render``; and (start, text) of each element of
+    the last "studies" array."""
+    pieces: list[str] = []
+    length = 0
+    placed: list[tuple[int, str]] = []
+
+    def put(piece: str) -> None:
+        nonlocal length
+        pieces.append(piece)
+        length += len(piece)
+
+    put(blank() + "{" + blank())
+    for n, (key, value) in enumerate(members):
+        if n:
+            put("," + blank())
+        written = '"\\u0073tudies"' if key == "studies" and escape_key else json.dumps(key)
+        put(written + blank() + ":" + blank())
+        if key == "studies" and isinstance(value, list):
+            placed = []
+            put("[" + blank())
+            for m, element in enumerate(value):
+                if m:
+                    put(blank() + "," + blank())
+                raw = render(element)
+                placed.append((length, raw))
+                put(raw)
+            put(blank() + "]")
+        else:
+            if key == "studies":
+                placed = []
+            put(spaced_json(value, blank, ensure_ascii))
+        put(blank())
+    put("}" + blank())
+    return "".join(pieces), placed
+
+
+def dumped_page(members: dict[str, Any], **options: Any) -> tuple[str, list[tuple[int, str]]]:
+    """``json.dumps(members, **options)`` and (start, text) of each element of its
+    "studies" array, from json.dumps' own layout (checked against the real output)."""
+    text = json.dumps(members, **options)
+    studies = members.get("studies")
+    if not isinstance(studies, list):
+        return text, []
+    indent = options.get("indent")
+    if indent is None:
+        comma = (options.get("separators") or (", ", ": "))[0]
+        raws = [json.dumps(s, **options) for s in studies]
+        opening, between, closing = "[", comma, "]"
+    else:
+        unit = " " * indent if isinstance(indent, int) else indent
+        comma = (options.get("separators") or (",", ": "))[0]
+        raws = [json.dumps(s, **options).replace("\n", "\n" + unit * 2) for s in studies]
+        opening, between, closing = "[\n" + unit * 2, comma + "\n" + unit * 2, "\n" + unit + "]"
+    skeleton = json.dumps({**members, "studies": "@@studies@@"}, **options)
+    at = skeleton.index('"@@studies@@"')
+    array = opening + between.join(raws) + closing if raws else "[]"
+    assert skeleton[:at] + array + skeleton[at + len('"@@studies@@"'):] == text
+    placed, position = [], at + len(opening)
+    for raw in raws:
+        placed.append((position, raw))
+        position += len(raw) + len(between)
+    return text, placed
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    studies=st.lists(st.dictionaries(st.text(max_size=6), json_values, max_size=4), max_size=5),
+    intruder=st.none() | st.tuples(st.integers(0, 5), json_values),
+    others=st.lists(st.tuples(st.sampled_from(PAGE_KEYS), json_values), max_size=4),
+    where=st.integers(0, 4),
+    layout=st.sampled_from(["spaced", "dumps"]),
+    study_style=st.sampled_from([None, *DUMPS_STYLES]),
+    page_style=st.sampled_from(DUMPS_STYLES),
+    ensure_ascii=st.booleans(),
+    escape_key=st.booleans(),
+    rnd=st.randoms(use_true_random=False),
+)
+def test_split_search_page_is_json_loads_with_each_study_text_in_place(
+    studies, intruder, others, where, layout, study_style, page_style, ensure_ascii,
+    escape_key, rnd,
+):
+    """Any studies, any other members in any order (repeated keys too), random whitespace
+    around tokens or json.dumps layouts: the studies json.loads gives, the checks and
+    messages of parse_search_page, and each study's text exactly where it is in the page."""
+    if intruder is not None:
+        studies.insert(min(intruder[0], len(studies)), intruder[1])
+    members = [*others]
+    members.insert(min(where, len(members)), ("studies", studies))
+
+    def blank() -> str:
+        return rnd.choice(BLANKS)
+
+    def render(study: Any) -> str:
+        if study_style is None:
+            return spaced_json(study, blank, ensure_ascii)
+        return json.dumps(study, ensure_ascii=ensure_ascii, **study_style)
+
+    if layout == "spaced":
+        text, placed = spaced_page(members, render, blank, ensure_ascii, escape_key)
+    else:
+        text, placed = dumped_page(dict(members), ensure_ascii=ensure_ascii, **page_style)
+
+    assert_split_agrees_with_json_loads(text)
+    try:
+        pairs, _, _ = split_search_page(text)
+    except RegistryError:
+        return
+    assert [study for study, _ in pairs] == json.loads(text)["studies"]
+    assert [raw for _, raw in pairs] == [raw for _, raw in placed]
+    for (study, raw), (start, _) in zip(pairs, placed, strict=True):
+        assert text[start:start + len(raw)] == raw
+        assert json.loads(raw) == study
+
+
+def test_search_with_text_gives_the_exact_slices_of_every_served_page(httpserver, client_for):
+    """Three pages in three layouts (as recorded, hand-spaced with escapes and non-ASCII
+    text, one line): with_text() yields each study with its exact slice of the page it came
+    in; iterating the same search yields the same studies."""
+    page1 = asset(PHELAN_1).decode()
+    text1, placed1 = dumped_page(load(PHELAN_1), indent=2, ensure_ascii=False)
+    assert text1 + "\n" == page1  # so placed1 are the offsets of the studies in page1
+
+    studies2 = load(PHELAN_2)["studies"]
+    studies2[0]["protocolSection"]["identificationModule"]["briefTitle"] = (
+        'Étude « pilote » – 🧬 "quoted" [a], {b}, \\ /')
+    layouts = [{"ensure_ascii": False, "indent": "\t"}, {}, {"separators": (",", ":")},
+               {"ensure_ascii": False, "indent": 3}, {"ensure_ascii": True}]
+    raws2 = [json.dumps(s, **layout) for s, layout in zip(studies2, layouts, strict=True)]
+    page2, starts2 = studies_page(
+        raws2, '\r\n{ "nextPageToken" : "t2" ,\n"studies":\t[\r\n', " ,\n ", "\n] }\n")
+
+    studies3 = load(SEARCH_2)["studies"]
+    raws3 = [json.dumps(s, separators=(",", ":")) for s in studies3]
+    page3, starts3 = studies_page(raws3, '{"totalCount":99,"studies":[', ",", "]}")
+
+    def serve_all() -> None:
+        serve_json(httpserver, "/studies", page1.encode(),
+                   query_string={**PHELAN_QUERY, "countTotal": "true"})
+        serve_json(httpserver, "/studies", page2.encode(),
+                   query_string={**PHELAN_QUERY, "pageToken": load(PHELAN_1)["nextPageToken"]})
+        serve_json(httpserver, "/studies", page3.encode(),
+                   query_string={**PHELAN_QUERY, "pageToken": "t2"})
+
+    serve_all()
+    results = client_for().search(condition="Phelan-McDermid Syndrome", page_size=5,
+                                  fields=PHELAN_FIELDS)
+    assert results.total_count == 21
+    pairs = list(results.with_text())
+    httpserver.check_assertions()
+
+    served = ([(page1, start, raw) for start, raw in placed1]
+              + [(page2, start, raw) for start, raw in zip(starts2, raws2, strict=True)]
+              + [(page3, start, raw) for start, raw in zip(starts3, raws3, strict=True)])
+    assert [raw for _, raw in pairs] == [page[start:start + len(raw)]
+                                         for page, start, raw in served]
+    assert [raw for _, raw in pairs] == [raw for _, _, raw in served]
+    assert [study for study, _ in pairs] == load(PHELAN_1)["studies"] + studies2 + studies3
+    assert all(json.loads(raw) == study for study, raw in pairs)
+    assert (results.pages, results.received, results.buffered, results.total_count) == (
+        3, 12, 0, 21)
+    assert list(results.with_text()) == []
+
+    httpserver.clear()
+    serve_all()
+    again = client_for().search(condition="Phelan-McDermid Syndrome", page_size=5,
+                                fields=PHELAN_FIELDS)
+    assert list(again) == [study for study, _ in pairs]
+    httpserver.check_assertions()
+
+
+def test_a_broken_search_page_is_an_unreadable_response(httpserver, client_for):
+    """A page cut short, or with junk after it, stops the search with _decode_json's
+    message, after the studies of the pages before it."""
+    serve_json(httpserver, "/studies", asset(SEARCH_2))
+    serve_json(httpserver, "/studies", asset(PHELAN_2)[:5000])
+    results = client_for().search(term="x", page_size=2)
+    received = []
+    with pytest.raises(RegistryError) as info:
+        for _, raw in results.with_text():
+            received.append(raw)
+    assert len(received) == 2
+    assert str(info.value) == ("ClinicalTrials.gov sent an unreadable response for search "
+                               "page 2: the JSON stops after 5000 bytes (cut short?)")
+    httpserver.clear()
+    serve_json(httpserver, "/studies", b'{"studies": [{}]} {}')
+    with pytest.raises(RegistryError) as info:
+        list(client_for().search(term="x"))
+    assert str(info.value) == ("ClinicalTrials.gov sent an unreadable response for search "
+                               "page 1: invalid JSON at character 18 of 20")
 
 
 # ---------------------------------------------------------------------------------------------

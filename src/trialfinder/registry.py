@@ -663,8 +663,18 @@ def decode_search_page(text: str) -> _Page:
     The page object is walked member by member and its "studies" array element by element,
     every value decoded by the standard decoder: the same cost as decoding the page whole,
     and each study's raw JSON comes for free as a span of the text. Invalid JSON raises
-    ``json.JSONDecodeError`` (a ValueError) exactly where ``json.loads`` would fail.
+    the ``json.JSONDecodeError`` (a ValueError) that ``json.loads`` raises, same message and
+    position: once the walk fails, json.loads has the last word (Python 3.13+ places a
+    trailing comma's error at the comma, older ones after it).
     """
+    try:
+        return _walk_search_page(text)
+    except json.JSONDecodeError:
+        json.loads(text)  # raises json's own error for this text
+        raise  # the walk's, should json.loads ever accept what it refused
+
+
+def _walk_search_page(text: str) -> _Page:
     decode = _DECODER.raw_decode
     blank = _BLANK.match
     i = blank(text).end()
