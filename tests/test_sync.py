@@ -616,3 +616,23 @@ def test_after_fork_empties_the_connection_pool() -> None:
         assert len(adapter.poolmanager.pools) == 1
         c.after_fork()
         assert len(adapter.poolmanager.pools) == 0
+
+
+def test_keep_raw_without_a_search_is_a_usage_error(tmp_path: Path) -> None:
+    """--keep-raw only changes --condition results: alone, it is refused in one line."""
+    result = CliRunner().invoke(app, ["sync", NCT, "--keep-raw", "--db",
+                                      str(tmp_path / "s.sqlite")])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == ("Error: --keep-raw is for --condition results (a trial named by "
+                             "id always keeps its JSON)\n")
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_empty_condition_is_a_usage_error(tmp_path: Path) -> None:
+    """An empty --condition is refused before anything is fetched or stored."""
+    result = CliRunner().invoke(app, ["sync", "--condition", "  ", "--db",
+                                      str(tmp_path / "s.sqlite"), "--registry-url",
+                                      "http://127.0.0.1:9"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == "Error: --condition is empty: give the condition to search for\n"
+    assert not (tmp_path / "s.sqlite").exists()

@@ -167,6 +167,15 @@ def sync(
         from trialfinder.errors import BadInput
 
         raise BadInput("--country filters a --condition search; give --condition too")
+    if condition is not None and not condition.strip():
+        from trialfinder.errors import BadInput
+
+        raise BadInput("--condition is empty: give the condition to search for")
+    if keep_raw and not condition:
+        from trialfinder.errors import BadInput
+
+        raise BadInput("--keep-raw is for --condition results (a trial named by id always "
+                       "keeps its JSON)")
     expected: list[int | None] = [len(ids)]  # grows once a search tells its count
     outcomes: list[TrialOutcome] = []
     started = now or utc_now()
