@@ -158,6 +158,12 @@ class Site:
     for reference with status UNKNOWN; a sync records it as removed from the trial."""
     shared_position: bool = False
     """True when another site of the trial sits at exactly the same coordinate."""
+    matched: tuple[str, ...] = ()
+    """The record's address fields a looked-up position agrees with, e.g. ("city", "state")
+    or ("postal code", "city"); empty when the position came with the record or is unknown."""
+    unplaced_reason: str | None = None
+    """Why a site has no position, as a short code ("ambiguous", "not found", …); None when
+    it is placed or nobody tried."""
 
     @property
     def investigators(self) -> tuple[Contact, ...]:
@@ -275,6 +281,17 @@ class Trial:
     enrollment: int | None = None
     """None when unknown (the API's 99999999 sentinel included)."""
     study_type: str | None = None
+    status_text: str | None = None
+    """The source's own words for the trial's status when they are not a registry value (a
+    listing page's "Open", "Closed"); ``status`` is then None."""
+    last_known_status: Status | None = None
+    """The registry's ``lastKnownStatus`` of a study whose status is UNKNOWN."""
+    condition_terms: tuple[str, ...] = ()
+    """MeSH terms of the conditions and their ancestors (the registry's derivedSection):
+    what a condition search matches besides the record's own words."""
+    placed_by: str | None = None
+    """Version of the placing rules and gazetteer that decided the sites' positions (None:
+    positions as the source gave them)."""
     sites: tuple[Site, ...] = field(default_factory=tuple)
 
     @property
@@ -302,30 +319,42 @@ def trial_from_jsonable(data: dict[str, Any]) -> Trial:
     """Inverse of ``to_jsonable`` for a Trial (used for the bundled record and the store)."""
 
     def contact(d: dict[str, Any]) -> Contact:
-        return Contact(**d)
+        return Contact(**_known(Contact, d))
 
     def site(d: dict[str, Any]) -> Site:
-        d = dict(d)
+        d = _known(Site, d)
         d["status"] = Status(d["status"]) if d.get("status") else None
         d["precision"] = Precision(d.get("precision") or Precision.UNKNOWN)
         d["contacts"] = tuple(contact(c) for c in d.get("contacts", ()))
         d["unrepaired"] = tuple(d.get("unrepaired", ()))
+        d["matched"] = tuple(d.get("matched", ()))
         return Site(**d)
 
-    d = dict(data)
-    d["source"] = Source(**d["source"])
+    d = _known(Trial, data)
+    d["source"] = Source(**_known(Source, d["source"]))
     d["status"] = Status(d["status"]) if d.get("status") else None
+    d["last_known_status"] = (
+        Status(d["last_known_status"]) if d.get("last_known_status") else None
+    )
     d["arms"] = tuple(
-        Arm(**{**a, "interventions": tuple(a.get("interventions", ()))}) for a in d.get("arms", ())
+        Arm(**{**_known(Arm, a), "interventions": tuple(a.get("interventions", ()))})
+        for a in d.get("arms", ())
     )
     if d.get("eligibility"):
-        e = dict(d["eligibility"])
+        e = _known(Eligibility, d["eligibility"])
         e["inclusion"] = tuple(e.get("inclusion", ()))
         e["exclusion"] = tuple(e.get("exclusion", ()))
         d["eligibility"] = Eligibility(**e)
     for key in ("central_contacts", "officials"):
         d[key] = tuple(contact(c) for c in d.get(key, ()))
-    for key in ("phases", "conditions", "keywords", "secondary_ids"):
+    for key in ("phases", "conditions", "keywords", "secondary_ids", "condition_terms"):
         d[key] = tuple(d.get(key, ()))
     d["sites"] = tuple(site(s) for s in d.get("sites", ()))
     return Trial(**d)
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``data`` that are fields of ``cls``: a record written by another version
+    (a field added or dropped since) still reads."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}

@@ -12,7 +12,6 @@ querying across trials and for diffing.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -29,8 +28,6 @@ from typing import Any, Literal, NamedTuple
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.models import (
     Contact,
-    Precision,
-    Site,
     Status,
     Trial,
     to_jsonable,
@@ -789,94 +786,41 @@ def _contacts_text(contacts: Iterable[tuple[str, str | None]]) -> str:
 
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _serialise(trial: Trial) -> tuple[str, str]:
-    """(record_json, content_hash) of a trial.
+    """(record_json, content_hash) of a trial: ``models.to_jsonable(trial)`` as compact JSON.
 
-    record_json is ``to_jsonable(trial)`` with two differences: the source comes last, and
-    the sites, most of a record, are kept as ``site_rows``: one JSON array per site, its
-    fields in `Site`'s order (contacts as arrays in `Contact`'s order). Written by the C
-    encoder from plain lists, that is three times faster than one object per site and a
-    third smaller. The hash leaves out the fetch time, so the same content fetched twice
-    is equal.
+    The hash leaves out the fetch time, so the same content fetched twice is equal.
     """
-    record = {name: _jsonable(getattr(trial, name)) for name in _RECORD_FIELDS}
-    record["site_rows"] = [
-        [s.facility, s.city, s.country, None if s.status is None else s.status._value_,
-         s.state, s.zip, s.latitude, s.longitude, s.precision._value_, s.coordinate_source,
-         [[c.name, c.role, c.title, c.phone, c.email, c.affiliation] for c in s.contacts],
-         s.facility_raw, list(s.unrepaired), s.listing_match, s.listing_only,
-         s.shared_position]
-        for s in trial.sites
-    ]
+    record = to_jsonable(trial)
     body = _DUMPS(record)
-    source = _jsonable(trial.source)
-    stable = _DUMPS({k: v for k, v in source.items() if k != "retrieved"})
-    content_hash = hashlib.sha256((body + stable).encode()).hexdigest()
-    return f'{body[:-1]},"source":{_DUMPS(source)}}}', content_hash
+    source = dict(record["source"])
+    source.pop("retrieved", None)
+    stable = _DUMPS({**record, "source": source})
+    return body, hashlib.sha256(stable.encode()).hexdigest()
+
+
+# Schema 2 kept each site as an array in the Site field order of that time.
+_SCHEMA2_SITE_FIELDS = ("facility", "city", "country", "status", "state", "zip", "latitude",
+                        "longitude", "precision", "coordinate_source", "contacts",
+                        "facility_raw", "unrepaired", "listing_match", "listing_only",
+                        "shared_position")
+_SCHEMA2_CONTACT_FIELDS = ("name", "role", "title", "phone", "email", "affiliation")
 
 
 def _trial_from_record(data: dict[str, Any]) -> Trial:
-    """Inverse of ``_serialise`` (and reads schema-1 records, whose sites are objects)."""
+    """Inverse of ``_serialise``; also reads schema-2 records, whose sites are arrays."""
     rows = data.pop("site_rows", None)
-    trial = trial_from_jsonable(data)
-    if rows is None:
-        return trial
-    return trial.replace(sites=tuple(
-        Site(facility, city, country, Status(status) if status else None, state, zip_code,
-             latitude, longitude, Precision(precision), coordinate_source,
-             tuple(Contact(*c) for c in contacts), facility_raw, tuple(unrepaired),
-             listing_match, listing_only, shared_position)
-        for (facility, city, country, status, state, zip_code, latitude, longitude, precision,
-             coordinate_source, contacts, facility_raw, unrepaired, listing_match,
-             listing_only, shared_position) in rows
-    ))
-
-
-_SITE_FIELDS = ("facility", "city", "country", "status", "state", "zip", "latitude", "longitude",
-                "precision", "coordinate_source", "contacts", "facility_raw", "unrepaired",
-                "listing_match", "listing_only", "shared_position")
-_CONTACT_FIELDS = ("name", "role", "title", "phone", "email", "affiliation")
-if (tuple(Site.__dataclass_fields__) != _SITE_FIELDS
-        or tuple(Contact.__dataclass_fields__) != _CONTACT_FIELDS):
-    raise RuntimeError("Site or Contact fields changed: update store._serialise and "
-                       "store._trial_from_record (and the schema version)")
-_RECORD_FIELDS = tuple(name for name in Trial.__dataclass_fields__ if name not in
-                       ("sites", "source"))
-
-
-def _contact_jsonable(c: Contact) -> dict[str, Any]:
-    return {"name": c.name, "role": c.role, "title": c.title, "phone": c.phone,
-            "email": c.email, "affiliation": c.affiliation}
-
-
-def _jsonable(value: Any) -> Any:
-    """``models.to_jsonable`` for the store's hot path: same output, field names cached."""
-    cls = type(value)
-    if cls is str or value is None or cls is float or cls is int or cls is bool:
-        return value
-    if cls is tuple or cls is list:
-        if not value:
-            return []
-        first = type(value[0])
-        if first is str and all(type(v) is str for v in value):
-            return list(value)
-        if first is Contact:
-            return [_contact_jsonable(v) for v in value]
-        return [_jsonable(v) for v in value]
-    names = _FIELD_NAMES.get(cls)
-    if names is not None:
-        return {name: _jsonable(getattr(value, name)) for name in names}
-    if isinstance(value, StrEnum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
-        return _jsonable(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return to_jsonable(value)
+    if rows is not None:
+        sites = []
+        for row in rows:
+            site = dict(zip(_SCHEMA2_SITE_FIELDS, row, strict=True))
+            site["contacts"] = [dict(zip(_SCHEMA2_CONTACT_FIELDS, c, strict=True))
+                                for c in site["contacts"]]
+            sites.append(site)
+        data["sites"] = sites
+    return trial_from_jsonable(data)
 
 
 def _value(status: Status | None) -> str | None:

@@ -1,0 +1,203 @@
+"""The one rule for whether a trial or a site is recruiting, and why.
+
+Every output (nearest, sites, show, search, maps, exports, the web page) asks here; none
+decides from a raw status itself. The rule, in order:
+
+- A record that states no status is "not stated", not the registry's UNKNOWN.
+- A listing page's own words ("Open", "Closed") mean recruiting / not recruiting / not stated;
+  no registry status is invented from them.
+- The registry's UNKNOWN is "status unknown", with its last known status. So is a
+  recruiting-type status whose ``statusVerifiedDate`` is more than two years old: the
+  registry itself turns such a record to UNKNOWN, and a copy taken before it did must not go
+  on calling it recruiting.
+- A site's own status wins over the trial's, except that a site still marked recruiting is
+  not believed when the trial as a whole is not recruiting (closed, suspended, not yet open)
+  or its status is unknown: registries leave site statuses stale when a trial closes.
+- A site that only a listing page names (the registry no longer lists it) is "status unknown".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from trialfinder.models import Site, Status, Trial
+
+UNVERIFIED_AFTER_YEARS = 2
+"""The registry calls a recruiting-type status UNKNOWN when not verified for this long."""
+
+RECRUITING_TYPE = frozenset({
+    Status.RECRUITING,
+    Status.NOT_YET_RECRUITING,
+    Status.ENROLLING_BY_INVITATION,
+    Status.ACTIVE_NOT_RECRUITING,
+})
+"""Statuses that the registry turns to UNKNOWN when their verification grows old."""
+
+
+class Standing(StrEnum):
+    """What a status means for a patient looking for a site (JSON values: stable)."""
+
+    RECRUITING = "recruiting"
+    NOT_YET_RECRUITING = "not_yet_recruiting"
+    NOT_RECRUITING = "not_recruiting"
+    UNKNOWN = "unknown"
+    """The registry's UNKNOWN, a status unverified for two years, or a site only a listing
+    names."""
+    NOT_STATED = "not_stated"
+    """The record gives no status at all."""
+
+
+class StatusFrom(StrEnum):
+    """Where a status comes from (JSON values: stable)."""
+
+    SITE = "site"
+    """The site's own recorded status."""
+    TRIAL = "trial"
+    """The trial's overall status (the record gives none for the site, or the site's own
+    cannot be believed)."""
+    PAGE = "page"
+    """A listing page's own words for the trial's status."""
+    LISTING_ONLY = "listing_only"
+    """The site is named by a listing page but not by the registry record."""
+    NONE = "none"
+    """Nothing in the record."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recruitment:
+    """A status as a patient must read it: the standing, and what it rests on."""
+
+    standing: Standing
+    status: Status | None
+    """The registry status it rests on; None when not stated or from a page's words."""
+    status_from: StatusFrom
+    recorded: Status | None = None
+    """The site's own recorded status when it differs from ``status`` (a site "still marked
+    recruiting" in a closed trial)."""
+    last_known: Status | None = None
+    """For UNKNOWN: the last status known (the registry's lastKnownStatus, or the status
+    whose verification is too old)."""
+    verified: str | None = None
+    """For UNKNOWN from age: the ISO (maybe partial) date the status was last verified."""
+    words: str | None = None
+    """For a page's status: the page's own words ("Open")."""
+
+    @property
+    def recruiting(self) -> bool:
+        """Only this is ever offered to a patient as recruiting."""
+        return self.standing is Standing.RECRUITING
+
+
+_STANDING_OF = {
+    Status.RECRUITING: Standing.RECRUITING,
+    Status.NOT_YET_RECRUITING: Standing.NOT_YET_RECRUITING,
+    Status.UNKNOWN: Standing.UNKNOWN,
+    Status.WITHHELD: Standing.UNKNOWN,
+}
+
+# A listing page's words (folded: lower case, single spaces), by what they mean.
+_PAGE_WORDS = {
+    Standing.RECRUITING: (
+        "open", "recruiting", "actively recruiting", "open to enrollment",
+        "open to enrolment", "enrolling", "currently recruiting", "recrutement en cours",
+        "ouvert", "en cours de recrutement",
+    ),
+    Standing.NOT_YET_RECRUITING: (
+        "not yet recruiting", "not yet open", "opening soon", "pas encore ouvert",
+    ),
+    Standing.NOT_RECRUITING: (
+        "closed", "completed", "terminated", "suspended", "withdrawn", "not recruiting",
+        "active, not recruiting", "active not recruiting", "closed to enrollment",
+        "closed to enrolment", "no longer recruiting", "recruitment closed",
+        "recruitment complete", "enrollment closed", "ferme", "fermé", "clos", "termine",
+        "terminé", "recrutement termine", "recrutement terminé",
+    ),
+}
+_PAGE_STANDING = {words: standing for standing, all_words in _PAGE_WORDS.items()
+                  for words in all_words}
+
+
+def page_standing(words: str | None) -> Standing:
+    """What a listing page's status words mean; NOT_STATED when none or not understood."""
+    if not words:
+        return Standing.NOT_STATED
+    key = " ".join(words.strip().strip(".").lower().split())
+    return _PAGE_STANDING.get(key, Standing.NOT_STATED)
+
+
+def standing_of(status: Status) -> Standing:
+    """The standing of a registry status taken at its word (no date rule)."""
+    return _STANDING_OF.get(status, Standing.NOT_RECRUITING)
+
+
+def unverified_since(trial: Trial, today: date | None = None) -> str | None:
+    """The verification date when it is too old for a recruiting-type status, else None."""
+    if trial.status not in RECRUITING_TYPE or not trial.verified_date:
+        return None
+    verified = _start_of(trial.verified_date)
+    if verified is None:
+        return None
+    today = today or date.today()
+    try:
+        limit = verified.replace(year=verified.year + UNVERIFIED_AFTER_YEARS)
+    except ValueError:  # 29 February
+        limit = verified.replace(year=verified.year + UNVERIFIED_AFTER_YEARS, day=28)
+    return trial.verified_date if today > limit else None
+
+
+def trial_recruitment(trial: Trial, today: date | None = None) -> Recruitment:
+    """The trial's overall status as a patient must read it."""
+    status = trial.status
+    if status is None:
+        if trial.status_text:
+            return Recruitment(page_standing(trial.status_text), None, StatusFrom.PAGE,
+                               words=trial.status_text)
+        return Recruitment(Standing.NOT_STATED, None, StatusFrom.NONE)
+    if status is Status.UNKNOWN:
+        return Recruitment(Standing.UNKNOWN, status, StatusFrom.TRIAL,
+                           last_known=trial.last_known_status, verified=trial.verified_date)
+    verified = unverified_since(trial, today)
+    if verified is not None:
+        return Recruitment(Standing.UNKNOWN, Status.UNKNOWN, StatusFrom.TRIAL,
+                           last_known=status, verified=verified)
+    return Recruitment(standing_of(status), status, StatusFrom.TRIAL)
+
+
+def site_recruitment(
+    site: Site, trial: Trial, today: date | None = None, *,
+    overall: Recruitment | None = None,
+) -> Recruitment:
+    """A site's status as a patient must read it. ``overall``: the trial's, when the caller
+    already has it (`trial_recruitment` of the same trial and day)."""
+    overall = overall or trial_recruitment(trial, today)
+    if site.listing_only:
+        return Recruitment(Standing.UNKNOWN, None, StatusFrom.LISTING_ONLY,
+                           recorded=site.status)
+    own = site.status
+    if own is None:
+        return overall
+    if overall.standing is Standing.UNKNOWN:
+        # Nothing in a record whose status is unknown is verified, the site's status included.
+        last_known = own if own is not Status.UNKNOWN else overall.last_known
+        return Recruitment(Standing.UNKNOWN, overall.status, StatusFrom.TRIAL, recorded=own,
+                           last_known=last_known, verified=overall.verified)
+    own_standing = standing_of(own)
+    if own_standing is Standing.RECRUITING and overall.standing in (
+        Standing.NOT_RECRUITING, Standing.NOT_YET_RECRUITING
+    ) and trial.status is not Status.ENROLLING_BY_INVITATION:
+        return Recruitment(overall.standing, overall.status, overall.status_from, recorded=own,
+                           words=overall.words)
+    return Recruitment(own_standing, own, StatusFrom.SITE)
+
+
+def _start_of(iso: str) -> date | None:
+    """'2024-09' -> 2024-09-01; None when not a date."""
+    try:
+        parts = [int(p) for p in iso.split("-")[:3]]
+        while len(parts) < 3:
+            parts.append(1)
+        return date(parts[0], parts[1], parts[2])
+    except ValueError:
+        return None
