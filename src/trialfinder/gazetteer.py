@@ -215,6 +215,18 @@ class Gazetteer:
         self._trigram_type: str | None = None
         self._names_cache: dict[str, tuple[str, ...]] = {}
 
+    @property
+    def build_id(self) -> str:
+        """Identifies this build of the index (its 'build' meta entry, else a digest of its
+        meta table): positions decided with another build are decided again."""
+        rows = self._db.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+        meta = dict(rows)
+        if "build" in meta:
+            return str(meta["build"])
+        import hashlib
+
+        return hashlib.sha256(repr(rows).encode()).hexdigest()[:12]
+
     @classmethod
     def bundled(cls) -> Gazetteer:
         """The index shipped with trialfinder (opened once per process)."""

@@ -53,6 +53,9 @@ MAX_OFFSET_KM = 50.0
 MIN_DELAY_SECONDS = 1.0
 """Nominatim's usage policy: at most one request a second."""
 TIMEOUT_SECONDS = 10.0
+PLACING_RULES = "2"
+"""Version of the offline placing rules (record, cache, gazetteer): bump it whenever they
+change, so that positions stored by an earlier version are decided again."""
 ONLINE_ENV = "TRIALFINDER_ONLINE"
 URL_ENV = "TRIALFINDER_NOMINATIM_URL"
 
@@ -61,6 +64,16 @@ def user_agent() -> str:
     from trialfinder import __version__
 
     return f"trialfinder/{__version__} (+https://github.com/trialfinder/trialfinder)"
+
+
+def placing_version(gazetteer: Gazetteer | None = None) -> str:
+    """What decided a trial's stored positions: these rules and this gazetteer build
+    (`Trial.placed_by`); a record placed by another version is placed again."""
+    if gazetteer is None:
+        from trialfinder.gazetteer import Gazetteer
+
+        gazetteer = Gazetteer.bundled()
+    return f"rules {PLACING_RULES}; gazetteer {gazetteer.build_id}"
 
 
 def online_requested(flag: bool, *, environ: dict[str, str] | None = None) -> bool:

@@ -134,17 +134,25 @@ def standing_of(status: Status) -> Standing:
 
 def unverified_since(trial: Trial, today: date | None = None) -> str | None:
     """The verification date when it is too old for a recruiting-type status, else None."""
+    limit = verification_expires(trial)
+    if limit is None:
+        return None
+    return trial.verified_date if (today or date.today()) > limit else None
+
+
+def verification_expires(trial: Trial) -> date | None:
+    """The last day a recruiting-type status still counts as verified (the day the 2-year
+    rule turns it to UNKNOWN is the next); None when the rule does not apply. For indexes
+    that store a standing computed on one day and must still be right on a later one."""
     if trial.status not in RECRUITING_TYPE or not trial.verified_date:
         return None
     verified = _start_of(trial.verified_date)
     if verified is None:
         return None
-    today = today or date.today()
     try:
-        limit = verified.replace(year=verified.year + UNVERIFIED_AFTER_YEARS)
+        return verified.replace(year=verified.year + UNVERIFIED_AFTER_YEARS)
     except ValueError:  # 29 February
-        limit = verified.replace(year=verified.year + UNVERIFIED_AFTER_YEARS, day=28)
-    return trial.verified_date if today > limit else None
+        return verified.replace(year=verified.year + UNVERIFIED_AFTER_YEARS, day=28)
 
 
 def trial_recruitment(trial: Trial, today: date | None = None) -> Recruitment:

@@ -17,13 +17,14 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Union
 
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.models import (
@@ -234,6 +235,26 @@ class StoredSite:
     precision: str
     coordinate_source: str | None
     listing_only: bool
+
+
+StoreLike = Union["Store", str, Path, None]
+"""What library calls accept for the store: an open `Store`, a path, or None (no store)."""
+
+
+@contextmanager
+def using_store(db: StoreLike, *, create: bool = False) -> Iterator[Store | None]:
+    """The store ``db`` designates, open for the block: an open `Store` is used as is (and
+    left open), a path is opened and closed; None, or a path to no file (unless ``create``),
+    gives None: reading never creates a store."""
+    if isinstance(db, Store):
+        yield db
+        return
+    if db is None or (not create and str(db) != ":memory:"
+                      and not Path(db).expanduser().exists()):
+        yield None
+        return
+    with Store(db) as store:
+        yield store
 
 
 def utc_now() -> str:
