@@ -88,3 +88,12 @@ def test_listing_only_site_is_unknown() -> None:
     trial = _trial(Status.RECRUITING, "2026-01")
     site = Site("A", "Lyon", "France", listing_only=True)
     assert site_recruitment(site, trial, TODAY).standing is Standing.UNKNOWN
+
+
+def test_a_study_a_full_refresh_no_longer_returns_is_unknown() -> None:
+    trial = _trial(Status.RECRUITING, "2026-10", not_seen_since="2026-11-20")
+    answer = trial_recruitment(trial, TODAY)
+    assert answer.standing is Standing.UNKNOWN and answer.not_seen_since == "2026-11-20"
+    assert answer.last_known is Status.RECRUITING
+    site = Site("A", "Lyon", "France", status=Status.RECRUITING)
+    assert site_recruitment(site, trial, TODAY).standing is Standing.UNKNOWN

@@ -289,6 +289,9 @@ class Trial:
     condition_terms: tuple[str, ...] = ()
     """MeSH terms of the conditions and their ancestors (the registry's derivedSection):
     what a condition search matches besides the record's own words."""
+    not_seen_since: str | None = None
+    """ISO date of the full registry refresh that no longer found this study under the query
+    that brought it in; such a trial is no longer called recruiting."""
     placed_by: str | None = None
     """Version of the placing rules and gazetteer that decided the sites' positions (None:
     positions as the source gave them)."""

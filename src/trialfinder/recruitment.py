@@ -14,6 +14,7 @@ decides from a raw status itself. The rule, in order:
   not believed when the trial as a whole is not recruiting (closed, suspended, not yet open)
   or its status is unknown: registries leave site statuses stale when a trial closes.
 - A site that only a listing page names (the registry no longer lists it) is "status unknown".
+- A study that a full registry refresh no longer returns is "status unknown" (not seen since).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class Recruitment:
     """For UNKNOWN from age: the ISO (maybe partial) date the status was last verified."""
     words: str | None = None
     """For a page's status: the page's own words ("Open")."""
+    not_seen_since: str | None = None
+    """For UNKNOWN: the registry's full refresh stopped returning the study on this date."""
 
     @property
     def recruiting(self) -> bool:
@@ -158,6 +161,11 @@ def verification_expires(trial: Trial) -> date | None:
 def trial_recruitment(trial: Trial, today: date | None = None) -> Recruitment:
     """The trial's overall status as a patient must read it."""
     status = trial.status
+    if trial.not_seen_since:
+        return Recruitment(Standing.UNKNOWN, status, StatusFrom.TRIAL,
+                           last_known=status if status is not Status.UNKNOWN
+                           else trial.last_known_status,
+                           not_seen_since=trial.not_seen_since)
     if status is None:
         if trial.status_text:
             return Recruitment(page_standing(trial.status_text), None, StatusFrom.PAGE,
@@ -190,7 +198,8 @@ def site_recruitment(
         # Nothing in a record whose status is unknown is verified, the site's status included.
         last_known = own if own is not Status.UNKNOWN else overall.last_known
         return Recruitment(Standing.UNKNOWN, overall.status, StatusFrom.TRIAL, recorded=own,
-                           last_known=last_known, verified=overall.verified)
+                           last_known=last_known, verified=overall.verified,
+                           not_seen_since=overall.not_seen_since)
     own_standing = standing_of(own)
     if own_standing is Standing.RECRUITING and overall.standing in (
         Standing.NOT_RECRUITING, Standing.NOT_YET_RECRUITING
