@@ -264,9 +264,7 @@ def test_index_built_during_a_sync_equals_a_full_build(rounds, step_rows, other_
             for trial in trials:
                 if store.save_trial(trial, None).outcome == "updated":
                     builder.replaced()
-                builder.saved(trial.nct_id, searchable_text(
-                    trial.title, trial.brief_title, trial.acronym, trial.conditions,
-                    trial.keywords))
+                builder.saved(trial.nct_id, searchable_text(trial))
             for _ in range(steps):
                 builder.step()
         if other_writer:

@@ -63,6 +63,10 @@ def test_schema_is_versioned_and_marked(store: Store) -> None:
 def _as_version_1(path: Path) -> None:
     """Turn a store into what trialfinder wrote with schema 1 (two more indexes on sites)."""
     raw = sqlite3.connect(path)
+    for table, column in (("trials", "search_text"), ("trials", "placed_by"),
+                          ("sites", "standing"), ("sites", "recruiting_until"),
+                          ("sites", "matched"), ("sites", "unplaced_reason")):
+        raw.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # added by schema 3
     raw.execute("CREATE INDEX sites_lat_lon ON sites(latitude, longitude)")
     raw.execute("CREATE INDEX sites_status ON sites(status)")
     raw.execute("PRAGMA user_version = 1")
@@ -71,17 +75,20 @@ def _as_version_1(path: Path) -> None:
 
 
 def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
-    """Opening a schema-1 store drops its unused indexes and keeps every record."""
+    """Opening a schema-1 store drops its unused indexes, adds the derived columns of schema 3
+    (recomputed from the records) and keeps every record."""
     path = tmp_path / "store.sqlite"
     with Store(path) as db:
         db.save_trial(trial(CLB, HEGP), "v1", now=T1)
     _as_version_1(path)
     with Store(path) as db:
-        assert db.schema_version == SCHEMA_VERSION == 2
+        assert db.schema_version == SCHEMA_VERSION == 3
         names = {r[0] for r in db._db.execute("SELECT name FROM sqlite_master")}
         assert names.isdisjoint({"sites_lat_lon", "sites_status"})
         assert db.get_trial("NCT02260505") == trial(CLB, HEGP)
         assert db.get_raw("NCT02260505") == "v1"
+        standings = db._db.execute("SELECT DISTINCT standing FROM sites").fetchall()
+        assert standings == [("recruiting",)]
 
 
 def test_schema_1_store_is_read_as_it_is_while_a_writer_holds_it(tmp_path: Path) -> None:
@@ -100,7 +107,7 @@ def test_schema_1_store_is_read_as_it_is_while_a_writer_holds_it(tmp_path: Path)
         writer.execute("ROLLBACK")
         writer.close()
     with Store(path) as db:
-        assert db.schema_version == 2
+        assert db.schema_version == SCHEMA_VERSION
 
 
 def test_file_store_uses_wal_and_creates_parent_dirs(tmp_path: Path) -> None:

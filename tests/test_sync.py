@@ -303,8 +303,10 @@ def test_second_sync_waits_then_gives_up(tmp_path: Path) -> None:
 
 
 SLOW_SYNC = """
-import sys
+import datetime, sys
+from trialfinder import clock
 from trialfinder.registry import RegistryClient
+clock.today = lambda: datetime.date(2025, 3, 1)  # as tests/conftest.py
 from trialfinder.sync import sync
 db, url = sys.argv[1], sys.argv[2]
 with RegistryClient(url, timeout=(5.0, 60.0)) as client:

@@ -19,6 +19,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import date
 
+from trialfinder import clock
 from trialfinder.models import Trial
 
 STALE_AFTER_DAYS = 183
@@ -54,7 +55,7 @@ class Freshness:
 
 def freshness(trial: Trial, today: date | None = None) -> Freshness:
     """How old ``trial`` is on ``today`` (default: the real today)."""
-    today = today or date.today()
+    today = today or clock.today()
     source = trial.source
     if source.retrieved:
         copy_label = source.retrieved[:10]

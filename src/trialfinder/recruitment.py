@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from trialfinder import clock
 from trialfinder.models import Site, Status, Trial
 
 UNVERIFIED_AFTER_YEARS = 2
@@ -140,7 +141,7 @@ def unverified_since(trial: Trial, today: date | None = None) -> str | None:
     limit = verification_expires(trial)
     if limit is None:
         return None
-    return trial.verified_date if (today or date.today()) > limit else None
+    return trial.verified_date if (today or clock.today()) > limit else None
 
 
 def verification_expires(trial: Trial) -> date | None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trialfinder.errors import BadInput, StoreError
-from trialfinder.models import Status
+from trialfinder.models import Status, Trial
 from trialfinder.nearest import EARTH_RADIUS_KM, haversine_km, is_stale
 from trialfinder.text import fold
 
@@ -391,15 +391,20 @@ def _trial_texts(conn: sqlite3.Connection, ids: Sequence[str] | None) -> Iterabl
         sql += " WHERE nct_id IN (SELECT value FROM json_each(?))"
         params = (json.dumps(list(ids)),)
     for nct_id, title, brief, acronym, conditions, keywords in conn.execute(sql, params):
-        yield nct_id, searchable_text(title, brief, acronym, _json_list(conditions),
-                                      _json_list(keywords))
+        yield nct_id, _folded_text(title, brief, acronym, _json_list(conditions),
+                                   _json_list(keywords))
 
 
-def searchable_text(
+def searchable_text(trial: Trial) -> str:
+    """What ``--condition`` is matched against (the store keeps it in `trials.search_text`):
+    titles, acronym, conditions and keywords, folded."""
+    return _folded_text(trial.title, trial.brief_title, trial.acronym, trial.conditions,
+                        trial.keywords)
+
+
+def _folded_text(
     title: Any, brief_title: Any, acronym: Any, conditions: Iterable[Any], keywords: Iterable[Any]
 ) -> str:
-    """What ``--condition`` is matched against: titles, acronym, conditions and keywords,
-    folded (a sync computes it while parsing; `_trial_texts` from the stored record)."""
     parts = [title, brief_title, acronym, *conditions, *keywords]
     return " | ".join(fold(str(p)) for p in parts if p)
 

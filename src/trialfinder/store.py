@@ -36,12 +36,26 @@ from trialfinder.models import (
 )
 from trialfinder.text import fold
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # 2: no (latitude, longitude) and (status) indexes on `sites`. Nothing read through them (the
 # search has its own R*Tree) and keeping them cost a third of the write time of a sync.
-_UPGRADES = {
+# 3: what the rules derive, kept beside the record for queries across trials: each site's
+# standing (recruitment.py) and the day a recruiting-type status stops counting as verified,
+# how its position was decided, the trial's searchable text and placing version. Derived
+# rows are recomputed from the records on upgrade (`_rederive`).
+_UPGRADES: dict[int, tuple[str, ...]] = {
     1: ("DROP INDEX IF EXISTS sites_lat_lon", "DROP INDEX IF EXISTS sites_status"),
+    2: (
+        "ALTER TABLE trials ADD COLUMN search_text TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE trials ADD COLUMN placed_by TEXT",
+        "ALTER TABLE sites ADD COLUMN standing TEXT NOT NULL DEFAULT 'not_stated'",
+        "ALTER TABLE sites ADD COLUMN recruiting_until TEXT",
+        "ALTER TABLE sites ADD COLUMN matched TEXT",
+        "ALTER TABLE sites ADD COLUMN unplaced_reason TEXT",
+    ),
 }
+_REDERIVE_FROM = 3
+"""Upgrading to this version (or past it) recomputes every trial's derived rows."""
 APPLICATION_ID = 0x54464E44  # "TFND": tells our files from any other SQLite database
 BUSY_TIMEOUT_MS = 5000
 
@@ -56,7 +70,9 @@ CREATE TABLE trials (
     content_hash TEXT NOT NULL,
     fetched_at TEXT NOT NULL,
     record_json TEXT NOT NULL,
-    raw_json TEXT
+    raw_json TEXT,
+    search_text TEXT NOT NULL DEFAULT '',
+    placed_by TEXT
 );
 CREATE TABLE sites (
     trial TEXT NOT NULL REFERENCES trials(nct_id) ON DELETE CASCADE,
@@ -75,6 +91,10 @@ CREATE TABLE sites (
     coordinate_source TEXT,
     listing_only INTEGER NOT NULL DEFAULT 0,
     contacts_hash TEXT NOT NULL,
+    standing TEXT NOT NULL DEFAULT 'not_stated',
+    recruiting_until TEXT,
+    matched TEXT,
+    unplaced_reason TEXT,
     PRIMARY KEY (trial, position)
 );
 CREATE TABLE contacts (
@@ -119,10 +139,14 @@ CREATE TABLE geocode_cache (
     raw TEXT
 );
 """
-# The columns of `sites`: the status column is the site's *effective* status (its own, else
-# the trial's), the one a search filters on; `site_status` is the site's own, NULL if none.
-# `contacts_hash` fingerprints the site's contacts so a re-sync can tell a contact change
-# without reading the contacts back.
+# The columns of `sites`: `status` is the registry status the site's standing rests on (its
+# own, else the trial's; recruitment.py), `site_status` the site's own, NULL if none.
+# `standing` is recruitment.py's answer on the day of the save; `recruiting_until` the last
+# day a recruiting-type status still counts as verified (recruitment.verification_expires):
+# a site is recruiting on day D when standing = 'recruiting' and (recruiting_until IS NULL or
+# recruiting_until >= D). `matched` lists the address fields its position agrees with
+# (comma-separated). `contacts_hash` fingerprints the site's contacts so a re-sync can tell
+# a contact change without reading the contacts back.
 
 
 class ChangeKind(StrEnum):
@@ -355,10 +379,13 @@ class Store:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
+            rederive = version < _REDERIVE_FROM
             while version < SCHEMA_VERSION:
                 for statement in _UPGRADES[version]:
                     db.execute(statement)
                 version += 1
+            if rederive:
+                self._rederive()
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except sqlite3.OperationalError:
@@ -367,6 +394,16 @@ class Store:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+    def _rederive(self) -> None:
+        """Recompute every trial's derived rows (sites, contacts, derived trial columns) from
+        its record, inside the caller's transaction; records and history are untouched."""
+        db = self._db
+        for (record_json, raw_json, fetched_at) in db.execute(
+            "SELECT record_json, raw_json, fetched_at FROM trials"
+        ).fetchall():
+            trial = _trial_from_record(json.loads(record_json))
+            self._write(prepare_trial(trial, raw_json), fetched_at, True)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -493,11 +530,11 @@ class Store:
             db.execute("DELETE FROM sites WHERE trial = ?", (nct,))
         db.execute(
             "INSERT OR REPLACE INTO trials (nct_id, title, overall_status, last_update, as_of, "
-            "source_kind, content_hash, fetched_at, record_json, raw_json) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "source_kind, content_hash, fetched_at, record_json, raw_json, search_text, "
+            "placed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (nct, prepared.title, prepared.status, prepared.last_update, prepared.as_of,
              prepared.source_kind, prepared.content_hash, now, prepared.record_json,
-             prepared.raw_json),
+             prepared.raw_json, prepared.search_text, prepared.placed_by),
         )
         self._insert_sites(nct, prepared.site_rows)
         db.executemany(
@@ -510,7 +547,8 @@ class Store:
         self._db.executemany(
             "INSERT INTO sites (trial, position, site_key, facility, city, state, zip, country, "
             "status, site_status, latitude, longitude, precision, coordinate_source, "
-            "listing_only, contacts_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "listing_only, contacts_hash, standing, recruiting_until, matched, unplaced_reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 
@@ -714,7 +752,7 @@ class _Transaction:
 SiteInsert = tuple[Any, ...]
 """A row of `sites` as inserted: (trial, position, site_key, facility, city, state, zip,
 country, status, site_status, latitude, longitude, precision, coordinate_source,
-listing_only, contacts_hash)."""
+listing_only, contacts_hash, standing, recruiting_until, matched, unplaced_reason)."""
 _POSITION, _KEY, _FACILITY, _STATUS, _LISTING_ONLY, _CONTACTS_HASH = 1, 2, 3, 8, 14, 15
 
 
@@ -733,16 +771,26 @@ class PreparedTrial(NamedTuple):
     raw_json: str | None
     site_rows: list[SiteInsert]
     contact_rows: list[tuple[Any, ...]]
+    search_text: str = ""
+    placed_by: str | None = None
 
 
 _fold = lru_cache(maxsize=16384)(fold)
 
 
-def prepare_trial(trial: Trial, raw_json: str | None = None) -> PreparedTrial:
-    """The rows of ``trial`` for `Store.save_prepared` (pure: no store needed)."""
+def prepare_trial(
+    trial: Trial, raw_json: str | None = None, *, today: date | None = None
+) -> PreparedTrial:
+    """The rows of ``trial`` for `Store.save_prepared` (pure: no store needed). Standings are
+    the status rule's answer on ``today`` (default: the real today)."""
+    from trialfinder.recruitment import site_recruitment, trial_recruitment, verification_expires
+    from trialfinder.search import searchable_text
+
     record_json, content_hash = _serialise(trial)
     nct = trial.nct_id
-    trial_status = trial.status
+    overall = trial_recruitment(trial, today)
+    expires = verification_expires(trial)
+    until = expires.isoformat() if expires is not None else None
     site_rows: list[SiteInsert] = []
     contact_rows: list[tuple[Any, ...]] = [
         (nct, None, "central", c.name, c.role, c.title, c.phone, c.email)
@@ -753,23 +801,25 @@ def prepare_trial(trial: Trial, raw_json: str | None = None) -> PreparedTrial:
         for c in trial.officials
     ]
     for position, s in enumerate(trial.sites):
-        own = s.status
+        answer = site_recruitment(s, trial, today, overall=overall)
         site_rows.append((
             nct, position,
             f"{_fold(s.facility)}|{_fold(s.city)}|{_fold(s.country)}",  # Site.key()
             s.facility, s.city, s.state, s.zip, s.country,
-            s.effective_status(trial_status)._value_,
-            None if own is None else own._value_,
-            s.latitude, s.longitude, s.precision._value_, s.coordinate_source,
+            _value(answer.status) or _value(Status.UNKNOWN),
+            _value(s.status),
+            s.latitude, s.longitude, s.precision.value, s.coordinate_source,
             int(s.listing_only), _contacts_hash(s.contacts),
+            answer.standing.value, until, ",".join(s.matched) or None, s.unplaced_reason,
         ))
         contact_rows += [
             (nct, position, "site", c.name, c.role, c.title, c.phone, c.email)
             for c in s.contacts
         ]
     return PreparedTrial(
-        nct, trial.title, _value(trial_status), trial.last_update, trial.source.as_of,
+        nct, trial.title, _value(trial.status), trial.last_update, trial.source.as_of,
         trial.source.kind, content_hash, record_json, raw_json, site_rows, contact_rows,
+        searchable_text(trial), trial.placed_by,
     )
 
 

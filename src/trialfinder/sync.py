@@ -305,8 +305,7 @@ def _prepare_one(
             trial = merge(trial, listing)
         from trialfinder.search import searchable_text
 
-        text = searchable_text(trial.title, trial.brief_title, trial.acronym, trial.conditions,
-                               trial.keywords)
+        text = searchable_text(trial)
         return _Prepared(trial.nct_id, prepare_trial(trial, raw), len(trial.sites),
                          tuple(parsed.warnings), search_text=text)
     except StoreError:
