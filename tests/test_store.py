@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -581,7 +580,7 @@ def test_a_page_is_saved_whole_or_not_at_all(store: Store) -> None:
     broken_row = list(bad.site_rows[0])
     broken_row[3] = None  # facility NOT NULL
     bad = bad._replace(site_rows=[tuple(broken_row)])
-    with pytest.raises(StoreError, match="^Cannot write to the store at :memory:: NOT NULL"):
+    with pytest.raises(StoreError, match=r"^Cannot write to the store at :memory:: NOT NULL"):
         store.save_page([good, bad], query=None)
     assert store.trial_ids() == ["NCT00000001"]
     assert not store._db.in_transaction
@@ -682,7 +681,7 @@ def test_rewrite_without_waiting_leaves_a_busy_store_alone(tmp_path: Path) -> No
 def test_store_mode_read_never_writes(tmp_path: Path) -> None:
     """mode="read" opens an existing store read-only and refuses a missing one."""
     path = tmp_path / "store.sqlite"
-    with pytest.raises(StoreError, match="^No store at "):
+    with pytest.raises(StoreError, match=r"^No store at "):
         Store(path, mode="read")
     with Store(path) as db:
         db.save_trial(trial(CLB), None, now=T1)
@@ -690,7 +689,7 @@ def test_store_mode_read_never_writes(tmp_path: Path) -> None:
         assert db.read_only and db.get_trial("NCT02260505") == trial(CLB)
         with pytest.raises(StoreError, match="cannot be written by this user"):
             db.prepare_for_writing()
-        with pytest.raises(StoreError, match="^Cannot write NCT02260505 to the store"):
+        with pytest.raises(StoreError, match=r"^Cannot write NCT02260505 to the store"):
             db.save_trial(trial(HEGP), None)
 
 

@@ -72,7 +72,7 @@ class Registry(Protocol):
 
     def get_study_text(self, nct_id: str) -> tuple[dict[str, Any], str]: ...
 
-    def search(self, **kwargs: Any) -> Any: ...
+    def search(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +107,12 @@ class Query:
 
     def describe(self) -> str:
         """"'lung cancer' in France, statuses RECRUITING" (for logs)."""
-        parts = [f"'{self.condition}'" if self.condition else _("every study")]
+        text = f"'{self.condition}'" if self.condition else _("every study")
         if self.country:
-            parts.append(_("in {country}").format(country=self.country))
+            text += " " + _("in {country}").format(country=self.country)
         if self.statuses:
-            parts.append(_("statuses {statuses}").format(statuses=",".join(self.statuses)))
-        return " ".join(parts[:2]) + (", " + parts[2] if len(parts) > 2 else "")
+            text += ", " + _("statuses {statuses}").format(statuses=",".join(self.statuses))
+        return text
 
 
 def parse_statuses(statuses: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -358,6 +358,7 @@ def sync(
                    on_progress, on_warning, started, page_size)
         try:
             run.expected = len(ids)
+            run.named = set(ids)
             for nct_id in ids:
                 run.by_id(nct_id)
             store.record_queries(
@@ -420,6 +421,8 @@ class _Run:
         self.warnings: list[str] = []
         self.failed_ids: set[str] = set()
         self.fetched_by_id: set[str] = set()
+        self.named: set[str] = set()
+        """Trials named by id in this run."""
         self.expected: int | None = 0
         self._placer: Callable[[Trial], Trial] | None = None
 
@@ -464,6 +467,11 @@ class _Run:
             raise
         except TrialFinderError as exc:
             self.done(TrialOutcome(nct_id, "failed", error=str(exc)))
+            return
+        except (ValueError, RecursionError) as exc:  # a record that cannot be decoded
+            self.done(TrialOutcome(nct_id, "failed", error=_(
+                "unreadable registry record ({kind}: {reason})").format(
+                kind=type(exc).__name__, reason=exc)))
             return
         item = self.prepare(nct_id, study, raw)
         self.fetched_by_id.add(nct_id)
@@ -539,7 +547,8 @@ class _Run:
                                   .format(nct=nct))
                         continue
                     seen.add(nct)
-                    received += 1
+                    if nct not in self.named:
+                        received += 1  # a trial named by id is counted once, there
                     if nct in self.fetched_by_id:
                         members.append(nct)  # fetched by id in this run already
                     else:
@@ -571,6 +580,10 @@ class _Run:
             raise
         except TrialFinderError as exc:
             self.done(TrialOutcome("search", "failed", error=str(exc)))
+        except (ValueError, RecursionError) as exc:  # a page that cannot be decoded
+            self.done(TrialOutcome("search", "failed", error=_(
+                "unreadable search page {page} ({kind}: {reason})").format(
+                page=pages + 1, kind=type(exc).__name__, reason=exc)))
         finally:
             prefetch.close()
         marked: list[str] = []
