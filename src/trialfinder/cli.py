@@ -7,7 +7,6 @@ No `from __future__ import annotations` here: Typer would have to evaluate every
 annotations as strings at start-up, which costs more than evaluating them at import.
 """
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,40 +26,92 @@ def _fatal(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _terminal() -> Any:
+    """stderr as it is underneath the filter of `_Group.main`: for our own terminal control
+    (clearing a progress line, drawing a bar), never for text that comes from a record."""
+    from trialfinder.terminal import SafeStream
+
+    return sys.stderr.raw if isinstance(sys.stderr, SafeStream) else sys.stderr
+
+
+def _control(text: str) -> None:
+    """Our own terminal control on stderr (a progress line), written past the filter."""
+    stream = _terminal()
+    stream.write(text)
+    stream.flush()
+
+
+class _Interrupted(Exception):
+    """Ctrl-C inside a command, carried past Typer (which would turn it into a silent 130)."""
+
+
 class _Group(TyperGroup):
-    """Runs a command and translates every error into one line on stderr."""
+    """Runs a command and translates every error into one line on stderr.
+
+    Everything the command writes to stdout and stderr, errors included, goes through
+    `trialfinder.terminal.printable` (`SafeStream`): text from records never drives the
+    terminal. Only public Typer API: `typer.TyperException` (Click's errors in the Click
+    Typer ships), `typer.Exit`, `typer.Abort` and the ``standalone_mode=False`` route.
+    """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        from typer import _click
+        from trialfinder.terminal import SafeStream
 
         standalone = kwargs.pop("standalone_mode", True)
+        saved = sys.stdout, sys.stderr
+        if sys.stdout is not None and not isinstance(sys.stdout, SafeStream):
+            sys.stdout = SafeStream(sys.stdout)
+        if sys.stderr is not None and not isinstance(sys.stderr, SafeStream):
+            sys.stderr = SafeStream(sys.stderr)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
-        except _click.exceptions.NoArgsIsHelpError as exc:
-            typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
-            sys.exit(0)
-        except _click.exceptions.ClickException as exc:
-            _fatal(exc.format_message(), exc.exit_code)
-        except typer.Abort:  # typer 0.29 vendors click without exceptions.Abort
+            result = self._run(args, kwargs)
+            if isinstance(result, int) and result:
+                sys.exit(result)
+            if standalone:
+                sys.exit(0)
+            return result
+        finally:
+            sys.stdout, sys.stderr = saved
+
+    def _run(self, args: Any, kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except typer.TyperException as exc:  # Click's usage errors, in Typer's Click
+            _fatal(exc.format_message(), getattr(exc, "exit_code", 2))
+        except typer.Abort:  # end of input at a prompt
             _fatal("aborted", 1)
         except TrialFinderError as exc:
             _fatal(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
+        except (_Interrupted, KeyboardInterrupt):
             _fatal("interrupted", 130)
         except OSError as exc:
             _fatal(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
         except Exception as exc:
             if os.environ.get("TRIALFINDER_DEBUG"):
-                raise
+                import traceback
+
+                traceback.print_exc()  # through the filter too: a message may quote a record
+                sys.exit(70)
             _fatal(
                 f"unexpected {type(exc).__name__}: {exc} (set TRIALFINDER_DEBUG=1 for details)",
                 70,
             )
-        if isinstance(result, int) and result:
-            sys.exit(result)
-        if standalone:
-            sys.exit(0)
-        return result
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # `trialfinder` alone prints the help on stdout and succeeds (Click's no_args_is_help
+        # raises an error that only its private API names).
+        if not args and not ctx.resilient_parsing:
+            typer.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: Any) -> Any:
+        # Typer turns KeyboardInterrupt into a silent exit 130; carry it to `_run` instead,
+        # which says so in one line (and still exits 130).
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
 
 app = typer.Typer(
@@ -100,7 +151,9 @@ def _db(db: Path | None) -> Path:
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    from trialfinder.terminal import json_text
+
+    typer.echo(json_text(data))
 
 
 @app.command()
@@ -273,17 +326,17 @@ def sync_command(
 
     def progress(outcome: TrialOutcome, done: int, total: int | None) -> None:
         if on_tty:
-            typer.echo("\r\x1b[2K", nl=False, err=True)  # clear the progress line
+            _control("\r\x1b[2K")  # clear the progress line
         if not as_json:
             typer.echo(outcome.summary())
         if on_tty:
-            typer.echo(f"syncing: {done}/{total or '?'} done", nl=False, err=True)
+            _control(f"syncing: {done}/{total or '?'} done")
 
     with RegistryClient(registry_url) as client:
         report = sync(ids, store_path=_db(db), client=client, condition=condition,
                       country=country, on_progress=progress, keep_raw=keep_raw)
     if on_tty:
-        typer.echo("\r\x1b[2K", nl=False, err=True)
+        _control("\r\x1b[2K")
     if as_json:
         _print_json(report.to_jsonable())
     failed = [t for t in report.trials if t.outcome == "failed"]
@@ -361,7 +414,7 @@ def geocode(
             nonlocal bar
             if bar is None:
                 bar = stack.enter_context(
-                    typer.progressbar(length=total, label="Geocoding", file=sys.stderr)
+                    typer.progressbar(length=total, label="Geocoding", file=_terminal())
                 )
             bar.update(1)
 
