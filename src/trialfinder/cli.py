@@ -224,7 +224,7 @@ def nearest(
     if with_map or map_output is not None:
         from trialfinder.mapping import map_for_answer
 
-        map_path = map_for_answer(answer, map_output).path
+        map_path = map_for_answer(answer, map_output, store=_db(db)).path
     if as_json:
         data = render.nearest_json(answer)
         if map_path is not None:
@@ -534,7 +534,8 @@ def referral(
     criteria, the three nearest recruiting sites with contacts. Prints the file's path."""
     from trialfinder.referral import build_referral, write_referral
 
-    typer.echo(str(write_referral(build_referral(nct_id, near, _db(db)), output)))
+    sheet = build_referral(nct_id, near, _db(db))
+    typer.echo(str(write_referral(sheet, output, store=_db(db))))
 
 
 @app.command()
