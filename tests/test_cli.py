@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -290,3 +292,109 @@ def test_sync_then_nearest_skips_a_closed_site_and_changes_show_it(
     kinds = {(c["kind"], c["facility"]) for c in json.loads(result.stdout)}
     assert ("site_status_changed", "Centre Léon Bérard") in kinds
     assert ("site_removed", "Hôpital Saint-Antoine") in kinds
+
+
+# --- files the commands write (trialfinder.files) -----------------------------------------------
+
+
+@pytest.fixture
+def no_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a refused output gets as far as a write (real devices are at stake)."""
+    from trialfinder import files
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"write attempted: {args!r}")
+
+    monkeypatch.setattr(files, "_replace", forbidden)
+
+
+def _store(path: Path) -> Path:
+    from trialfinder.store import Store
+
+    with Store(path):
+        pass
+    return path
+
+
+def _one_error(result, code: int, message: str) -> None:  # type: ignore[no-untyped-def]
+    assert (result.exit_code, result.stdout, result.stderr) == (code, "", f"Error: {message}\n")
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", ".lock"])
+def test_map_never_replaces_the_store(
+    runner: CliRunner, tmp_path: Path, suffix: str, no_write: None
+) -> None:
+    """`map --db S --output S` (or S-wal, S-shm, S.lock): exit 2, one line, the store intact."""
+    from trialfinder.store import Store
+
+    db = _store(tmp_path / "s.sqlite")
+    out = f"{db}{suffix}"
+    result = invoke(runner, "map", "--db", str(db), "--output", out)
+    _one_error(result, 2, f"Will not write {out}: it is the trialfinder store, or a file the "
+               "store keeps beside it")
+    with Store(db) as store:
+        assert store.schema_version >= 3
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [(["map"], "--output"), (["referral", "NCT02260505", "--near", "Lyon"], "--output"),
+     (["nearest", "Lyon"], "--map-output")],
+)
+def test_every_command_refuses_a_device_a_fifo_and_a_folder(
+    runner: CliRunner, tmp_path: Path, command: list[str], option: str, no_write: None
+) -> None:
+    """map, referral and nearest --map: same refusals, same words, exit 2, nothing printed."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target, what in [("/dev/null", "a character device"), (str(fifo), "a named pipe (FIFO)"),
+                         (str(tmp_path), "a folder")]:
+        result = invoke(runner, *command, option, target)
+        _one_error(result, 2, f"Will not write {target}: it is {what}, not a file")
+
+
+def test_an_output_in_a_missing_folder_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    """A mistyped folder is not created: one line naming it, exit 2."""
+    out = tmp_path / "Dcuments" / "map.html"
+    result = invoke(runner, "map", "--output", str(out))
+    _one_error(result, 2, f"Will not write {out}: the folder {out.parent} does not exist "
+               "(create it first)")
+    assert not out.parent.exists()
+
+
+def test_map_through_a_symlink_replaces_its_target(runner: CliRunner, tmp_path: Path) -> None:
+    """`--output link` writes the link's target (keeping its mode) and prints the link."""
+    target = tmp_path / "shared" / "map.html"
+    target.parent.mkdir()
+    target.write_text("old", encoding="utf-8")
+    target.chmod(0o640)
+    link = tmp_path / "latest.html"
+    link.symlink_to(target)
+    result = invoke(runner, "map", "--output", str(link))
+    assert (result.exit_code, result.stdout) == (0, f"{link}\n")
+    assert link.is_symlink()
+    assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_files_naming_the_patients_place_are_private(runner: CliRunner, tmp_path: Path) -> None:
+    """Maps with the patient's place and referral sheets are 0600; a map of the sites alone
+    follows the umask."""
+    old = os.umask(0o022)
+    try:
+        written = {
+            name: Path(invoke(runner, *args).stdout.splitlines()[-1].removeprefix("Map: "))
+            for name, args in {
+                "map": ["map"],
+                "map --near": ["map", "--near", "Lyon"],
+                "map --near -o": ["map", "--near", "Lyon", "-o", "chosen.html"],
+                "nearest --map": ["nearest", "Lyon", "--map-output", "nearest.html"],
+                "referral": ["referral", "NCT02260505", "--near", "Lyon"],
+            }.items()
+        }
+    finally:
+        os.umask(old)
+    modes = {name: stat.S_IMODE((tmp_path / path).stat().st_mode)
+             for name, path in written.items()}
+    assert modes == {"map": 0o644, "map --near": 0o600, "map --near -o": 0o600,
+                     "nearest --map": 0o600, "referral": 0o600}
