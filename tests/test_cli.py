@@ -10,10 +10,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
 from trialfinder.cli import app
+from trialfinder.models import Trial
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED = FIXTURES / "seed" / "000_6aeb1dc53d5a47c7.txt"
@@ -398,3 +401,125 @@ def test_files_naming_the_patients_place_are_private(runner: CliRunner, tmp_path
              for name, path in written.items()}
     assert modes == {"map": 0o644, "map --near": 0o600, "map --near -o": 0o600,
                      "nearest --map": 0o600, "referral": 0o600}
+
+
+# --- registry text never drives the terminal (trialfinder.terminal) ----------------------------
+
+C0 = [chr(c) for c in range(0x20) if chr(c) not in "\t\n"]
+CONTROLS = frozenset(C0 + [chr(c) for c in range(0x7F, 0xA0)]
+                     + [chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))])
+ATTACKS = ["\x1b]0;pwned\x07", "\x1b[2J\x1b[H", "\x9b31m", "good\rEVIL", "\u202eLIVE\u202c",
+           "\u2066x\u2069", "\x1bP+q\x1b\\", "\x00\x7f\x85", "\x1b[31m"]
+HOSTILE_NCT = "NCT09999999"
+
+
+def hostile_trial(text: str, status: str = "RECRUITING") -> Trial:
+    """A record whose every text field carries ``text``, its sites placed around Lyon."""
+    from trialfinder.models import Arm, Contact, Eligibility, Precision, Site, Source, Status
+
+    def words(n: int) -> str:
+        return f"{text} {n}{text}"
+
+    contacts = (
+        Contact(name=words(1), role="PRINCIPAL_INVESTIGATOR", title=words(2)),
+        Contact(name=words(3), role="CONTACT", phone=words(4), email=words(5),
+                affiliation=words(6)),
+    )
+    sites = tuple(
+        Site(facility=words(10 + i), city=words(20 + i), country=words(30 + i),
+             status=Status(status) if i else None, state=words(40 + i), zip=words(50 + i),
+             latitude=45.75 + i / 100, longitude=4.85, precision=Precision.CITY,
+             coordinate_source=words(60 + i), contacts=contacts, facility_raw=words(70 + i))
+        for i in range(3)
+    )
+    return Trial(
+        nct_id=HOSTILE_NCT, title=words(80), brief_title=words(81), acronym=words(82),
+        source=Source(kind="registry", description=words(83), as_of="2025-01",
+                      url=words(84), retrieved="2025-02-01T00:00:00+00:00"),
+        status=Status.RECRUITING, brief_summary=words(85), detailed_description=words(86),
+        last_update="2025-01-15", phases=(words(87),), sponsor=words(88),
+        conditions=(words(89),), keywords=(words(90),),
+        arms=(Arm(label=words(91), type=words(92), description=words(93),
+                  interventions=(words(94),)),),
+        eligibility=Eligibility(criteria=words(95), inclusion=(words(96),),
+                                exclusion=(words(97),), minimum_age=words(98),
+                                maximum_age=words(99), sex=words(100)),
+        central_contacts=contacts, officials=contacts, secondary_ids=(words(101),),
+        start_date="2024-01", verified_date="2025-01", study_type=words(102),
+        sites=sites,
+    )
+
+
+def _commands(db: Path, text: str) -> list[list[str]]:
+    d = ["--db", str(db)]
+    t = ["--trial", HOSTILE_NCT]
+    return [
+        ["nearest", "Lyon", *t, *d, "--all"], ["nearest", "Lyon", *t, *d, "--all", "--json"],
+        ["sites", *t, *d], ["sites", *t, *d, "--json"], ["sites", *t, *d, "--csv"],
+        ["show", HOSTILE_NCT, *d], ["show", HOSTILE_NCT, *d, "--json"],
+        ["changes", *d], ["changes", *d, "--json"],
+        ["geocode", *t, *d], ["geocode", *t, *d, "--json"],
+        ["search", "--near", "Lyon", "--status", "all", *d],
+        ["search", "--near", "Lyon", "--status", "all", *d, "--json"],
+        # the text typed by the user comes back in errors
+        ["nearest", text, *t, *d], ["where", text], ["sites", "--trial", text, *d],
+        ["nearest", "Lyon", "--limit", text], [text],
+    ]
+
+
+def _assert_clean(result, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    for name, out in (("stdout", result.stdout), ("stderr", result.stderr)):
+        leaked = sorted(CONTROLS & set(out))
+        assert not leaked, f"{args[:2]} {name} holds {leaked!r}: {out[:300]!r}"
+    assert "Traceback" not in result.output
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(text=st.lists(st.one_of(st.sampled_from(ATTACKS), st.sampled_from(sorted(CONTROLS)),
+                               st.text(max_size=4)), min_size=1, max_size=8).map("".join))
+def test_no_output_of_any_command_holds_a_control_character(
+    runner: CliRunner, tmp_path: Path, text: str
+) -> None:
+    """A record full of control characters, escape sequences and bidi overrides: no command's
+    stdout or stderr (errors included) carries one; JSON keeps the exact text. The runner
+    does not strip ANSI codes (color=True, as on a terminal): only our filter stands."""
+    from trialfinder.store import Store
+
+    db = tmp_path / "hostile.sqlite"
+    with Store(db) as store:
+        store.save_trial(hostile_trial(text, "RECRUITING"), None)
+        store.save_trial(hostile_trial(text, "COMPLETED"), None)  # a change to show
+    for args in _commands(db, text):
+        result = runner.invoke(app, args, color=True)
+        _assert_clean(result, args)
+        if "--json" in args and args[0] in ("nearest", "sites"):
+            assert result.exit_code == 0, result.output
+            facilities = {s["facility"] for s in json.loads(result.stdout)["sites"]}
+            assert facilities == {site.facility for site in hostile_trial(text).sites}
+
+
+def test_the_terminal_title_attack_is_neutralised(runner: CliRunner, tmp_path: Path) -> None:
+    """The reported attack, exactly: OSC 0 in a facility name shows as U+FFFD, not a title."""
+    from trialfinder.store import Store
+
+    db = tmp_path / "hostile.sqlite"
+    with Store(db) as store:
+        store.save_trial(hostile_trial("\x1b]0;pwned\x07"), None)
+    result = runner.invoke(app, ["sites", "--trial", HOSTILE_NCT, "--db", str(db)], color=True)
+    assert result.exit_code == 0
+    assert "\ufffd]0;pwned\ufffd 10\ufffd]0;pwned\ufffd" in result.stdout
+    csv_out = runner.invoke(app, ["sites", "--trial", HOSTILE_NCT, "--db", str(db), "--csv"])
+    rows = list(csv.DictReader(io.StringIO(csv_out.stdout)))
+    assert rows[0]["facility"] == "\ufffd]0;pwned\ufffd 10\ufffd]0;pwned\ufffd"
+
+
+def test_a_hostile_listing_page_is_shown_harmless(runner: CliRunner, tmp_path: Path) -> None:
+    """`listing` of a page whose facility names carry escape sequences prints none."""
+    page = tmp_path / "page.txt"
+    page.write_text(SEED.read_text(encoding="utf-8").replace(
+        "Centre L", "Centre \x1b]0;pwned\x07\x1b[2J\u202eL"), encoding="utf-8")
+    for args in (["listing", str(page)], ["listing", str(page), "--json"]):
+        result = runner.invoke(app, args, color=True)
+        assert result.exit_code == 0, result.output
+        _assert_clean(result, args)
