@@ -523,3 +523,10 @@ def test_a_hostile_listing_page_is_shown_harmless(runner: CliRunner, tmp_path: P
         result = runner.invoke(app, args, color=True)
         assert result.exit_code == 0, result.output
         _assert_clean(result, args)
+
+
+def test_changes_of_an_empty_trial_is_bad_input(runner: CliRunner) -> None:
+    """`changes --trial ''` names no trial: exit 2 in one line (it used to list them all)."""
+    _one_error(invoke(runner, "changes", "--trial", ""), 2, "'' is not a ClinicalTrials.gov "
+               "identifier (expected NCT and 8 digits, e.g. NCT02260505)")
+    assert invoke(runner, "changes", "--trial", "  ").exit_code == 2
