@@ -6,7 +6,11 @@ import csv
 import io
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
+from werkzeug import Request, Response
 
 from trialfinder.cli import app
 from trialfinder.models import Trial
@@ -530,3 +535,82 @@ def test_changes_of_an_empty_trial_is_bad_input(runner: CliRunner) -> None:
     _one_error(invoke(runner, "changes", "--trial", ""), 2, "'' is not a ClinicalTrials.gov "
                "identifier (expected NCT and 8 digits, e.g. NCT02260505)")
     assert invoke(runner, "changes", "--trial", "  ").exit_code == 2
+
+
+# --- the process as a shell runs it: pipes closed early, Ctrl-C ---------------------------------
+
+CLI_IN_CHILD = """
+import datetime, sys
+from trialfinder import clock
+clock.today = lambda: datetime.date(2025, 3, 1)  # as tests/conftest.py
+from trialfinder.cli import main
+sys.argv = ["trialfinder", *sys.argv[1:]]
+main()
+"""
+FR16 = FIXTURES / "ctgov" / "study_NCT03830788_prostate_FR16sites_sitestatus_contacts.json"
+
+
+def _held(arrived: threading.Event, release: threading.Event, body: str):  # type: ignore[no-untyped-def]
+    """A registry answer that waits for the test's word before it is sent."""
+
+    def handler(request: Request) -> Response:
+        arrived.set()
+        release.wait(30)
+        return Response(body, content_type="application/json")
+
+    return handler
+
+
+def _child(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", CLI_IN_CHILD, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sync_into_a_pipe_closed_early_is_not_a_failure(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """`sync A B | head -1`: the reader leaves after line 1; the sync still stores B, records
+    the run as ok, says nothing on stderr and exits 0."""
+    from trialfinder.store import Store
+
+    db = tmp_path / "s.sqlite"
+    arrived, release = threading.Event(), threading.Event()
+    httpserver.expect_request("/api/v2/studies/NCT03830788").respond_with_data(
+        FR16.read_text(encoding="utf-8"), content_type="application/json")
+    httpserver.expect_request("/api/v2/studies/NCT02260505").respond_with_handler(_held(
+        arrived, release,
+        (FIXTURES / "ctgov" / "built_NCT02260505_v1.json").read_text(encoding="utf-8")))
+    child = _child("sync", "NCT03830788", "NCT02260505", "--db", str(db),
+                   "--registry-url", httpserver.url_for("/api/v2"))
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "NCT03830788 new: 16 sites\n"
+        assert arrived.wait(30)
+        child.stdout.close()  # `head -1` exits: the next line meets a closed pipe
+    finally:
+        release.set()
+    assert child.wait(60) == 0
+    assert child.stderr is not None and child.stderr.read() == ""
+    with Store(db) as store:
+        assert store.trial_ids() == ["NCT02260505", "NCT03830788"]
+        assert store.last_sync()[3] == "ok"  # type: ignore[index]
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) during a sync: one line, `Error: interrupted`, exit 130, run aborted."""
+    from trialfinder.store import Store
+
+    db = tmp_path / "s.sqlite"
+    arrived, release = threading.Event(), threading.Event()
+    httpserver.expect_request("/api/v2/studies/NCT02260505").respond_with_handler(
+        _held(arrived, release, "{}"))
+    child = _child("sync", "--db", str(db), "--registry-url", httpserver.url_for("/api/v2"))
+    try:
+        assert arrived.wait(30)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        release.set()
+    assert (child.returncode, out, err) == (130, "", "Error: interrupted\n")
+    with Store(db) as store:
+        assert store.last_sync()[3] == "aborted"  # type: ignore[index]
