@@ -303,8 +303,9 @@ def test_offline_cache_serves_old_positions(store):
     ("status", "message"),
     [
         (429, "Nominatim/OpenStreetMap refused: too many requests (429)"),
-        (500, "Nominatim/OpenStreetMap failed (Non-successful status code 500)"),
-        (503, "Nominatim/OpenStreetMap timed out (Non-successful status code 503)"),
+        (500, "Nominatim/OpenStreetMap answered HTTP 500"),
+        (503, "Nominatim/OpenStreetMap answered HTTP 503"),
+        (404, "Nominatim/OpenStreetMap answered HTTP 404"),
     ],
 )
 def test_http_errors_fall_back_with_one_warning(httpserver, store, gazetteer, status, message):
@@ -331,8 +332,8 @@ def test_timeout_falls_back(httpserver, store, gazetteer):
     chain = _online_chain(httpserver, store, gazetteer, timeout=0.1)
     position = chain.position(_site(TIMONE, "Marseille"))
     assert position.precision is Precision.CITY
-    (warning,) = chain.warnings
-    assert warning.startswith(f"{TIMONE} (Marseille): Nominatim/OpenStreetMap timed out")
+    assert chain.warnings == [f"{TIMONE} (Marseille): Nominatim/OpenStreetMap timed out (no "
+                              "answer within 0.1 s); using the next best position"]
 
 
 def test_unreachable_server_falls_back(store, gazetteer):
@@ -343,8 +344,8 @@ def test_unreachable_server_falls_back(store, gazetteer):
     )
     position = chain.position(_site(TIMONE, "Marseille"))
     assert position.precision is Precision.CITY
-    (warning,) = chain.warnings
-    assert warning.startswith(f"{TIMONE} (Marseille): Nominatim/OpenStreetMap unreachable")
+    assert chain.warnings == [f"{TIMONE} (Marseille): Nominatim/OpenStreetMap unreachable "
+                              "(connection refused); using the next best position"]
 
 
 def test_error_keeps_an_expired_position(httpserver, store, gazetteer):
