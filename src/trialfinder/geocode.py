@@ -262,9 +262,10 @@ class RateLimiter:
         return start
 
     def _plausible(self, turn: float, now: float) -> float:
-        # A turn farther ahead than one delay was set by a clock since put back (or by a
-        # damaged file): it would stall every process, so it is ignored.
-        return now if turn > now + self.min_delay_seconds else turn
+        # Processes queue: the next free turn may be a few delays ahead. One farther ahead
+        # than `QUEUE_LIMIT` delays was set by a clock since put back (or is a damaged file):
+        # it would stall every process, so it is ignored.
+        return now if turn > now + QUEUE_LIMIT * self.min_delay_seconds else turn
 
     def _reserve_shared(self, start: float, now: float) -> float:
         assert self.stamp is not None
@@ -289,6 +290,10 @@ class RateLimiter:
         finally:
             os.close(fd)
         return start
+
+
+QUEUE_LIMIT = 60
+"""How many turns ahead processes may have reserved before a stamp is taken for damaged."""
 
 
 def _lock(fd: int, patience: float = 5.0) -> None:
@@ -458,23 +463,29 @@ class NominatimClient:
             )
         except exc.GeocoderRateLimited as error:
             raise GeocodingError(f"{NOMINATIM_SOURCE} refused: too many requests (429)") from error
-        except (exc.GeocoderTimedOut, exc.GeocoderUnavailable, exc.GeocoderServiceError,
-                exc.GeocoderQueryError) as error:
-            status = _http_status(error)
-            if status is not None:
-                raise GeocodingError(f"{NOMINATIM_SOURCE} answered HTTP {status}") from error
-            if isinstance(error, exc.GeocoderTimedOut):
-                raise GeocodingError(
-                    f"{NOMINATIM_SOURCE} timed out (no answer within {self.timeout:g} s)"
-                ) from error
-            if isinstance(error, exc.GeocoderParseError):
-                raise GeocodingError(f"{NOMINATIM_SOURCE} failed (its answer is not JSON)"
-                                     ) from error
-            reason = _short_reason(error, self.timeout)
-            raise GeocodingError(f"{NOMINATIM_SOURCE} unreachable ({reason})") from error
-        except (exc.GeopyError, ValueError, TypeError, KeyError) as error:
+        except exc.GeocoderServiceError as error:
+            raise GeocodingError(self._failure(error)) from error
+        except (exc.GeopyError, ValueError, TypeError, KeyError, AttributeError) as error:
             raise GeocodingError(f"{NOMINATIM_SOURCE} failed (an answer it could not use)"
                                  ) from error
+
+    def _failure(self, error: Exception) -> str:
+        """One short line for a geopy service error (its own message quotes urllib3's 300
+        characters, the request's URL and the place searched included)."""
+        from geopy import exc
+
+        status = _http_status(error)
+        if status is not None:
+            return f"{NOMINATIM_SOURCE} answered HTTP {status}"
+        if isinstance(error, exc.GeocoderTimedOut):
+            return f"{NOMINATIM_SOURCE} timed out (no answer within {self.timeout:g} s)"
+        if isinstance(error, exc.GeocoderParseError):
+            return f"{NOMINATIM_SOURCE} failed (its answer is not JSON)"
+        if isinstance(error, exc.GeocoderQueryError):
+            return f"{NOMINATIM_SOURCE} refused the query"
+        if isinstance(error, exc.GeocoderUnavailable):
+            return f"{NOMINATIM_SOURCE} unreachable ({_short_reason(error, self.timeout)})"
+        return f"{NOMINATIM_SOURCE} failed ({_short_reason(error, self.timeout)})"
 
 
 def _raw_point(location: Any) -> tuple[float, float]:
