@@ -254,6 +254,14 @@ def test_help_mentions_privacy(runner: CliRunner) -> None:
     )
 
 
+def test_no_arguments_print_the_help(runner: CliRunner) -> None:
+    """`trialfinder` alone: the help on stdout, exit 0, nothing on stderr."""
+    result = invoke(runner)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith("Usage: trialfinder [OPTIONS] COMMAND [ARGS]...")
+    assert "nearest" in result.stdout
+
+
 def test_sync_then_nearest_skips_a_closed_site_and_changes_show_it(
     runner: CliRunner, httpserver: HTTPServer, tmp_path: Path
 ) -> None:

@@ -41,6 +41,15 @@ def _control(text: str) -> None:
     stream.flush()
 
 
+def _is_click_error(exc: Exception) -> bool:
+    """Whether ``exc`` is one of Click's errors (ClickException: a message for the user and
+    an exit code are its public contract). Typer names their class publicly only from 0.28
+    (`typer.TyperException`); the pin allows 0.26, so the contract is what is checked."""
+    return callable(getattr(exc, "format_message", None)) and isinstance(
+        getattr(exc, "exit_code", None), int
+    )
+
+
 class _Interrupted(Exception):
     """Ctrl-C inside a command, carried past Typer (which would turn it into a silent 130)."""
 
@@ -50,8 +59,9 @@ class _Group(TyperGroup):
 
     Everything the command writes to stdout and stderr, errors included, goes through
     `trialfinder.terminal.printable` (`SafeStream`): text from records never drives the
-    terminal. Only public Typer API: `typer.TyperException` (Click's errors in the Click
-    Typer ships), `typer.Exit`, `typer.Abort` and the ``standalone_mode=False`` route.
+    terminal. Only public Typer/Click API: the ``standalone_mode=False`` route, `typer.Abort`,
+    Click errors' ``format_message()``/``exit_code``, and the `TyperGroup` methods meant to
+    be overridden (``main``, ``parse_args``, ``invoke``).
     """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
@@ -76,17 +86,17 @@ class _Group(TyperGroup):
     def _run(self, args: Any, kwargs: Any) -> Any:
         try:
             return super().main(*args, **{**kwargs, "standalone_mode": False})
-        except typer.TyperException as exc:  # Click's usage errors, in Typer's Click
-            _fatal(exc.format_message(), getattr(exc, "exit_code", 2))
-        except typer.Abort:  # end of input at a prompt
-            _fatal("aborted", 1)
         except TrialFinderError as exc:
             _fatal(str(exc), exc.exit_code)
+        except typer.Abort:  # end of input at a prompt
+            _fatal("aborted", 1)
         except (_Interrupted, KeyboardInterrupt):
             _fatal("interrupted", 130)
         except OSError as exc:
             _fatal(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
         except Exception as exc:
+            if _is_click_error(exc):  # a usage error: bad option, missing argument, …
+                _fatal(exc.format_message(), exc.exit_code)  # type: ignore[attr-defined]
             if os.environ.get("TRIALFINDER_DEBUG"):
                 import traceback
 
