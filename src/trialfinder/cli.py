@@ -21,8 +21,10 @@ from trialfinder.resources import DEFAULT_TRIAL
 
 def _fatal(message: str, code: int) -> NoReturn:
     # One line, whatever the message held: patients and cron logs read it alike.
-    text = " ".join(str(message).split()) or "unknown error"
-    typer.echo(f"Error: {text}", err=True)
+    from trialfinder.i18n import _
+
+    text = " ".join(str(message).split()) or _("unknown error")
+    typer.echo(_("Error: {message}").format(message=text), err=True)
     sys.exit(code)
 
 
@@ -84,14 +86,16 @@ class _Group(TyperGroup):
             sys.stdout, sys.stderr = saved
 
     def _run(self, args: Any, kwargs: Any) -> Any:
+        from trialfinder.i18n import _
+
         try:
             return super().main(*args, **{**kwargs, "standalone_mode": False})
         except TrialFinderError as exc:
             _fatal(str(exc), exc.exit_code)
         except typer.Abort:  # end of input at a prompt
-            _fatal("aborted", 1)
+            _fatal(_("aborted"), 1)
         except (_Interrupted, KeyboardInterrupt):
-            _fatal("interrupted", 130)
+            _fatal(_("interrupted"), 130)
         except OSError as exc:
             _fatal(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
         except Exception as exc:
@@ -102,10 +106,8 @@ class _Group(TyperGroup):
 
                 traceback.print_exc()  # through the filter too: a message may quote a record
                 sys.exit(70)
-            _fatal(
-                f"unexpected {type(exc).__name__}: {exc} (set TRIALFINDER_DEBUG=1 for details)",
-                70,
-            )
+            _fatal(_("unexpected {kind}: {error} (set TRIALFINDER_DEBUG=1 for details)").format(
+                kind=type(exc).__name__, error=exc), 70)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         # `trialfinder` alone prints the help on stdout and succeeds (Click's no_args_is_help

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from trialfinder.errors import BadInput, TrialFinderError
+from trialfinder.i18n import _
 
 PRIVATE_MODE = 0o600
 """A new file that names or shows the patient's place: readable by its owner alone."""
@@ -33,13 +34,6 @@ STORE_COMPANIONS = ("", "-wal", "-shm", "-journal", ".lock")
 """The store's own file, SQLite's write-ahead log, shared memory and rollback journal, and
 the lock file `trialfinder.sync.store_lock` keeps beside it."""
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_KINDS = {
-    stat.S_IFDIR: "a folder",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFIFO: "a named pipe (FIFO)",
-    stat.S_IFSOCK: "a socket",
-}
 _DISK_TROUBLE = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
 
 
@@ -83,8 +77,26 @@ def store_files(store: str | os.PathLike[str] | None) -> set[str]:
 # --- checks ------------------------------------------------------------------------------
 
 
-def _refuse(shown: str, reason: str) -> BadInput:
-    return BadInput(f"Will not write {shown}: {reason}")
+def _loop_message() -> str:
+    return _("Will not write {path}: its symbolic links lead round in a loop")
+
+
+def _not_a_folder_message() -> str:
+    return _("Will not write {path}: {folder} is not a folder")
+
+
+def _refuse(message: str, shown: str, **values: object) -> BadInput:
+    return BadInput(message.format(path=shown, **values))
+
+
+def _not_a_file(kind: int) -> str:
+    return {
+        stat.S_IFDIR: _("Will not write {path}: it is a folder, not a file"),
+        stat.S_IFCHR: _("Will not write {path}: it is a character device, not a file"),
+        stat.S_IFBLK: _("Will not write {path}: it is a block device, not a file"),
+        stat.S_IFIFO: _("Will not write {path}: it is a named pipe (FIFO), not a file"),
+        stat.S_IFSOCK: _("Will not write {path}: it is a socket, not a file"),
+    }.get(kind, _("Will not write {path}: it is not a regular file"))
 
 
 def _check_target(
@@ -93,17 +105,18 @@ def _check_target(
     """The real path to write (a symbolic link followed) and its current state (None for a
     new name), or a refusal."""
     if not shown.strip():
-        raise BadInput("No output file given")
+        raise BadInput(_("No output file given"))
     try:
         target = str(Path(shown).resolve())  # every symbolic link followed
     except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError for a loop
-        raise _refuse(shown, "its symbolic links lead round in a loop") from None
+        raise _refuse(_loop_message(), shown) from None
     try:
         existing: os.stat_result | None = os.lstat(target)
     except FileNotFoundError:
         existing = None
     except NotADirectoryError:
-        raise _refuse(shown, "a folder on its path is a file") from None
+        raise _refuse(_("Will not write {path}: a folder on its path is a file"), shown
+                      ) from None
     except OSError as exc:
         raise _write_error(shown, exc) from None
 
@@ -111,13 +124,14 @@ def _check_target(
     if existing is not None:
         kind = stat.S_IFMT(existing.st_mode)
         if kind == stat.S_IFLNK:
-            raise _refuse(shown, "its symbolic links lead round in a loop")
+            raise _refuse(_loop_message(), shown)
         if kind != stat.S_IFREG:
-            raise _refuse(shown, f"it is {_KINDS.get(kind, 'not a regular file')}, not a file")
+            raise _refuse(_not_a_file(kind), shown)
     if target in protected or (existing is not None and _same_as_any(existing, protected)):
-        raise _refuse(shown, "it is the trialfinder store, or a file the store keeps beside it")
+        raise _refuse(_("Will not write {path}: it is the trialfinder store, or a file the "
+                        "store keeps beside it"), shown)
     if existing is not None and _is_sqlite(target):
-        raise _refuse(shown, "it is an SQLite database")
+        raise _refuse(_("Will not write {path}: it is an SQLite database"), shown)
     if existing is None:
         _check_folder(shown, Path(target).parent, create_folder)
     return target, existing
@@ -148,23 +162,23 @@ def _check_folder(shown: str, folder: Path, create: bool) -> None:
         if folder.is_dir():
             return
         if folder.is_symlink() or folder.exists():
-            raise _refuse(shown, f"{folder} is not a folder")
+            raise _refuse(_not_a_folder_message(), shown, folder=folder)
         if not create:
-            raise _refuse(shown, f"the folder {folder} does not exist (create it first)")
+            raise _refuse(_("Will not write {path}: the folder {folder} does not exist "
+                            "(create it first)"), shown, folder=folder)
         folder.mkdir(parents=True, exist_ok=True)
     except BadInput:
         raise
     except FileExistsError:
-        raise _refuse(shown, f"{folder} is not a folder") from None
+        raise _refuse(_not_a_folder_message(), shown, folder=folder) from None
     except OSError as exc:
         raise _write_error(shown, exc) from None
 
 
 def _write_error(shown: str, exc: OSError) -> TrialFinderError:
-    reason = exc.strerror or str(exc)
-    if exc.errno in _DISK_TROUBLE:
-        return TrialFinderError(f"Cannot write {shown}: {reason}")
-    return BadInput(f"Cannot write {shown}: {reason}")
+    message = _("Cannot write {path}: {reason}").format(path=shown,
+                                                        reason=exc.strerror or str(exc))
+    return TrialFinderError(message) if exc.errno in _DISK_TROUBLE else BadInput(message)
 
 
 # --- the write ---------------------------------------------------------------------------

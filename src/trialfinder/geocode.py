@@ -319,29 +319,36 @@ def rate_stamp_path() -> Path:
 
 def _domain_and_scheme(url: str) -> tuple[str, str]:
     """geopy's (domain, scheme) for a Nominatim base URL, or a one-line `BadInput`."""
+    from trialfinder.i18n import _
+
     text = url.strip()
 
-    def bad(reason: str) -> BadInput:
-        return BadInput(
-            f"{URL_ENV}={url!r} is not a usable http(s) URL ({reason}); e.g. {NOMINATIM_URL}"
-        )
+    def bad(message: str, reason: str = "") -> BadInput:
+        return BadInput(message.format(name=URL_ENV, url=repr(url), example=NOMINATIM_URL,
+                                       reason=reason))
 
     if any(ch.isspace() or not ch.isprintable() for ch in text):
-        raise bad("it holds spaces or control characters")
+        raise bad(_("{name}={url} is not a usable http(s) URL (it holds spaces or control "
+                    "characters); e.g. {example}"))
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError for a port that is not one
     except ValueError as exc:
-        raise bad(str(exc).lower() or "it does not parse") from None
+        raise bad(_("{name}={url} is not a usable http(s) URL ({reason}); e.g. {example}"),
+                  str(exc).lower()) from None
     if parts.scheme not in ("http", "https"):
-        raise bad("it must start with http:// or https://")
+        raise bad(_("{name}={url} is not a usable http(s) URL (it must start with http:// or "
+                    "https://); e.g. {example}"))
     host = parts.hostname or ""
     if not host or not (_HOST.fullmatch(host) or ("[" in parts.netloc and ":" in host)):
-        raise bad("no valid host name")
+        raise bad(_("{name}={url} is not a usable http(s) URL (no valid host name); e.g. "
+                    "{example}"))
     if parts.query or parts.fragment:
-        raise bad("a base URL takes no ?query or #fragment")
+        raise bad(_("{name}={url} is not a usable http(s) URL (a base URL takes no ?query or "
+                    "#fragment); e.g. {example}"))
     if _BAD_ESCAPE.search(parts.path):
-        raise bad("a % in its path is not followed by two hex digits")
+        raise bad(_("{name}={url} is not a usable http(s) URL (a % in its path is not "
+                    "followed by two hex digits); e.g. {example}"))
     return parts.netloc + parts.path.rstrip("/"), parts.scheme
 
 
@@ -349,50 +356,52 @@ _HOST = re.compile(r"[\w-]+(\.[\w-]+)*\.?")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-def _short_reason(error: BaseException, timeout: float) -> str:
-    """What went wrong, in a few words, from the innermost cause of a geopy error (its own
-    message quotes urllib3's 300 characters, the request's URL and query included)."""
-    import socket
-    import ssl
-
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and what caused it, outermost first."""
     seen: list[BaseException] = []
     cause: BaseException | None = error
     while cause is not None and cause not in seen:
         seen.append(cause)
         cause = cause.__cause__ or cause.__context__
-    for exc in reversed(seen):  # innermost first
+    return seen
+
+
+def _connection_failure(error: BaseException, timeout: float) -> str:
+    """One short line for a request that got no answer, from the innermost cause (geopy's
+    own message quotes urllib3's 300 characters, the URL and the place searched included)."""
+    import socket
+    import ssl
+
+    from trialfinder.i18n import _
+
+    source = NOMINATIM_SOURCE
+    causes = _causes(error)
+    for exc in reversed(causes):  # innermost first
         if isinstance(exc, ssl.SSLCertVerificationError):
-            return "its TLS certificate could not be verified"
+            return _("{source} unreachable (its TLS certificate could not be verified)"
+                     ).format(source=source)
         if isinstance(exc, ssl.SSLError):
-            return "the TLS handshake failed"
-        if isinstance(exc, socket.gaierror):
-            return "host name not found"
+            return _("{source} unreachable (the TLS handshake failed)").format(source=source)
+        if isinstance(exc, socket.gaierror) or "NameResolution" in type(exc).__name__:
+            return _("{source} unreachable (host name not found)").format(source=source)
         if isinstance(exc, ConnectionRefusedError):
-            return "connection refused"
+            return _("{source} unreachable (connection refused)").format(source=source)
         if isinstance(exc, ConnectionResetError):
-            return "connection reset"
-        if isinstance(exc, TimeoutError):
-            return f"no answer within {timeout:g} s"
+            return _("{source} unreachable (connection reset)").format(source=source)
+        if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+            return _("{source} timed out (no answer within {seconds:g} s)").format(
+                source=source, seconds=timeout)
         if isinstance(exc, OSError) and exc.strerror:
-            return exc.strerror.lower()
-    for exc in seen:
-        name = type(exc).__name__
-        if "Timeout" in name or "TimedOut" in name:
-            return f"no answer within {timeout:g} s"
-        if "NameResolution" in name:
-            return "host name not found"
-    return "no connection"
+            return _("{source} unreachable ({reason})").format(
+                source=source, reason=exc.strerror.lower())
+    return _("{source} unreachable").format(source=source)
 
 
 def _http_status(error: BaseException) -> int | None:
-    cause: BaseException | None = error
-    for _ in range(8):
-        if cause is None:
-            return None
+    for cause in _causes(error):
         status = getattr(cause, "status_code", None)
         if isinstance(status, int):
             return status
-        cause = cause.__cause__ or cause.__context__
     return None
 
 
@@ -453,6 +462,8 @@ class NominatimClient:
         """The best match (geopy Location, ``.raw`` the JSON) or None when there is none."""
         from geopy import exc
 
+        from trialfinder.i18n import _
+
         self.requests += 1
         try:
             return self._search(
@@ -462,30 +473,34 @@ class NominatimClient:
                 country_codes=country_code.lower() if country_code else None,
             )
         except exc.GeocoderRateLimited as error:
-            raise GeocodingError(f"{NOMINATIM_SOURCE} refused: too many requests (429)") from error
+            raise GeocodingError(_("{source} refused: too many requests (429)").format(
+                source=NOMINATIM_SOURCE)) from error
         except exc.GeocoderServiceError as error:
             raise GeocodingError(self._failure(error)) from error
         except (exc.GeopyError, ValueError, TypeError, KeyError, AttributeError) as error:
-            raise GeocodingError(f"{NOMINATIM_SOURCE} failed (an answer it could not use)"
-                                 ) from error
+            raise GeocodingError(_("{source} failed (an answer it could not use)").format(
+                source=NOMINATIM_SOURCE)) from error
 
     def _failure(self, error: Exception) -> str:
-        """One short line for a geopy service error (its own message quotes urllib3's 300
-        characters, the request's URL and the place searched included)."""
+        """One short line for a geopy service error."""
         from geopy import exc
 
+        from trialfinder.i18n import _
+
+        source = NOMINATIM_SOURCE
         status = _http_status(error)
         if status is not None:
-            return f"{NOMINATIM_SOURCE} answered HTTP {status}"
-        if isinstance(error, exc.GeocoderTimedOut):
-            return f"{NOMINATIM_SOURCE} timed out (no answer within {self.timeout:g} s)"
+            return _("{source} answered HTTP {status}").format(source=source, status=status)
         if isinstance(error, exc.GeocoderParseError):
-            return f"{NOMINATIM_SOURCE} failed (its answer is not JSON)"
+            return _("{source} failed (its answer is not JSON)").format(source=source)
         if isinstance(error, exc.GeocoderQueryError):
-            return f"{NOMINATIM_SOURCE} refused the query"
+            return _("{source} refused the query").format(source=source)
+        if isinstance(error, exc.GeocoderTimedOut):
+            return _("{source} timed out (no answer within {seconds:g} s)").format(
+                source=source, seconds=self.timeout)
         if isinstance(error, exc.GeocoderUnavailable):
-            return f"{NOMINATIM_SOURCE} unreachable ({_short_reason(error, self.timeout)})"
-        return f"{NOMINATIM_SOURCE} failed ({_short_reason(error, self.timeout)})"
+            return _connection_failure(error, self.timeout)
+        return _("{source} failed (an answer it could not use)").format(source=source)
 
 
 def _raw_point(location: Any) -> tuple[float, float]:
