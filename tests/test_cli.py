@@ -622,3 +622,17 @@ def test_ctrl_c_says_interrupted_and_exits_130(httpserver: HTTPServer, tmp_path:
     assert (child.returncode, out, err) == (130, "", "Error: interrupted\n")
     with Store(db) as store:
         assert store.last_sync()[3] == "aborted"  # type: ignore[index]
+
+
+def test_csv_cells_are_clean_before_any_stream() -> None:
+    """render.sites_csv itself (what a download would serve, no terminal in between) holds no
+    control character; a cell that then starts like a formula still gets its apostrophe."""
+    from trialfinder import render
+    from trialfinder.queries import TrialView
+
+    trial = hostile_trial("\r=HYPERLINK(\"x\")\x1b[2J")
+    text = render.sites_csv(TrialView(trial=trial, stale=False))
+    assert not CONTROLS & set(text)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows[0]["facility"].startswith("\ufffd=HYPERLINK")
+    assert render.csv_safe("=1+1") == "'=1+1" and render.csv_safe(4.5) == 4.5
