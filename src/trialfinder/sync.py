@@ -819,7 +819,7 @@ def recorded_changes(
     """The history of changes the syncs recorded, oldest first (none if no store yet)."""
     from trialfinder.store import parse_since
 
-    nct = normalise_nct_id(nct_id) if nct_id is not None else None
+    nct = normalise_nct_id(nct_id) if nct_id is not None else None  # "" is no trial
     since_key = parse_since(since) if since else None  # checked even without a store
     with using_store(db) as store:
         return [] if store is None else store.changes(nct, since_key)
