@@ -15,6 +15,7 @@ shifted, a chosen last-update date; never hand-written records.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import random
 import re
@@ -43,6 +44,11 @@ _PARAMS = frozenset({"query.cond", "query.locn", "query.term", "filter.overallSt
 
 
 def load_templates(names: Iterable[str] = TEMPLATES) -> list[dict[str, Any]]:
+    return copy.deepcopy(_templates(tuple(names)))
+
+
+@functools.cache
+def _templates(names: tuple[str, ...]) -> list[dict[str, Any]]:
     return [json.loads((FIXTURES / name).read_text(encoding="utf-8")) for name in names]
 
 
@@ -82,13 +88,13 @@ def synthetic_studies(
     date set when given). ``sites(rng)``: how many sites each gets, drawn from the recorded
     studies' sites (default: its template's own)."""
     rng = random.Random(seed)
-    templates = templates or load_templates()
+    templates = templates or _templates(TEMPLATES)
     pool = [loc for t in templates
             for loc in t["protocolSection"].get("contactsLocationsModule", {})
             .get("locations", [])]
     studies = []
     for i in range(n):
-        study = copy.deepcopy(templates[i % len(templates)])
+        study = copy.deepcopy(templates[(first_id + i) % len(templates)])
         set_nct(study, f"NCT{first_id + i:08d}")
         touch(study, updated, status)
         if verified is not None:

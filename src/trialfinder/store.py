@@ -134,14 +134,6 @@ _REDERIVE_FROM = 3
 """Upgrading to this version (or past it) recomputes every trial's derived rows."""
 APPLICATION_ID = 0x54464E44  # "TFND": tells our files from any other SQLite database
 BUSY_TIMEOUT_MS = 5000
-WAL_AUTOCHECKPOINT_PAGES = 4000
-"""Checkpoint the write-ahead log every 16 MB (SQLite's default: 4 MB). A sync writes whole
-pages of studies per transaction; fewer, larger checkpoints write each database page less
-often (see benchmarks/bench_ingest.py)."""
-WRITER_CACHE_KIB = 65536
-"""Page cache of a connection that writes (64 MB; SQLite's default: 2 MB), so a page of a
-thousand studies is written to the log once, not spilled and rewritten."""
-
 _SCHEMA = f"""
 CREATE TABLE trials (
     nct_id TEXT PRIMARY KEY,
@@ -557,7 +549,6 @@ class Store:
             # against a killed process (only a power cut may drop the last commits).
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         if version == 0:
             self._create_schema()
         elif version < SCHEMA_VERSION:
@@ -679,15 +670,14 @@ class Store:
                           (name,)).fetchone() is not None
 
     def prepare_for_writing(self) -> None:
-        """Ready this connection for a long run of writes (a sync): a larger page cache,
-        and a clear error now rather than at the first write if the store is read-only."""
+        """Ready this connection for a run of writes (a sync): a clear error now rather than
+        at the first write if the store is read-only or not upgraded."""
         if self.read_only:
             raise StoreError(_("The store at {path} cannot be written by this user (read-only "
                                "file or folder)").format(path=self._label))
         if self.schema_version < SCHEMA_VERSION:
             raise StoreError(_("The store at {path} is busy being upgraded by another process; "
                                "try again").format(path=self._label))
-        self._db.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
 
     # -- trials ------------------------------------------------------------------------
 

@@ -63,8 +63,6 @@ politeness pause between requests) is paid as few times as possible."""
 OVERLAP_DAYS = 1
 """An incremental run asks for studies updated since the day of the last success, minus
 this: the registry's dates are days, and its clock is not ours."""
-PREFETCH_PAGES = 1
-"""Pages downloaded ahead of the one being written (memory: about this many pages more)."""
 
 
 class Registry(Protocol):
@@ -575,6 +573,7 @@ class _Run:
                     result = next(saved)
                     self.done(TrialOutcome(item.nct_id, result.outcome, result.changes,
                                            item.sites, warnings=item.warnings))
+                del studies, fresh, items, ready  # not kept while the next page arrives
             completed = True
         except StoreError:
             raise
@@ -681,49 +680,53 @@ class _Failure(NamedTuple):
 
 class _Prefetch:
     """Iterate ``make_pages()`` in a thread, one page ahead of the consumer: while one page
-    is processed, the next downloads. An error in the thread is raised to the consumer, at
-    the page where it happened; `close` stops the thread (after its current request)."""
+    is processed, the next downloads, and no further (memory: two pages at most). An error
+    in the thread is raised to the consumer, at the page where it happened; `close` stops
+    the thread (after its current request)."""
 
     def __init__(self, make_pages: Callable[[], Iterator[Any]]) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_PAGES)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(make_pages,),
                                         name="trialfinder-prefetch", daemon=True)
         self._thread.start()
 
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def _hand_over(self, item: Any) -> bool:
+        """Give ``item`` to the consumer and wait until it has taken it."""
+        if self._stop.is_set():
+            return False
+        self._queue.put(item)
+        self._queue.join()  # the consumer takes it (or `close` drains it)
+        return not self._stop.is_set()
 
     def _run(self, make_pages: Callable[[], Iterator[Any]]) -> None:
         try:
             for page in make_pages():
-                if not self._put(page):
+                if not self._hand_over(page):
                     return
+                del page  # not kept while the next one downloads
         except BaseException as exc:  # handed to the consumer, raised there
-            self._put(_Failure(exc))
-        finally:
-            self._put(_END)
+            self._hand_over(_Failure(exc))
+            return
+        self._hand_over(_END)
 
     def __iter__(self) -> Iterator[Any]:
         while True:
             item = self._queue.get()
+            self._queue.task_done()
             if item is _END:
                 return
             if isinstance(item, _Failure):
                 raise item.error
             yield item
+            del item
 
     def close(self, wait: float = 1.0) -> None:
         self._stop.set()
-        with contextlib.suppress(queue.Empty):
+        with contextlib.suppress(queue.Empty, ValueError):
             while True:
                 self._queue.get_nowait()
+                self._queue.task_done()
         self._thread.join(wait)
 
     @property
