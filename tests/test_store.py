@@ -76,6 +76,8 @@ def _as_version(path: Path, version: int) -> None:
     """Turn a store into what trialfinder wrote with an older schema: 3 (no history by source,
     no run details, no query memory), 2 (no derived columns either), 1 (two more indexes)."""
     raw = sqlite3.connect(path)
+    for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        raw.execute(f"DROP TRIGGER {name}")  # the search index's: they read the columns below
     for table in ("trial_sources", "query_trials", "sync_queries"):
         raw.execute(f"DROP TABLE {table}")
     for column in ("arguments", "counts", "pid", "note"):
@@ -733,3 +735,36 @@ def test_a_store_that_cannot_be_written_is_read(layout: str) -> None:
         f"StoreError The store at {path} cannot be written by this user (read-only file or "
         "folder)",
     ]
+
+
+def test_a_damaged_store_fails_every_read_in_one_line(tmp_path: Path) -> None:
+    """Pages overwritten in the middle of the file: a read that meets them is one StoreError
+    naming the store (exit 1), never an SQLite error escaping; whole scans always meet
+    them."""
+    path = tmp_path / "store.sqlite"
+    with Store(path) as db:
+        many = tuple(site(f"Centre {i}", "Lyon") for i in range(400))
+        for n in range(30):
+            db.save_trial(other(f"NCT{n:08d}", *many), None, now=T1)
+    size = path.stat().st_size
+    with path.open("r+b") as raw:
+        for offset in range(8192, size, 4096 * 5):
+            raw.seek(offset)
+            raw.write(b"\xde\xad\xbe\xef" * 256)
+    reads = {
+        "trial_ids": lambda db: db.trial_ids(), "counts": lambda db: db.counts(),
+        "changes": lambda db: db.changes(), "runs": lambda db: db.runs(),
+        "iter_trials": lambda db: list(db.iter_trials()),
+        "iter_sites": lambda db: list(db.iter_sites()),
+        "get_trial": lambda db: db.get_trial("NCT00000007"),
+        "read": lambda db: db.read("SELECT count(*), sum(length(facility)) FROM sites"),
+    }
+    failed = set()
+    for name, read in reads.items():
+        try:
+            with Store(path) as db:
+                read(db)
+        except StoreError as error:
+            assert "\n" not in str(error) and str(path) in str(error)
+            failed.add(name)
+    assert {"iter_trials", "iter_sites", "read", "counts"} <= failed

@@ -659,11 +659,11 @@ class Store:
 
     @property
     def journal_mode(self) -> str:
-        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+        return str(self._read("PRAGMA journal_mode").fetchone()[0])
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return int(self._read("PRAGMA user_version").fetchone()[0])
 
     def _has_table(self, name: str) -> bool:
         return self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
@@ -1151,15 +1151,32 @@ class Store:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _read(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> Rows:
+        """The rows of a query, all read now: a damaged store fails here, as one StoreError
+        (exit 1), whether SQLite notices at the first step or at a later one."""
         try:
-            return self._db.execute(sql, tuple(params))
+            return Rows(self._db.execute(sql, tuple(params)).fetchall())
         except sqlite3.Error as exc:
             raise StoreError(_("Cannot read the store at {path}: {reason}").format(
                 path=self._label, reason=exc)) from None
 
+    def read(self, sql: str, params: Iterable[Any] = ()) -> Rows:
+        """Rows of a read-only query over the store's tables, for the modules that keep a
+        section of the store (search); errors become StoreError."""
+        return self._read(sql, params)
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db, self._label)
+
+
+class Rows(list[Any]):
+    """A query's rows, already read, with the cursor's ``fetchone``/``fetchall``."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
 
 
 _QUERY_SELECT = (
