@@ -426,6 +426,7 @@ def status_command(
     """The store and its syncs, for cron monitoring: path and schema, trials and sites, the
     most recent successful sync, the last runs with their arguments and outcomes, and the
     last successful run of each query."""
+    from trialfinder.i18n import _
     from trialfinder.sync import status_text, store_status
 
     status = store_status(_db(db))
@@ -436,10 +437,10 @@ def status_command(
     if max_age is not None:
         age = status.age_hours()
         if age is None:
-            _fatal("no successful sync recorded in this store", 1)
+            _fatal(_("no successful sync recorded in this store"), 1)
         if age > max_age:
-            _fatal(f"the last successful sync was {age:.1f} hours ago (more than {max_age:g})",
-                   1)
+            _fatal(_("the last successful sync was {age:.1f} hours ago (more than {limit:g})")
+                   .format(age=age, limit=max_age), 1)
 
 
 @app.command()
@@ -500,17 +501,20 @@ def geocode(
 
 
 def _refresh_positions(db: Path | None, *, online: bool, as_json: bool) -> None:
+    from trialfinder.i18n import _
     from trialfinder.records import refresh_positions
 
     if online:
-        raise typer.BadParameter("--refresh places offline; it cannot be combined with --online")
+        raise typer.BadParameter(_("--refresh places offline; it cannot be combined with "
+                                   "--online"))
     done = refresh_positions(_db(db))
     if as_json:
         _print_json({"trials": done.trials, "sites": done.sites, "placed": done.placed,
                      "placed_by": done.version})
     else:
-        typer.echo(f"Placed {done.trials} trials again ({done.sites} sites, {done.placed} with "
-                   f"a position) with {done.version}.")
+        typer.echo(_("Placed {trials} trials again ({sites} sites, {placed} with a position) "
+                     "with {version}.").format(trials=done.trials, sites=done.sites,
+                                               placed=done.placed, version=done.version))
 
 
 @app.command()

@@ -833,9 +833,9 @@ class Store:
         )
 
     def _write(
-        self, prepared: PreparedTrial, now: str, replacing: bool, *, keep_raw: bool = False
+        self, prepared: PreparedTrial, now: str, replacing: bool, *, in_place: bool = False
     ) -> None:
-        """Write the rows of a trial (inside the caller's transaction). ``keep_raw``: keep the
+        """Write the rows of a trial (inside the caller's transaction). ``in_place``: keep the
         stored raw JSON and fetch time (a record rewritten in place, not fetched again)."""
         db = self._db
         nct = prepared.nct_id
@@ -843,7 +843,7 @@ class Store:
             db.execute("DELETE FROM contacts WHERE trial = ?", (nct,))
             db.execute("DELETE FROM sites WHERE trial = ?", (nct,))
         raw, fetched_at = prepared.raw_json, now
-        if keep_raw:
+        if in_place:
             kept = db.execute("SELECT raw_json, fetched_at FROM trials WHERE nct_id = ?",
                               (nct,)).fetchone()
             if kept is not None:
@@ -899,7 +899,7 @@ class Store:
                                   (trial.nct_id,)).fetchone() is None:
                         continue
                     self._write(prepare_trial(trial, None, basis=""), utc_now(), True,
-                                keep_raw=True)
+                                in_place=True)
                     done += 1
                 db.execute("COMMIT")
             except BaseException:
@@ -1000,7 +1000,7 @@ class Store:
                                (nct, row[1])).fetchone()
         basis = json.loads(basis_row[0]) if basis_row else trial_basis(trial)
         basis["n"] = day
-        self._write(prepare_trial(marked, None, basis=_DUMPS(basis)), now, True, keep_raw=True)
+        self._write(prepare_trial(marked, None, basis=_DUMPS(basis)), now, True, in_place=True)
         self._record([Change(now, nct, ChangeKind.TRIAL_NOT_SEEN, new=day, sync_id=sync_id,
                              source=row[1])])
         return True
