@@ -59,6 +59,7 @@ from urllib.parse import urlsplit
 
 from trialfinder import __version__
 from trialfinder.errors import BadInput, InvalidTrialId, RegistryError, TrialNotFound
+from trialfinder.i18n import _, ngettext
 from trialfinder.ids import is_nct_id, normalise_nct_id
 from trialfinder.models import Arm, Contact, Eligibility, Precision, Site, Source, Status, Trial
 
@@ -104,12 +105,8 @@ SOURCE_DESCRIPTION = "ClinicalTrials.gov API v2"
 NO_DATE = "0001-01-01"
 """``Source.as_of`` of a record that states no date at all: treated as very stale."""
 
-_SERVICE = "ClinicalTrials.gov"
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _GEO_FILTER = re.compile(r"^distance\(-?\d+(\.\d+)?,-?\d+(\.\d+)?,\d+(\.\d+)?(km|mi)?\)$")
-_NUMBER_WORDS = {1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times",
-                 6: "six times", 7: "seven times", 8: "eight times", 9: "nine times",
-                 10: "ten times"}
 _READ_CHUNK = 1 << 20
 """Bytes asked for per read of a body (a read returns what has arrived, up to this)."""
 
@@ -128,36 +125,39 @@ def _base_url(value: str | None) -> str:
             return DEFAULT_BASE_URL
         where = f"{BASE_URL_ENV}={_one_line(value, 80)!r}"
     else:
-        where = f"Registry URL {_one_line(value, 80)!r}"
+        where = _("Registry URL {url}").format(url=repr(_one_line(value, 80)))
     url = value.strip().rstrip("/")
     problem = _url_problem(url)
     if problem is not None:
-        raise BadInput(f"{where} {problem} (e.g. {DEFAULT_BASE_URL})")
+        raise BadInput(problem.format(where=where, example=DEFAULT_BASE_URL))
     return url
 
 
 def _url_problem(url: str) -> str | None:
+    """None for a usable base URL; else the sentence saying why not, with ``{where}`` and
+    ``{example}`` to fill in."""
+    invalid = _("{where} is not a valid URL (e.g. {example})")
     if not url:
-        return "is empty: give the API's base URL"
+        return _("{where} is empty: give the API's base URL (e.g. {example})")
     if any(c.isspace() or not c.isprintable() for c in url):
-        return "contains spaces or control characters"
+        return _("{where} contains spaces or control characters (e.g. {example})")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (parsing it raises ValueError for a bad port)
     except ValueError:
-        return "is not a valid URL"
+        return invalid
     if parts.scheme not in ("http", "https"):
-        return "is not an http(s) URL"
+        return _("{where} is not an http(s) URL (e.g. {example})")
     if not parts.hostname:
-        return "names no host"
+        return _("{where} names no host (e.g. {example})")
     if parts.query or parts.fragment:
-        return "must not carry a query or a fragment"
+        return _("{where} must not carry a query or a fragment (e.g. {example})")
     import requests
 
     try:  # what requests itself refuses (bad host labels, IDNA) is refused here, not later
         requests.Request("GET", url).prepare()
     except (requests.exceptions.RequestException, ValueError, UnicodeError):
-        return "is not a valid URL"
+        return invalid
     return None
 
 
@@ -176,8 +176,9 @@ def _seconds_setting(name: str, value: float | None, default: float) -> float:
     if text is None:
         return default
     if not _SECONDS.match(text) or float(text) <= 0:
-        raise BadInput(f"{name}={_one_line(text, 40)!r} is not a number of seconds above 0 "
-                       f"(default {default:g})")
+        raise BadInput(_("{setting} is not a number of seconds above 0 (default {default})")
+                       .format(setting=f"{name}={_one_line(text, 40)!r}",
+                               default=f"{default:g}"))
     return float(text)
 
 
@@ -192,8 +193,9 @@ def _bytes_setting(value: int | None) -> int:
     m = _SIZE.match(text)
     unit = _SIZE_UNITS.get(m.group(2).lower()) if m else None
     if m is None or unit is None or int(m.group(1)) * unit <= 0:
-        raise BadInput(f"{MAX_BYTES_ENV}={_one_line(text, 40)!r} is not a size above 0 "
-                       f"(bytes, or e.g. 64MB, 1GiB; default {_size_words(DEFAULT_MAX_BYTES)})")
+        raise BadInput(_("{setting} is not a size above 0 (bytes, or e.g. 64MB, 1GiB; default "
+                         "{default})").format(setting=f"{MAX_BYTES_ENV}={_one_line(text, 40)!r}",
+                                              default=_size_words(DEFAULT_MAX_BYTES)))
     return int(m.group(1)) * unit
 
 
@@ -311,28 +313,31 @@ class RegistryClient:
         nct = normalise_nct_id(nct_id)
         answer = self._fetch(f"/studies/{nct}", nct)
         if answer.status == 404:
-            where = "" if self.base_url == DEFAULT_BASE_URL else f" (at {self.base_url})"
-            raise TrialNotFound(f"No study {nct} in {_SERVICE}{where}")
+            if self.base_url == DEFAULT_BASE_URL:
+                raise TrialNotFound(_("No study {nct} in ClinicalTrials.gov").format(nct=nct))
+            raise TrialNotFound(_("No study {nct} in ClinicalTrials.gov (at {url})").format(
+                nct=nct, url=self.base_url))
         if answer.status == 400:
-            raise InvalidTrialId(
-                nct, f"{_SERVICE} rejected '{nct}' as malformed: {_first_line(answer.body)}"
-            )
+            raise InvalidTrialId(nct, _(
+                "ClinicalTrials.gov rejected '{nct}' as malformed: {answer}"
+            ).format(nct=nct, answer=_first_line(answer.body)))
         if answer.status != 200:
-            raise RegistryError(
-                f"{_SERVICE} answered {answer.status} for {nct}: {_first_line(answer.body)}"
-            )
+            raise RegistryError(_("ClinicalTrials.gov answered {status} for {what}: {answer}")
+                                .format(status=answer.status, what=nct,
+                                        answer=_first_line(answer.body)))
         text, data = _decode_json(answer.body, nct)
         if not isinstance(data, dict) or not isinstance(data.get("protocolSection"), dict):
-            raise RegistryError(
-                f"{_SERVICE} sent an unreadable response for {nct}: "
-                f"{_kind(data)} without a protocolSection"
-            )
+            raise RegistryError(_("ClinicalTrials.gov sent an unreadable response for {what}: "
+                                  "{problem}").format(what=nct, problem=_(
+                                      "{kind} without a protocolSection").format(
+                                          kind=_kind(data))))
         got = study_nct_id(data)
         if got != nct and nct not in _aliases(data):
-            raise RegistryError(
-                f"{_SERVICE} answered with {got or 'a study without a valid identifier'} "
-                f"when asked for {nct}"
-            )
+            if got is None:
+                raise RegistryError(_("ClinicalTrials.gov answered with a study without a valid "
+                                      "identifier when asked for {nct}").format(nct=nct))
+            raise RegistryError(_("ClinicalTrials.gov answered with {got} when asked for {nct}")
+                                .format(got=got, nct=nct))
         return data, text
 
     def search(
@@ -383,18 +388,19 @@ class RegistryClient:
         if geo is not None:
             geo = geo.replace(" ", "")
             if not _GEO_FILTER.match(geo):
-                raise BadInput(
-                    f"Geographic filter '{_one_line(geo, 60)}' is not distance(lat,lon,radius), "
+                raise BadInput(_(
+                    "Geographic filter '{geo}' is not distance(lat,lon,radius), "
                     "e.g. distance(45.76,4.83,50km)"
-                )
+                ).format(geo=_one_line(geo, 60)))
             params["filter.geo"] = geo
         if not params:
-            raise BadInput("Give a condition, a term, a location, a status or a filter "
-                           "to search ClinicalTrials.gov")
+            raise BadInput(_("Give a condition, a term, a location, a status or a filter "
+                             "to search ClinicalTrials.gov"))
         if isinstance(page_size, bool) or not isinstance(page_size, int) or not (
             1 <= page_size <= MAX_PAGE_SIZE
         ):
-            raise BadInput(f"Page size must be between 1 and {MAX_PAGE_SIZE}, not {page_size!r}")
+            raise BadInput(_("Page size must be between 1 and {largest}, not {size}").format(
+                largest=MAX_PAGE_SIZE, size=repr(page_size)))
         if fields:
             params["fields"] = fields
         if max_pages < 1:
@@ -405,14 +411,13 @@ class RegistryClient:
         """API and data versions (``GET /version``): ``apiVersion``, ``dataTimestamp``."""
         answer = self._fetch("/version", "/version")
         if answer.status != 200:
-            raise RegistryError(
-                f"{_SERVICE} answered {answer.status} for /version: {_first_line(answer.body)}"
-            )
-        _, data = _decode_json(answer.body, "/version")
+            raise RegistryError(_("ClinicalTrials.gov answered {status} for {what}: {answer}")
+                                .format(status=answer.status, what="/version",
+                                        answer=_first_line(answer.body)))
+        data = _decode_json(answer.body, "/version")[1]
         if not isinstance(data, dict):
-            raise RegistryError(
-                f"{_SERVICE} sent an unreadable response for /version: {_kind(data)}"
-            )
+            raise RegistryError(_("ClinicalTrials.gov sent an unreadable response for {what}: "
+                                  "{problem}").format(what="/version", problem=_kind(data)))
         return data
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -453,10 +458,11 @@ class RegistryClient:
             with response:
                 if response.is_redirect:
                     target = _one_line(response.headers.get("Location") or "?", 120)
-                    raise RegistryError(
-                        f"{_SERVICE} at {self.base_url} answered {response.status_code}, "
-                        f"a redirect to {target}; set {BASE_URL_ENV} to the new address"
-                    )
+                    raise RegistryError(_(
+                        "ClinicalTrials.gov at {url} answered {status}, a redirect to "
+                        "{target}; set {setting} to the new address"
+                    ).format(url=self.base_url, status=response.status_code, target=target,
+                             setting=BASE_URL_ENV))
                 try:
                     body = self._read_body(response, fetch)
                 except _TooLarge as exc:
@@ -506,18 +512,22 @@ class RegistryClient:
             chunks.append(chunk)
 
     def _too_large(self, what: str, size: int | None = None) -> str:
-        allowed = f"the {_size_words(self.max_bytes)} allowed ({MAX_BYTES_ENV})"
+        allowed = _size_words(self.max_bytes)
         if size is not None:
-            return (f"{_SERVICE}'s answer for {what} is {size:,} bytes, more than {allowed}; "
-                    "not read")
-        return f"{_SERVICE}'s answer for {what} is larger than {allowed}; stopped reading"
+            return _("ClinicalTrials.gov's answer for {what} is {size} bytes, more than the "
+                     "{allowed} allowed ({setting}); not read").format(
+                what=what, size=f"{size:,}", allowed=allowed, setting=MAX_BYTES_ENV)
+        return _("ClinicalTrials.gov's answer for {what} is larger than the {allowed} allowed "
+                 "({setting}); stopped reading").format(what=what, allowed=allowed,
+                                                       setting=MAX_BYTES_ENV)
 
     def _too_slow(self, fetch: _Fetch, deadline: float) -> str:
         if deadline < fetch.attempt_started + self.deadline:  # the fetch's bound came first
-            return (f"{_SERVICE} was still sending {fetch.what} when the {self.give_up:g} s "
-                    f"allowed for the fetch ran out ({GIVE_UP_ENV})")
-        return (f"{_SERVICE} took more than {self.deadline:g} s to send {fetch.what} "
-                f"({DEADLINE_ENV})")
+            return _("ClinicalTrials.gov was still sending {what} when the {seconds} s allowed "
+                     "for the fetch ran out ({setting})").format(
+                what=fetch.what, seconds=f"{self.give_up:g}", setting=GIVE_UP_ENV)
+        return _("ClinicalTrials.gov took more than {seconds} s to send {what} ({setting})"
+                 ).format(seconds=f"{self.deadline:g}", what=fetch.what, setting=DEADLINE_ENV)
 
 
 def _socket_of(raw: Any) -> socket.socket | None:
@@ -596,16 +606,29 @@ class _Fetch:
         statuses = [f for f in failures if isinstance(f, int)]
         if statuses and len(statuses) == tries:
             if len(set(statuses)) == 1:
-                times = _NUMBER_WORDS.get(tries, f"{tries} times")
-                said = f"{_SERVICE} answered {statuses[0]} {times}"
+                said = _("ClinicalTrials.gov answered {status} {times}").format(
+                    status=statuses[0], times=_times(tries))
             else:
-                said = f"{_SERVICE} answered {', '.join(map(str, statuses))}"
+                said = _("ClinicalTrials.gov answered {statuses}").format(
+                    statuses=", ".join(map(str, statuses)))
             if self.refused_wait is not None:
-                said += f" and asked to wait {self.refused_wait:g} s"
-            return f"{said}; giving up"
+                return _("{said} and asked to wait {seconds} s; giving up").format(
+                    said=said, seconds=f"{self.refused_wait:g}")
+            return _("{said}; giving up").format(said=said)
         last = failures[-1] if failures and not isinstance(failures[-1], int) else exc
         reason = _describe_network(self.client, last) if last is not None else "?"
-        return reason if tries <= 1 else f"{reason} ({tries} tries)"
+        if tries <= 1:
+            return reason
+        return ngettext("{reason} ({tries} try)", "{reason} ({tries} tries)", tries).format(
+            reason=reason, tries=tries)
+
+
+def _times(n: int) -> str:
+    """"once", "twice", "five times" … "ten times", then "11 times"."""
+    words = {1: _("once"), 2: _("twice"), 3: _("three times"), 4: _("four times"),
+             5: _("five times"), 6: _("six times"), 7: _("seven times"),
+             8: _("eight times"), 9: _("nine times"), 10: _("ten times")}
+    return words.get(n) or ngettext("{n} time", "{n} times", n).format(n=n)
 
 
 @functools.cache
@@ -746,25 +769,25 @@ class StudySearch(Iterator[dict[str, Any]]):
     def _read_page(self) -> SearchPage:
         number = self.pages_read + 1
         if number > self.max_pages:
-            raise RegistryError(
-                f"{_SERVICE} search did not end after {self.max_pages} pages "
-                f"({self.received} studies); stopped"
-            )
+            raise RegistryError(_(
+                "ClinicalTrials.gov search did not end after {pages} pages ({studies} studies); "
+                "stopped").format(pages=self.max_pages, studies=self.received))
         params = dict(self.params)
         params["pageSize"] = str(self.page_size)
         if self._token is None:
             params["countTotal"] = "true"
         else:
             params["pageToken"] = self._token
-        what = f"search page {number}"
+        what = _("search page {number}").format(number=number)
         answer = self._client._fetch("/studies", what, params)
         if answer.status == 400:
-            raise BadInput(f"{_SERVICE} rejected the search: {_first_line(answer.body)}")
+            raise BadInput(_("ClinicalTrials.gov rejected the search: {answer}").format(
+                answer=_first_line(answer.body)))
         if answer.status != 200:
-            raise RegistryError(
-                f"{_SERVICE} answered {answer.status} to {what}: {_first_line(answer.body)}"
-            )
-        _, data = _decode_json(answer.body, what)
+            raise RegistryError(_("ClinicalTrials.gov answered {status} for {what}: {answer}")
+                                .format(status=answer.status, what=what,
+                                        answer=_first_line(answer.body)))
+        data = _decode_json(answer.body, what)[1]
         studies, token, total = parse_search_page(data, what)
         if number == 1:
             self._total = total
@@ -773,11 +796,11 @@ class StudySearch(Iterator[dict[str, Any]]):
         if token is None:
             self._done = True
         elif token in self._seen_tokens:
-            self._stop(f"it repeated the page token {token[:24]!r}")
+            self._stop(_("it repeated the page token {token}").format(token=repr(token[:24])))
         else:
             self._empty_run = self._empty_run + 1 if not studies else 0
             if self._empty_run >= MAX_EMPTY_PAGES:
-                self._stop(f"it sent {MAX_EMPTY_PAGES} empty pages in a row")
+                self._stop(_("it sent {n} empty pages in a row").format(n=MAX_EMPTY_PAGES))
             self._seen_tokens.add(token)
             self._token = token
         return SearchPage(number, tuple(studies), self._total, token)
@@ -785,52 +808,47 @@ class StudySearch(Iterator[dict[str, Any]]):
     def _stop(self, why: str) -> None:
         self._done = True
         if self._total is not None and self.received < self._total:
-            self._error = RegistryError(
-                f"{_SERVICE} search stopped after {self.received} of {self._total} studies: "
-                f"{why}"
-            )
+            self._error = RegistryError(_(
+                "ClinicalTrials.gov search stopped after {received} of {total} studies: {why}"
+            ).format(received=self.received, total=self._total, why=why))
 
 
 def _status_filter(value: str) -> str:
     key = value.strip().upper().replace(" ", "_").replace("-", "_").replace(",", "")
     if key not in Status.__members__:
-        raise BadInput(
-            f"Unknown recruitment status '{_one_line(value, 40)}' (expected one of "
-            f"{', '.join(Status.__members__)})"
-        )
+        raise BadInput(_("Unknown recruitment status '{status}' (expected one of {known})")
+                       .format(status=_one_line(value, 40), known=", ".join(Status.__members__)))
     return key
 
 
 def _decode_json(body: bytes, what: str) -> tuple[str, Any]:
     """(text, decoded) of a response body; anything undecodable (not UTF-8, not JSON,
     nested too deeply for the decoder) is a one-line RegistryError saying where."""
+    unreadable = _("ClinicalTrials.gov sent an unreadable response for {what}: {problem}")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RegistryError(
-            f"{_SERVICE} sent an unreadable response for {what}: not UTF-8 "
-            f"(byte {exc.start} of {len(body)})"
-        ) from None
+        raise RegistryError(unreadable.format(what=what, problem=_(
+            "not UTF-8 (byte {at} of {size})").format(at=exc.start, size=len(body)))) from None
     try:
         return text, json.loads(text)
     except RecursionError:
-        raise RegistryError(
-            f"{_SERVICE} sent an unreadable response for {what}: JSON nested too deeply"
-        ) from None
+        raise RegistryError(unreadable.format(
+            what=what, problem=_("JSON nested too deeply"))) from None
     except ValueError as exc:
         pos = getattr(exc, "pos", None)
         if not text.strip():
-            problem = "an empty body"
+            problem = _("an empty body")
         elif (isinstance(pos, int) and pos >= len(text.rstrip())) or str(exc).startswith(
             "Unterminated string"
         ):
-            problem = f"the JSON stops after {len(body)} bytes (cut short?)"
+            problem = _("the JSON stops after {size} bytes (cut short?)").format(size=len(body))
         elif isinstance(pos, int):
-            problem = f"invalid JSON at character {pos} of {len(text)}"
+            problem = _("invalid JSON at character {at} of {size}").format(at=pos,
+                                                                          size=len(text))
         else:
-            problem = "invalid JSON"
-        raise RegistryError(f"{_SERVICE} sent an unreadable response for {what}: {problem}") \
-            from None
+            problem = _("invalid JSON")
+        raise RegistryError(unreadable.format(what=what, problem=problem)) from None
 
 
 def _describe_network(client: RegistryClient, exc: BaseException) -> str:
@@ -848,26 +866,30 @@ def _describe_network(client: RegistryClient, exc: BaseException) -> str:
     )
 
     exc = _unwrap(exc)
-    where = f"{_SERVICE} at {client.base_url}"
+    url = client.base_url
+    unreachable = _("Could not reach ClinicalTrials.gov at {url}: {reason}")
     if isinstance(exc, (_TooSlow, _TooLarge)):
         return str(exc)
     if isinstance(exc, (SSLError, requests.exceptions.SSLError)) or _caused_by_ssl(exc):
-        return f"Secure connection to {where} failed: {_network_reason(exc)}"
+        return _("Secure connection to ClinicalTrials.gov at {url} failed: {reason}").format(
+            url=url, reason=_network_reason(exc))
     if isinstance(exc, NewConnectionError):
-        return f"Could not reach {where}: {_network_reason(exc)}"
+        return unreachable.format(url=url, reason=_network_reason(exc))
     if isinstance(exc, ConnectTimeoutError):
-        return f"{where} did not accept a connection within {client.timeout[0]:g} s"
+        return _("ClinicalTrials.gov at {url} did not accept a connection within {seconds} s"
+                 ).format(url=url, seconds=f"{client.timeout[0]:g}")
     if isinstance(exc, ReadTimeoutError):
-        return f"{_SERVICE} did not answer within {client.timeout[1]:g} s"
+        return _("ClinicalTrials.gov did not answer within {seconds} s").format(
+            seconds=f"{client.timeout[1]:g}")
     if isinstance(exc, DecodeError):
-        return f"{_SERVICE}'s answer could not be decompressed"
-    if isinstance(exc, ProtocolError):
-        if _cut_short(exc):
-            return f"{_SERVICE}'s answer was cut short: incomplete read"
-        return f"Could not reach {where}: {_network_reason(exc)}"
-    if isinstance(exc, (OSError, MaxRetryError, requests.exceptions.ConnectionError)):
-        return f"Could not reach {where}: {_network_reason(exc)}"
-    return f"Cannot ask {where}: {_one_line(str(exc)) or type(exc).__name__}"
+        return _("ClinicalTrials.gov's answer could not be decompressed")
+    if isinstance(exc, ProtocolError) and _cut_short(exc):
+        return _("ClinicalTrials.gov's answer was cut short: incomplete read")
+    if isinstance(exc, (OSError, ProtocolError, MaxRetryError,
+                        requests.exceptions.ConnectionError)):
+        return unreachable.format(url=url, reason=_network_reason(exc))
+    return _("Cannot ask ClinicalTrials.gov at {url}: {reason}").format(
+        url=url, reason=_one_line(str(exc)) or type(exc).__name__)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -875,7 +897,7 @@ def _unwrap(exc: BaseException) -> BaseException:
     import requests
     from urllib3.exceptions import MaxRetryError
 
-    for _ in range(5):
+    for _depth in range(5):
         if isinstance(exc, MaxRetryError) and isinstance(exc.reason, BaseException):
             exc = exc.reason
         elif (isinstance(exc, requests.exceptions.RequestException) and exc.args
@@ -923,17 +945,17 @@ def _network_reason(exc: BaseException) -> str:
     chain = list(_exception_chain(exc))
     for e in chain:
         if isinstance(e, (socket.gaierror, NameResolutionError)):
-            return "host name not found"
+            return _("host name not found")
         if isinstance(e, ConnectionRefusedError):
-            return "connection refused"
+            return _("connection refused")
         if isinstance(e, http.client.RemoteDisconnected):
-            return "the server closed the connection without answering"
+            return _("the server closed the connection without answering")
         if isinstance(e, ConnectionResetError):
-            return "connection reset"
+            return _("connection reset")
         if isinstance(e, http.client.IncompleteRead):
-            return "incomplete read"
+            return _("incomplete read")
         if isinstance(e, TimeoutError):
-            return "timed out"
+            return _("timed out")
     for e in reversed(chain):
         if isinstance(e, OSError) and e.strerror:
             return e.strerror.lower()
@@ -950,7 +972,7 @@ def _first_line(body: bytes) -> str:
     for line in body.decode("utf-8", errors="replace").splitlines():
         if line.strip():
             return _one_line(line)
-    return "(empty answer)"
+    return _("(empty answer)")
 
 
 def study_nct_id(study: Any) -> str | None:
@@ -995,22 +1017,25 @@ class ParsedStudy:
 
 
 def parse_search_page(
-    data: Any, what: str = "search page"
+    data: Any, what: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None, int | None]:
     """(studies, nextPageToken, totalCount) of one decoded ``GET /studies`` page; a page of
     the wrong shape is a RegistryError for the whole page (``what`` names it)."""
-    unreadable = f"{_SERVICE} sent an unreadable {what}"
+    what = what or _("search page")
+    unreadable = _("ClinicalTrials.gov sent an unreadable {what}: {problem}")
     if not isinstance(data, dict):
-        raise RegistryError(f"{unreadable}: {_kind(data)}")
+        raise RegistryError(unreadable.format(what=what, problem=_kind(data)))
     studies = data.get("studies")
     if not isinstance(studies, list):
-        raise RegistryError(f"{unreadable}: no 'studies' list")
+        raise RegistryError(unreadable.format(what=what, problem=_("no 'studies' list")))
     for index, study in enumerate(studies):
         if not isinstance(study, dict):
-            raise RegistryError(f"{unreadable}: study {index + 1} is {_kind(study)}")
+            raise RegistryError(unreadable.format(what=what, problem=_(
+                "study {number} is {kind}").format(number=index + 1, kind=_kind(study))))
     token = data.get("nextPageToken")
     if token is not None and not isinstance(token, str):
-        raise RegistryError(f"{unreadable}: nextPageToken is {_kind(token)}")
+        raise RegistryError(unreadable.format(what=what, problem=_(
+            "nextPageToken is {kind}").format(kind=_kind(token))))
     total = data.get("totalCount")
     if isinstance(total, bool) or not isinstance(total, int) or total < 0:
         total = None
@@ -1025,20 +1050,22 @@ def parse_study(data: Any, *, retrieved: str | None = None) -> ParsedStudy:
     it matters, reported in ``warnings``.
     """
     if not isinstance(data, dict):
-        raise RegistryError(f"A {_SERVICE} study must be a JSON object, not {_kind(data)}")
+        raise RegistryError(_("A ClinicalTrials.gov study must be a JSON object, not {kind}")
+                            .format(kind=_kind(data)))
     protocol = data.get("protocolSection")
     if not isinstance(protocol, dict):
-        raise RegistryError(f"{_SERVICE} study without a protocolSection")
+        raise RegistryError(_("ClinicalTrials.gov study without a protocolSection"))
     ident = protocol.get("identificationModule")
     if not isinstance(ident, dict):
-        raise RegistryError(f"{_SERVICE} study without an identificationModule")
+        raise RegistryError(_("ClinicalTrials.gov study without an identificationModule"))
     raw_id = ident.get("nctId")
     if not isinstance(raw_id, str):
-        raise RegistryError(f"{_SERVICE} study without an nctId")
+        raise RegistryError(_("ClinicalTrials.gov study without an nctId"))
     nct = study_nct_id(data)
     if nct is None:
         raise RegistryError(
-            f"{_SERVICE} study with a malformed nctId {_one_line(repr(raw_id), 40)}"
+            _("ClinicalTrials.gov study with a malformed nctId {nct}").format(
+                nct=_one_line(repr(raw_id), 40))
         )
 
     r = _Reader()
