@@ -42,7 +42,6 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import math
@@ -1177,20 +1176,26 @@ class _Reader:
             return []
         return value
 
-    def text(self, parent: dict[str, Any], key: str, where: str = "") -> str | None:
+    def text(self, parent: dict[str, Any], key: str, where: _Where = "") -> str | None:
         value = parent.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
+        if isinstance(value, str):
+            return (value.strip() or None) if value.isascii() else self.clean(value, where, key)
+        if value is not None:
             self.warn(f"{_path(where, key)} ignored: {_kind(value)} instead of text")
-            return None
-        return self.clean(value, _path(where, key))
+        return None
 
-    def clean(self, value: str, where: str) -> str | None:
+    def texts_of(self, parent: dict[str, Any], keys: tuple[str, ...],
+                 where: _Where = "") -> list[str | None]:
+        """``[self.text(parent, key, where) for key in keys]``, in one call: a location's
+        half-dozen fields, a thousand locations a record."""
+        text = self.text
+        return [text(parent, key, where) for key in keys]
+
+    def clean(self, value: str, where: _Where, key: str) -> str | None:
         """Stripped text, None if blank; a lone surrogate (JSON allows "\\ud800", UTF-8 does
         not, and the store could not write it) becomes U+FFFD, with a warning."""
         if not value.isascii() and _SURROGATE.search(value):
-            self.warn(f"{where}: a broken character (lone surrogate) replaced")
+            self.warn(f"{_path(where, key)}: a broken character (lone surrogate) replaced")
             value = _SURROGATE.sub("\ufffd", value)
         return value.strip() or None
 
@@ -1198,7 +1203,7 @@ class _Reader:
         out: list[str] = []
         for item in self.array(parent, key, where):
             if isinstance(item, str):
-                text = self.clean(item, _path(where, key))
+                text = self.clean(item, where, key)
                 if text:
                     out.append(text)
             else:
@@ -1219,7 +1224,17 @@ class _Reader:
         return self.date(struct, "date", _path("statusModule", key))
 
 
-def _path(where: str, key: str) -> str:
+_Where = str | Callable[[], str]
+"""Where a value sits, for warnings: the text, or a function that makes it, called only when
+there is something to say (a location's label costs more to make than to read the location)."""
+
+
+def _said(where: _Where) -> str:
+    return where() if callable(where) else where
+
+
+def _path(where: _Where, key: str) -> str:
+    where = _said(where)
     return f"{where}.{key}" if where else key
 
 
@@ -1314,84 +1329,87 @@ def _parse_arms(arms_mod: dict[str, Any], r: _Reader) -> tuple[Arm, ...]:
     return tuple(arms)
 
 
-def _parse_contacts(value: Any, where: str, r: _Reader) -> tuple[Contact, ...]:
+_CONTACT_KEYS = ("name", "phone", "phoneExt", "email", "role", "affiliation")
+_LOCATION_KEYS = ("status", "country", "state", "zip")
+
+
+def _parse_contacts(value: Any, where: _Where, r: _Reader) -> tuple[Contact, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        r.warn(f"{where} ignored: {_kind(value)} instead of a list")
+        r.warn(f"{_said(where)} ignored: {_kind(value)} instead of a list")
         return ()
     contacts: list[Contact] = []
     for index, raw in enumerate(value):
-        label = f"{where} {index + 1}"
+        def label(index: int = index) -> str:
+            return f"{_said(where)} {index + 1}"
+
         if not isinstance(raw, dict):
-            r.warn(f"{label} ignored: {_kind(raw)}")
+            r.warn(f"{label()} ignored: {_kind(raw)}")
             continue
-        name = r.text(raw, "name", label)
-        phone = r.text(raw, "phone", label)
-        extension = r.text(raw, "phoneExt", label)
+        name, phone, extension, email, role, affiliation = r.texts_of(raw, _CONTACT_KEYS, label)
         if extension:
             phone = f"{phone} ext. {extension}" if phone else f"ext. {extension}"
-        email = r.text(raw, "email", label)
         if not (name or phone or email):
-            r.warn(f"{label} ignored: no name, phone or email")
+            r.warn(f"{label()} ignored: no name, phone or email")
             continue
-        contacts.append(Contact(
-            name=name or "",
-            role=r.text(raw, "role", label),
-            phone=phone,
-            email=email,
-            affiliation=r.text(raw, "affiliation", label),
-        ))
+        contacts.append(Contact(name=name or "", role=role, phone=phone, email=email,
+                                affiliation=affiliation))
     return tuple(contacts)
 
 
 def _parse_locations(contacts_mod: dict[str, Any], r: _Reader) -> tuple[Site, ...]:
-    sites = [
-        site
+    """The sites, each flagged when another site of the trial has exactly its position
+    (read first, then made once: `dataclasses.replace` afterwards costs more than the read)."""
+    read = [
+        fields
         for index, loc in enumerate(r.array(contacts_mod, "locations", "contactsLocationsModule"))
-        if (site := _parse_location(index, loc, r)) is not None
+        if (fields := _parse_location(index, loc, r)) is not None
     ]
-    positions = Counter((s.latitude, s.longitude) for s in sites if s.has_position)
-    shared = {position for position, n in positions.items() if n > 1}
+    positions = Counter((f["latitude"], f["longitude"]) for f in read
+                        if f["latitude"] is not None)
     return tuple(
-        dataclasses.replace(s, shared_position=True)
-        if s.has_position and (s.latitude, s.longitude) in shared else s
-        for s in sites
+        Site(**fields, shared_position=positions[fields["latitude"], fields["longitude"]] > 1)
+        for fields in read
     )
 
 
-def _parse_location(index: int, loc: Any, r: _Reader) -> Site | None:
+def _parse_location(index: int, loc: Any, r: _Reader) -> dict[str, Any] | None:
+    """A location's `Site` fields (but ``shared_position``), or None when skipped."""
     label = f"location {index + 1}"
     if not isinstance(loc, dict):
         r.warn(f"{label} skipped: {_kind(loc)} instead of an object")
         return None
-    facility = r.text(loc, "facility", label)
-    city = r.text(loc, "city", label)
+    facility, city = r.texts_of(loc, ("facility", "city"), label)
     if not facility and not city:
         r.warn(f"{label} skipped: neither a facility nor a city")
         return None
-    label = f"{label} ({_one_line(facility or city or '', 60)})"
-    raw_status = r.text(loc, "status", label)
+    first = label
+
+    def named() -> str:  # made only for a warning
+        return f"{first} ({_one_line(facility or city or '', 60)})"
+
+    raw_status, country, state, zip_code = r.texts_of(loc, _LOCATION_KEYS, named)
     status = _registry_status(raw_status)
     if raw_status is not None and status is None:
         # Not a registry value we know: "status unknown" (never taken for recruiting).
-        r.warn(f"{label}: unrecognised status {_one_line(raw_status, 40)!r}")
+        r.warn(f"{named()}: unrecognised status {_one_line(raw_status, 40)!r}")
         status = Status.UNKNOWN
-    latitude, longitude = _geo_point(loc.get("geoPoint"), label, r)
+    latitude, longitude = _geo_point(loc.get("geoPoint"), named, r)
     placed = latitude is not None
-    return Site(
-        facility=facility or "",
-        city=city or "",
-        country=r.text(loc, "country", label) or "",
-        status=status,
-        state=r.text(loc, "state", label),
-        zip=r.text(loc, "zip", label),
-        latitude=latitude,
-        longitude=longitude,
-        precision=Precision.CITY if placed else Precision.UNKNOWN,
-        coordinate_source=GEOPOINT_SOURCE if placed else None,
-        contacts=_parse_contacts(loc.get("contacts"), f"{label} contact", r),
-    )
+    return {
+        "facility": facility or "",
+        "city": city or "",
+        "country": country or "",
+        "status": status,
+        "state": state,
+        "zip": zip_code,
+        "latitude": latitude,
+        "longitude": longitude,
+        "precision": Precision.CITY if placed else Precision.UNKNOWN,
+        "coordinate_source": GEOPOINT_SOURCE if placed else None,
+        "contacts": _parse_contacts(loc.get("contacts"), lambda: f"{named()} contact", r),
+    }
 
 
 _STATUS_VALUES = {status.value: status for status in Status}
@@ -1403,9 +1421,11 @@ def _registry_status(text: str | None) -> Status | None:
     absent or not one (a listing's words such as "Open" are not registry values)."""
     if text is None:
         return None
-    return _STATUS_VALUES.get(
-        text.strip().upper().replace(" ", "_").replace("-", "_").replace(",", "")
-    )
+    status = _STATUS_VALUES.get(text)
+    if status is None:
+        status = _STATUS_VALUES.get(
+            text.strip().upper().replace(" ", "_").replace("-", "_").replace(",", ""))
+    return status
 
 
 def _parse_condition_terms(browse: dict[str, Any], r: _Reader) -> tuple[str, ...]:
@@ -1442,18 +1462,20 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _geo_point(value: Any, label: str, r: _Reader) -> tuple[float | None, float | None]:
+def _geo_point(value: Any, label: _Where, r: _Reader) -> tuple[float | None, float | None]:
     if value is None:
         return None, None
     if not isinstance(value, dict):
-        r.warn(f"{label}: geoPoint ignored ({_kind(value)}); position left to the geocoder")
+        r.warn(f"{_said(label)}: geoPoint ignored ({_kind(value)}); position left to the "
+               "geocoder")
         return None, None
     lat, lon = _number(value.get("lat")), _number(value.get("lon"))
     if lat is None or lon is None:
-        r.warn(f"{label}: geoPoint ignored (not two numbers); position left to the geocoder")
+        r.warn(f"{_said(label)}: geoPoint ignored (not two numbers); position left to the "
+               "geocoder")
         return None, None
     if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
-        r.warn(f"{label}: geoPoint ignored ({lat:g}, {lon:g} is not a place); "
+        r.warn(f"{_said(label)}: geoPoint ignored ({lat:g}, {lon:g} is not a place); "
                "position left to the geocoder")
         return None, None
     return lat, lon
