@@ -4,7 +4,7 @@ It serves a *catalogue* of synthetic studies (tests/fake_registry.py: made from 
 fixtures, new ids, shifted positions, registry-like site counts) in segments that each have a
 last-update date and a status, so a benchmark can grow the registry and touch studies
 without holding them all in memory. ``GET /studies`` understands what the sync asks
-(``filter.overallStatus``, ``filter.advanced``/``query.term`` with
+(``filter.overallStatus``, ``filter.advanced`` with
 ``AREA[LastUpdatePostDate]RANGE[day,MAX]``, ``pageSize`` ≤ 1000, ``pageToken``,
 ``countTotal``); each page is generated once and kept encoded. With ``rate`` (studies per
 second), a page is sent in chunks spread over ``studies / rate`` seconds, like a registry
@@ -71,12 +71,11 @@ class Catalogue:
         start = int(token[4:]) if token else 0
         statuses = frozenset((args.get("filter.overallStatus") or "").split(",")) - {""}
         since = None
-        for name in ("filter.advanced", "query.term"):
-            if name in args:
-                found = _RANGE.fullmatch(args[name].strip())
-                if found is None:
-                    return 400, f"unsupported {name}".encode(), 0
-                since = found.group(1)
+        if "filter.advanced" in args:
+            found = _RANGE.fullmatch(args["filter.advanced"].strip())
+            if found is None:
+                return 400, b"unsupported filter.advanced", 0
+            since = found.group(1)
         key = (statuses, since, size, start, args.get("countTotal"))
         with self._lock:
             cached = self._pages.get(key)

@@ -1,7 +1,7 @@
 """A fake ClinicalTrials.gov API v2 for sync tests and benchmarks, and synthetic studies.
 
 `FakeRegistry` answers ``GET /studies/{nctId}`` and ``GET /studies`` the way the real API does
-(see ../shared/reference/ctg-oas-v2.yaml): ``query.cond`` / ``query.locn`` / ``query.term``,
+(see ../shared/reference/ctg-oas-v2.yaml): ``query.cond`` / ``query.locn``,
 ``filter.overallStatus``, ``filter.advanced`` with ``AREA[LastUpdatePostDate]RANGE[date,MAX]``
 (the only Essie expression it knows; anything else is a 400, like an unknown parameter),
 ``pageSize`` (at most 1000), ``pageToken`` / ``nextPageToken`` (none on the last page),
@@ -38,7 +38,7 @@ TEMPLATES = (
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 10
 _RANGE = re.compile(r"^AREA\[LastUpdatePostDate\]RANGE\[(\d{4}-\d{2}-\d{2}),MAX\]$")
-_PARAMS = frozenset({"query.cond", "query.locn", "query.term", "filter.overallStatus",
+_PARAMS = frozenset({"query.cond", "query.locn", "filter.overallStatus",
                      "filter.advanced", "pageSize", "pageToken", "countTotal", "format",
                      "fields"})
 
@@ -227,13 +227,12 @@ class FakeRegistry:
             wanted = set(args["filter.overallStatus"].split(","))
             if ps["statusModule"].get("overallStatus") not in wanted:
                 return False
-        for key in ("filter.advanced", "query.term"):
-            if key in args:
-                found = _RANGE.match(args[key].strip())
-                if found is None:
-                    raise ValueError(f"Unsupported {key} expression {args[key]!r}")
-                if last_update(study) < found.group(1):
-                    return False
+        if "filter.advanced" in args:
+            found = _RANGE.match(args["filter.advanced"].strip())
+            if found is None:
+                raise ValueError(f"Unsupported filter.advanced {args['filter.advanced']!r}")
+            if last_update(study) < found.group(1):
+                return False
         return True
 
     # -- on pytest-httpserver ---------------------------------------------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from trialfinder import clock
-from trialfinder.errors import BadInput, InvalidTrialId, StoreBusy, StoreError, TrialFinderError
+from trialfinder.errors import BadInput, StoreBusy, StoreError, TrialFinderError
 from trialfinder.i18n import _
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Status, Trial
@@ -70,7 +70,8 @@ class Registry(Protocol):
 
     def get_study_text(self, nct_id: str) -> tuple[dict[str, Any], str]: ...
 
-    def search(self, *args: Any, **kwargs: Any) -> Any: ...
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        """A `StudySearch`: its ``pages()`` yield `SearchPage`s (studies, total_count)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,13 +464,8 @@ class _Run:
             study, raw = self.client.get_study_text(nct_id)
         except StoreError:
             raise
-        except TrialFinderError as exc:
+        except TrialFinderError as exc:  # the registry's one line, bad records included
             self.done(TrialOutcome(nct_id, "failed", error=str(exc)))
-            return
-        except (ValueError, RecursionError) as exc:  # a record that cannot be decoded
-            self.done(TrialOutcome(nct_id, "failed", error=_(
-                "unreadable registry record ({kind}: {reason})").format(
-                kind=type(exc).__name__, reason=exc)))
             return
         item = self.prepare(nct_id, study, raw)
         self.fetched_by_id.add(nct_id)
@@ -577,12 +573,8 @@ class _Run:
             completed = True
         except StoreError:
             raise
-        except TrialFinderError as exc:
+        except TrialFinderError as exc:  # a page that failed: nothing of it was stored
             self.done(TrialOutcome("search", "failed", error=str(exc)))
-        except (ValueError, RecursionError) as exc:  # a page that cannot be decoded
-            self.done(TrialOutcome("search", "failed", error=_(
-                "unreadable search page {page} ({kind}: {reason})").format(
-                page=pages + 1, kind=type(exc).__name__, reason=exc)))
         finally:
             prefetch.close()
         marked: list[str] = []
@@ -599,18 +591,18 @@ class _Run:
     def _search_id(self, study: Any) -> str | None:
         """The study's identifier, or None (with a warning) when it is not a valid ASCII NCT
         identifier."""
-        try:
-            value = study["protocolSection"]["identificationModule"]["nctId"]
-        except (KeyError, TypeError):
-            value = None
-        if isinstance(value, str) and value.isascii():
-            with contextlib.suppress(InvalidTrialId):
-                if normalise_nct_id(value) == value:
-                    return value
-        shown = value if isinstance(value, str) else "none"
-        self.warn(_("skipped a search result whose identifier ({value}) is not a "
-                    "ClinicalTrials.gov identifier").format(value=ascii(shown)))
-        return None
+        from trialfinder.registry import study_nct_id
+
+        nct = study_nct_id(study)
+        if nct is None:
+            try:
+                value = study["protocolSection"]["identificationModule"]["nctId"]
+            except (KeyError, TypeError):
+                value = None
+            shown = value if isinstance(value, str) else "none"
+            self.warn(_("skipped a search result whose identifier ({value}) is not a "
+                        "ClinicalTrials.gov identifier").format(value=ascii(shown)))
+        return nct
 
 
 def _overall_status(study: Any) -> str | None:
@@ -637,38 +629,16 @@ def placer(store: Store | None = None) -> Callable[[Trial], Trial]:
 
 def _search_pages(
     client: Registry, query: Query, since: date | None, page_size: int
-) -> Iterator[tuple[list[Any], int | None]]:
+) -> Iterator[tuple[tuple[Any, ...], int | None]]:
     """The search's pages as (studies, total count of the search).
 
     A full refresh asks with the query's statuses; an incremental one asks for the studies
     updated since ``since`` without them."""
-    kwargs: dict[str, Any] = {"condition": query.condition, "location": query.country,
-                              "page_size": page_size}
-    import inspect
-
-    accepted = inspect.signature(client.search).parameters
-    if "updated_since" in accepted or "statuses" in accepted:
-        kwargs["updated_since"] = since
-        kwargs["statuses"] = None if since is not None else (list(query.statuses) or None)
-    else:  # the RegistryClient of before `search(updated_since=…, statuses=…)`
-        if since is not None:
-            kwargs["term"] = f"AREA[LastUpdatePostDate]RANGE[{since.isoformat()},MAX]"
-        elif query.statuses:
-            kwargs["overall_status"] = list(query.statuses)
-    search = client.search(**kwargs)
-    pages = getattr(search, "pages", None)
-    if callable(pages):
-        for page in pages():
-            yield list(page.studies), page.total_count
-        return
-    batch: list[Any] = []
-    for study in search:  # a StudySearch without pages(): a page ends when none is buffered
-        batch.append(study)
-        if getattr(search, "buffered", 0) == 0:
-            yield batch, getattr(search, "total_count", None)
-            batch = []
-    if batch:
-        yield batch, getattr(search, "total_count", None)
+    search = client.search(condition=query.condition, location=query.country,
+                           statuses=None if since is not None else (query.statuses or None),
+                           updated_since=since, page_size=page_size)
+    for page in search.pages():
+        yield page.studies, page.total_count
 
 
 _END = object()
