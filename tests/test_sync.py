@@ -394,8 +394,20 @@ def test_a_study_that_cannot_be_parsed_fails_alone(registry: FakeRegistry, serve
         f"{bad} failed: unreadable registry record (RecursionError: maximum recursion depth "
         "exceeded)"]
     assert report.exit_code == 1
+    key = Query.of(None, None, "RECRUITING").key
     with Store(db) as store:
         assert len(store.trial_ids()) == 29
+        state = store.query_state(key)
+        assert state is not None and state.retry == (bad,) and state.last_success == NIGHT1
+    # The next night is incremental, and asks for the study that failed by id first.
+    monkeypatch.undo()
+    again = run(server, db, statuses="RECRUITING", now=NIGHT2)
+    assert (again.searches[0].since is not None, again.searches[0].retried) == (True, 1)
+    assert [(t.nct_id, t.outcome) for t in again.trials] == [(bad, "new")]
+    assert registry.by_id == [bad]
+    with Store(db) as store:
+        state = store.query_state(key)
+        assert state is not None and state.retry == () and state.trials == 30
 
 
 def test_malformed_and_duplicated_search_results(registry: FakeRegistry, server: HTTPServer,

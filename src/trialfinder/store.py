@@ -79,7 +79,8 @@ _SYNC_QUERIES = """CREATE TABLE sync_queries (
     last_run_id INTEGER,
     last_success TEXT,
     last_success_id INTEGER,
-    last_full TEXT
+    last_full TEXT,
+    retry TEXT
 )"""
 _QUERY_TRIALS = """CREATE TABLE query_trials (
     query TEXT NOT NULL REFERENCES sync_queries(key) ON DELETE CASCADE,
@@ -423,13 +424,16 @@ class QueryState:
     """Start of the last successful full refresh (a search asked without a date filter)."""
     trials: int = 0
     """Trials this search query returned (and the store keeps)."""
+    retry: tuple[str, ...] = ()
+    """Studies of this search that failed to be read or stored on its last run: the next run
+    asks for them by id (an incremental search would not return them again)."""
 
     def to_jsonable(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "condition": self.condition,
                 "country": self.country, "statuses": list(self.statuses),
                 "nct_id": self.nct_id, "last_run_id": self.last_run_id,
                 "last_success": self.last_success, "last_success_id": self.last_success_id,
-                "last_full": self.last_full, "trials": self.trials}
+                "last_full": self.last_full, "trials": self.trials, "retry": list(self.retry)}
 
 
 StoreLike = Union["Store", str, Path, None]
@@ -929,7 +933,8 @@ class Store:
         self, asked: Iterable[tuple[QueryState, str | None, bool]], sync_id: int
     ) -> None:
         """Remember, in one transaction, that run ``sync_id`` asked these queries: each as
-        (query, the run's start when the query succeeded else None, full refresh or not)."""
+        (query, the run's start when the query succeeded else None, full refresh or not);
+        a success also replaces the query's list of studies to ask again (``retry``)."""
         with self._transaction():
             for state, success_at, full in asked:
                 self._db.execute(
@@ -941,8 +946,10 @@ class Store:
                 if success_at is not None:
                     self._db.execute(
                         "UPDATE sync_queries SET last_success = ?, last_success_id = ?, "
-                        "last_full = CASE WHEN ? THEN ? ELSE last_full END WHERE key = ?",
-                        (success_at, sync_id, full, success_at, state.key))
+                        "last_full = CASE WHEN ? THEN ? ELSE last_full END, retry = ? "
+                        "WHERE key = ?",
+                        (success_at, sync_id, full, success_at,
+                         ",".join(state.retry) or None, state.key))
 
     def end_full_refresh(
         self,
@@ -1182,14 +1189,14 @@ class Rows(list[Any]):
 _QUERY_SELECT = (
     "SELECT q.key, q.kind, q.condition, q.country, q.statuses, q.nct_id, q.last_run_id, "
     "q.last_success, q.last_success_id, q.last_full, "
-    "(SELECT count(*) FROM query_trials m WHERE m.query = q.key) FROM sync_queries q"
+    "(SELECT count(*) FROM query_trials m WHERE m.query = q.key), q.retry FROM sync_queries q"
 )
 
 
 def _query_state(row: Sequence[Any]) -> QueryState:
     return QueryState(row[0], row[1], row[2], row[3],
                       tuple(row[4].split(",")) if row[4] else (), row[5], row[6], row[7],
-                      row[8], row[9], int(row[10]))
+                      row[8], row[9], int(row[10]), tuple(row[11].split(",")) if row[11] else ())
 
 
 def _sync_run(row: Sequence[Any]) -> SyncRun:

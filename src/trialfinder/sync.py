@@ -29,7 +29,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -216,6 +216,9 @@ class SearchRun:
     pages: int = 0
     marked_not_seen: tuple[str, ...] = ()
     ok: bool = False
+    """Every page was read: the query's last success is this run."""
+    retried: int = 0
+    """Studies that failed on the query's previous run, asked for by id first."""
 
     def describe(self) -> str:
         how = (_("incremental since {day}").format(day=self.since.isoformat())
@@ -228,7 +231,8 @@ class SearchRun:
                 "mode": "incremental" if self.since is not None else "full",
                 "since": self.since.isoformat() if self.since else None,
                 "received": self.received, "skipped": self.skipped, "pages": self.pages,
-                "marked_not_seen": list(self.marked_not_seen), "ok": self.ok}
+                "marked_not_seen": list(self.marked_not_seen), "ok": self.ok,
+                "retried": self.retried}
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,7 +524,16 @@ class _Run:
         store.record_queries([(query.state(), None, False)], self.sync_id)
         seen: set[str] = set()
         received = skipped = pages = 0
-        failed_before = len(self.failed_ids)
+        failed_before = set(self.failed_ids)
+        # What failed to be read last time is asked for by id first (before the prefetch
+        # thread starts: the client serves one thread at a time).
+        retried = [n for n in (state.retry if state else ()) if n not in self.named]
+        for retry_id in retried:
+            self.by_id(retry_id)
+            received += 1
+        back = [n for n in retried if n in self.fetched_by_id and n not in self.failed_ids]
+        if back:
+            store.save_page([], query=query.key, members=back)
         total_known = False
         completed = False
         prefetch = _Prefetch(lambda: _search_pages(self.client, query, since, self.page_size))
@@ -541,8 +554,8 @@ class _Run:
                                   .format(nct=nct))
                         continue
                     seen.add(nct)
-                    if nct not in self.named:
-                        received += 1  # a trial named by id is counted once, there
+                    if nct not in self.named and nct not in retried:
+                        received += 1  # a trial fetched by id is counted once, there
                     if nct in self.fetched_by_id:
                         members.append(nct)  # fetched by id in this run already
                     else:
@@ -582,11 +595,12 @@ class _Run:
             marked = store.end_full_refresh(
                 query.key, seen, day=self.today.isoformat(), statuses=query.statuses,
                 sync_id=self.sync_id, now=self.now)
-        ok = completed and len(self.failed_ids) == failed_before
-        if ok:
-            store.record_queries([(query.state(), self.started, since is None)], self.sync_id)
+        if completed:  # every page read: the next run asks from here
+            retry = tuple(sorted(self.failed_ids - failed_before))
+            store.record_queries([(replace(query.state(), retry=retry), self.started,
+                                   since is None)], self.sync_id)
         self.searches.append(SearchRun(query, since, received, skipped, pages, tuple(marked),
-                                       ok))
+                                       completed, len(retried)))
 
     def _search_id(self, study: Any) -> str | None:
         """The study's identifier, or None (with a warning) when it is not a valid ASCII NCT
