@@ -68,8 +68,9 @@ def run_sync(url: str, folder: Path, page_size: int = 1000, statuses: str = "REC
     """`sync --status STATUSES` into ``folder``/store.sqlite, in its own process."""
     db = folder / "store.sqlite"
     done = subprocess.run([sys.executable, "-c", DRIVER, str(db), url, statuses,
-                           str(page_size), now or ""], capture_output=True, text=True,
-                          check=True)
+                           str(page_size), now or ""], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the sync failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
