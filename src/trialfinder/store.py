@@ -1150,7 +1150,7 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY trial, position"
-        for r in self._read(sql, params):
+        for r in self.stream(sql, params):
             yield r[0], StoredSite(
                 r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], Status(r[8]),
                 Status(r[9]) if r[9] else None, r[10], r[11], r[12], r[13], bool(r[14]),
@@ -1171,6 +1171,17 @@ class Store:
         """Rows of a read-only query over the store's tables, for the modules that keep a
         section of the store (search); errors become StoreError."""
         return self._read(sql, params)
+
+    def stream(self, sql: str, params: Iterable[Any] = ()) -> Iterator[Any]:
+        """The rows of a query one at a time (memory stays flat over a big table); an error
+        at any step becomes StoreError."""
+        try:
+            cursor = self._db.execute(sql, tuple(params))
+            while rows := cursor.fetchmany(1000):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise StoreError(_("Cannot read the store at {path}: {reason}").format(
+                path=self._label, reason=exc)) from None
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db, self._label)
