@@ -340,7 +340,7 @@ def test_full_refresh_marks_what_the_registry_no_longer_returns(
     assert full.searches[0].marked_not_seen == (gone,)
     assert {t.outcome for t in full.trials} == {"unchanged"}
     kept = load_trial(gone, db)
-    assert kept.not_seen_since == "2025-03-01"
+    assert kept.not_seen_since == "2025-03-03"  # the day of the full refresh
     assert trial_recruitment(kept).standing is Standing.UNKNOWN
     assert standings(db, gone) == {"unknown"}
     touch(study, "2025-03-02")

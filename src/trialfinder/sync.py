@@ -593,7 +593,7 @@ class _Run:
         marked: list[str] = []
         if completed and since is None:
             marked = store.end_full_refresh(
-                query.key, seen, day=self.today.isoformat(), statuses=query.statuses,
+                query.key, seen, day=self.started[:10], statuses=query.statuses,
                 sync_id=self.sync_id, now=self.now)
         if completed:  # every page read: the next run asks from here
             retry = tuple(sorted(self.failed_ids - failed_before))
