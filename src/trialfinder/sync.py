@@ -393,6 +393,20 @@ class _Prepared(NamedTuple):
     error: str | None = None
 
 
+@dataclass
+class _SearchPass:
+    """What one run of a search query has seen so far."""
+
+    query: Query
+    since: date | None
+    seen: set[str] = field(default_factory=set)
+    """Identifiers the search returned (valid, counted once)."""
+    retried: list[str] = field(default_factory=list)
+    received: int = 0
+    skipped: int = 0
+    pages: int = 0
+
+
 class _Run:
     """The state of one sync run: the store, what happened to each trial, the warnings."""
 
@@ -487,9 +501,7 @@ class _Run:
 
         try:
             parsed = parse_study(study, retrieved=self.now or utc_now())
-            registry_trial = trial = parsed.trial
-            if trial.nct_id != nct_id:
-                raise ValueError(f"the record is {trial.nct_id}, not {nct_id}")
+            registry_trial = trial = parsed.trial  # asked by an alias: stored under its own id
             listing = _listing_for(trial.nct_id, self.listing_records)
             if listing is not None:
                 from trialfinder.merge import merge
@@ -501,7 +513,7 @@ class _Run:
             raise
         except TrialFinderError as exc:
             return _Prepared(nct_id, None, error=str(exc))
-        except (Exception, RecursionError) as exc:  # bad data never ends the run
+        except Exception as exc:  # bad data never ends the run (RecursionError included)
             return _Prepared(nct_id, None, error=_("unreadable registry record ({kind}: "
                                                    "{reason})").format(
                 kind=type(exc).__name__, reason=exc))
@@ -516,73 +528,35 @@ class _Run:
     # -- a search ----------------------------------------------------------------------------
 
     def search(self, query: Query, *, full: bool) -> None:
+        """Store the studies of a search query: those updated since its last success (or all
+        of them the first time, or with ``full``), a page per transaction, the next page
+        downloading meanwhile."""
         store = self.store
         state = store.query_state(query.key)
         since = None
         if not full and state is not None and state.last_success:
             since = date.fromisoformat(state.last_success[:10]) - timedelta(days=OVERLAP_DAYS)
         store.record_queries([(query.state(), None, False)], self.sync_id)
-        seen: set[str] = set()
-        received = skipped = pages = 0
+        passed = _SearchPass(query, since)
         failed_before = set(self.failed_ids)
         # What failed to be read last time is asked for by id first (before the prefetch
         # thread starts: the client serves one thread at a time).
-        retried = [n for n in (state.retry if state else ()) if n not in self.named]
-        for retry_id in retried:
-            self.by_id(retry_id)
-            received += 1
-        back = [n for n in retried if n in self.fetched_by_id and n not in self.failed_ids]
+        passed.retried = [n for n in (state.retry if state else ()) if n not in self.named]
+        for nct in passed.retried:
+            self.by_id(nct)
+            passed.received += 1
+        back = [n for n in passed.retried if n in self.fetched_by_id and n not in self.failed_ids]
         if back:
             store.save_page([], query=query.key, members=back)
-        total_known = False
         completed = False
         prefetch = _Prefetch(lambda: _search_pages(self.client, query, since, self.page_size))
         try:
             for studies, total in prefetch:
-                pages += 1
-                if not total_known and isinstance(total, int) and self.expected is not None:
+                if passed.pages == 0 and isinstance(total, int) and self.expected is not None:
                     self.expected += total
-                    total_known = True
-                fresh: list[tuple[str, Any]] = []
-                members: list[str] = []
-                for study in studies:
-                    nct = self._search_id(study)
-                    if nct is None:
-                        continue
-                    if nct in seen:
-                        self.warn(_("{nct} was returned twice by the search; counted once")
-                                  .format(nct=nct))
-                        continue
-                    seen.add(nct)
-                    if nct not in self.named and nct not in retried:
-                        received += 1  # a trial fetched by id is counted once, there
-                    if nct in self.fetched_by_id:
-                        members.append(nct)  # fetched by id in this run already
-                    else:
-                        fresh.append((nct, study))
-                if since is not None and query.statuses:
-                    # Updates asked without the status filter: keep those of trials the store
-                    # holds (a status change must reach them) and those that now match.
-                    held = store.stored_ids(n for n, _ in fresh)
-                    kept = [(n, s) for n, s in fresh
-                            if n in held or _overall_status(s) in query.statuses]
-                    skipped += len(fresh) - len(kept)
-                    fresh = kept
-                items = [self.prepare(n, s, None) for n, s in fresh]
-                ready = [i for i in items if i.prepared is not None]
-                results = store.save_page(
-                    [i.prepared for i in ready if i.prepared is not None],
-                    sync_id=self.sync_id, now=self.now, query=query.key,
-                    members=[*members, *(i.nct_id for i in ready)])
-                saved = iter(results)
-                for item in items:
-                    if item.prepared is None:
-                        self.done(TrialOutcome(item.nct_id, "failed", error=item.error))
-                        continue
-                    result = next(saved)
-                    self.done(TrialOutcome(item.nct_id, result.outcome, result.changes,
-                                           item.sites, warnings=item.warnings))
-                del studies, fresh, items, ready  # not kept while the next page arrives
+                passed.pages += 1
+                self._search_page(passed, studies)
+                del studies  # not kept while the next page arrives
             completed = True
         except StoreError:
             raise
@@ -593,14 +567,55 @@ class _Run:
         marked: list[str] = []
         if completed and since is None:
             marked = store.end_full_refresh(
-                query.key, seen, day=self.started[:10], statuses=query.statuses,
+                query.key, passed.seen, day=self.started[:10], statuses=query.statuses,
                 sync_id=self.sync_id, now=self.now)
         if completed:  # every page read: the next run asks from here
             retry = tuple(sorted(self.failed_ids - failed_before))
             store.record_queries([(replace(query.state(), retry=retry), self.started,
                                    since is None)], self.sync_id)
-        self.searches.append(SearchRun(query, since, received, skipped, pages, tuple(marked),
-                                       completed, len(retried)))
+        self.searches.append(SearchRun(query, since, passed.received, passed.skipped, passed.pages,
+                                       tuple(marked), completed, len(passed.retried)))
+
+    def _search_page(self, passed: _SearchPass, studies: Iterable[Any]) -> None:
+        """One page of a search: read, placed and stored in one transaction, with the
+        query's membership of its studies."""
+        fresh: list[tuple[str, Any]] = []
+        members: list[str] = []
+        for study in studies:
+            nct = self._search_id(study)
+            if nct is None:
+                continue
+            if nct in passed.seen:
+                self.warn(_("{nct} was returned twice by the search; counted once")
+                          .format(nct=nct))
+                continue
+            passed.seen.add(nct)
+            if nct not in self.named and nct not in passed.retried:
+                passed.received += 1  # a trial fetched by id is counted once, there
+            if nct in self.fetched_by_id:
+                members.append(nct)  # fetched by id in this run already
+            else:
+                fresh.append((nct, study))
+        statuses = passed.query.statuses
+        if passed.since is not None and statuses:
+            # Updates asked without the status filter: keep those of trials the store holds
+            # (a status change must reach them) and those that now match.
+            held = self.store.stored_ids(n for n, _ in fresh)
+            kept = [(n, s) for n, s in fresh if n in held or _overall_status(s) in statuses]
+            passed.skipped += len(fresh) - len(kept)
+            fresh = kept
+        items = [self.prepare(n, s, None) for n, s in fresh]
+        ready = [i.prepared for i in items if i.prepared is not None]
+        saved = iter(self.store.save_page(
+            ready, sync_id=self.sync_id, now=self.now, query=passed.query.key,
+            members=[*members, *(p.nct_id for p in ready)]))
+        for item in items:
+            if item.prepared is None:
+                self.done(TrialOutcome(item.nct_id, "failed", error=item.error))
+            else:
+                result = next(saved)
+                self.done(TrialOutcome(item.nct_id, result.outcome, result.changes,
+                                       item.sites, warnings=item.warnings))
 
     def _search_id(self, study: Any) -> str | None:
         """The study's identifier, or None (with a warning) when it is not a valid ASCII NCT
