@@ -940,3 +940,22 @@ def test_sync_refuses_a_read_only_store_before_fetching(tmp_path: Path) -> None:
     Store(db).close()
     with Store(db, mode="read") as store, pytest.raises(StoreError, match="cannot be written"):
         sync([NCT], db=store, client=client("http://127.0.0.1:9"))
+
+
+def test_status_reads_an_older_store_it_cannot_upgrade(server: HTTPServer,
+                                                       tmp_path: Path) -> None:
+    """A schema-3 store opened read-only (it cannot be upgraded) still gets a status: its
+    runs without the details schema 4 keeps."""
+    from test_store import _as_version
+
+    from trialfinder.sync import store_status
+
+    db = tmp_path / "store.sqlite"
+    serve(server, V1)
+    run(server, db, now=NIGHT1)
+    _as_version(db, 3)
+    with Store(db, mode="read") as store:
+        status = store_status(store, now=NIGHT2)
+    assert (status.schema, status.read_only, status.trials, status.sites) == (3, True, 1, 16)
+    assert status.last_success is not None and status.last_success.counts == {}
+    assert status.queries == () and status.age_hours() == 24.0
