@@ -375,7 +375,7 @@ def test_resolve_raises_nothing_but_unknown_place(query):
         ("Bordeaux cedex", "France", "33076", "Bordeaux", "33"),
         ("Pierre Benite", "France", "69495", "Pierre-Bénite", "69"),
         ("Saint-Denis", "France", "97400", "Saint-Denis", "974"),
-        ("Saint-Denis", "France", None, "Saint-Denis", "93"),
+        ("Saint-Denis", "France", "93200", "Saint-Denis", "93"),
         ("Saint-Denis", "Reunion", None, "Saint-Denis", "974"),
     ],
 )
@@ -395,12 +395,13 @@ def test_locate_prefers_the_postal_code_centroid(gaz):
 
 
 def test_locate_abroad(gaz):
-    """Foreign sites are located by city and country name or code."""
+    """Foreign sites are located by city and country name or code, at the postal code's
+    position where the index knows the country's codes."""
     valencia = gaz.locate("Valencia", "Spain")
     boston = gaz.locate("Boston", "US", "02114")
     assert valencia is not None and valencia.country == "ES"
     assert boston is not None and (boston.region, boston.precision) == ("Massachusetts",
-                                                                         Precision.CITY)
+                                                                         Precision.POSTAL_CODE)
 
 
 @pytest.mark.parametrize(
