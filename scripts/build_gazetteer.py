@@ -188,6 +188,8 @@ STATE_VOTE_KM = 25.0
 """A postal row votes for the admin-1 code of the nearest GeoNames city this close."""
 TOWN_KM = 25.0
 """US postal towns this near a GeoNames place of the same name are that place."""
+CITY_KM = 60.0
+"""Or this near, for a city of 100,000+ people (Jacksonville's ZIP codes reach 50 km out)."""
 ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII", "XIII",
          "XIV", "XV", "XVI", "XVII", "XVIII", "XIX", "XX"]
 
@@ -277,12 +279,6 @@ class Grid:
 
     def add(self, country: str, lat: float, lon: float, item: object) -> None:
         self.cells[(country, int(lat * self.CELL), int(lon * self.CELL))].append((lat, lon, item))
-
-    def around(self, country: str, lat: float, lon: float) -> list[tuple[float, float, object]]:
-        """The points of the cell of (lat, lon) and of the eight cells around it."""
-        i, j = int(lat * self.CELL), int(lon * self.CELL)
-        return [point for di in (-1, 0, 1) for dj in (-1, 0, 1)
-                for point in self.cells.get((country, i + di, j + dj), ())]
 
     def nearest(self, country: str, lat: float, lon: float, max_km: float) -> object | None:
         i, j = int(lat * self.CELL), int(lon * self.CELL)
@@ -833,7 +829,7 @@ def main() -> None:
 
     # The world's places of 1,000+ people; those of 15,000+ with their alternate names.
     world = minor = 0
-    towns = Grid()
+    us_towns: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
     for city in sorted(cities1000.values(), key=lambda c: c["geonameid"]):
         country = city["countrycode"]
         if country in FRENCH_TERRITORIES | {"MC"}:
@@ -845,7 +841,8 @@ def main() -> None:
         position = (float(city["latitude"]), float(city["longitude"]))
         place_id = add_place(city["name"], country, region_of(country, None, city["admin1code"]),
                              None, None, position, population, score, TOWN if big else MINOR)
-        towns.add(country, *position, name_key(city["name"]))
+        if country == "US":
+            us_towns[name_key(city["name"])].append((*position, population or 0))
         add_name(city["name"], place_id, False)
         if big:
             for alias in city["alternatenames"]:
@@ -878,10 +875,9 @@ def main() -> None:
         for cluster in clusters:
             lat = sum(r[1] for r in cluster) / len(cluster)
             lon = sum(r[2] for r in cluster) / len(cluster)
-            if any(item == key and km(r[1:], (plat, plon)) <= TOWN_KM
-                   for r in cluster
-                   for plat, plon, item in towns.around("US", *r[1:])):
-                continue
+            if any(km(r[1:], (plat, plon)) <= (CITY_KM if people >= 100_000 else TOWN_KM)
+                   for r in cluster for plat, plon, people in us_towns.get(key, ())):
+                continue  # the town's own ZIP codes (a big city's reach 50 km out)
             place_id = add_place(name.title() if name.isupper() else name, "US",
                                  by_id[region_id], None, None, (round(lat, 5), round(lon, 5)),
                                  None, 50 * country_weight("US", "NA"), MINOR)

@@ -19,10 +19,13 @@ naming the project, a structured query restricted to the site's country, and eve
 answer (farther than `MAX_OFFSET_KM` from the city centre) falls back to the next answer with a
 one-line warning in `warnings`.
 
-A more precise answer farther than `MAX_OFFSET_KM` from the record's own coordinate is taken
-for a namesake and not used. The offline steps (record → cache → gazetteer) decide the
-positions a store keeps: `place_offline` at sync time, and `ensure_placed` when a record was
-placed by an older version of these rules or of the gazetteer (`placing_version`).
+An answer farther than `MAX_OFFSET_KM` from the record's own coordinate is taken for a
+namesake and not used, unless it is the gazetteer's and agrees with the record's city and its
+postal code or state: then the registry's coordinate is the namesake, and is replaced.
+
+The offline steps (record → cache → gazetteer) decide the positions a store keeps:
+`place_offline` at sync time, and `ensure_placed` when a record was placed by an older version
+of these rules or of the gazetteer (`placing_version`).
 """
 
 from __future__ import annotations
@@ -481,6 +484,14 @@ def _distance(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return haversine_km(lat1, lon1, lat2, lon2)
 
 
+def _confirms_address(position: Position) -> bool:
+    """Whether a looked-up position agrees with the record's city and its postal code or
+    state: then it outweighs a registry coordinate far from it (on the recorded registry
+    records, each such registry coordinate was a namesake: Bryn Mawr Hospital near
+    Pittsburgh, CHU de la Réunion in Marseille)."""
+    return "city" in position.matched and len(position.matched) >= 2
+
+
 class GeocoderChain:
     def __init__(self, steps: Sequence[Geocoder]) -> None:
         self.steps = tuple(steps)
@@ -501,7 +512,11 @@ class GeocoderChain:
             elif record is not None and _distance(
                 found.latitude, found.longitude, record.latitude, record.longitude
             ) > MAX_OFFSET_KM:
-                continue  # a namesake: the registry's own coordinate stands
+                if not _confirms_address(found):
+                    continue  # a namesake: the registry's own coordinate stands
+                if best is record:  # the registry geocoded a namesake of the address
+                    best = None
+                record = None
             if best is None or found.precision.rank < best.precision.rank:
                 best = found
                 if best.precision is Precision.FACILITY:
