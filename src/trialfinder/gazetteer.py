@@ -314,6 +314,9 @@ class Gazetteer:
             )
         self._trigram_type: str | None = None
         self._names_cache: dict[str, tuple[str, ...]] = {}
+        # Registry records repeat a few countries and states thousands of times.
+        self._country_cache: dict[str, frozenset[str]] = {}
+        self._admin_cache: dict[tuple[str, frozenset[str] | None], frozenset[int]] = {}
 
     @property
     def build_id(self) -> str:
@@ -457,7 +460,7 @@ class Gazetteer:
             if zip_code:
                 postal = self._zip_hits(country_code, zip_code)
 
-        hits = _primary([h for h in self._exact(key, sites=True) if h.place.country in countries])
+        hits = _primary(self._exact(key, sites=True, countries=countries))
         if admins:
             in_state = [h for h in hits if _in_admins(h, admins)]
             if hits and not in_state and not postal:
@@ -568,23 +571,32 @@ class Gazetteer:
 
     # ------------------------------------------------------------------ lookups
 
-    def _exact(self, key: str, *, sites: bool = False) -> list[_Hit]:
+    def _exact(
+        self, key: str, *, sites: bool = False, countries: frozenset[str] | None = None
+    ) -> list[_Hit]:
         """Places of that name: towns and areas for a patient, towns and small towns for a
-        trial site."""
+        trial site; in the given countries only, if any."""
         if not key:
             return []
         kind = _FOR_SITES if sites else _FOR_PATIENTS
+        args = [key]
+        if countries is not None:
+            kind += f" AND p.country IN ({','.join('?' * len(countries))})"
+            args += sorted(countries)
         rows = self._db.execute(
             f"SELECT {_PLACE_COLUMNS}, n.alias, {_NAME_SCORE} AS s"
             f" FROM name n JOIN place p ON p.id = n.place{_JOINS}"
             f" WHERE n.key = ?{kind} ORDER BY s DESC, p.id",
-            (key,),
+            args,
         ).fetchall()
         return [_hit(row) for row in rows]
 
     def _admins(self, text: str, countries: frozenset[str] | None = None) -> frozenset[int]:
         """The admin areas (states, provinces, regions, French departments) a name or code
         designates, within the given countries."""
+        cached = self._admin_cache.get((text, countries))
+        if cached is not None:
+            return cached
         key = name_key(text)
         if not key:
             return frozenset()
@@ -593,7 +605,10 @@ class Gazetteer:
         if countries is not None:
             sql += f" AND a.country IN ({','.join('?' * len(countries))})"
             args += sorted(countries)
-        return frozenset(row[0] for row in self._db.execute(sql, args))
+        found = frozenset(row[0] for row in self._db.execute(sql, args))
+        if len(self._admin_cache) < 10_000:
+            self._admin_cache[(text, countries)] = found
+        return found
 
     def _zip_hits(self, country: str, code: str) -> list[_Hit]:
         """The places a foreign postal code names, each at its own position in the code."""
@@ -662,11 +677,16 @@ class Gazetteer:
         return _replace(hits[0].place, latitude=round(lat, 5), longitude=round(lon, 5))
 
     def _countries(self, text: str) -> frozenset[str]:
-        key = name_key(text)
-        row = self._db.execute("SELECT code FROM country_name WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return frozenset()
-        return FRENCH_TERRITORIES if row[0] == "FR" else frozenset({row[0]})
+        found = self._country_cache.get(text)
+        if found is None:
+            key = name_key(text)
+            row = self._db.execute(
+                "SELECT code FROM country_name WHERE key = ?", (key,)).fetchone()
+            found = (frozenset() if row is None
+                     else FRENCH_TERRITORIES if row[0] == "FR" else frozenset({row[0]}))
+            if len(self._country_cache) < 10_000:
+                self._country_cache[text] = found
+        return found
 
     # ------------------------------------------------------------------ resolve helpers
 

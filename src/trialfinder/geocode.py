@@ -50,7 +50,7 @@ from trialfinder.errors import BadInput, GeocodingError
 from trialfinder.models import Precision, Site, Trial
 
 if TYPE_CHECKING:
-    from trialfinder.gazetteer import Gazetteer, Place, Resolution
+    from trialfinder.gazetteer import Gazetteer, Place, Resolution, SiteMatch
 
 NOMINATIM_URL = "https://nominatim.openstreetmap.org"
 """The public OpenStreetMap server; override with ``TRIALFINDER_NOMINATIM_URL``."""
@@ -175,6 +175,7 @@ class RecordGeocoder:
     def __init__(self, gazetteer: Gazetteer | None = None) -> None:
         self._gazetteer = gazetteer
         self._rejected: Site | None = None
+        self._inside: dict[tuple[str, float | None, float | None], bool | None] = {}
 
     def position(self, site: Site) -> Position | None:
         self._rejected = None
@@ -184,7 +185,10 @@ class RecordGeocoder:
             from trialfinder.gazetteer import Gazetteer
 
             self._gazetteer = Gazetteer.bundled()
-        if self._gazetteer.contains(site.country, site.latitude, site.longitude) is False:  # type: ignore[arg-type]
+        point = (site.country, site.latitude, site.longitude)
+        if point not in self._inside:
+            self._inside[point] = self._gazetteer.contains(*point)  # type: ignore[arg-type]
+        if self._inside[point] is False:
             self._rejected = site
             return None
         return Position(
@@ -234,6 +238,8 @@ class GazetteerGeocoder:
     def __init__(self, gazetteer: Gazetteer | None = None) -> None:
         self._gazetteer = gazetteer
         self._last: tuple[Site, str | None] | None = None
+        self._matches: dict[tuple[str | None, ...], SiteMatch] = {}
+        """Answers by address: a trial's sites share a few cities (1,148 sites, 300 cities)."""
 
     @property
     def gazetteer(self) -> Gazetteer:
@@ -244,7 +250,10 @@ class GazetteerGeocoder:
         return self._gazetteer
 
     def position(self, site: Site) -> Position | None:
-        match = self.gazetteer.match_site(site.city, site.country, site.state, site.zip)
+        address = (site.city, site.country, site.state, site.zip)
+        match = self._matches.get(address)
+        if match is None:
+            match = self._matches[address] = self.gazetteer.match_site(*address)
         self._last = (site, match.reason)
         if match.place is None:
             return None
@@ -826,14 +835,14 @@ def mark_shared_positions(sites: Iterable[Site]) -> list[Site]:
         for s in sites
         if s.has_position
     )
-    return [
-        dataclasses.replace(
-            s,
-            shared_position=s.has_position
-            and counts[(round(s.latitude, 6), round(s.longitude, 6))] > 1,  # type: ignore[arg-type]
-        )
-        for s in sites
-    ]
+    marked = []
+    for s in sites:
+        shared = s.has_position and counts[
+            (round(s.latitude, 6), round(s.longitude, 6))  # type: ignore[arg-type]
+        ] > 1
+        marked.append(s if s.shared_position == shared
+                      else dataclasses.replace(s, shared_position=shared))
+    return marked
 
 
 # --- a whole trial, with the store -------------------------------------------------------
