@@ -812,6 +812,17 @@ def test_an_overseas_patient_is_answered_with_the_sites_in_france(place):
 
 
 @pytest.mark.parametrize(
+    ("country", "code"),
+    [("France", "FR"), ("USA", "US"), ("United States", "US"), ("Korea, Republic of", "KR"),
+     ("Allemagne", "DE"), ("Reunion", "RE"), ("de", "DE"), ("Atlantis", None), ("", None),
+     (None, None)],
+)
+def test_country_code(gaz, country, code):
+    """A country as records and people name it gives its ISO code (France: FR)."""
+    assert gaz.country_code(country) == code
+
+
+@pytest.mark.parametrize(
     ("country", "latitude", "longitude", "inside"),
     [("France", 45.75, 4.85, True), ("France", 40.71, -74.0, False),
      ("United States", 48.85, 2.35, False), ("United States", 40.71, -74.0, True),

@@ -546,6 +546,14 @@ class Gazetteer:
         ).fetchone()
         return row is not None
 
+    def country_code(self, country: str | None) -> str | None:
+        """The ISO 3166-1 code of a country as a record or a person names it ("France",
+        "USA", "Korea, Republic of", "Allemagne"); "FR" for France; None when unknown."""
+        codes = self._countries(country) if country and country.strip() else frozenset()
+        if not codes:
+            return None
+        return "FR" if codes == FRENCH_TERRITORIES else min(codes)
+
     def same_country(self, place: Place, site_country: str | None) -> bool:
         """Whether a site in `site_country` is in the patient's country; France and its
         overseas departments and collectivities count as one."""
