@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from trialfinder.errors import UnknownPlace
+from trialfinder.i18n import _, ngettext
 from trialfinder.models import Precision
 from trialfinder.resources import data_path
 from trialfinder.text import fold
@@ -344,16 +345,16 @@ class Gazetteer:
         """What the user typed -> a place; raises UnknownPlace with a message to act on."""
         text = _clean(query)
         if not text:
-            raise UnknownPlace(
+            raise UnknownPlace(_(
                 "No place given: type a town (e.g. Lyon), a French postal code (e.g. 69003) "
                 "or both"
-            )
+            ))
         if len(text) > MAX_QUERY:
             # _clean reads at most MAX_QUERY * 4 characters: report the length given.
             length = len(query) if len(text) >= MAX_QUERY * 4 else len(text)
-            raise UnknownPlace(
-                f"That is too long for a place name ({length:,} characters; at most {MAX_QUERY})"
-            )
+            raise UnknownPlace(_(
+                "That is too long for a place name ({length} characters; at most {limit})"
+            ).format(length=f"{length:,}", limit=MAX_QUERY))
         shown = _shorten(text)
         text = _CEDEX.sub("", text).strip() or text
         text = _FRENCH_PREFIX.sub("", text).strip() or text
@@ -367,7 +368,7 @@ class Gazetteer:
 
         key = name_key(text)
         if not any(ch.isalnum() for ch in key):
-            raise UnknownPlace(f"'{shown}' is not a place name")
+            raise UnknownPlace(_("'{text}' is not a place name").format(text=shown))
         hits = self._exact(key)
         if hits:
             return self._resolution(shown, hits)
@@ -389,8 +390,9 @@ class Gazetteer:
             qualifier, hits = excluded[0]
             labels = tuple(_dedupe(h.place.label for h in hits[:5]))
             raise UnknownPlace(
-                f"No {hits[0].place.name} in '{_shorten(qualifier.text)}'. Did you mean "
-                f"{_enumerate(labels, 'or')}?",
+                _("No {name} in '{qualifier}'. Did you mean {choices}?").format(
+                    name=hits[0].place.name, qualifier=_shorten(qualifier.text),
+                    choices=_enumerate(labels, "or")),
                 suggestions=labels,
             )
         resolution = self._fuzzy_resolution(shown, key, None)
@@ -400,10 +402,10 @@ class Gazetteer:
             resolution = self._fuzzy_resolution(shown, name_key(name), qualifier)
             if resolution:
                 return resolution
-        raise UnknownPlace(
-            f"Unknown place '{shown}': not a French commune, a French postal code nor a city "
+        raise UnknownPlace(_(
+            "Unknown place '{text}': not a French commune, a French postal code nor a city "
             "of 15,000+ people"
-        )
+        ).format(text=shown))
 
     def locate(
         self,
@@ -701,14 +703,16 @@ class Gazetteer:
     def _resolve_postcode(self, shown: str, code: str, name: str | None = None) -> Resolution:
         hits = self._postcode_hits(code)
         if not hits:
-            raise UnknownPlace(f"Unknown postal code '{code}': not a French postal code")
+            raise UnknownPlace(
+                _("Unknown postal code '{code}': not a French postal code").format(code=code))
         if name:
             return self._postcode_and_name(shown, code, name, hits)
         place = self._centroid(code, hits)
         others = tuple(h.place for h in hits[1:6])
         notes = []
         if others:
-            notes.append(f"{code} also covers " + _enumerate([p.name for p in others]) + ".")
+            notes.append(_("{code} also covers {names}.").format(
+                code=code, names=_enumerate([p.name for p in others])))
         return Resolution(shown, place, others, notes=tuple(notes))
 
     def _postcode_and_name(self, shown: str, code: str, name: str, hits: list[_Hit]) -> Resolution:
@@ -754,20 +758,21 @@ class Gazetteer:
             if close:
                 hit = min(close, key=lambda dh: dh[0])[1]
                 others = tuple(h.place for h in hits if h is not hit)[:5]
-                note = f"'{_shorten(name)}' read as {hit.place.name}, in {code}."
+                note = _("'{text}' read as {name}, in {code}.").format(
+                    text=_shorten(name), name=hit.place.name, code=code)
                 return Resolution(shown, hit.place, others, corrected_from=shown, notes=(note,))
         names = _dedupe(h.place.name for h in hits)
         listed = _enumerate(names[:3] + (["…"] if len(names) > 3 else []), "or")
         raise UnknownPlace(
-            f"{code} is {listed}, not {_shorten(name)}: give the postal code or the town alone, "
-            "or both matching",
+            _("{code} is {names}, not {text}: give the postal code or the town alone, "
+              "or both matching").format(code=code, names=listed, text=_shorten(name)),
             suggestions=(code, _shorten(name)),
         )
 
     def _splits(self, text: str) -> Iterable[tuple[str, _Filter]]:
         """(name, qualifier) readings: "Valence, Espagne", "Saint-Denis 974", "Valencia ES"."""
         if "," in text:
-            name, _, qualifier = text.rpartition(",")
+            name, _comma, qualifier = text.rpartition(",")
             parsed = self._qualifier(qualifier.strip(), allow_region=True)
             if parsed and name.strip():
                 yield name.strip(" ,"), parsed
@@ -803,13 +808,18 @@ class Gazetteer:
         others = [h.place for h in hits[1:] if not h.alias or h.score >= floor]
         notes = []
         if best.alias:
-            notes.append(f"'{shown}' read as {best.place.label}.")
+            notes.append(_("'{text}' read as {place}.").format(text=shown,
+                                                                 place=best.place.label))
         if others:
-            also = _enumerate([p.label for p in others[:5]])
-            more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+            labels = [p.label for p in others[:5]]
+            if len(others) > 5:
+                labels.append(ngettext("{count} more", "{count} more", len(others) - 5).format(
+                    count=len(others) - 5))
             notes.append(
-                f"Taken: {best.place.label}. Also: {also}{more} — add the department or "
-                f"country to choose (e.g. '{_hint(others[0])}')."
+                _("Taken: {place}. Also: {others} — add the department or country to choose "
+                  "(e.g. '{example}').").format(place=best.place.label,
+                                                others=_enumerate(labels),
+                                                example=_hint(others[0]))
             )
         return Resolution(shown, best.place, tuple(others[:5]), notes=tuple(notes))
 
@@ -834,12 +844,14 @@ class Gazetteer:
         if len(tied) > 1 and tied[0].score < _CLEAR_WINNER * tied[1].score:
             labels = tuple(_dedupe(h.place.label for h in tied[:5]))
             raise UnknownPlace(
-                f"Unknown place '{shown}'. Did you mean {_enumerate(labels, 'or')}?",
+                _("Unknown place '{text}'. Did you mean {choices}?").format(
+                    text=shown, choices=_enumerate(labels, "or")),
                 suggestions=labels,
             )
         best = tied[0]
         others = tuple(h.place for h in tied[1:6])
-        note = f"'{shown}' is not a known place; taken as the closest name: {best.place.label}."
+        note = _("'{text}' is not a known place; taken as the closest name: {place}.").format(
+            text=shown, place=best.place.label)
         return Resolution(shown, best.place, others, corrected_from=shown, notes=(note,))
 
     # ------------------------------------------------------------------ fuzzy matching
@@ -1002,10 +1014,14 @@ def _shorten(text: str, limit: int = 60) -> str:
 
 
 def _enumerate(items: Sequence[str], last: str = "and") -> str:
+    """"A, B and C" (or "A, B or C"), in the current language."""
     items = list(items)
     if len(items) <= 1:
         return "".join(items)
-    return ", ".join(items[:-1]) + f" {last} {items[-1]}"
+    head, tail = ", ".join(items[:-1]), items[-1]
+    if last == "or":
+        return _("{items} or {last}").format(items=head, last=tail)
+    return _("{items} and {last}").format(items=head, last=tail)
 
 
 def _dedupe(items: Iterable[str]) -> list[str]:
