@@ -174,7 +174,7 @@ def test_overseas_patients_are_shown_the_trials_french_centres(runner: CliRunner
     result = invoke(runner, "nearest", "97400", "-n", "1")
     assert result.exit_code == 0
     assert result.stdout.splitlines()[0].endswith("to Saint-Denis (974), 97400, France")
-    assert "1. Equally near, 8776.5 km: 2 sites placed at one point, the centre of Marseille " \
+    assert "1. Equally near, 8,776.5 km: 2 sites placed at one point, the centre of Marseille " \
         "(the record gives no street address)" in result.stdout.splitlines()
 
 
@@ -182,7 +182,7 @@ def test_max_km_reaches_farther(runner: CliRunner) -> None:
     """--max-km widens the reach for a patient far away."""
     result = invoke(runner, "nearest", "Atlantis", "--max-km", "10000", "-n", "1")
     assert result.exit_code == 0
-    assert "1. Equally near, 8650.0 km" in result.stdout
+    assert "1. Equally near, 8,650.0 km" in result.stdout
     # --limit 1 fell in a group of two equally near sites: both are shown, and it is said.
     assert "The limit of 1 fell among equally near sites: all 2 are shown." in result.stdout
 

@@ -16,7 +16,7 @@ from trialfinder.freshness import (
     messages,
     sponsor_caution,
 )
-from trialfinder.i18n import _, ngettext
+from trialfinder.i18n import _, format_decimal, ngettext
 from trialfinder.models import Contact, Precision, Site, Trial
 from trialfinder.recruitment import (
     Recruitment,
@@ -58,8 +58,8 @@ def place_json(place: Place) -> dict[str, Any]:
 
 
 def distance_words(km: float) -> str:
-    """"3.8 km"."""
-    return _("{km} km").format(km=f"{km:.1f}")
+    """"3.8 km", "8,650.0 km" (as the current language writes numbers)."""
+    return _("{km} km").format(km=format_decimal(km, 1))
 
 
 def precision_words(precision: Precision) -> str:
