@@ -144,6 +144,9 @@ def test_where_a_site_status_comes_from() -> None:
     open_trial = _trial(Status.RECRUITING, "2026-06")
     assert status_source_words(site_recruitment(marked, open_trial, TODAY), marked) == (
         "the site's own status")
+    unverified = _trial(Status.RECRUITING, "2023-06")
+    assert status_source_words(site_recruitment(marked, unverified, TODAY), marked) == (
+        "the trial's status is unknown: the site's own is not verified either")
 
 
 def test_every_registry_status_has_words() -> None:

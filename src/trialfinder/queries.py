@@ -186,7 +186,7 @@ def _trial_has_sites_in(trial: Trial, place: Place) -> bool:
 def _out_of_reach_message(
     trial: Trial, resolution: Resolution, nearest_site: RankedSite, max_km: float
 ) -> str:
-    from trialfinder.i18n import _
+    from trialfinder.i18n import _, format_decimal
     from trialfinder.render import place_title
 
     site = nearest_site.site
@@ -201,7 +201,7 @@ def _out_of_reach_message(
             "({city}), is {distance} km away. Check the place with `trialfinder where`, or "
             "use --max-km to look farther.")
     return message.format(
-        nct_id=trial.nct_id, max_km=f"{max_km:,.0f}", place=place_title(resolution.place),
-        facility=site.facility or site.city, city=site.city,
-        distance=f"{nearest_site.distance_km:,.0f}",
+        nct_id=trial.nct_id, max_km=format_decimal(max_km, 0),
+        place=place_title(resolution.place), facility=site.facility or site.city,
+        city=site.city, distance=format_decimal(nearest_site.distance_km or 0.0, 0),
     )

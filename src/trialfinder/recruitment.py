@@ -311,6 +311,8 @@ def status_source_words(answer: Recruitment, site: Site | None = None) -> str:
     if site is None:
         return _("the trial's overall status")
     recorded = answer.recorded
+    if answer.standing is Standing.UNKNOWN and recorded is not None:
+        return _("the trial's status is unknown: the site's own is not verified either")
     if recorded is not None and recorded is not answer.status:
         return _("the trial's status; the site is still marked {status}").format(
             status=status_label(recorded).lower())
