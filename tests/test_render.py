@@ -321,3 +321,19 @@ def test_the_day_decides_the_two_year_rule() -> None:
     assert TrialView(trial, today=date(2025, 3, 1)).recruitment.recruiting
     later = TrialView(trial, today=date(2027, 3, 2))
     assert later.recruitment.standing.value == "unknown" and later.stale
+
+
+def test_presentation_does_not_import_the_http_client() -> None:
+    """render, summary, referral, mapping and queries never load registry.py (or requests)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import trialfinder.render, trialfinder.summary, trialfinder.referral\n"
+        "import trialfinder.mapping, trialfinder.queries, trialfinder.criteria\n"
+        "print('trialfinder.registry' in sys.modules, 'requests' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False False"
