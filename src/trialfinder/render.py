@@ -630,24 +630,27 @@ def geocode_text(placement: Placement, *, online: bool) -> str:
 
     trial = placement.trial
     how = (
-        f"online: {placement.requests} request(s) to Nominatim/OpenStreetMap"
+        _("online: {n} request(s) to Nominatim/OpenStreetMap").format(n=placement.requests)
         if online
-        else "offline: record, geocode cache, bundled gazetteer"
+        else _("offline: record, geocode cache, bundled gazetteer")
     )
-    lines = [f"{trial.nct_id}: {len(trial.sites)} sites ({how})", ""]
+    lines = [ngettext("{nct_id}: {n} site ({how})", "{nct_id}: {n} sites ({how})",
+                      len(trial.sites)).format(nct_id=trial.nct_id, n=len(trial.sites), how=how),
+             ""]
     for i, site in enumerate(trial.sites, start=1):
-        where = ", ".join(p for p in (site.city, site.country) if p)
-        lines.append(f"{i}. {site.facility or '(facility not named)'} — {where}")
+        lines.append(_detail_head(site, None, f"{i}. "))
         point = (
             f"{site.latitude:.4f}, {site.longitude:.4f} — "
             if site.latitude is not None and site.longitude is not None
             else ""
         )
-        lines.append(f"   Position: {point}{position_text(site)}")
+        lines.append("   " + _("Position: {position}").format(
+            position=point + position_text(site)))
     counts = Counter(s.precision.value for s in trial.sites)
     lines.append("")
-    lines.append("Precision: " + ", ".join(f"{n} {p}" for p, n in counts.most_common()))
-    lines.extend(f"Warning: {w}" for w in placement.warnings)
+    lines.append(_("Precision: {counts}").format(
+        counts=", ".join(f"{n} {p}" for p, n in counts.most_common())))
+    lines.extend(_("Warning: {warning}").format(warning=w) for w in placement.warnings)
     return "\n".join(lines)
 
 
@@ -665,18 +668,21 @@ def where_json(resolution: Resolution) -> dict[str, Any]:
 def where_text(resolution: Resolution) -> str:
     place = resolution.place
     country = f"{place.country_name} ({place.country})" if place.country else place.country_name
+    unknown = _("not known")
     lines = [
-        f"{resolution.query!r} resolves to {place.label}",
-        f"Name: {place.name}",
-        f"Region: {place.region or 'not known'}",
-        f"Department: {place.department or 'not known'}",
-        f"Country: {country or 'not known'}",
-        f"Postal code: {place.postal_code or 'none'}",
-        f"Position: {place.latitude:.4f}, {place.longitude:.4f} ({place.precision.value})",
+        _("{query} resolves to {place}").format(query=repr(resolution.query), place=place.label),
+        _("Name: {name}").format(name=place.name),
+        _("Region: {region}").format(region=place.region or unknown),
+        _("Department: {department}").format(department=place.department or unknown),
+        _("Country: {country}").format(country=country or unknown),
+        _("Postal code: {code}").format(code=place.postal_code or _("none")),
+        _("Position: {position}").format(position=f"{place.latitude:.4f}, "
+                                         f"{place.longitude:.4f} ({place.precision.value})"),
     ]
     if resolution.corrected_from:
-        lines.append(f"Corrected from: {resolution.corrected_from}")
+        lines.append(_("Corrected from: {text}").format(text=resolution.corrected_from))
     others = [p.label for p in resolution.alternatives]
-    lines.append("Other candidates: " + ("; ".join(others) if others else "none"))
-    lines.extend(f"Note: {n}" for n in resolution.notes)
+    lines.append(_("Other candidates: {places}").format(
+        places="; ".join(others) if others else _("none")))
+    lines.extend(_("Note: {note}").format(note=n) for n in resolution.notes)
     return "\n".join(lines)
