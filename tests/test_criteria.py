@@ -56,6 +56,10 @@ def recorded_criteria(name: str, index: int = 0) -> str:
     ("Ausschlusskriterien", "exclusion"),
     ("Eligibility Criteria:", "other"),
     ("Eligibility", "other"),
+    ("Inclusion and Exclusion Criteria:", "other"),
+    ("INCLUSION / EXCLUSION CRITERIA", "other"),
+    ("Eligibility criteria - Inclusion", "inclusion"),
+    ("Eligibility Criteria (non-inclusion):", "exclusion"),
 ])
 def test_heading_wordings(line: str, kind: str) -> None:
     """Every heading wording real records use is read as the kind it announces."""

@@ -165,6 +165,8 @@ _KINDS: dict[str, Kind] = {
     "esclusione": "exclusion", "ausschluss": "exclusion",
     "eligibility": "other", "eligibilite": "other",
 }
+_BOTH = re.compile(r"(?:(?:and|or|&)\s*)?(?:non\s*)?(?:inclusion|exclusion)(?:\s+criteria)?")
+_NAMED = re.compile(r"\b(?P<neg>non\s*)?(?P<kind>inclusion|exclusion)\b")
 _REST_MAX = 40
 """How much may follow a heading's key words ("for cohort A", "(all patients)")."""
 
@@ -187,14 +189,23 @@ def heading_kind(line: str, *, whole: bool = False) -> tuple[Kind, str, str] | N
         rest = match.group("rest").strip()
         if whole and (rest or after.strip("*_ ")):
             return None
-        has_word = "word" in match.groupdict() and match.group("word") is not None
-        if rest and not has_word:
-            return None  # "Exclusion of patients with …" is a sentence, not a heading
-        if len(rest) > _REST_MAX or (not colon and (head.endswith(".") or len(key.split()) > 8)):
-            return None
         kind = _KINDS[match.group("kind")]
         if match.groupdict().get("neg"):
             kind = "exclusion" if kind in ("inclusion", "other") else "inclusion"
+        both = kind != "other" and _BOTH.fullmatch(rest)
+        if both:
+            # "Inclusion and exclusion criteria": a heading over both, of neither kind.
+            kind, rest = "other", ""
+        has_word = "word" in match.groupdict() and match.group("word") is not None
+        if rest and not has_word and not both:
+            return None  # "Exclusion of patients with …" is a sentence, not a heading
+        if len(rest) > _REST_MAX or (not colon and (head.endswith(".") or len(key.split()) > 8)):
+            return None
+        named = _NAMED.search(rest)
+        if kind == "other" and named:
+            # "Eligibility criteria - inclusion", "Eligibility criteria (non-inclusion)"
+            kind = "exclusion" if named.group("neg") or named.group("kind") == "exclusion" \
+                else "inclusion"
         return kind, head, after.strip().lstrip("*_").strip()
     return None
 
