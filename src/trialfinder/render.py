@@ -131,7 +131,10 @@ def status_line(answer: Recruitment) -> str:
 
 
 def status_detail_line(answer: Recruitment, site: Site | None) -> str:
-    """"Status: Recruiting (the trial's status; the record gives none for this site)"."""
+    """"Status: Recruiting (the trial's status; the record gives none for this site)"; a
+    listing page's words say their source themselves."""
+    if answer.status_from is StatusFrom.PAGE:
+        return status_line(answer)
     return _("{status} ({source})").format(
         status=status_line(answer), source=status_source_words(answer, site))
 
