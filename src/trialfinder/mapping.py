@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from trialfinder.i18n import _, ngettext
 from trialfinder.models import Site, Trial
 from trialfinder.nearest import RankedSite, haversine_km, rank_sites
-from trialfinder.recruitment import Recruitment, Standing
+from trialfinder.recruitment import Recruitment, Standing, StatusFrom
 from trialfinder.resources import data_path
 
 if TYPE_CHECKING:
@@ -475,10 +475,11 @@ def _popup_html(
         label = ngettext("Investigator", "Investigators", len(investigators))
         names = "; ".join(c.display for c in investigators)
         parts.append(f"<div><b>{e(label)}:</b> {e(names)}</div>")
+    source = ("" if answer.status_from is StatusFrom.PAGE else
+              f' <span class="tf-muted">({e(status_source_words(answer, site))})</span>')
     parts.append(
         f'<div><b>{e(_("Status"))}:</b> <span class="tf-dot" '
-        f'style="background:{category.colour}"></span>{e(status_words(answer))} '
-        f'<span class="tf-muted">({e(status_source_words(answer, site))})</span></div>'
+        f'style="background:{category.colour}"></span>{e(status_words(answer))}{source}</div>'
     )
     for contact in site.contacts:
         if contact.is_investigator and not (contact.phone or contact.email):

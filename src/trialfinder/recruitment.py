@@ -319,3 +319,12 @@ def status_source_words(answer: Recruitment, site: Site | None = None) -> str:
     if site.status is None:
         return _("the trial's status; the record gives none for this site")
     return _("the trial's status")
+
+
+def status_with_source(answer: Recruitment, site: Site | None = None) -> str:
+    """"Recruiting (the site's own status)": the status and where it comes from, in one
+    phrase; a listing page's words say their source themselves."""
+    if answer.status_from is StatusFrom.PAGE:
+        return status_words(answer)
+    return _("{status} ({source})").format(status=status_words(answer),
+                                           source=status_source_words(answer, site))

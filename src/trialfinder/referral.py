@@ -155,16 +155,14 @@ def _contact_html(contact: Contact) -> str:
 
 
 def _site_html(ranked: RankedSite, trial: Trial) -> str:
-    from trialfinder.recruitment import status_source_words, status_words
+    from trialfinder.recruitment import status_with_source
     from trialfinder.render import distance_words, shared_words
 
     site = ranked.site
     where = ", ".join(p for p in (site.zip, site.city, site.state, site.country) if p)
     distance = (distance_words(ranked.distance_km) if ranked.distance_km is not None
                 else _("position unknown — may be near you"))
-    status = _("{status} ({source})").format(
-        status=status_words(ranked.recruitment),
-        source=status_source_words(ranked.recruitment, site))
+    status = status_with_source(ranked.recruitment, site)
     contacts = "".join(f"<li>{_contact_html(c)}</li>" for c in site.contacts)
     central = [c for c in trial.central_contacts if c.phone or c.email]
     if not any(c.phone or c.email for c in site.contacts):
