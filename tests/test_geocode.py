@@ -592,7 +592,7 @@ def test_geocode_online_reports_each_site(cli_env, db):
         f"2. {TIMONE} — Marseille, France",
         f"   Position: 43.2897, 5.4024 — facility (Nominatim/OpenStreetMap, {today})",
         f"3. {BERARD} — Lyon, France",
-        "   Position: 45.7491, 4.8479 — city centre (bundled gazetteer)",
+        "   Position: 45.7491, 4.8479 — city centre (city; bundled gazetteer)",
     ]
     assert "Precision: 2 facility, 1 city centre" in lines
     assert lines[-1] == (
@@ -912,29 +912,6 @@ def test_the_chain_says_why_a_site_is_unplaced(gazetteer):
     site = _us("Clinic", "Hollywood", None)
     assert chain.position(site) is None
     assert chain.reason(site) == "ambiguous"
-
-
-@pytest.mark.parametrize(
-    ("site", "words"),
-    [
-        (_site(BERARD, "Lyon", **LYON_GEOPOINT), "city centre (registry)"),
-        (_site(BERARD, "Lyon", latitude=45.7, longitude=4.8, precision=Precision.CITY,
-               coordinate_source="bundled gazetteer", matched=("city", "state")),
-         "city centre (city + state)"),
-        (_site(BERARD, "Lyon", latitude=45.7, longitude=4.8, precision=Precision.POSTAL_CODE,
-               coordinate_source="bundled gazetteer", matched=("postal code", "city")),
-         "postal code (postal code + city)"),
-        (_site(TIMONE, "Marseille", latitude=43.2, longitude=5.4, precision=Precision.FACILITY,
-               coordinate_source="Nominatim/OpenStreetMap, 2026-11-24"),
-         "facility (Nominatim/OpenStreetMap, 2026-11-24)"),
-        (_site(BERARD, "Lyon", unplaced_reason="ambiguous"), "unknown (ambiguous)"),
-        (_site(BERARD, "Lyon"), "unknown"),
-    ],
-)
-def test_describe_position(site, words):
-    """How a position was decided reads in a few words: the fields that matched, or the
-    registry, or the online source; why a site is unplaced."""
-    assert geocode.describe_position(site) == words
 
 
 # --- the rate limit across processes --------------------------------------------------------

@@ -809,20 +809,6 @@ def _placed(site: Site, position: Position | None, reason: str | None = None) ->
     )
 
 
-def describe_position(site: Site) -> str:
-    """How a site's position was decided, in a few words: "city centre (registry)", "city
-    centre (city + state)", "postal code (postal code + city)", "facility
-    (Nominatim/OpenStreetMap, 2026-11-24)", "unknown (ambiguous)"."""
-    if not site.has_position:
-        return f"unknown ({site.unplaced_reason})" if site.unplaced_reason else "unknown"
-    if site.matched:
-        return f"{site.precision.value} ({' + '.join(site.matched)})"
-    source = site.coordinate_source or ""
-    if source == GAZETTEER_SOURCE or source.startswith(NOMINATIM_SOURCE):
-        return f"{site.precision.value} ({source})"
-    return f"{site.precision.value} (registry)"
-
-
 def mark_shared_positions(sites: Iterable[Site]) -> list[Site]:
     """Flag sites that sit at exactly one position (several sites at one city centre).
 
