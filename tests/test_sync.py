@@ -947,7 +947,6 @@ def test_status_reads_an_older_store_it_cannot_upgrade(server: HTTPServer,
     """A schema-3 store opened read-only (it cannot be upgraded) still gets a status: its
     runs without the details schema 4 keeps."""
     from test_store import _as_version
-
     from trialfinder.sync import store_status
 
     db = tmp_path / "store.sqlite"

@@ -313,28 +313,14 @@ class Change:
 
 def status_words(status: str | None) -> str:
     """A recorded registry status as people read it ("Active, not recruiting")."""
+    from trialfinder.recruitment import status_label
+
     if not status:
         return _("no status")
-    words = _STATUS_WORDS.get(status)
-    return _(words) if words else status
-
-
-_STATUS_WORDS = {
-    "RECRUITING": "Recruiting",
-    "NOT_YET_RECRUITING": "Not yet recruiting",
-    "ENROLLING_BY_INVITATION": "Enrolling by invitation",
-    "ACTIVE_NOT_RECRUITING": "Active, not recruiting",
-    "SUSPENDED": "Suspended",
-    "TERMINATED": "Terminated",
-    "COMPLETED": "Completed",
-    "WITHDRAWN": "Withdrawn",
-    "AVAILABLE": "Available",
-    "NO_LONGER_AVAILABLE": "No longer available",
-    "TEMPORARILY_NOT_AVAILABLE": "Temporarily not available",
-    "APPROVED_FOR_MARKETING": "Approved for marketing",
-    "WITHHELD": "Withheld",
-    "UNKNOWN": "Unknown",
-}
+    try:
+        return status_label(Status(status))
+    except ValueError:
+        return status
 
 
 @dataclass(frozen=True, slots=True)

@@ -644,16 +644,10 @@ def _overall_status(study: Any) -> str | None:
 
 def placer(store: Store | None = None) -> Callable[[Trial], Trial]:
     """The one way trialfinder places a trial's sites offline (record, the store's cache,
-    the gazetteer), stamped with `geocode.placing_version()`."""
-    from trialfinder import geocode
+    the gazetteer: `geocode.place_offline`), stamped with `geocode.placing_version()`."""
+    from trialfinder.geocode import place_offline
 
-    place_offline = getattr(geocode, "place_offline", None)
-    if place_offline is not None:
-        return lambda trial: place_offline(trial, store=store)
-    # Until geocode.place_offline lands (the gazetteer branch): the same chain, by hand.
-    chain = geocode.default_chain(store=store)
-    version = geocode.placing_version()
-    return lambda trial: geocode.locate_sites(trial, chain).replace(placed_by=version)
+    return lambda trial: place_offline(trial, store)
 
 
 def _search_pages(
