@@ -949,4 +949,7 @@ def query_line(state: QueryState) -> str:
     line = _("{what}: last success {when}").format(what=what, when=success)
     if state.kind == "search" and state.last_full:
         line += _(", last full refresh {when}").format(when=state.last_full)
+    if state.retry:
+        line += "; " + _count(len(state.retry), "study to ask again by id",
+                              "studies to ask again by id")
     return line
