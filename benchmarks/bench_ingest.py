@@ -1,6 +1,7 @@
 """A mirror sync against a registry that sets the pace: overlap, memory, disk writes.
 
-    python benchmarks/bench_ingest.py [--rate 300] [--sizes 1000,2000,3000] [--store-dir DIR]
+    python benchmarks/bench_ingest.py [--rate 300] [--sizes 1000,2000,3000,6000]
+                                      [--repeat 3] [--store-dir DIR]
 
 A local registry (benchmarks/local_registry.py, its own process) serves N synthetic studies
 (made from the recorded fixtures: new ids, shifted positions, registry-like site counts,
@@ -15,8 +16,10 @@ N it measures, in the same run:
    write-ahead log and all) and the store's final size.
 
 Goals (issue 13): the 3,000-study sync within 1.2 × the plain download + 1 s; memory flat
-as N grows; writes at most 3 × the final store size. ``write_bytes`` counts what reaches
-the block layer: use a real disk for ``--store-dir`` (tmpfs counts nothing).
+as N grows (from two pages on: one page has nothing to overlap, two pages are in flight
+after that, a page being processed and the next one downloading); writes at most 3 × the
+final store size. ``write_bytes`` counts what reaches the block layer: use a real disk for
+``--store-dir`` (tmpfs counts nothing).
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ def bench(n: int, rate: float, repeat: int, store_dir: str | None) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=300.0, help="studies/s served")
-    parser.add_argument("--sizes", default="1000,2000,3000")
+    parser.add_argument("--sizes", default="1000,2000,3000,6000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--store-dir", help="where the stores go (default: the system's "
                         "temporary folder; it must be a real disk for write_bytes)")
@@ -124,14 +127,16 @@ def main() -> None:
         print(f"{n:>8,} {r['plain']:8.2f} {r['sync']:7.2f} {r['goal']:7.2f} "
               f"{r['rss_mib']:8.0f} {r['written_mib']:8.1f} {r['store_mib']:7.1f} "
               f"{r['written_mib'] / r['store_mib']:6.2f}")
-    last = results[max(sizes)]
-    overlap = last["sync"] <= last["goal"]
-    rss = [r["rss_mib"] for r in results.values()]
+    goal_size = 3000 if 3000 in results else max(sizes)
+    overlap = results[goal_size]["sync"] <= results[goal_size]["goal"]
+    rss = [r["rss_mib"] for n, r in results.items() if n >= 2000] or [
+        r["rss_mib"] for r in results.values()]
     flat = max(rss) <= 1.25 * min(rss)
     disk = all(r["written_mib"] <= 3 * r["store_mib"] for r in results.values())
-    print(f"overlap goal (sync ≤ 1.2 × plain + 1 s at {max(sizes):,}): "
+    print(f"overlap goal (sync ≤ 1.2 × plain + 1 s at {goal_size:,}): "
           f"{'MET' if overlap else 'NOT MET'}")
-    print(f"memory flat (peak RSS within 25 %): {'MET' if flat else 'NOT MET'}")
+    print(f"memory flat (peak RSS within 25 % from 2,000 studies on): "
+          f"{'MET' if flat else 'NOT MET'}")
     print(f"disk writes ≤ 3 × store: {'MET' if disk else 'NOT MET'}")
 
 
