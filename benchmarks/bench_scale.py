@@ -127,7 +127,8 @@ def main() -> None:
                 result = run_sync(url, folder, now=f"{night.isoformat()}T03:00:00+00:00")
             counts = result["counts"]
             assert isinstance(counts, dict) and counts["new"] == size - have, counts
-            written += int(result["write_bytes"]) / 2**20  # type: ignore[call-overload]
+            step_written = int(result["write_bytes"]) / 2**20  # type: ignore[call-overload]
+            written += step_written
             lat = latencies(db, "NCT90000003", places)
             trials, sites = int(lat["trials"]), int(lat["sites"])  # type: ignore[call-overload]
             store_bytes = int(result["store_bytes"])  # type: ignore[call-overload]
@@ -145,9 +146,12 @@ def main() -> None:
             print(f"[{size:,}] sync of {row['new']:,} new studies: {seconds:.1f} s "
                   f"({row['rate']:.0f} studies/s, CPU {float(row['cpu']):.1f} s), "
                   f"peak RSS {row['rss']:.0f} MiB")
+            grown = row["store_mib"] - (rows[-2]["store_mib"] if len(rows) > 1 else 0.0)
             print(f"[{size:,}] store {row['store_mib']:.0f} MiB: {row['per_study'] / 1024:.1f} "
-                  f"KiB a study, {row['per_site']:.0f} B a site ({sites:,} sites); written "
-                  f"so far {written:.0f} MiB ({written / row['store_mib']:.2f}× the store)")
+                  f"KiB a study, {row['per_site']:.0f} B a site ({sites:,} sites); this sync "
+                  f"wrote {step_written:.0f} MiB for {grown:.0f} MiB more store "
+                  f"({step_written / max(grown, 1e-9):.2f}×); written so far {written:.0f} MiB "
+                  f"({written / row['store_mib']:.2f}× the store)")
             print(f"[{size:,}] first search {float(lat['first_search']):.2f} s; "
                   f"search {ms(lat['search'])}; with a condition {ms(lat['search_condition'])};"
                   f" nearest {ms(lat['nearest'])}")
