@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import sqlite3
+import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.models import (
@@ -285,7 +287,410 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class Store:
+# =========================================================================================
+# The search index: search.py's section of the store (tables, triggers, their creation and
+# back-fill, and the reads `trialfinder search` makes). Everything here is derived from the
+# `trials` and `sites` rows: dropping it loses nothing, and it is rebuilt when missing.
+#
+# - `search_trial`: a small, stable integer key per trial (kept across re-saves of the trial,
+#   which may change `trials.rowid`), and whether a registry record carries MeSH terms.
+# - `search_words`: FTS5 over `trials.search_text` (search.searchable_text), rowid = key.
+# - `search_point`: an R*Tree (int32) with one point per placed site: its position on the
+#   unit sphere (x, y, z, times SEARCH_SCALE, widened by one unit so that the box holds the
+#   exact point) and the last day it counts as recruiting (u). The point's id packs the
+#   trial's key and the site's position, so a walk over the tree's nodes knows each point's
+#   trial without reading another table.
+# - `search_unplaced`: a partial index of `sites` over the rows without a position.
+# Triggers on `trials` and `sites` keep all of it current through every write of the store.
+# =========================================================================================
+
+SEARCH_INDEX_VERSION = "3"
+SEARCH_SCALE = 1 << 30
+"""Unit-sphere coordinates are stored as int32 multiples of 1/SEARCH_SCALE (about 6 mm)."""
+SEARCH_POSITION_BITS = 24
+"""A point's id is ``key << SEARCH_POSITION_BITS | position``."""
+SEARCH_FOREVER = 1_000_000
+"""u of a recruiting site whose standing has no end date (a day number far in the future)."""
+SEARCH_NEVER = -1
+"""u of a site whose standing is not recruiting: below every day."""
+SEARCH_TERMS_MARK = "\x1f"
+"""Put by search.searchable_text before a record's MeSH terms (FTS5 reads it as a space)."""
+_EPOCH_JULIAN_DAY = 2440587.5  # julianday('1970-01-01')
+_POSITION_MULTIPLIER = 1 << SEARCH_POSITION_BITS
+_NODE_CELL = struct.Struct(">q8i")  # R*Tree node cell: id, then (min, max) per dimension
+
+SearchCell = tuple[int, int, int, int, int, int, int, int, int]
+"""A decoded R*Tree cell: (id, x0, x1, y0, y1, z0, z1, u0, u1)."""
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def search_day(day: date) -> int:
+    """A day as the index's u dimension counts it (days since 1970-01-01)."""
+    return day.toordinal() - _EPOCH_ORDINAL
+
+
+def search_unit_vector(latitude: float, longitude: float) -> tuple[float, float, float]:
+    """The point on the unit sphere (the triggers compute the same with SQL's math)."""
+    phi, lam = math.radians(latitude), math.radians(longitude)
+    return (math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi))
+
+
+def _search_point_sql(row: str, key: str) -> str:
+    """The values of `search_point` for a row of `sites` (``new``/``old``/an alias)."""
+    lat, lon = f"radians({row}.latitude)", f"radians({row}.longitude)"
+    axes = (f"cos({lat}) * cos({lon})", f"cos({lat}) * sin({lon})", f"sin({lat})")
+    scaled = [f"CAST(round(({axis}) * {SEARCH_SCALE}) AS INTEGER)" for axis in axes]
+    until = (
+        f"CASE WHEN {row}.standing = 'recruiting' THEN coalesce(CAST(julianday("
+        f"{row}.recruiting_until) - {_EPOCH_JULIAN_DAY} AS INTEGER), {SEARCH_FOREVER}) "
+        f"ELSE {SEARCH_NEVER} END"
+    )
+    box = ", ".join(f"{v} - 1, {v} + 1" for v in scaled)
+    return f"{key} * {_POSITION_MULTIPLIER} + {row}.position, {box}, {until}, {until}"
+
+
+def _search_key_sql(nct: str) -> str:
+    return f"(SELECT key FROM search_trial WHERE nct_id = {nct})"
+
+
+def _search_placed(row: str) -> str:
+    return f"{row}.latitude IS NOT NULL AND {row}.longitude IS NOT NULL"
+
+
+_SEARCH_TERMS_SQL = (
+    f"CASE WHEN new.source_kind = 'registry' THEN instr(new.search_text, char("
+    f"{ord(SEARCH_TERMS_MARK)})) > 0 END"
+)
+_SEARCH_ADD_SITE = (
+    "INSERT OR IGNORE INTO search_trial (nct_id) VALUES (new.trial);"
+    # A replaced row (INSERT OR REPLACE) fires no delete trigger: clear its point first.
+    f"DELETE FROM search_point WHERE id = {_search_key_sql('new.trial')} * "
+    f"{_POSITION_MULTIPLIER} + new.position;"
+    f"INSERT INTO search_point SELECT {_search_point_sql('new', 'k.key')} FROM search_trial k "
+    f"WHERE k.nct_id = new.trial AND {_search_placed('new')};"
+)
+_SEARCH_REMOVE_SITE = (
+    f"DELETE FROM search_point WHERE id = {_search_key_sql('old.trial')} * "
+    f"{_POSITION_MULTIPLIER} + old.position;"
+)
+_SEARCH_ADD_TRIAL = (
+    "INSERT OR IGNORE INTO search_trial (nct_id) VALUES (new.nct_id);"
+    f"UPDATE search_trial SET terms = {_SEARCH_TERMS_SQL} WHERE nct_id = new.nct_id;"
+    f"DELETE FROM search_words WHERE rowid = {_search_key_sql('new.nct_id')};"
+    "INSERT INTO search_words (rowid, text) SELECT key, new.search_text FROM search_trial "
+    "WHERE nct_id = new.nct_id;"
+)
+_SEARCH_SCHEMA = (
+    "CREATE TABLE search_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE search_trial (key INTEGER PRIMARY KEY, nct_id TEXT NOT NULL UNIQUE, "
+    "terms INTEGER)",
+    "CREATE INDEX search_trial_terms ON search_trial(terms) WHERE terms IS NOT NULL",
+    # '|' is a token of its own: search_text puts it between fields, so that a phrase never
+    # runs from one field into the next (and no query can contain it).
+    "CREATE VIRTUAL TABLE search_words USING fts5(text, columnsize=0, "
+    "tokenize=\"unicode61 remove_diacritics 2 tokenchars '|'\")",
+    "CREATE VIRTUAL TABLE search_point USING rtree_i32(id, x0, x1, y0, y1, z0, z1, u0, u1)",
+    "CREATE INDEX search_unplaced ON sites(trial) WHERE latitude IS NULL OR longitude IS NULL",
+    f"CREATE TRIGGER search_trial_added AFTER INSERT ON trials BEGIN {_SEARCH_ADD_TRIAL} END",
+    "CREATE TRIGGER search_trial_changed AFTER UPDATE OF nct_id, search_text, source_kind "
+    f"ON trials BEGIN DELETE FROM search_words WHERE rowid = {_search_key_sql('old.nct_id')};"
+    f"UPDATE search_trial SET terms = NULL WHERE nct_id = old.nct_id; {_SEARCH_ADD_TRIAL} END",
+    "CREATE TRIGGER search_trial_removed AFTER DELETE ON trials BEGIN "
+    f"DELETE FROM search_words WHERE rowid = {_search_key_sql('old.nct_id')};"
+    "UPDATE search_trial SET terms = NULL WHERE nct_id = old.nct_id; END",
+    f"CREATE TRIGGER search_site_added AFTER INSERT ON sites BEGIN {_SEARCH_ADD_SITE} END",
+    "CREATE TRIGGER search_site_changed AFTER UPDATE OF trial, position, latitude, longitude, "
+    f"standing, recruiting_until ON sites BEGIN {_SEARCH_REMOVE_SITE} {_SEARCH_ADD_SITE} END",
+    f"CREATE TRIGGER search_site_removed AFTER DELETE ON sites BEGIN {_SEARCH_REMOVE_SITE} END",
+)
+_SEARCH_TABLES = ("search_words", "search_point", "search_trial", "search_meta")
+_SEARCH_INDEXES = ("search_trial_terms", "search_unplaced")
+_SEARCH_TRIGGERS = ("search_trial_added", "search_trial_changed", "search_trial_removed",
+                    "search_site_added", "search_site_changed", "search_site_removed")
+_SEARCH_OBJECTS = (*_SEARCH_TABLES, *_SEARCH_INDEXES, *_SEARCH_TRIGGERS)
+# What earlier versions of the index left in a store (dropped before building this one).
+_SEARCH_OLD_TRIGGERS = ("search_sites_ai", "search_sites_ad", "search_sites_au",
+                        "search_trials_ai", "search_trials_au", "search_trials_ad")
+_SEARCH_OLD_TABLES = ("search_site_rtree", "search_trial_text", "search_trial_dirty")
+
+
+def _search_recruiting(row: str) -> str:
+    """The status rule's answer on a day (the parameter), from the columns the store derived
+    with recruitment.py: recruiting then, or not."""
+    return (f"{row}.standing = 'recruiting' AND ({row}.recruiting_until IS NULL "
+            f"OR {row}.recruiting_until >= ?)")
+
+
+class _SearchIndex:
+    """The `Store` methods of the search index (mixed into `Store`)."""
+
+    _db: sqlite3.Connection
+    _label: str
+    _search_ready: bool = False
+
+    if TYPE_CHECKING:  # Store's own
+        def _read(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor: ...
+        def get_trial(self, nct_id: str) -> Trial | None: ...
+
+    # -- creation ----------------------------------------------------------------------
+
+    def _search_index_ensure(self) -> bool:
+        """Make the index exist and be current; True when searches can use it. Builds it (one
+        transaction) when missing or outdated; a store that cannot be written now (read-only,
+        or another process writing) is left as it is and searched without it."""
+        if self._search_index_current():
+            return True
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            return False  # an older schema this connection could not upgrade
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 0")  # a reader must not wait for a running sync
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            if not self._search_index_current():  # another process may have built it
+                self._search_index_build()
+            db.execute("COMMIT")
+        except sqlite3.OperationalError:
+            db.execute("ROLLBACK")  # read-only file: BEGIN succeeds, the first write fails
+            return False
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return True
+
+    def _search_index_current(self) -> bool:
+        names = {r[0] for r in self._db.execute(
+            f"SELECT name FROM sqlite_master WHERE name IN "
+            f"({', '.join('?' for _ in _SEARCH_OBJECTS)})", _SEARCH_OBJECTS)}
+        if names != set(_SEARCH_OBJECTS):
+            return False
+        row = self._db.execute("SELECT value FROM search_meta WHERE key = 'version'").fetchone()
+        return row is not None and row[0] == SEARCH_INDEX_VERSION
+
+    def _search_index_build(self) -> None:
+        """Drop whatever index there is and build this version's, inside the caller's
+        transaction: the searchable text of every trial is recomputed from its record (the
+        text's form belongs to this version), then the tables are filled from the rows."""
+        db = self._db
+        for name in (*_SEARCH_TRIGGERS, *_SEARCH_OLD_TRIGGERS):
+            db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        for name in _SEARCH_INDEXES:
+            db.execute(f"DROP INDEX IF EXISTS {name}")
+        for name in (*_SEARCH_TABLES, *_SEARCH_OLD_TABLES):
+            db.execute(f"DROP TABLE IF EXISTS {name}")
+        self._search_refresh_texts()
+        for statement in _SEARCH_SCHEMA:
+            db.execute(statement)
+        db.execute("INSERT INTO search_trial (nct_id) SELECT nct_id FROM trials ORDER BY nct_id")
+        db.execute(
+            "UPDATE search_trial SET terms = (SELECT CASE WHEN t.source_kind = 'registry' THEN "
+            f"instr(t.search_text, char({ord(SEARCH_TERMS_MARK)})) > 0 END FROM trials t "
+            "WHERE t.nct_id = search_trial.nct_id)"
+        )
+        db.execute("INSERT INTO search_words (rowid, text) SELECT k.key, t.search_text "
+                   "FROM trials t JOIN search_trial k ON k.nct_id = t.nct_id")
+        db.execute(
+            f"INSERT INTO search_point SELECT {_search_point_sql('s', 'k.key')} FROM sites s "
+            f"JOIN search_trial k ON k.nct_id = s.trial WHERE {_search_placed('s')}"
+        )
+        db.execute("INSERT INTO search_meta VALUES ('version', ?)", (SEARCH_INDEX_VERSION,))
+
+    def _search_refresh_texts(self, batch: int = 500) -> None:
+        """Recompute `trials.search_text` from each record (without its sites: SQLite strips
+        them before Python decodes the rest)."""
+        from trialfinder.search import searchable_text
+
+        db = self._db
+        ids = [r[0] for r in db.execute("SELECT nct_id FROM trials")]
+        for start in range(0, len(ids), batch):
+            chunk = json.dumps(ids[start:start + batch])
+            rows = db.execute(
+                "SELECT t.nct_id, json_remove(t.record_json, '$.sites', '$.site_rows') FROM "
+                "json_each(?) j JOIN trials t ON t.nct_id = j.value", (chunk,)
+            ).fetchall()
+            db.executemany("UPDATE trials SET search_text = ? WHERE nct_id = ?", [
+                (searchable_text(_trial_from_record(json.loads(record))), nct)
+                for nct, record in rows
+            ])
+
+    # -- reads -------------------------------------------------------------------------
+
+    @property
+    def search_index_ready(self) -> bool:
+        """True when `search` can use the index (else it scans `sites`)."""
+        return self._search_ready
+
+    @contextmanager
+    def search_snapshot(self) -> Iterator[None]:
+        """One read transaction around a search: every read sees the same committed state,
+        even while a sync writes (a walk over the tree must not see it half-changed)."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+
+    def search_root(self) -> tuple[int, list[SearchCell]]:
+        """The R*Tree's height (0: the root is a leaf) and its root's cells."""
+        row = self._read("SELECT data FROM search_point_node WHERE nodeno = 1").fetchone()
+        if row is None:
+            return 0, []
+        return int.from_bytes(row[0][:2], "big"), self._search_cells(row[0])
+
+    def search_node(self, nodeno: int) -> list[SearchCell]:
+        """The cells of an R*Tree node: points (leaves) or child nodes (id = node number)."""
+        row = self._read("SELECT data FROM search_point_node WHERE nodeno = ?",
+                         (nodeno,)).fetchone()
+        return [] if row is None else self._search_cells(row[0])
+
+    @staticmethod
+    def _search_cells(data: bytes) -> list[SearchCell]:
+        count = int.from_bytes(data[2:4], "big")
+        end = 4 + count * _NODE_CELL.size
+        return list(_NODE_CELL.iter_unpack(data[4:end]))  # type: ignore[arg-type]
+
+    @staticmethod
+    def search_point_parts(point_id: int) -> tuple[int, int]:
+        """(trial key, site position) of a point's id."""
+        return point_id >> SEARCH_POSITION_BITS, point_id & (_POSITION_MULTIPLIER - 1)
+
+    def search_matching(self, phrase: str) -> set[int]:
+        """Keys of the trials whose searchable text holds the phrase (FTS5 query syntax: the
+        caller quotes it). One row comes back, so a large answer costs little."""
+        row = self._read("SELECT group_concat(rowid) FROM search_words WHERE search_words "
+                         "MATCH ?", (phrase,)).fetchone()
+        return {int(k) for k in row[0].split(",")} if row and row[0] else set()
+
+    def search_trial_ids(self, keys: Iterable[int]) -> dict[int, str]:
+        """NCT ids of trial keys."""
+        return dict(self._read(
+            "SELECT k.key, k.nct_id FROM json_each(?) j JOIN search_trial k ON k.key = j.value",
+            (json.dumps(list(keys)),)))
+
+    def search_site_rows(
+        self, nct_id: str, positions: Iterable[int], day: date | None
+    ) -> list[tuple[int, float, float]]:
+        """(position, latitude, longitude) of these placed sites of a trial, those matching
+        on ``day`` only (None: any standing)."""
+        sql = ("SELECT s.position, s.latitude, s.longitude FROM json_each(?) j CROSS JOIN "
+               f"sites s ON s.trial = ? AND s.position = j.value WHERE {_search_placed('s')}")
+        params: list[Any] = [json.dumps(list(positions)), nct_id]
+        if day is not None:
+            sql += f" AND {_search_recruiting('s')}"
+            params.append(day.isoformat())
+        return self._read(sql, params).fetchall()
+
+    def search_count_sites(self, keys: Iterable[int], cap: int) -> int:
+        """How many sites these trials have (counting stops past ``cap``)."""
+        return int(self._read(
+            "SELECT count(*) FROM (SELECT 1 FROM json_each(?) j JOIN search_trial k ON "
+            "k.key = j.value CROSS JOIN sites s ON s.trial = k.nct_id LIMIT ?)",
+            (json.dumps(list(keys)), cap + 1)).fetchone()[0])
+
+    def search_sites_of(
+        self, keys: Iterable[int] | None, day: date | None
+    ) -> Iterator[tuple[str, int, float, float]]:
+        """(nct_id, position, latitude, longitude) of every placed site of these trials (all
+        trials: None) that matches on ``day`` (None: any standing). Reads `sites` only: works
+        without the index."""
+        params: list[Any] = []
+        if keys is None:
+            sql = "SELECT s.trial, s.position, s.latitude, s.longitude FROM sites s WHERE "
+        else:
+            sql = ("SELECT s.trial, s.position, s.latitude, s.longitude FROM json_each(?) j "
+                   "JOIN search_trial k ON k.key = j.value CROSS JOIN sites s ON "
+                   "s.trial = k.nct_id WHERE ")
+            params.append(json.dumps(list(keys)))
+        sql += _search_placed("s")
+        if day is not None:
+            sql += f" AND {_search_recruiting('s')}"
+            params.append(day.isoformat())
+        yield from self._read(sql, params)
+
+    def search_texts(self) -> Iterator[tuple[str, str]]:
+        """(nct_id, searchable text) of every trial (for a search without the index)."""
+        yield from self._read("SELECT nct_id, search_text FROM trials")
+
+    def search_unplaced(
+        self, day: date | None, country: str, *, phrase: str | None = None,
+        nct_ids: Iterable[str] | None = None,
+    ) -> list[tuple[str, int, bool]]:
+        """Trials that have matching sites (on ``day``; None: any standing) but none placed:
+        (nct_id, position of the first such site, whether one is in ``country``), those in
+        the country first, then by identifier. ``phrase`` (an FTS5 query, needs the index)
+        or ``nct_ids`` limit the trials."""
+        match = "" if day is None else f" AND {_search_recruiting('s')}"
+        placed = match.replace("s.", "p.")
+        params: list[Any] = [country]
+        where = ""
+        if phrase is not None:
+            where = (" AND s.trial IN (SELECT k.nct_id FROM search_words w JOIN search_trial "
+                     "k ON k.key = w.rowid WHERE search_words MATCH ?)")
+            params.append(phrase)
+        elif nct_ids is not None:
+            where = " AND s.trial IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(nct_ids)))
+        if day is not None:
+            params += [day.isoformat(), day.isoformat()]
+        sql = (
+            "SELECT s.trial, min(s.position), max(lower(s.country) = lower(?)) FROM sites s "
+            f"WHERE (s.latitude IS NULL OR s.longitude IS NULL){where}{match} AND NOT EXISTS "
+            f"(SELECT 1 FROM sites p WHERE p.trial = s.trial AND {_search_placed('p')}{placed})"
+            " GROUP BY s.trial ORDER BY 3 DESC, s.trial"
+        )
+        return [(n, p, bool(h)) for n, p, h in self._read(sql, params)]
+
+    def search_trial_site(self, nct_id: str, position: int) -> Trial | None:
+        """The trial with only the site at ``position`` among its sites (the rest of the
+        record as stored): what the rules need to word one hit, without decoding every
+        site of a large trial."""
+        row = self._read(
+            "SELECT json_remove(record_json, '$.sites'), json_extract(record_json, ?), "
+            "json_type(record_json, '$.site_rows') FROM trials WHERE nct_id = ?",
+            (f"$.sites[{int(position)}]", nct_id)).fetchone()
+        if row is None:
+            return None
+        if row[2] is not None:  # a schema-2 record (sites as arrays): read it whole
+            trial = self.get_trial(nct_id)
+            if trial is None or position >= len(trial.sites):
+                return None
+            return trial.replace(sites=(trial.sites[position],))
+        data = json.loads(row[0])
+        data["sites"] = [json.loads(row[1])] if row[1] is not None else []
+        return _trial_from_record(data)
+
+    def search_terms_missing(self) -> tuple[int, int]:
+        """(registry records without MeSH condition terms, registry records)."""
+        if not self._search_ready:  # reads every record's row: slow, as a scan is
+            row = self._read(
+                "SELECT count(*), total(instr(search_text, char(?)) = 0) FROM trials "
+                "WHERE source_kind = 'registry'", (ord(SEARCH_TERMS_MARK),)).fetchone()
+            return int(row[1]), int(row[0])
+        without = self._read("SELECT count(*) FROM search_trial WHERE terms = 0").fetchone()[0]
+        total = self._read("SELECT count(*) FROM search_trial WHERE terms IS NOT NULL")\
+            .fetchone()[0]
+        return int(without), int(total)
+
+    def search_trial_count(self) -> int:
+        return int(self._read("SELECT count(*) FROM trials").fetchone()[0])
+
+
+
+# ==================================== end of the search index ============================
+
+
+class Store(_SearchIndex):
     """One trialfinder SQLite database. Use as a context manager, or call close()."""
 
     def __init__(self, path: str | Path) -> None:
@@ -329,6 +734,7 @@ class Store:
             self._create_schema()
         elif version < SCHEMA_VERSION:
             self._upgrade()
+        self._search_ready = self._search_index_ensure()
 
     def _check_version(self, version: int, app_id: int) -> None:
         if version == 0 and app_id == 0:
