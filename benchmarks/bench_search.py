@@ -45,7 +45,7 @@ from trialfinder import clock
 from trialfinder.models import Site, Status, Trial
 from trialfinder.registry import parse_study
 from trialfinder.resources import data_path
-from trialfinder.search import condition_words, nearest_trials, text_matches
+from trialfinder.search import condition_words, nearest_trials, searchable_text, text_matches
 from trialfinder.store import Store, prepare_trial
 
 DAY = date(2025, 3, 1)
@@ -81,8 +81,8 @@ def templates() -> list[tuple[Trial, float]]:
                       for m in browse.get(key, []) if m.get("term"))
         if terms and not trial.condition_terms:
             trial = trial.replace(condition_terms=terms)
-        rare = "phelan" in " ".join(trial.conditions).lower()
-        out.append((trial, 0.01 if rare else 1.0))
+        rare = text_matches(condition_words(RARE), searchable_text(trial))
+        out.append((trial, 0.0002 if rare else 1.0))
     return out
 
 
@@ -195,8 +195,11 @@ class Reference:
         k = min(limit, int(np.isfinite(best).sum()))
         if k == 0:
             return []
-        chosen = np.argpartition(best, k - 1)[:k] if k < len(best) else np.arange(len(best))
-        return sorted((float(best[i]), self.ids[self.trial[self.starts[i]]]) for i in chosen)
+        # The k smallest, and every trial tied with the k-th (ties go by identifier).
+        kth = np.partition(best, k - 1)[k - 1]
+        chosen = np.flatnonzero(best <= kth)
+        return sorted((float(best[i]), self.ids[self.trial[self.starts[i]]])
+                      for i in chosen)[:limit]
 
 
 def agree(got: list[tuple[float, str, int]], want: list[tuple[float, str]]) -> bool:
@@ -276,13 +279,15 @@ def main() -> None:
                 limit = int(options.get("limit", 10))
                 for _ in range(args.repeat):
                     with store.search_snapshot():
-                        ranking, ms = timed(lambda lat=lat, lon=lon: nearest_trials(
-                            store, lat, lon, today=DAY, **options))
+                        ranking, ms = timed(lambda lat=lat, lon=lon, o=options: nearest_trials(
+                            store, lat, lon, today=DAY, **o))
                     ours.append(ms)
                     slowest = max(slowest, (ms, f"{place} ({ranking.method})"))
-                    want, ms = timed(lambda lat=lat, lon=lon, limit=limit: reference.nearest(
-                        lat, lon, limit, options.get("recruiting_only", True),
-                        masks[condition] if condition else None))
+                    mask = masks[condition] if condition else None
+                    recruiting = bool(options.get("recruiting_only", True))
+                    want, ms = timed(lambda lat=lat, lon=lon, limit=limit, mask=mask,
+                                     recruiting=recruiting: reference.nearest(
+                                         lat, lon, limit, recruiting, mask))
                     theirs.append(ms)
                 radius = options.get("radius_km")
                 if radius is not None:

@@ -594,14 +594,13 @@ def search_text(answer: SearchAnswer) -> str:
             else _("No trial has a matching site."))
         if recruiting:
             lines.append(_("Use --status all to see sites whatever their status."))
-    number = 0
     for number, hit in enumerate(answer.hits, start=1):
         lines.extend(_search_hit_lines(number, hit))
     if answer.unplaced:
         lines.append("")
         lines.append(_("Trials whose matching sites have no known position (they may be near "
                        "you):"))
-        for number, hit in enumerate(answer.unplaced, start=number + 1):
+        for number, hit in enumerate(answer.unplaced, start=len(answer.hits) + 1):
             lines.extend(_search_hit_lines(number, hit))
         more = answer.unplaced_total - len(answer.unplaced)
         if more > 0:

@@ -135,6 +135,8 @@ _POINT_RADIUS = math.sqrt(3)
 centre."""
 _MASK = (1 << SEARCH_POSITION_BITS) - 1
 _NODE, _GROUP, _EXACT = 0, 1, 2  # heap entry kinds; on equal keys, nodes open first
+_BATCH = 1000
+"""Groups of points read from `sites` in one query, at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +170,7 @@ def _best_first(
     names: dict[int, str] = {}
     reach = math.inf if radius_km is None else radius_km
 
-    def open_node(cells: list[tuple[int, ...]], depth: int) -> None:
+    def open_node(cells: Sequence[tuple[int, ...]], depth: int) -> None:
         if depth > 0:
             for nodeno, x0, x1, y0, y1, z0, z1, _u0, u1 in cells:
                 if u_min is not None and u1 < u_min:
@@ -210,21 +212,26 @@ def _best_first(
         if kind == _NODE:
             open_node(store.search_node(entry[2]), entry[3])
         elif kind == _GROUP:
-            key = entry[2]
-            if key in done:
-                continue
-            if key not in names:
-                names.update(store.search_trial_ids([key]))
-            nct_id = names.get(key)
-            if nct_id is None:
-                continue
-            rows = store.search_site_rows(nct_id, entry[3], day)
-            if not rows:
-                continue
-            distance, position = min(
-                (haversine_km(latitude, longitude, lat, lon), pos) for pos, lat, lon in rows)
-            if distance <= reach:
-                heapq.heappush(heap, (distance, _EXACT, nct_id, position, key))
+            # Groups that come out together (sites sharing a city centre are many, and all
+            # tied) have their exact positions read in one query.
+            batch = [entry]
+            while heap and heap[0][1] == _GROUP and len(batch) < _BATCH:
+                batch.append(heapq.heappop(heap))
+            wanted = [(key, positions) for _b, _k, key, positions in batch if key not in done]
+            unknown = [key for key, _p in wanted if key not in names]
+            if unknown:
+                names.update(store.search_trial_ids(unknown))
+            rows = store.search_site_rows(
+                [(names[key], positions) for key, positions in wanted if key in names], day)
+            best: dict[str, tuple[float, int]] = {}
+            for nct_id, position, lat, lon in rows:
+                candidate = (haversine_km(latitude, longitude, lat, lon), position)
+                if nct_id not in best or candidate < best[nct_id]:
+                    best[nct_id] = candidate
+            keys_of = {names[key]: key for key, _p in wanted if key in names}
+            for nct_id, (distance, position) in best.items():
+                if distance <= reach:
+                    heapq.heappush(heap, (distance, _EXACT, nct_id, position, keys_of[nct_id]))
         else:
             key = entry[4]
             if key not in done:

@@ -558,7 +558,7 @@ class _SearchIndex:
     def _search_cells(data: bytes) -> list[SearchCell]:
         count = int.from_bytes(data[2:4], "big")
         end = 4 + count * _NODE_CELL.size
-        return list(_NODE_CELL.iter_unpack(data[4:end]))  # type: ignore[arg-type]
+        return list(_NODE_CELL.iter_unpack(data[4:end]))
 
     @staticmethod
     def search_point_parts(point_id: int) -> tuple[int, int]:
@@ -579,13 +579,15 @@ class _SearchIndex:
             (json.dumps(list(keys)),)))
 
     def search_site_rows(
-        self, nct_id: str, positions: Iterable[int], day: date | None
-    ) -> list[tuple[int, float, float]]:
-        """(position, latitude, longitude) of these placed sites of a trial, those matching
-        on ``day`` only (None: any standing)."""
-        sql = ("SELECT s.position, s.latitude, s.longitude FROM json_each(?) j CROSS JOIN "
-               f"sites s ON s.trial = ? AND s.position = j.value WHERE {_search_placed('s')}")
-        params: list[Any] = [json.dumps(list(positions)), nct_id]
+        self, sites: Iterable[tuple[str, Iterable[int]]], day: date | None
+    ) -> list[tuple[str, int, float, float]]:
+        """(nct_id, position, latitude, longitude) of these placed sites ((nct_id, positions)
+        pairs), those matching on ``day`` only (None: any standing)."""
+        wanted = json.dumps([[nct_id, p] for nct_id, positions in sites for p in positions])
+        sql = ("SELECT s.trial, s.position, s.latitude, s.longitude FROM json_each(?) j "
+               "CROSS JOIN sites s ON s.trial = j.value ->> 0 AND s.position = j.value ->> 1 "
+               f"WHERE {_search_placed('s')}")
+        params: list[Any] = [wanted]
         if day is not None:
             sql += f" AND {_search_recruiting('s')}"
             params.append(day.isoformat())
