@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from referral_fixtures import fill_store
 from trialfinder import clock
+from trialfinder import search as search_module
 from trialfinder.cli import app
 from trialfinder.errors import BadInput
 from trialfinder.models import Precision, Site, Source, Status, Trial
@@ -447,21 +448,30 @@ def brute_force(trials: list[Trial], lat: float, lon: float, limit: int, radius:
 @given(
     stores(), latitudes, longitudes, st.integers(1, 5),
     st.one_of(st.none(), st.floats(min_value=1, max_value=25000)),
-    st.booleans(), st.one_of(st.none(), texts), st.sampled_from(["tree", "direct", "scan"]),
+    st.booleans(), st.one_of(st.none(), texts),
+    st.sampled_from([None, "tree", "direct", "scan", "fallback"]),
 )
 def test_every_method_equals_brute_force(
     trials, lat, lon, limit, radius, recruiting, condition, method
 ):
     """On random stores (sites sharing positions, unplaced ones, any place on Earth, random
-    words), the best-first walk, the direct ranking and the scan all give exactly the
+    words), the best-first walk, the direct ranking, the scan and the automatic choice (with
+    a walk that gives up at once and hands over to the direct ranking) all give exactly the
     brute force's trials, distances and sites: ties by identifier, then record order."""
     assume(method != "direct" or condition is not None)
-    with Store(":memory:") as store:
-        for trial in trials:
-            store.save_trial(trial, None)
-        ranking = nearest_trials(store, lat, lon, limit=limit, radius_km=radius,
-                                 recruiting_only=recruiting, condition=condition,
-                                 method=method)
+    saved = search_module.DIRECT_SITES, search_module.TREE_BUDGET
+    if method == "fallback":
+        method = None
+        search_module.DIRECT_SITES, search_module.TREE_BUDGET = 0, 0
+    try:
+        with Store(":memory:") as store:
+            for trial in trials:
+                store.save_trial(trial, None)
+            ranking = nearest_trials(store, lat, lon, limit=limit, radius_km=radius,
+                                     recruiting_only=recruiting, condition=condition,
+                                     method=method)
+    finally:
+        search_module.DIRECT_SITES, search_module.TREE_BUDGET = saved
     got = [(nct, d, pos) for d, nct, pos in ranking.ranked]
     assert got == brute_force(trials, lat, lon, limit, radius, recruiting, condition)
 

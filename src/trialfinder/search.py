@@ -61,9 +61,15 @@ if TYPE_CHECKING:
     from trialfinder.recruitment import Recruitment
 
 STATUS_CHOICES = ("recruiting", "all")
-DIRECT_SITES = 20_000
-"""When the trials matching a condition have at most this many sites, they are ranked
+DIRECT_SITES = 10_000
+"""When the trials matching a condition have at most this many placed sites, they are ranked
 directly (reading their sites costs less than walking the tree to find them far away)."""
+TREE_BUDGET = 400
+"""Nodes a walk with a condition may open before it is judged to be searching where the
+matching sites are not (about 20 ms)..."""
+DIRECT_MAX = 200_000
+"""...then the matching trials are ranked directly if they have at most this many placed
+sites; else the walk goes on."""
 TERMS_NOTICE_SHARE = 0.5
 """Say that the store lacks MeSH terms when more than this share of its registry records
 have none (records synced before trialfinder read them)."""
@@ -157,10 +163,11 @@ def _chord_km(chord2_units: float) -> float:
 
 def _best_first(
     store: Store, latitude: float, longitude: float, limit: int, radius_km: float | None,
-    day: date | None, keys: set[int] | None,
-) -> list[Ranked]:
+    day: date | None, keys: set[int] | None, budget: int | None,
+) -> list[Ranked] | None:
     """The ``limit`` nearest trials by their nearest matching site, walking the index's
-    nodes in order of their distance's lower bound (see the module's docstring)."""
+    nodes in order of their distance's lower bound (see the module's docstring); None when
+    more than ``budget`` nodes would have to be opened."""
     qx, qy, qz = (v * SEARCH_SCALE for v in search_unit_vector(latitude, longitude))
     u_min = search_day(day) if day is not None else None
     height, root = store.search_root()
@@ -204,12 +211,16 @@ def _best_first(
                 heapq.heappush(heap, (bound, _GROUP, key, positions))
 
     open_node(root, height)
+    opened = 1
     while heap and len(ranked) < limit:
         entry = heapq.heappop(heap)
         if entry[0] > reach:
             break
         kind = entry[1]
         if kind == _NODE:
+            opened += 1
+            if budget is not None and opened > budget:
+                return None
             open_node(store.search_node(entry[2]), entry[3])
         elif kind == _GROUP:
             # Groups that come out together (sites sharing a city centre are many, and all
@@ -218,20 +229,17 @@ def _best_first(
             while heap and heap[0][1] == _GROUP and len(batch) < _BATCH:
                 batch.append(heapq.heappop(heap))
             wanted = [(key, positions) for _b, _k, key, positions in batch if key not in done]
-            unknown = [key for key, _p in wanted if key not in names]
+            best: dict[int, tuple[float, int]] = {}
+            for key, position, lat, lon in store.search_site_rows(wanted, day):
+                candidate = (haversine_km(latitude, longitude, lat, lon), position)
+                if key not in best or candidate < best[key]:
+                    best[key] = candidate
+            unknown = [key for key in best if key not in names]
             if unknown:
                 names.update(store.search_trial_ids(unknown))
-            rows = store.search_site_rows(
-                [(names[key], positions) for key, positions in wanted if key in names], day)
-            best: dict[str, tuple[float, int]] = {}
-            for nct_id, position, lat, lon in rows:
-                candidate = (haversine_km(latitude, longitude, lat, lon), position)
-                if nct_id not in best or candidate < best[nct_id]:
-                    best[nct_id] = candidate
-            keys_of = {names[key]: key for key, _p in wanted if key in names}
-            for nct_id, (distance, position) in best.items():
-                if distance <= reach:
-                    heapq.heappush(heap, (distance, _EXACT, nct_id, position, keys_of[nct_id]))
+            for key, (distance, position) in best.items():
+                if distance <= reach and key in names:
+                    heapq.heappush(heap, (distance, _EXACT, names[key], position, key))
         else:
             key = entry[4]
             if key not in done:
@@ -283,8 +291,8 @@ def nearest_trials(
         raise BadInput("--radius must be a positive number of kilometres")
     day = (today or clock.today()) if recruiting_only else None
     phrase = condition_words(condition) if condition is not None else None
-    if method is None:
-        method = "tree" if store.search_index_ready else "scan"
+    if method is None and not store.search_index_ready:
+        method = "scan"
     if method == "scan":
         matched = None
         if phrase is not None:
@@ -295,19 +303,27 @@ def nearest_trials(
     if not store.search_index_ready:
         raise StoreError("The search index is not available in this store")
     if phrase is None:
-        return Ranking(_best_first(store, latitude, longitude, limit, radius_km, day, None),
-                       None, "tree")
+        return Ranking(_best_first(store, latitude, longitude, limit, radius_km, day, None,
+                                   None) or [], None, "tree")
     keys = store.search_matching(fts_phrase(phrase))
     if not keys:
-        return Ranking([], 0, method)
-    if method == "direct" or (
-        method == "tree" and store.search_count_sites(keys, DIRECT_SITES) <= DIRECT_SITES
-    ):
+        return Ranking([], 0, method or "tree")
+
+    def direct() -> Ranking:
         ranked = _rank_rows(store.search_sites_of(keys, day), latitude, longitude, limit,
                             radius_km)
         return Ranking(ranked, len(keys), "direct")
-    return Ranking(_best_first(store, latitude, longitude, limit, radius_km, day, keys),
-                   len(keys), "tree")
+
+    if method == "direct" or (method is None and len(keys) <= DIRECT_SITES
+                              and store.search_count_sites(keys, DIRECT_SITES) <= DIRECT_SITES):
+        return direct()
+    budget = TREE_BUDGET if method is None else None
+    found = _best_first(store, latitude, longitude, limit, radius_km, day, keys, budget)
+    if found is None:  # the walk meets too few matching sites: they are far, or rare here
+        if store.search_count_sites(keys, DIRECT_MAX) <= DIRECT_MAX:
+            return direct()
+        found = _best_first(store, latitude, longitude, limit, radius_km, day, keys, None)
+    return Ranking(found or [], len(keys), "tree")
 
 
 # -- the answer ---------------------------------------------------------------------------

@@ -297,22 +297,28 @@ def utc_now() -> str:
 # - `search_words`: FTS5 over `trials.search_text` (search.searchable_text), rowid = key.
 # - `search_point`: an R*Tree (int32) with one point per placed site: its position on the
 #   unit sphere (x, y, z, times SEARCH_SCALE, widened by one unit so that the box holds the
-#   exact point) and the last day it counts as recruiting (u). The point's id packs the
+#   exact point) and the last day it counts as recruiting (u, with SEARCH_U_DEPTH below
+#   it). The point's id packs the
 #   trial's key and the site's position, so a walk over the tree's nodes knows each point's
 #   trial without reading another table.
 # - `search_unplaced`: a partial index of `sites` over the rows without a position.
 # Triggers on `trials` and `sites` keep all of it current through every write of the store.
 # =========================================================================================
 
-SEARCH_INDEX_VERSION = "3"
+SEARCH_INDEX_VERSION = "5"
 SEARCH_SCALE = 1 << 30
 """Unit-sphere coordinates are stored as int32 multiples of 1/SEARCH_SCALE (about 6 mm)."""
 SEARCH_POSITION_BITS = 24
 """A point's id is ``key << SEARCH_POSITION_BITS | position``."""
-SEARCH_FOREVER = 1_000_000
-"""u of a recruiting site whose standing has no end date (a day number far in the future)."""
+SEARCH_FOREVER = 100_000
+"""u of a recruiting site whose standing has no end date (a day number in year 2243)."""
 SEARCH_NEVER = -1
 """u of a site whose standing is not recruiting: below every day."""
+SEARCH_U_DEPTH = 1 << 26
+"""A point's u box is [u - SEARCH_U_DEPTH, u], never flat: the R*Tree chooses where a point
+goes by the growth of its nodes' volumes, and a node whose u is flat (all its sites share a
+day, or are not recruiting) has no volume, so it would take in points from anywhere. A deep,
+nearly constant u extent leaves the choice to space; pruning reads only u's maximum."""
 SEARCH_TERMS_MARK = "\x1f"
 """Put by search.searchable_text before a record's MeSH terms (FTS5 reads it as a space)."""
 _EPOCH_JULIAN_DAY = 2440587.5  # julianday('1970-01-01')
@@ -337,18 +343,31 @@ def search_unit_vector(latitude: float, longitude: float) -> tuple[float, float,
     return (math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi))
 
 
+def _search_until_sql(row: str) -> str:
+    """u of a row of `sites`: the last day it counts as recruiting (the status rule's answer
+    as the store derived it), SEARCH_NEVER when its standing is not recruiting."""
+    return (
+        f"CASE WHEN {row}.standing = 'recruiting' THEN coalesce(CAST(julianday("
+        f"{row}.recruiting_until) - {_EPOCH_JULIAN_DAY} AS INTEGER), {SEARCH_FOREVER}) "
+        f"ELSE {SEARCH_NEVER} END"
+    )
+
+
 def _search_point_sql(row: str, key: str) -> str:
     """The values of `search_point` for a row of `sites` (``new``/``old``/an alias)."""
     lat, lon = f"radians({row}.latitude)", f"radians({row}.longitude)"
     axes = (f"cos({lat}) * cos({lon})", f"cos({lat}) * sin({lon})", f"sin({lat})")
     scaled = [f"CAST(round(({axis}) * {SEARCH_SCALE}) AS INTEGER)" for axis in axes]
-    until = (
-        f"CASE WHEN {row}.standing = 'recruiting' THEN coalesce(CAST(julianday("
-        f"{row}.recruiting_until) - {_EPOCH_JULIAN_DAY} AS INTEGER), {SEARCH_FOREVER}) "
-        f"ELSE {SEARCH_NEVER} END"
-    )
+    until = _search_until_sql(row)
     box = ", ".join(f"{v} - 1, {v} + 1" for v in scaled)
-    return f"{key} * {_POSITION_MULTIPLIER} + {row}.position, {box}, {until}, {until}"
+    return (f"{key} * {_POSITION_MULTIPLIER} + {row}.position, {box}, "
+            f"({until}) - {SEARCH_U_DEPTH}, {until}")
+
+
+def _search_site_sql(row: str, key: str) -> str:
+    """The values of `search_site` for a row of `sites`."""
+    return (f"{key}, {row}.position, {row}.latitude, {row}.longitude, "
+            f"{_search_until_sql(row)}")
 
 
 def _search_key_sql(nct: str) -> str:
@@ -368,12 +387,18 @@ _SEARCH_ADD_SITE = (
     # A replaced row (INSERT OR REPLACE) fires no delete trigger: clear its point first.
     f"DELETE FROM search_point WHERE id = {_search_key_sql('new.trial')} * "
     f"{_POSITION_MULTIPLIER} + new.position;"
+    f"DELETE FROM search_site WHERE key = {_search_key_sql('new.trial')} "
+    "AND position = new.position;"
     f"INSERT INTO search_point SELECT {_search_point_sql('new', 'k.key')} FROM search_trial k "
+    f"WHERE k.nct_id = new.trial AND {_search_placed('new')};"
+    f"INSERT INTO search_site SELECT {_search_site_sql('new', 'k.key')} FROM search_trial k "
     f"WHERE k.nct_id = new.trial AND {_search_placed('new')};"
 )
 _SEARCH_REMOVE_SITE = (
     f"DELETE FROM search_point WHERE id = {_search_key_sql('old.trial')} * "
     f"{_POSITION_MULTIPLIER} + old.position;"
+    f"DELETE FROM search_site WHERE key = {_search_key_sql('old.trial')} "
+    "AND position = old.position;"
 )
 _SEARCH_ADD_TRIAL = (
     "INSERT OR IGNORE INTO search_trial (nct_id) VALUES (new.nct_id);"
@@ -392,6 +417,10 @@ _SEARCH_SCHEMA = (
     "CREATE VIRTUAL TABLE search_words USING fts5(text, columnsize=0, "
     "tokenize=\"unicode61 remove_diacritics 2 tokenchars '|'\")",
     "CREATE VIRTUAL TABLE search_point USING rtree_i32(id, x0, x1, y0, y1, z0, z1, u0, u1)",
+    # The exact positions of the points, clustered by trial: what ranks a trial's sites.
+    "CREATE TABLE search_site (key INTEGER NOT NULL, position INTEGER NOT NULL, "
+    "latitude REAL NOT NULL, longitude REAL NOT NULL, u INTEGER NOT NULL, "
+    "PRIMARY KEY (key, position)) WITHOUT ROWID",
     "CREATE INDEX search_unplaced ON sites(trial) WHERE latitude IS NULL OR longitude IS NULL",
     f"CREATE TRIGGER search_trial_added AFTER INSERT ON trials BEGIN {_SEARCH_ADD_TRIAL} END",
     "CREATE TRIGGER search_trial_changed AFTER UPDATE OF nct_id, search_text, source_kind "
@@ -405,7 +434,8 @@ _SEARCH_SCHEMA = (
     f"standing, recruiting_until ON sites BEGIN {_SEARCH_REMOVE_SITE} {_SEARCH_ADD_SITE} END",
     f"CREATE TRIGGER search_site_removed AFTER DELETE ON sites BEGIN {_SEARCH_REMOVE_SITE} END",
 )
-_SEARCH_TABLES = ("search_words", "search_point", "search_trial", "search_meta")
+_SEARCH_TABLES = ("search_words", "search_point", "search_site", "search_trial",
+                  "search_meta")
 _SEARCH_INDEXES = ("search_trial_terms", "search_unplaced")
 _SEARCH_TRIGGERS = ("search_trial_added", "search_trial_changed", "search_trial_removed",
                     "search_site_added", "search_site_changed", "search_site_removed")
@@ -496,10 +526,10 @@ class _SearchIndex:
         )
         db.execute("INSERT INTO search_words (rowid, text) SELECT k.key, t.search_text "
                    "FROM trials t JOIN search_trial k ON k.nct_id = t.nct_id")
-        db.execute(
-            f"INSERT INTO search_point SELECT {_search_point_sql('s', 'k.key')} FROM sites s "
-            f"JOIN search_trial k ON k.nct_id = s.trial WHERE {_search_placed('s')}"
-        )
+        for table, values in (("search_point", _search_point_sql), ("search_site",
+                                                                    _search_site_sql)):
+            db.execute(f"INSERT INTO {table} SELECT {values('s', 'k.key')} FROM sites s "
+                       f"JOIN search_trial k ON k.nct_id = s.trial WHERE {_search_placed('s')}")
         db.execute("INSERT INTO search_meta VALUES ('version', ?)", (SEARCH_INDEX_VERSION,))
 
     def _search_refresh_texts(self, batch: int = 500) -> None:
@@ -568,9 +598,9 @@ class _SearchIndex:
     def search_matching(self, phrase: str) -> set[int]:
         """Keys of the trials whose searchable text holds the phrase (FTS5 query syntax: the
         caller quotes it). One row comes back, so a large answer costs little."""
-        row = self._read("SELECT group_concat(rowid) FROM search_words WHERE search_words "
-                         "MATCH ?", (phrase,)).fetchone()
-        return {int(k) for k in row[0].split(",")} if row and row[0] else set()
+        row = self._read("SELECT json_group_array(rowid) FROM search_words WHERE "
+                         "search_words MATCH ?", (phrase,)).fetchone()
+        return set(json.loads(row[0])) if row and row[0] else set()
 
     def search_trial_ids(self, keys: Iterable[int]) -> dict[int, str]:
         """NCT ids of trial keys."""
@@ -579,45 +609,47 @@ class _SearchIndex:
             (json.dumps(list(keys)),)))
 
     def search_site_rows(
-        self, sites: Iterable[tuple[str, Iterable[int]]], day: date | None
-    ) -> list[tuple[str, int, float, float]]:
-        """(nct_id, position, latitude, longitude) of these placed sites ((nct_id, positions)
+        self, sites: Iterable[tuple[int, Iterable[int]]], day: date | None
+    ) -> list[tuple[int, int, float, float]]:
+        """(key, position, latitude, longitude) of these placed sites ((trial key, positions)
         pairs), those matching on ``day`` only (None: any standing)."""
-        wanted = json.dumps([[nct_id, p] for nct_id, positions in sites for p in positions])
-        sql = ("SELECT s.trial, s.position, s.latitude, s.longitude FROM json_each(?) j "
-               "CROSS JOIN sites s ON s.trial = j.value ->> 0 AND s.position = j.value ->> 1 "
-               f"WHERE {_search_placed('s')}")
+        wanted = json.dumps([[key, p] for key, positions in sites for p in positions])
+        sql = ("SELECT p.key, p.position, p.latitude, p.longitude FROM json_each(?) j "
+               "CROSS JOIN search_site p ON p.key = j.value ->> 0 "
+               "AND p.position = j.value ->> 1")
         params: list[Any] = [wanted]
         if day is not None:
-            sql += f" AND {_search_recruiting('s')}"
-            params.append(day.isoformat())
+            sql += " WHERE p.u >= ?"
+            params.append(search_day(day))
         return self._read(sql, params).fetchall()
 
     def search_count_sites(self, keys: Iterable[int], cap: int) -> int:
-        """How many sites these trials have (counting stops past ``cap``)."""
+        """How many placed sites these trials have (counting stops past ``cap``)."""
         return int(self._read(
-            "SELECT count(*) FROM (SELECT 1 FROM json_each(?) j JOIN search_trial k ON "
-            "k.key = j.value CROSS JOIN sites s ON s.trial = k.nct_id LIMIT ?)",
-            (json.dumps(list(keys)), cap + 1)).fetchone()[0])
+            "SELECT count(*) FROM (SELECT 1 FROM json_each(?) j CROSS JOIN search_site p "
+            "ON p.key = j.value LIMIT ?)", (json.dumps(list(keys)), cap + 1)).fetchone()[0])
 
     def search_sites_of(
         self, keys: Iterable[int] | None, day: date | None
     ) -> Iterator[tuple[str, int, float, float]]:
-        """(nct_id, position, latitude, longitude) of every placed site of these trials (all
-        trials: None) that matches on ``day`` (None: any standing). Reads `sites` only: works
-        without the index."""
+        """(nct_id, position, latitude, longitude) of every placed site of these trials that
+        matches on ``day`` (None: any standing). ``keys`` None: every trial, read from
+        `sites` (works without the index)."""
         params: list[Any] = []
         if keys is None:
-            sql = "SELECT s.trial, s.position, s.latitude, s.longitude FROM sites s WHERE "
+            sql = ("SELECT s.trial, s.position, s.latitude, s.longitude FROM sites s WHERE "
+                   + _search_placed("s"))
+            if day is not None:
+                sql += f" AND {_search_recruiting('s')}"
+                params.append(day.isoformat())
         else:
-            sql = ("SELECT s.trial, s.position, s.latitude, s.longitude FROM json_each(?) j "
-                   "JOIN search_trial k ON k.key = j.value CROSS JOIN sites s ON "
-                   "s.trial = k.nct_id WHERE ")
+            sql = ("SELECT k.nct_id, p.position, p.latitude, p.longitude FROM json_each(?) j "
+                   "CROSS JOIN search_trial k ON k.key = j.value CROSS JOIN search_site p "
+                   "ON p.key = k.key")
             params.append(json.dumps(list(keys)))
-        sql += _search_placed("s")
-        if day is not None:
-            sql += f" AND {_search_recruiting('s')}"
-            params.append(day.isoformat())
+            if day is not None:
+                sql += " WHERE p.u >= ?"
+                params.append(search_day(day))
         yield from self._read(sql, params)
 
     def search_texts(self) -> Iterator[tuple[str, str]]:
