@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from trialfinder.models import Precision, Site, Source, Status, Trial
 from trialfinder.nearest import haversine_km
 from trialfinder.recruitment import site_recruitment
 from trialfinder.search import (
+    SearchAnswer,
     condition_words,
     fts_phrase,
     nearest_trials,
@@ -312,6 +315,11 @@ def test_trials_whose_matching_sites_have_no_position_come_last(tmp_path: Path) 
         "NCT00000001", "NCT00000003", "NCT00000002"]
     assert [t["nct_id"] for t in everything["unplaced_trials"]] == ["NCT00000004",
                                                                     "NCT00000005"]
+    indexed = [search("Lyon", path, status=s, limit=1) for s in ("recruiting", "all")]
+    with _unindexed(path):
+        scanned = [search("Lyon", path, status=s, limit=1) for s in ("recruiting", "all")]
+    assert [(_answer(a), a.unplaced_total, a.method) for a in scanned] == [
+        (_answer(a), a.unplaced_total, "scan") for a in indexed]
 
 
 def test_many_sites_sharing_one_position_tie_by_identifier(tmp_path: Path) -> None:
@@ -366,27 +374,39 @@ def test_an_older_index_is_replaced_on_the_first_writable_open(db: Path) -> None
     assert [h.nct_id for h in search("Lyon", db).hits][:1] == ["NCT03830788"]
 
 
+@contextmanager
+def _unindexed(db: Path) -> Iterator[None]:
+    """The store as one that lacks its index and cannot build it now (another process
+    writes; a read-only file is the same to the store)."""
+    raw = sqlite3.connect(db)
+    raw.execute("DROP TABLE search_meta")  # as if the index had never been built
+    raw.commit()
+    raw.close()
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def _answer(answer: SearchAnswer) -> list[tuple[str, int, float | None, str]]:
+    return [(h.nct_id, h.position, h.distance_km, h.site_recruitment.standing.value)
+            for h in answer.hits + answer.unplaced]
+
+
 def test_a_store_that_cannot_be_indexed_now_is_scanned_with_the_same_answer(db: Path) -> None:
     """Without its index, and unable to build it (another process writes, or the file is
     read-only), the store is searched by reading every site: same answer, and a note."""
     indexed = search("Lyon", db, condition="cancer", status="all")
-    raw = sqlite3.connect(db)
-    raw.execute("DROP TABLE search_meta")  # as if the index had never been built
-    raw.commit()
-    writer = sqlite3.connect(db, isolation_level=None)
-    writer.execute("BEGIN IMMEDIATE")
-    try:
+    with _unindexed(db):
         with Store(db) as store:
             assert not store.search_index_ready
             scanned = search("Lyon", store, condition="cancer", status="all")
         code, data = _search(db, "--near", "Lyon")
-    finally:
-        writer.execute("ROLLBACK")
-        writer.close()
-        raw.close()
     assert scanned.method == "scan" and indexed.method != "scan"
-    assert [(h.nct_id, h.position, h.distance_km) for h in scanned.hits] == [
-        (h.nct_id, h.position, h.distance_km) for h in indexed.hits]
+    assert _answer(scanned) == _answer(indexed)
     assert code == 0 and data["index"]["method"] == "scan"
     assert data["notes"][0].startswith("This store has no search index and cannot be written")
 

@@ -665,7 +665,6 @@ class _SearchIndex:
         the country first, then by identifier. ``phrase`` (an FTS5 query, needs the index)
         or ``nct_ids`` limit the trials."""
         match = "" if day is None else f" AND {_search_recruiting('s')}"
-        placed = match.replace("s.", "p.")
         params: list[Any] = [country]
         where = ""
         if phrase is not None:
@@ -676,12 +675,21 @@ class _SearchIndex:
             where = " AND s.trial IN (SELECT value FROM json_each(?))"
             params.append(json.dumps(list(nct_ids)))
         if day is not None:
-            params += [day.isoformat(), day.isoformat()]
+            params.append(day.isoformat())
+        if self._search_ready:  # the placed sites, by trial, with their u
+            placed = ("SELECT 1 FROM search_trial k CROSS JOIN search_site p ON p.key = k.key "
+                      "WHERE k.nct_id = s.trial" + ("" if day is None else " AND p.u >= ?"))
+            if day is not None:
+                params.append(search_day(day))
+        else:
+            placed = f"SELECT 1 FROM sites p WHERE p.trial = s.trial AND {_search_placed('p')}"
+            if day is not None:
+                placed += f" AND {_search_recruiting('p')}"
+                params.append(day.isoformat())
         sql = (
             "SELECT s.trial, min(s.position), max(lower(s.country) = lower(?)) FROM sites s "
             f"WHERE (s.latitude IS NULL OR s.longitude IS NULL){where}{match} AND NOT EXISTS "
-            f"(SELECT 1 FROM sites p WHERE p.trial = s.trial AND {_search_placed('p')}{placed})"
-            " GROUP BY s.trial ORDER BY 3 DESC, s.trial"
+            f"({placed}) GROUP BY s.trial ORDER BY 3 DESC, s.trial"
         )
         return [(n, p, bool(h)) for n, p, h in self._read(sql, params)]
 
