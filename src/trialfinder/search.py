@@ -23,10 +23,13 @@ matching the condition are dropped; a group's exact positions are read from `sit
 tree's boxes are 32-bit) and the distance is `nearest.haversine_km`, as everywhere else.
 
 A condition is matched by FTS5 (whole words and phrases, see `words`). When the matching
-trials have few sites, they are ranked directly from `sites` (`_rank_directly`): a walk
-would open many nodes to find a rare trial far away. A store whose index is missing and
-cannot be written (a read-only file) is searched by reading every placed site
-(`_scan`): same answer, slower (see the README's figures).
+trials have few placed sites, they are ranked directly (`_rank_filtered`): SQLite computes
+each trial's nearest site with the haversine formula over `search_site` (about 1 µs a site),
+and the few trials that can be in the answer are then ranked exactly in Python. A walk
+with a condition that opens many nodes without meeting enough matching sites (they are
+far away) hands over to the same direct ranking. A store whose index is missing and cannot
+be written (a read-only file) is ranked the same way over every placed site of `sites`:
+same answer, slower (see the README's figures).
 """
 
 from __future__ import annotations
@@ -61,12 +64,12 @@ if TYPE_CHECKING:
     from trialfinder.recruitment import Recruitment
 
 STATUS_CHOICES = ("recruiting", "all")
-DIRECT_SITES = 10_000
+DIRECT_SITES = 25_000
 """When the trials matching a condition have at most this many placed sites, they are ranked
-directly (reading their sites costs less than walking the tree to find them far away)."""
+directly (about 1 µs a site: less than walking the tree to find them far away)."""
 TREE_BUDGET = 400
 """Nodes a walk with a condition may open before it is judged to be searching where the
-matching sites are not (about 20 ms)..."""
+matching sites are not (about 15 ms)..."""
 DIRECT_MAX = 200_000
 """...then the matching trials are ranked directly if they have at most this many placed
 sites; else the walk goes on."""
@@ -151,7 +154,7 @@ class Ranking:
     matching: int | None
     """Trials matching the condition (None without one)."""
     method: str
-    """"tree" (best-first over the index), "direct" (the few matching trials' sites read
+    """"tree" (best-first over the index), "direct" (the matching trials' sites read
     directly) or "scan" (no index: every placed site read)."""
 
 
@@ -248,26 +251,37 @@ def _best_first(
     return ranked
 
 
-def _rank_rows(
-    rows: Iterable[tuple[str, int, float, float]], latitude: float, longitude: float,
-    limit: int, radius_km: float | None, trials: set[str] | None = None,
+_SQL_SLACK_KM = 1e-3
+"""How far SQLite's haversine may be from `nearest.haversine_km` (they differ at most in
+the last bits; near the antipode those bits are worth about 0.1 m)."""
+
+
+def _rank_filtered(
+    store: Store, latitude: float, longitude: float, limit: int, radius_km: float | None,
+    day: date | None, *, keys: set[int] | None = None, nct_ids: set[str] | None = None,
 ) -> list[Ranked]:
-    """Each trial's nearest site (ties: record order) from (nct_id, position, latitude,
-    longitude) rows, the ``limit`` nearest trials (ties: identifier)."""
+    """The ``limit`` nearest trials among these (by key, by identifier, or all), every
+    matching site read: SQLite finds each trial's nearest site, then the few trials that
+    can be in the answer (the ``limit`` nearest and any within a rounding of the last) are
+    ranked exactly with `nearest.haversine_km`, ties by identifier then record order."""
+    within = None if radius_km is None else radius_km + _SQL_SLACK_KM
+    minima = store.search_minima(latitude, longitude, day, keys=keys, nct_ids=nct_ids,
+                                 within_km=within)
+    if not minima:
+        return []
+    last = minima[min(limit, len(minima)) - 1][1] + 2 * _SQL_SLACK_KM
+    candidates = [nct_id for nct_id, d in minima if d <= last]
     best: dict[str, tuple[float, int]] = {}
     distances: dict[tuple[float, float], float] = {}  # sites share city centres
-    for nct_id, position, lat, lon in rows:
-        if trials is not None and nct_id not in trials:
-            continue
+    for nct_id, position, lat, lon in store.search_sites_of(day, nct_ids=candidates):
         distance = distances.get((lat, lon))
         if distance is None:
             distance = distances[(lat, lon)] = haversine_km(latitude, longitude, lat, lon)
-        if radius_km is not None and distance > radius_km:
-            continue
-        current = best.get(nct_id)
-        if current is None or (distance, position) < current:
+        if (distance, position) < best.get(nct_id, (math.inf, 0)):
             best[nct_id] = (distance, position)
-    return sorted((d, nct_id, p) for nct_id, (d, p) in best.items())[:limit]
+    ranked = sorted((d, nct_id, p) for nct_id, (d, p) in best.items()
+                    if radius_km is None or d <= radius_km)
+    return ranked[:limit]
 
 
 def nearest_trials(
@@ -297,8 +311,10 @@ def nearest_trials(
         matched = None
         if phrase is not None:
             matched = {n for n, text in store.search_texts() if text_matches(phrase, text)}
-        ranked = _rank_rows(store.search_sites_of(None, day), latitude, longitude, limit,
-                            radius_km, matched)
+            if not matched:
+                return Ranking([], 0, "scan")
+        ranked = _rank_filtered(store, latitude, longitude, limit, radius_km, day,
+                                nct_ids=matched)
         return Ranking(ranked, None if matched is None else len(matched), "scan")
     if not store.search_index_ready:
         raise StoreError("The search index is not available in this store")
@@ -310,8 +326,7 @@ def nearest_trials(
         return Ranking([], 0, method or "tree")
 
     def direct() -> Ranking:
-        ranked = _rank_rows(store.search_sites_of(keys, day), latitude, longitude, limit,
-                            radius_km)
+        ranked = _rank_filtered(store, latitude, longitude, limit, radius_km, day, keys=keys)
         return Ranking(ranked, len(keys), "direct")
 
     if method == "direct" or (method is None and len(keys) <= DIRECT_SITES

@@ -305,7 +305,7 @@ def utc_now() -> str:
 # Triggers on `trials` and `sites` keep all of it current through every write of the store.
 # =========================================================================================
 
-SEARCH_INDEX_VERSION = "5"
+SEARCH_INDEX_VERSION = "7"
 SEARCH_SCALE = 1 << 30
 """Unit-sphere coordinates are stored as int32 multiples of 1/SEARCH_SCALE (about 6 mm)."""
 SEARCH_POSITION_BITS = 24
@@ -421,7 +421,9 @@ _SEARCH_SCHEMA = (
     "CREATE TABLE search_site (key INTEGER NOT NULL, position INTEGER NOT NULL, "
     "latitude REAL NOT NULL, longitude REAL NOT NULL, u INTEGER NOT NULL, "
     "PRIMARY KEY (key, position)) WITHOUT ROWID",
-    "CREATE INDEX search_unplaced ON sites(trial) WHERE latitude IS NULL OR longitude IS NULL",
+    # Covering: a search reads the unplaced sites from the index alone.
+    "CREATE INDEX search_unplaced ON sites(trial, position, standing, recruiting_until, "
+    "country, latitude, longitude) WHERE latitude IS NULL OR longitude IS NULL",
     f"CREATE TRIGGER search_trial_added AFTER INSERT ON trials BEGIN {_SEARCH_ADD_TRIAL} END",
     "CREATE TRIGGER search_trial_changed AFTER UPDATE OF nct_id, search_text, source_kind "
     f"ON trials BEGIN DELETE FROM search_words WHERE rowid = {_search_key_sql('old.nct_id')};"
@@ -629,28 +631,63 @@ class _SearchIndex:
             "SELECT count(*) FROM (SELECT 1 FROM json_each(?) j CROSS JOIN search_site p "
             "ON p.key = j.value LIMIT ?)", (json.dumps(list(keys)), cap + 1)).fetchone()[0])
 
-    def search_sites_of(
-        self, keys: Iterable[int] | None, day: date | None
-    ) -> Iterator[tuple[str, int, float, float]]:
-        """(nct_id, position, latitude, longitude) of every placed site of these trials that
-        matches on ``day`` (None: any standing). ``keys`` None: every trial, read from
-        `sites` (works without the index)."""
+    def _search_rows_sql(
+        self, keys: Iterable[int] | None, nct_ids: Iterable[str] | None, day: date | None
+    ) -> tuple[str, list[Any]]:
+        """FROM/WHERE of the placed sites matching on ``day`` (None: any standing) of these
+        trials: by key, from `search_site`; else by identifier (None: all) from `sites`,
+        which works without the index. Columns: trial, position, lat, lon."""
         params: list[Any] = []
-        if keys is None:
-            sql = ("SELECT s.trial, s.position, s.latitude, s.longitude FROM sites s WHERE "
-                   + _search_placed("s"))
-            if day is not None:
-                sql += f" AND {_search_recruiting('s')}"
-                params.append(day.isoformat())
-        else:
-            sql = ("SELECT k.nct_id, p.position, p.latitude, p.longitude FROM json_each(?) j "
-                   "CROSS JOIN search_trial k ON k.key = j.value CROSS JOIN search_site p "
-                   "ON p.key = k.key")
+        if keys is not None:
+            sql = ("k.nct_id AS trial, p.position AS position, p.latitude AS lat, p.longitude "
+                   "AS lon FROM json_each(?) j CROSS JOIN search_trial k ON k.key = j.value "
+                   "CROSS JOIN search_site p ON p.key = k.key")
             params.append(json.dumps(list(keys)))
             if day is not None:
                 sql += " WHERE p.u >= ?"
                 params.append(search_day(day))
-        yield from self._read(sql, params)
+            return sql, params
+        sql = ("s.trial AS trial, s.position AS position, s.latitude AS lat, s.longitude AS lon "
+               f"FROM sites s WHERE {_search_placed('s')}")
+        if nct_ids is not None:
+            sql += " AND s.trial IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(nct_ids)))
+        if day is not None:
+            sql += f" AND {_search_recruiting('s')}"
+            params.append(day.isoformat())
+        return sql, params
+
+    def search_sites_of(
+        self, day: date | None, *, keys: Iterable[int] | None = None,
+        nct_ids: Iterable[str] | None = None,
+    ) -> list[tuple[str, int, float, float]]:
+        """(nct_id, position, latitude, longitude) of every placed site of these trials (by
+        key, or by identifier; neither: every trial) that matches on ``day``."""
+        columns, params = self._search_rows_sql(keys, nct_ids, day)
+        return self._read(f"SELECT {columns}", params).fetchall()
+
+    def search_minima(
+        self, latitude: float, longitude: float, day: date | None, *,
+        keys: Iterable[int] | None = None, nct_ids: Iterable[str] | None = None,
+        within_km: float | None = None,
+    ) -> list[tuple[str, float]]:
+        """Each trial's nearest matching placed site (see `search_sites_of`) as (nct_id,
+        distance), nearest first, computed by SQLite with the haversine formula: to pick the
+        candidates that `nearest.haversine_km` then ranks exactly (the last bits may differ)."""
+        from trialfinder.nearest import EARTH_RADIUS_KM
+
+        columns, params = self._search_rows_sql(keys, nct_ids, day)
+        phi = math.radians(latitude)
+        distance = (
+            f"{2 * EARTH_RADIUS_KM} * asin(min(1.0, sqrt(pow(sin((radians(lat) - {phi!r}) / 2), "
+            f"2) + {math.cos(phi)!r} * cos(radians(lat)) * pow(sin(radians(lon - "
+            f"{float(longitude)!r}) / 2), 2))))"
+        )
+        sql = f"SELECT trial, min({distance}) AS d FROM (SELECT {columns}) GROUP BY trial"
+        if within_km is not None:
+            sql += " HAVING d <= ?"
+            params.append(within_km)
+        return self._read(sql + " ORDER BY d, trial", params).fetchall()
 
     def search_texts(self) -> Iterator[tuple[str, str]]:
         """(nct_id, searchable text) of every trial (for a search without the index)."""
@@ -687,9 +724,10 @@ class _SearchIndex:
                 placed += f" AND {_search_recruiting('p')}"
                 params.append(day.isoformat())
         sql = (
-            "SELECT s.trial, min(s.position), max(lower(s.country) = lower(?)) FROM sites s "
-            f"WHERE (s.latitude IS NULL OR s.longitude IS NULL){where}{match} AND NOT EXISTS "
-            f"({placed}) GROUP BY s.trial ORDER BY 3 DESC, s.trial"
+            "SELECT trial, position, here FROM (SELECT s.trial AS trial, min(s.position) AS "
+            "position, max(lower(s.country) = lower(?)) AS here FROM sites s WHERE "
+            f"(s.latitude IS NULL OR s.longitude IS NULL){where}{match} GROUP BY s.trial) s "
+            f"WHERE NOT EXISTS ({placed}) ORDER BY here DESC, trial"
         )
         return [(n, p, bool(h)) for n, p, h in self._read(sql, params)]
 
