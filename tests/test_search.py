@@ -396,6 +396,24 @@ def _answer(answer: SearchAnswer) -> list[tuple[str, int, float | None, str]]:
             for h in answer.hits + answer.unplaced]
 
 
+def test_building_the_index_recomputes_the_searchable_text(db: Path) -> None:
+    """Texts written by another version (here: nonsense) are recomputed from the records when
+    the index is built, so conditions match what this version indexes (MeSH terms too)."""
+    raw = sqlite3.connect(db)
+    raw.execute("DROP TABLE search_meta")
+    raw.execute("UPDATE trials SET search_text = 'nothing to see'")
+    raw.commit()
+    raw.close()
+    with Store(db) as store:
+        assert store.search_index_ready
+        assert store.search_matching(fts_phrase(["lung", "cancer"])) != set()
+        texts = dict(store.connection.execute("SELECT nct_id, search_text FROM trials"))
+        trial = store.get_trial("NCT06620835")
+    assert trial is not None and texts["NCT06620835"] == searchable_text(trial)
+    assert [h.nct_id for h in search("Lyon", db, condition="thoracic neoplasms").hits] == [
+        "NCT06620835"]
+
+
 def test_a_store_that_cannot_be_indexed_now_is_scanned_with_the_same_answer(db: Path) -> None:
     """Without its index, and unable to build it (another process writes, or the file is
     read-only), the store is searched by reading every site: same answer, and a note."""
