@@ -65,6 +65,7 @@ def _as_version_1(path: Path) -> None:
     raw = sqlite3.connect(path)
     for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         raw.execute(f"DROP TRIGGER {name}")  # the search index's: they read the columns below
+    raw.execute("DROP INDEX search_unplaced")  # the search index's too (schema 1 had none)
     for table, column in (("trials", "search_text"), ("trials", "placed_by"),
                           ("sites", "standing"), ("sites", "recruiting_until"),
                           ("sites", "matched"), ("sites", "unplaced_reason")):
