@@ -281,8 +281,13 @@ def test_a_status_unverified_for_two_years_stops_counting_on_its_day(
     assert [h.nct_id for h in search("Lyon", path).hits] == ["NCT00000002"]
     result = runner.invoke(app, ["search", "--near", "Lyon", "--status", "all", "--db",
                                  str(path)])
-    assert "   Trial status: Status unknown (last known: Recruiting, not verified since "\
-        "March 2023); record as of 20 February 2025, 10 days ago" in result.output.splitlines()
+    lines = result.output.splitlines()
+    assert lines[4:6] == [
+        "   Trial status: Status unknown (last known: Recruiting, not verified since March "
+        "2023); record as of 20 February 2025, 10 days ago",
+        "   Nearest site: A — A city, France — 6.6 km — Status unknown (last known: "
+        "Recruiting, not verified since March 2023)",
+    ]
 
 
 def test_trials_whose_matching_sites_have_no_position_come_last(tmp_path: Path) -> None:

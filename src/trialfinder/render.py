@@ -457,7 +457,9 @@ def search_recruitment_text(r: Recruitment, *, of_site: bool = False) -> str:
         text = _search_status_words(r.status)
     else:
         text = _("Not recruiting")
-    if of_site and r.status_from is StatusFrom.TRIAL:
+    if of_site and r.status_from is StatusFrom.TRIAL and not (
+        r.standing is Standing.UNKNOWN and r.recorded is r.last_known  # said already
+    ):
         if r.recorded is not None and r.recorded is not r.status:
             text = _("{status} (the trial's status; the site is still marked {recorded})").format(
                 status=text, recorded=_search_status_words(r.recorded))
