@@ -259,7 +259,7 @@ def main() -> None:
     with Store(path) as store:
         db = store.connection
         trials = db.execute("SELECT count(*) FROM trials").fetchone()[0]
-        placed = db.execute("SELECT count(*) FROM search_point").fetchone()[0]
+        placed = db.execute("SELECT count(*) FROM search_cell").fetchone()[0]
         print(f"store: {trials:,} trials, {placed:,} placed sites, {size / 1e6:.0f} MB")
         reference, seconds = timed(lambda: Reference(store))
         print(f"reference arrays loaded in {seconds / 1000:.1f} s")

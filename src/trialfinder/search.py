@@ -10,17 +10,18 @@ Trials whose only matching sites have no position come after, saying so.
 
 How it answers in milliseconds on a million sites, from anywhere on Earth
 --------------------------------------------------------------------------
-The store keeps an R*Tree of placed sites (store.py, "the search index"): each point is the
-site's position on the unit sphere, with a fourth dimension u, the last day the site counts
-as recruiting, and an id that packs the trial's key and the site's position. `_best_first`
-walks that tree's nodes best-first (Hjaltason & Samet's incremental nearest neighbour): a
-heap holds nodes, groups of points and exact candidates, keyed by a lower bound of their
-great-circle distance (from the chord to the node's box), so points leave it in exact
-distance order, wherever the nearest sites are, with no radius to guess. Nodes whose u is
-below the day hold no recruiting site and are never opened. In a leaf, the points of one
-trial are grouped (only the nearest can count), those of trials already ranked or not
-matching the condition are dropped; a group's exact positions are read from `sites` (the
-tree's boxes are 32-bit) and the distance is `nearest.haversine_km`, as everywhere else.
+The store keeps every placed site in `search_cell` (store.py, "the search index"), keyed by
+its cell in an octree over the unit sphere: each cube of the octree is one range of keys.
+`_best_first` is a best-first (branch-and-bound) nearest-neighbour search over that octree
+(Hjaltason & Samet's incremental algorithm): a heap holds cubes, keyed by a lower bound of
+their great-circle distance (from the chord to the cube), and exact candidates. A cube
+holding few sites is read whole, a larger one is split in eight, an empty one costs one
+short range count; so sites leave the heap in exact distance order, wherever the nearest
+ones are (the next street or the other side of the Pacific), with no radius to guess. Each
+read row carries the site's trial, exact position and the last day it counts as recruiting;
+in a cube, only each trial's nearest site becomes a candidate, trials already ranked or not
+matching the condition are skipped, and distances are `nearest.haversine_km`, as
+everywhere else. Sites sharing a city centre share a cube of the finest level, read once.
 
 A condition is matched by FTS5 (whole words and phrases, see `words`). When the matching
 trials have few placed sites, they are ranked directly (`_rank_filtered`): SQLite computes
@@ -46,13 +47,10 @@ from trialfinder import clock
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.nearest import EARTH_RADIUS_KM, haversine_km
 from trialfinder.store import (
-    SEARCH_POSITION_BITS,
-    SEARCH_SCALE,
+    SEARCH_CELL_BITS,
     SEARCH_TERMS_MARK,
     Store,
     StoreLike,
-    search_day,
-    search_unit_vector,
     using_store,
 )
 from trialfinder.text import fold
@@ -139,13 +137,9 @@ Ranked = tuple[float, str, int]
 _BOUND_SLACK_KM = 1e-3
 """Taken off every lower bound, so that rounding (haversine near the antipode is good to
 about 0.1 m) never puts a bound above the exact distance it bounds."""
-_POINT_RADIUS = math.sqrt(3)
-"""A point's box (one unit either side on each axis) lies within this many units of its
-centre."""
-_MASK = (1 << SEARCH_POSITION_BITS) - 1
-_NODE, _GROUP, _EXACT = 0, 1, 2  # heap entry kinds; on equal keys, nodes open first
-_BATCH = 1000
-"""Groups of points read from `sites` in one query, at most."""
+LEAF_SITES = 32
+"""A cube holding at most this many sites is read whole; a larger one is split in eight."""
+_CELL, _EXACT = 0, 1  # heap entry kinds; on equal keys, cubes open first
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,97 +152,75 @@ class Ranking:
     directly) or "scan" (no index: every placed site read)."""
 
 
-def _chord_km(chord2_units: float) -> float:
-    """Great-circle km of a squared chord in index units."""
-    chord = math.sqrt(chord2_units) / SEARCH_SCALE
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, chord / 2))
-
-
 def _best_first(
     store: Store, latitude: float, longitude: float, limit: int, radius_km: float | None,
     day: date | None, keys: set[int] | None, budget: int | None,
 ) -> list[Ranked] | None:
-    """The ``limit`` nearest trials by their nearest matching site, walking the index's
-    nodes in order of their distance's lower bound (see the module's docstring); None when
-    more than ``budget`` nodes would have to be opened."""
-    qx, qy, qz = (v * SEARCH_SCALE for v in search_unit_vector(latitude, longitude))
-    u_min = search_day(day) if day is not None else None
-    height, root = store.search_root()
-    heap: list[tuple[Any, ...]] = []  # (bound, kind, …): nodes, groups, exact candidates
+    """The ``limit`` nearest trials by their nearest matching site: the octree's cubes taken
+    in order of a lower bound of their distance (see the module's docstring); None when
+    more than ``budget`` cubes would have to be read."""
+    phi, lam = math.radians(latitude), math.radians(longitude)
+    qx, qy, qz = math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)
+    reach = math.inf if radius_km is None else radius_km
+    # (bound, _CELL, level, prefix, ix, iy, iz) or (distance, _EXACT, nct_id, position, key)
+    heap: list[tuple[Any, ...]] = [(0.0, _CELL, 0, 0, 0, 0, 0)]
     ranked: list[Ranked] = []
     done: set[int] = set()
-    names: dict[int, str] = {}
-    reach = math.inf if radius_km is None else radius_km
-
-    def open_node(cells: Sequence[tuple[int, ...]], depth: int) -> None:
-        if depth > 0:
-            for nodeno, x0, x1, y0, y1, z0, z1, _u0, u1 in cells:
-                if u_min is not None and u1 < u_min:
-                    continue
-                dx = x0 - qx if qx < x0 else (qx - x1 if qx > x1 else 0.0)
-                dy = y0 - qy if qy < y0 else (qy - y1 if qy > y1 else 0.0)
-                dz = z0 - qz if qz < z0 else (qz - z1 if qz > z1 else 0.0)
-                bound = _chord_km(dx * dx + dy * dy + dz * dz) - _BOUND_SLACK_KM
-                if bound <= reach:
-                    heapq.heappush(heap, (bound, _NODE, nodeno, depth - 1))
-            return
-        groups: dict[int, list[tuple[float, int]]] = {}
-        for point, x0, _x1, y0, _y1, z0, _z1, _u0, u1 in cells:
-            if u_min is not None and u1 < u_min:
-                continue
-            key = point >> SEARCH_POSITION_BITS
-            if key in done or (keys is not None and key not in keys):
-                continue
-            dx, dy, dz = x0 + 1 - qx, y0 + 1 - qy, z0 + 1 - qz
-            groups.setdefault(key, []).append(
-                (math.sqrt(dx * dx + dy * dy + dz * dz), point & _MASK))
-        for key, members in groups.items():
-            # Only a point that may be the trial's nearest in this leaf goes on: one whose
-            # lower bound is within the smallest upper bound (sites sharing a position all do).
-            nearest = min(members)[0]
-            within = nearest + 2 * _POINT_RADIUS
-            positions = tuple(sorted(p for c, p in members if c <= within))
-            low = max(0.0, nearest - _POINT_RADIUS)
-            bound = _chord_km(low * low) - _BOUND_SLACK_KM
-            if bound <= reach:
-                heapq.heappush(heap, (bound, _GROUP, key, positions))
-
-    open_node(root, height)
-    opened = 1
+    reads = 0
     while heap and len(ranked) < limit:
         entry = heapq.heappop(heap)
         if entry[0] > reach:
             break
-        kind = entry[1]
-        if kind == _NODE:
-            opened += 1
-            if budget is not None and opened > budget:
-                return None
-            open_node(store.search_node(entry[2]), entry[3])
-        elif kind == _GROUP:
-            # Groups that come out together (sites sharing a city centre are many, and all
-            # tied) have their exact positions read in one query.
-            batch = [entry]
-            while heap and heap[0][1] == _GROUP and len(batch) < _BATCH:
-                batch.append(heapq.heappop(heap))
-            wanted = [(key, positions) for _b, _k, key, positions in batch if key not in done]
-            best: dict[int, tuple[float, int]] = {}
-            for key, position, lat, lon in store.search_site_rows(wanted, day):
-                candidate = (haversine_km(latitude, longitude, lat, lon), position)
-                if key not in best or candidate < best[key]:
-                    best[key] = candidate
-            unknown = [key for key in best if key not in names]
-            if unknown:
-                names.update(store.search_trial_ids(unknown))
-            for key, (distance, position) in best.items():
-                if distance <= reach and key in names:
-                    heapq.heappush(heap, (distance, _EXACT, names[key], position, key))
-        else:
-            key = entry[4]
-            if key not in done:
-                done.add(key)
+        if entry[1] == _EXACT:
+            if entry[4] not in done:
+                done.add(entry[4])
                 ranked.append((entry[0], entry[2], entry[3]))
+            continue
+        _bound, _kind, level, prefix, ix, iy, iz = entry
+        reads += 1
+        if budget is not None and reads > budget:
+            return None
+        shift = 3 * (SEARCH_CELL_BITS - level)
+        first, last = prefix << shift, ((prefix + 1) << shift) - 1
+        if level < SEARCH_CELL_BITS:
+            count = store.search_cell_count(first, last, LEAF_SITES)
+            if count == 0:
+                continue
+            if count > LEAF_SITES:
+                size = 2.0 / (1 << (level + 1))
+                for child in range(8):
+                    cx, cy, cz = 2 * ix + (child & 1), 2 * iy + (child >> 1 & 1), \
+                        2 * iz + (child >> 2)
+                    x0, y0, z0 = cx * size - 1.0, cy * size - 1.0, cz * size - 1.0
+                    dx = x0 - qx if qx < x0 else (qx - x0 - size if qx > x0 + size else 0.0)
+                    dy = y0 - qy if qy < y0 else (qy - y0 - size if qy > y0 + size else 0.0)
+                    dz = z0 - qz if qz < z0 else (qz - z0 - size if qz > z0 + size else 0.0)
+                    chord = math.sqrt(dx * dx + dy * dy + dz * dz)
+                    bound = _EARTH_DIAMETER_KM * math.asin(min(1.0, chord / 2))
+                    if bound - _BOUND_SLACK_KM <= reach:
+                        heapq.heappush(heap, (bound - _BOUND_SLACK_KM, _CELL, level + 1,
+                                              prefix << 3 | child, cx, cy, cz))
+                continue
+        # A cube read whole: each trial's nearest site in it becomes an exact candidate.
+        best: dict[str, tuple[float, int, int]] = {}
+        distances: dict[tuple[float, float], float] = {}  # sites share city centres
+        for key, position, nct_id, lat, lon in store.search_cell_rows(first, last, day):
+            if key in done or (keys is not None and key not in keys):
+                continue
+            distance = distances.get((lat, lon))
+            if distance is None:
+                distance = distances[(lat, lon)] = haversine_km(latitude, longitude, lat, lon)
+            candidate = (distance, position, key)
+            if candidate < best.get(nct_id, _FAR):
+                best[nct_id] = candidate
+        for nct_id, (distance, position, key) in best.items():
+            if distance <= reach:
+                heapq.heappush(heap, (distance, _EXACT, nct_id, position, key))
     return ranked
+
+
+_EARTH_DIAMETER_KM = 2 * EARTH_RADIUS_KM
+_FAR = (math.inf, 0, 0)
 
 
 _SQL_SLACK_KM = 1e-3

@@ -17,7 +17,6 @@ import json
 import math
 import re
 import sqlite3
-import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -295,38 +294,30 @@ def utc_now() -> str:
 # - `search_trial`: a small, stable integer key per trial (kept across re-saves of the trial,
 #   which may change `trials.rowid`), and whether a registry record carries MeSH terms.
 # - `search_words`: FTS5 over `trials.search_text` (search.searchable_text), rowid = key.
-# - `search_point`: an R*Tree (int32) with one point per placed site: its position on the
-#   unit sphere (x, y, z, times SEARCH_SCALE, widened by one unit so that the box holds the
-#   exact point) and the last day it counts as recruiting (u, with SEARCH_U_DEPTH below
-#   it). The point's id packs the
-#   trial's key and the site's position, so a walk over the tree's nodes knows each point's
-#   trial without reading another table.
+# - `search_cell`: one row per placed site, keyed by its octree cell: the site's point on the
+#   unit sphere, each coordinate cut into 2**SEARCH_CELL_BITS steps, the three step numbers'
+#   bits interleaved (Morton order), so every cube of the octree is one range of keys. The
+#   row carries what ranking needs: trial, position, exact latitude and longitude, and u,
+#   the last day the site counts as recruiting. A B-tree insert per site (a few µs; an
+#   R*Tree insert costs about 30 µs), and a search reads cubes as key ranges.
+# - `search_site`: the same rows clustered by trial (direct ranking, unplaced trials).
 # - `search_unplaced`: a partial index of `sites` over the rows without a position.
 # Triggers on `trials` and `sites` keep all of it current through every write of the store.
 # =========================================================================================
 
-SEARCH_INDEX_VERSION = "7"
-SEARCH_SCALE = 1 << 30
-"""Unit-sphere coordinates are stored as int32 multiples of 1/SEARCH_SCALE (about 6 mm)."""
-SEARCH_POSITION_BITS = 24
-"""A point's id is ``key << SEARCH_POSITION_BITS | position``."""
+SEARCH_INDEX_VERSION = "8"
+SEARCH_CELL_BITS = 20
+"""Octree depth: the finest cube is 2 / 2**20 of the Earth's radius across (about 12 m)."""
 SEARCH_FOREVER = 100_000
 """u of a recruiting site whose standing has no end date (a day number in year 2243)."""
 SEARCH_NEVER = -1
 """u of a site whose standing is not recruiting: below every day."""
-SEARCH_U_DEPTH = 1 << 26
-"""A point's u box is [u - SEARCH_U_DEPTH, u], never flat: the R*Tree chooses where a point
-goes by the growth of its nodes' volumes, and a node whose u is flat (all its sites share a
-day, or are not recruiting) has no volume, so it would take in points from anywhere. A deep,
-nearly constant u extent leaves the choice to space; pruning reads only u's maximum."""
 SEARCH_TERMS_MARK = "\x1f"
 """Put by search.searchable_text before a record's MeSH terms (FTS5 reads it as a space)."""
 _EPOCH_JULIAN_DAY = 2440587.5  # julianday('1970-01-01')
-_POSITION_MULTIPLIER = 1 << SEARCH_POSITION_BITS
-_NODE_CELL = struct.Struct(">q8i")  # R*Tree node cell: id, then (min, max) per dimension
-
-SearchCell = tuple[int, int, int, int, int, int, int, int, int]
-"""A decoded R*Tree cell: (id, x0, x1, y0, y1, z0, z1, u0, u1)."""
+# Spreading 21 bits to every third of 63 (Morton order in 3D), one step per line.
+_SPREAD = ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
+           (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249))
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -335,12 +326,6 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 def search_day(day: date) -> int:
     """A day as the index's u dimension counts it (days since 1970-01-01)."""
     return day.toordinal() - _EPOCH_ORDINAL
-
-
-def search_unit_vector(latitude: float, longitude: float) -> tuple[float, float, float]:
-    """The point on the unit sphere (the triggers compute the same with SQL's math)."""
-    phi, lam = math.radians(latitude), math.radians(longitude)
-    return (math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi))
 
 
 def _search_until_sql(row: str) -> str:
@@ -353,21 +338,24 @@ def _search_until_sql(row: str) -> str:
     )
 
 
-def _search_point_sql(row: str, key: str) -> str:
-    """The values of `search_point` for a row of `sites` (``new``/``old``/an alias)."""
+def _search_cell_sql(row: str) -> str:
+    """The octree cell of a row of `sites` (an SQL expression: subqueries compute each step
+    once)."""
     lat, lon = f"radians({row}.latitude)", f"radians({row}.longitude)"
-    axes = (f"cos({lat}) * cos({lon})", f"cos({lat}) * sin({lon})", f"sin({lat})")
-    scaled = [f"CAST(round(({axis}) * {SEARCH_SCALE}) AS INTEGER)" for axis in axes]
-    until = _search_until_sql(row)
-    box = ", ".join(f"{v} - 1, {v} + 1" for v in scaled)
-    return (f"{key} * {_POSITION_MULTIPLIER} + {row}.position, {box}, "
-            f"({until}) - {SEARCH_U_DEPTH}, {until}")
+    steps = 1 << SEARCH_CELL_BITS
+    axes = [f"max(0, min({steps - 1}, CAST((({axis}) + 1) * {steps // 2} AS INTEGER)))"
+            for axis in (f"cos({lat}) * cos({lon})", f"cos({lat}) * sin({lon})", f"sin({lat})")]
+    sql = f"SELECT {axes[0]} AS x, {axes[1]} AS y, {axes[2]} AS z"
+    for shift, mask in _SPREAD:
+        spread = ", ".join(f"({a} | ({a} << {shift})) & {mask} AS {a}" for a in "xyz")
+        sql = f"SELECT {spread} FROM ({sql})"
+    return f"(SELECT x | (y << 1) | (z << 2) FROM ({sql}))"
 
 
 def _search_site_sql(row: str, key: str) -> str:
     """The values of `search_site` for a row of `sites`."""
     return (f"{key}, {row}.position, {row}.latitude, {row}.longitude, "
-            f"{_search_until_sql(row)}")
+            f"{_search_until_sql(row)}, {_search_cell_sql(row)}")
 
 
 def _search_key_sql(nct: str) -> str:
@@ -382,24 +370,27 @@ _SEARCH_TERMS_SQL = (
     f"CASE WHEN new.source_kind = 'registry' THEN instr(new.search_text, char("
     f"{ord(SEARCH_TERMS_MARK)})) > 0 END"
 )
+def _search_drop_site(row: str) -> str:
+    """Statements that remove a site (by trial and position) from the index."""
+    key = _search_key_sql(f"{row}.trial")
+    return (
+        "DELETE FROM search_cell WHERE (cell, key, position) = (SELECT cell, key, position "
+        f"FROM search_site WHERE key = {key} AND position = {row}.position);"
+        f"DELETE FROM search_site WHERE key = {key} AND position = {row}.position;"
+    )
+
+
 _SEARCH_ADD_SITE = (
     "INSERT OR IGNORE INTO search_trial (nct_id) VALUES (new.trial);"
-    # A replaced row (INSERT OR REPLACE) fires no delete trigger: clear its point first.
-    f"DELETE FROM search_point WHERE id = {_search_key_sql('new.trial')} * "
-    f"{_POSITION_MULTIPLIER} + new.position;"
-    f"DELETE FROM search_site WHERE key = {_search_key_sql('new.trial')} "
-    "AND position = new.position;"
-    f"INSERT INTO search_point SELECT {_search_point_sql('new', 'k.key')} FROM search_trial k "
+    # A replaced row (INSERT OR REPLACE) fires no delete trigger: clear it first.
+    + _search_drop_site("new")
+    + f"INSERT INTO search_site SELECT {_search_site_sql('new', 'k.key')} FROM search_trial k "
     f"WHERE k.nct_id = new.trial AND {_search_placed('new')};"
-    f"INSERT INTO search_site SELECT {_search_site_sql('new', 'k.key')} FROM search_trial k "
-    f"WHERE k.nct_id = new.trial AND {_search_placed('new')};"
+    "INSERT INTO search_cell SELECT p.cell, p.key, p.position, new.trial, p.latitude, "
+    "p.longitude, p.u FROM search_site p WHERE p.key = "
+    f"{_search_key_sql('new.trial')} AND p.position = new.position;"
 )
-_SEARCH_REMOVE_SITE = (
-    f"DELETE FROM search_point WHERE id = {_search_key_sql('old.trial')} * "
-    f"{_POSITION_MULTIPLIER} + old.position;"
-    f"DELETE FROM search_site WHERE key = {_search_key_sql('old.trial')} "
-    "AND position = old.position;"
-)
+_SEARCH_REMOVE_SITE = _search_drop_site("old")
 _SEARCH_ADD_TRIAL = (
     "INSERT OR IGNORE INTO search_trial (nct_id) VALUES (new.nct_id);"
     f"UPDATE search_trial SET terms = {_SEARCH_TERMS_SQL} WHERE nct_id = new.nct_id;"
@@ -416,11 +407,13 @@ _SEARCH_SCHEMA = (
     # runs from one field into the next (and no query can contain it).
     "CREATE VIRTUAL TABLE search_words USING fts5(text, columnsize=0, "
     "tokenize=\"unicode61 remove_diacritics 2 tokenchars '|'\")",
-    "CREATE VIRTUAL TABLE search_point USING rtree_i32(id, x0, x1, y0, y1, z0, z1, u0, u1)",
-    # The exact positions of the points, clustered by trial: what ranks a trial's sites.
+    "CREATE TABLE search_cell (cell INTEGER NOT NULL, key INTEGER NOT NULL, "
+    "position INTEGER NOT NULL, nct_id TEXT NOT NULL, latitude REAL NOT NULL, "
+    "longitude REAL NOT NULL, u INTEGER NOT NULL, PRIMARY KEY (cell, key, position)) "
+    "WITHOUT ROWID",
     "CREATE TABLE search_site (key INTEGER NOT NULL, position INTEGER NOT NULL, "
     "latitude REAL NOT NULL, longitude REAL NOT NULL, u INTEGER NOT NULL, "
-    "PRIMARY KEY (key, position)) WITHOUT ROWID",
+    "cell INTEGER NOT NULL, PRIMARY KEY (key, position)) WITHOUT ROWID",
     # Covering: a search reads the unplaced sites from the index alone.
     "CREATE INDEX search_unplaced ON sites(trial, position, standing, recruiting_until, "
     "country, latitude, longitude) WHERE latitude IS NULL OR longitude IS NULL",
@@ -436,7 +429,7 @@ _SEARCH_SCHEMA = (
     f"standing, recruiting_until ON sites BEGIN {_SEARCH_REMOVE_SITE} {_SEARCH_ADD_SITE} END",
     f"CREATE TRIGGER search_site_removed AFTER DELETE ON sites BEGIN {_SEARCH_REMOVE_SITE} END",
 )
-_SEARCH_TABLES = ("search_words", "search_point", "search_site", "search_trial",
+_SEARCH_TABLES = ("search_words", "search_cell", "search_site", "search_trial",
                   "search_meta")
 _SEARCH_INDEXES = ("search_trial_terms", "search_unplaced")
 _SEARCH_TRIGGERS = ("search_trial_added", "search_trial_changed", "search_trial_removed",
@@ -445,7 +438,8 @@ _SEARCH_OBJECTS = (*_SEARCH_TABLES, *_SEARCH_INDEXES, *_SEARCH_TRIGGERS)
 # What earlier versions of the index left in a store (dropped before building this one).
 _SEARCH_OLD_TRIGGERS = ("search_sites_ai", "search_sites_ad", "search_sites_au",
                         "search_trials_ai", "search_trials_au", "search_trials_ad")
-_SEARCH_OLD_TABLES = ("search_site_rtree", "search_trial_text", "search_trial_dirty")
+_SEARCH_OLD_TABLES = ("search_site_rtree", "search_trial_text", "search_trial_dirty",
+                      "search_point")
 
 
 def _search_recruiting(row: str) -> str:
@@ -528,10 +522,12 @@ class _SearchIndex:
         )
         db.execute("INSERT INTO search_words (rowid, text) SELECT k.key, t.search_text "
                    "FROM trials t JOIN search_trial k ON k.nct_id = t.nct_id")
-        for table, values in (("search_point", _search_point_sql), ("search_site",
-                                                                    _search_site_sql)):
-            db.execute(f"INSERT INTO {table} SELECT {values('s', 'k.key')} FROM sites s "
-                       f"JOIN search_trial k ON k.nct_id = s.trial WHERE {_search_placed('s')}")
+        db.execute(f"INSERT INTO search_site SELECT {_search_site_sql('s', 'k.key')} FROM "
+                   f"sites s JOIN search_trial k ON k.nct_id = s.trial WHERE "
+                   f"{_search_placed('s')}")
+        db.execute("INSERT INTO search_cell SELECT p.cell, p.key, p.position, k.nct_id, "
+                   "p.latitude, p.longitude, p.u FROM search_site p JOIN search_trial k ON "
+                   "k.key = p.key ORDER BY p.cell, p.key, p.position")
         db.execute("INSERT INTO search_meta VALUES ('version', ?)", (SEARCH_INDEX_VERSION,))
 
     def _search_refresh_texts(self, batch: int = 500) -> None:
@@ -573,29 +569,25 @@ class _SearchIndex:
             if self._db.in_transaction:
                 self._db.execute("COMMIT")
 
-    def search_root(self) -> tuple[int, list[SearchCell]]:
-        """The R*Tree's height (0: the root is a leaf) and its root's cells."""
-        row = self._read("SELECT data FROM search_point_node WHERE nodeno = 1").fetchone()
-        if row is None:
-            return 0, []
-        return int.from_bytes(row[0][:2], "big"), self._search_cells(row[0])
+    def search_cell_count(self, first: int, last: int, cap: int) -> int:
+        """How many placed sites lie in cells ``first``..``last`` (counting stops past
+        ``cap``)."""
+        return int(self._read(
+            "SELECT count(*) FROM (SELECT 1 FROM search_cell WHERE cell BETWEEN ? AND ? "
+            "LIMIT ?)", (first, last, cap + 1)).fetchone()[0])
 
-    def search_node(self, nodeno: int) -> list[SearchCell]:
-        """The cells of an R*Tree node: points (leaves) or child nodes (id = node number)."""
-        row = self._read("SELECT data FROM search_point_node WHERE nodeno = ?",
-                         (nodeno,)).fetchone()
-        return [] if row is None else self._search_cells(row[0])
-
-    @staticmethod
-    def _search_cells(data: bytes) -> list[SearchCell]:
-        count = int.from_bytes(data[2:4], "big")
-        end = 4 + count * _NODE_CELL.size
-        return list(_NODE_CELL.iter_unpack(data[4:end]))
-
-    @staticmethod
-    def search_point_parts(point_id: int) -> tuple[int, int]:
-        """(trial key, site position) of a point's id."""
-        return point_id >> SEARCH_POSITION_BITS, point_id & (_POSITION_MULTIPLIER - 1)
+    def search_cell_rows(
+        self, first: int, last: int, day: date | None
+    ) -> list[tuple[int, int, str, float, float]]:
+        """(key, position, nct_id, latitude, longitude) of the placed sites in cells
+        ``first``..``last`` that match on ``day`` (None: any standing)."""
+        sql = ("SELECT key, position, nct_id, latitude, longitude FROM search_cell "
+               "WHERE cell BETWEEN ? AND ?")
+        params: list[Any] = [first, last]
+        if day is not None:
+            sql += " AND u >= ?"
+            params.append(search_day(day))
+        return self._read(sql, params).fetchall()
 
     def search_matching(self, phrase: str) -> set[int]:
         """Keys of the trials whose searchable text holds the phrase (FTS5 query syntax: the
@@ -603,27 +595,6 @@ class _SearchIndex:
         row = self._read("SELECT json_group_array(rowid) FROM search_words WHERE "
                          "search_words MATCH ?", (phrase,)).fetchone()
         return set(json.loads(row[0])) if row and row[0] else set()
-
-    def search_trial_ids(self, keys: Iterable[int]) -> dict[int, str]:
-        """NCT ids of trial keys."""
-        return dict(self._read(
-            "SELECT k.key, k.nct_id FROM json_each(?) j JOIN search_trial k ON k.key = j.value",
-            (json.dumps(list(keys)),)))
-
-    def search_site_rows(
-        self, sites: Iterable[tuple[int, Iterable[int]]], day: date | None
-    ) -> list[tuple[int, int, float, float]]:
-        """(key, position, latitude, longitude) of these placed sites ((trial key, positions)
-        pairs), those matching on ``day`` only (None: any standing)."""
-        wanted = json.dumps([[key, p] for key, positions in sites for p in positions])
-        sql = ("SELECT p.key, p.position, p.latitude, p.longitude FROM json_each(?) j "
-               "CROSS JOIN search_site p ON p.key = j.value ->> 0 "
-               "AND p.position = j.value ->> 1")
-        params: list[Any] = [wanted]
-        if day is not None:
-            sql += " WHERE p.u >= ?"
-            params.append(search_day(day))
-        return self._read(sql, params).fetchall()
 
     def search_count_sites(self, keys: Iterable[int], cap: int) -> int:
         """How many placed sites these trials have (counting stops past ``cap``)."""
