@@ -27,7 +27,7 @@ A condition is matched by FTS5 (whole words and phrases, see `words`). When the 
 trials have few placed sites, they are ranked directly (`_rank_filtered`): SQLite computes
 each trial's nearest site with the haversine formula over `search_site` (about 1 µs a site),
 and the few trials that can be in the answer are then ranked exactly in Python. A walk
-with a condition that opens many nodes without meeting enough matching sites (they are
+with a condition that reads many cubes without meeting enough matching sites (they are
 far away) hands over to the same direct ranking. A store whose index is missing and cannot
 be written (a read-only file) is ranked the same way over every placed site of `sites`:
 same answer, slower (see the README's figures).
@@ -66,8 +66,8 @@ DIRECT_SITES = 25_000
 """When the trials matching a condition have at most this many placed sites, they are ranked
 directly (about 1 µs a site: less than walking the tree to find them far away)."""
 TREE_BUDGET = 400
-"""Nodes a walk with a condition may open before it is judged to be searching where the
-matching sites are not (about 15 ms)..."""
+"""Cubes a walk with a condition may read before it is judged to be searching where the
+matching sites are not (a few ms)..."""
 DIRECT_MAX = 200_000
 """...then the matching trials are ranked directly if they have at most this many placed
 sites; else the walk goes on."""
