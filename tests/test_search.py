@@ -251,6 +251,7 @@ def test_a_store_without_mesh_terms_says_so_and_how_to_refresh(tmp_path: Path) -
     assert [t["nct_id"] for t in data["trials"]] == ["NCT00000001"]
 
 
+@settings(deadline=None)
 @given(st.text(max_size=40))
 def test_any_condition_is_searched_or_refused_cleanly(condition: str) -> None:
     """Hostile text (quotes, FTS5 operators, control characters) is only ever words: the
@@ -519,6 +520,7 @@ def test_every_method_equals_brute_force(
     assert got == brute_force(trials, lat, lon, limit, radius, recruiting, condition)
 
 
+@settings(deadline=None)
 @given(st.lists(texts, min_size=1, max_size=4), texts)
 def test_fts_and_the_python_matcher_agree(fields: list[str], condition: str) -> None:
     """The index (FTS5) and the matcher used without it answer the same for any fields."""
