@@ -134,6 +134,8 @@ def deadline_seconds(environ: dict[str, str] | None = None) -> float:
 
 
 def _megabytes(count: int) -> str:
+    if count < 100_000:
+        return f"{count:,} bytes"
     return f"{count / 1_000_000:,.1f}".removesuffix(".0") + " MB"
 
 
