@@ -56,7 +56,7 @@ from trialfinder import __version__
 from trialfinder.errors import BadInput, ListingError, ListingFetchError, UnusableListing
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Contact, Site, Source, Trial
-from trialfinder.repair import repair_name
+from trialfinder.repair import Repair, repair_name
 
 if TYPE_CHECKING:
     import requests
@@ -195,15 +195,21 @@ def finish_listing(
     gazetteer build that decided.
     """
     from trialfinder.geocode import default_chain, locate_sites, placing_version
-    from trialfinder.repair import repair_city
+    from trialfinder.repair import CityRepair, repair_city
 
     if gazetteer is None:
         from trialfinder.gazetteer import Gazetteer
 
         gazetteer = Gazetteer.bundled()
     sites = []
+    repairs: dict[tuple[str, str, str | None], CityRepair] = {}  # a page names a city often
     for site in trial.sites:
-        repaired = repair_city(site.city, site.country, gazetteer, postal_code=site.zip)
+        key = (site.city, site.country, site.zip)
+        repaired = repairs.get(key)
+        if repaired is None:
+            repaired = repairs[key] = repair_city(
+                site.city, site.country, gazetteer, postal_code=site.zip
+            )
         if repaired.changed:
             site = dataclasses.replace(site, city=repaired.text, city_raw=site.city)
         elif repaired.candidates:
@@ -1172,8 +1178,9 @@ def _sites(blocks: list[list[str]]) -> tuple[tuple[Site, ...], int]:
     one-line warning with a short excerpt, at most a few of them, then a count."""
     sites = []
     skipped = 0
+    repairs: dict[str, Repair] = {}  # a centre with several investigators is listed each time
     for block in blocks:
-        site = _site(block)
+        site = _site(block, repairs)
         if site is not None:
             sites.append(site)
             continue
@@ -1294,7 +1301,7 @@ def _location(line: str) -> tuple[str, str | None, str | None, str] | None:
     return parts[0], state, postal, country
 
 
-def _site(block: list[str]) -> Site | None:
+def _site(block: list[str], repairs: dict[str, Repair]) -> Site | None:
     if len(block) < 2:
         return None
     location = _location(block[-1])
@@ -1312,7 +1319,9 @@ def _site(block: list[str]) -> Site | None:
     if not facility_lines:
         return None
     raw = " ".join(facility_lines)
-    repaired = repair_name(raw)
+    repaired = repairs.get(raw)
+    if repaired is None:
+        repaired = repairs[raw] = repair_name(raw)
     return Site(
         facility=repaired.text,
         facility_raw=raw if repaired.changed else None,

@@ -418,21 +418,20 @@ class CityRepair:
 class _CityIndex:
     """A country's place names by their plain letters ("Nîmes" and "N mes" -> "nmes")."""
 
-    __slots__ = ("by_letters", "keys")
+    __slots__ = ("by_letters",)
 
     def __init__(self, names: Iterable[str]) -> None:
-        from trialfinder.gazetteer import name_key
-
-        self.keys: set[str] = set()
         self.by_letters: dict[str, list[str]] = {}
         for name in names:
-            self.keys.add(name_key(name))
             self.by_letters.setdefault(_plain_letters(name), []).append(name)
+
+
+_NOT_PLAIN = re.compile(r"[^a-z0-9]+")
 
 
 def _plain_letters(text: str) -> str:
     """The ASCII letters and digits of a name, lower case: what survives a lost letter."""
-    return "".join(ch for ch in text.lower() if ch.isascii() and ch.isalnum())
+    return _NOT_PLAIN.sub("", text.encode("ascii", "ignore").decode("ascii").lower())
 
 
 _CITY_INDEXES: weakref.WeakKeyDictionary[Gazetteer, dict[str, _CityIndex]] = (
@@ -482,13 +481,16 @@ def repair_city(
         return unchanged
     from trialfinder.gazetteer import name_key
 
-    index = _city_index(gazetteer, codes)
-    if name_key(city) in index.keys:
+    # A name the gazetteer knows as it is (accents aside) is sound: one indexed lookup.
+    known = gazetteer.locate(city, country)
+    if known is not None and name_key(known.name) == name_key(city):
         return unchanged
     fits: dict[str, str] = {}
-    for name in index.by_letters.get(letters, ()):
+    for name in _city_index(gazetteer, codes).by_letters.get(letters, ()):
         repaired = _restore(city, name)
-        if repaired is not None and repaired != city:
+        if repaired == city:
+            return unchanged  # a place of that very name ("Bard" is not "Béard" damaged)
+        if repaired is not None:
             fits.setdefault(repaired, name)
     if postal_code and len(fits) > 1:
         covered = {
