@@ -520,7 +520,7 @@ def recorded_changes(
     """The history of changes the syncs recorded, oldest first (none if no store yet)."""
     from trialfinder.store import parse_since
 
-    nct = normalise_nct_id(nct_id) if nct_id else None
+    nct = normalise_nct_id(nct_id) if nct_id is not None else None  # "" is no trial
     since_key = parse_since(since) if since else None  # checked even without a store
     if str(store_path) != ":memory:" and not Path(store_path).expanduser().exists():
         return []  # reading never creates the store
