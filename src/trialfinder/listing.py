@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from trialfinder import __version__
 from trialfinder.errors import BadInput, ListingError, ListingFetchError, UnusableListing
+from trialfinder.i18n import _
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Contact, Site, Source, Trial
 from trialfinder.repair import Repair, repair_name
@@ -113,8 +114,9 @@ def max_bytes(environ: dict[str, str] | None = None) -> int:
         number = 0
     if number <= 0:
         raise BadInput(
-            f"{MAX_BYTES_ENV}={value[:40]!r} is not a positive number of bytes "
-            f"(e.g. {DEFAULT_MAX_BYTES})"
+            _("{setting}={value} is not a positive number of bytes (e.g. {example})").format(
+                setting=MAX_BYTES_ENV, value=repr(value[:40]), example=DEFAULT_MAX_BYTES
+            )
         )
     return number
 
@@ -129,20 +131,26 @@ def deadline_seconds(environ: dict[str, str] | None = None) -> float:
     except ValueError:
         number = 0.0
     if not 0 < number < float("inf"):
-        raise BadInput(f"{DEADLINE_ENV}={value[:40]!r} is not a positive number of seconds")
+        raise BadInput(
+            _("{setting}={value} is not a positive number of seconds").format(
+                setting=DEADLINE_ENV, value=repr(value[:40])
+            )
+        )
     return number
 
 
 def _megabytes(count: int) -> str:
     if count < 100_000:
-        return f"{count:,} bytes"
-    return f"{count / 1_000_000:,.1f}".removesuffix(".0") + " MB"
+        return _("{count} bytes").format(count=f"{count:,}")
+    return _("{count} MB").format(count=f"{count / 1_000_000:,.1f}".removesuffix(".0"))
 
 
 def _too_large(name: str, limit: int) -> UnusableListing:
     return UnusableListing(
-        f"{name} is larger than {_megabytes(limit)}, the limit for a listing page "
-        f"(set {MAX_BYTES_ENV} to read larger pages)"
+        _(
+            "{name} is larger than {size}, the limit for a listing page (set {setting} to "
+            "read larger pages)"
+        ).format(name=name, size=_megabytes(limit), setting=MAX_BYTES_ENV)
     )
 
 
@@ -214,8 +222,10 @@ def finish_listing(
             site = dataclasses.replace(site, city=repaired.text, city_raw=site.city)
         elif repaired.candidates:
             log.warning(
-                "City %r (%s) may be any of %s: left as it is",
-                _excerpt(site.city), _excerpt(site.country), ", ".join(repaired.candidates[:5]),
+                _("City {city} ({country}) may be any of {places}: left as it is").format(
+                    city=repr(_excerpt(site.city)), country=_excerpt(site.country),
+                    places=", ".join(repaired.candidates[:5]),
+                )
             )
         sites.append(site)
     trial = trial.replace(sites=tuple(sites))
@@ -241,7 +251,9 @@ def read_listing_bytes(path: Path, *, limit: int | None = None) -> bytes:
                 raise _too_large(str(path), cap)
             data = handle.read(cap + 1)
     except OSError as exc:
-        raise UnusableListing(f"Cannot read {path}: {exc.strerror or exc}") from None
+        raise UnusableListing(
+            _("Cannot read {path}: {reason}").format(path=path, reason=exc.strerror or exc)
+        ) from None
     if len(data) > cap:
         raise _too_large(str(path), cap)
     return data
@@ -286,24 +298,27 @@ BINARY_SHARE = 0.01
 """A text with more than this share of control or undecodable characters is binary data."""
 
 
-def listing_text(data: bytes, *, name: str = "The page", declared: str | None = None) -> str:
+def listing_text(data: bytes, *, name: str | None = None, declared: str | None = None) -> str:
     """The text of a page's bytes, or `UnusableListing` when they are binary data.
 
     ``declared`` is a charset the server gave (HTTP Content-Type); a byte-order mark still
     wins over it, as in browsers. See `decode_listing` for the rest.
     """
+    name = name or _("The page")
     for signature, kind in _SIGNATURES:
         if data.startswith(signature):
-            raise _binary(name, kind)
+            raise _binary(name, _(kind))
     text = decode_listing(data, declared=declared)
     if _is_binary(text):
-        raise _binary(name, "binary data")
+        raise _binary(name, _("binary data"))
     return text
 
 
 def _binary(name: str, kind: str) -> UnusableListing:
     return UnusableListing(
-        f"{name} is {kind}, not a listing page: save the page as HTML or as text"
+        _("{name} is {kind}, not a listing page: save the page as HTML or as text").format(
+            name=name, kind=kind
+        )
     )
 
 
@@ -363,7 +378,11 @@ def _codec(label: str) -> str | None:
     try:
         name = codecs.lookup(label.strip().strip("\"'").lower()).name
     except LookupError:
-        log.warning("Unknown charset %r; reading the page without it", label[:40])
+        log.warning(
+            _("Unknown charset {label}; reading the page without it").format(
+                label=repr(label[:40])
+            )
+        )
         return None
     return _LABEL_ALIASES.get(name, name)
 
@@ -440,7 +459,9 @@ def fetch_page(
 
     if not re.match(r"^https?://[^/\s]", url, re.I):
         raise UnusableListing(
-            f"{_excerpt(url)} is not an http(s) URL: give a page's web address or a saved file"
+            _("{url} is not an http(s) URL: give a page's web address or a saved file").format(
+                url=_excerpt(url)
+            )
         )
     cap = max_bytes() if limit is None else limit
     budget = deadline_seconds() if deadline is None else deadline
@@ -455,23 +476,32 @@ def fetch_page(
         )
         with response:
             if response.status_code >= 400:
-                reason = f" {response.reason}" if response.reason else ""
                 raise ListingFetchError(
-                    f"The listing page {url} answered HTTP {response.status_code}{reason}"
+                    _("The listing page {url} answered HTTP {status}").format(
+                        url=url, status=f"{response.status_code} {response.reason or ''}".strip()
+                    )
                 )
             content_type = response.headers.get("Content-Type", "")
             if _NOT_A_PAGE.match(content_type.strip()):
                 raise UnusableListing(
-                    f"{url} is {content_type.split(';')[0].strip()}, not a listing page"
+                    _("{url} is {content_type}, not a listing page").format(
+                        url=url, content_type=content_type.split(";")[0].strip()
+                    )
                 )
             length = response.headers.get("Content-Length", "").strip()
             if length.isdigit() and int(length) > cap:
                 raise _too_large(url, cap)
             data = _read_body(response, url, cap, started, budget)
     except requests.Timeout as exc:
-        raise ListingFetchError(f"The listing page {url} did not answer in time") from exc
+        raise ListingFetchError(
+            _("The listing page {url} did not answer in time").format(url=url)
+        ) from exc
     except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-        raise ListingFetchError(f"Could not fetch the listing page {url}: {_reason(exc)}") from exc
+        raise ListingFetchError(
+            _("Could not fetch the listing page {url}: {reason}").format(
+                url=url, reason=_reason(exc)
+            )
+        ) from exc
     finally:
         if session is None:
             http.close()
@@ -495,8 +525,10 @@ def _read_body(
     while True:
         if time.monotonic() - started > budget:
             raise ListingFetchError(
-                f"The listing page {url} took more than {budget:g} s to download; gave up "
-                f"(set {DEADLINE_ENV} to wait longer)"
+                _(
+                    "The listing page {url} took more than {seconds} s to download; gave up "
+                    "(set {setting} to wait longer)"
+                ).format(url=url, seconds=f"{budget:g}", setting=DEADLINE_ENV)
             )
         chunk = raw.read1(_CHUNK, decode_content=True)
         if not chunk:
@@ -511,7 +543,7 @@ def _reason(exc: BaseException) -> str:
     """The innermost cause of a network error in a few words, not urllib3's whole chain
     ("Connection refused", not "HTTPConnectionPool(host=…): Max retries exceeded …")."""
     inner = exc
-    for _ in range(8):
+    for _depth in range(8):
         nested = getattr(inner, "reason", None)
         if not isinstance(nested, BaseException):
             first = inner.args[0] if inner.args else None
@@ -951,11 +983,11 @@ def parse_listing(content: str | bytes, *, source_url: str | None = None) -> Tri
     all gives a Trial without sites. ``source_url`` is kept as the record's source (a URL or
     a file name).
     """
-    name = source_url or "The page"
+    name = source_url or _("The page")
     if isinstance(content, bytes):
         content = listing_text(content, name=name)
     elif _is_binary(content):
-        raise _binary(name, "binary data")
+        raise _binary(name, _("binary data"))
     page = _html_page(content) if _looks_like_html(content) else _text_page(content)
     return _trial(page, source_url)
 
@@ -997,7 +1029,9 @@ def _trial(page: _Page, source_url: str | None) -> Trial:
     first_mark = record_marks[0] if record_marks else len(lines)
     title = page.title or _title(lines, first_mark)
     if not title:
-        raise UnusableListing(f"The listing page for {nct_id} has no title line")
+        raise UnusableListing(
+            _("The listing page for {nct_id} has no title line").format(nct_id=nct_id)
+        )
 
     sites: tuple[Site, ...] = ()
     if sites_at is not None:
@@ -1007,19 +1041,24 @@ def _trial(page: _Page, source_url: str | None) -> Trial:
             blocks = _layout_blocks(lines[sites_at + 1 : end])
         sites, skipped = _sites(blocks)
         if not sites:
-            detail = (
-                f"{skipped} block(s) without a 'City, Country' line"
-                if skipped
-                else "the section is empty"
-            )
-            raise UnusableListing(
-                f"The listing page for {nct_id} has a 'Contact Investigators or Research Sites' "
-                f"section but no site blocks could be read ({detail})"
-            )
+            if skipped:
+                message = _(
+                    "The listing page for {nct_id} has a 'Contact Investigators or Research "
+                    "Sites' section but no site blocks could be read ({count} block(s) without "
+                    "a 'City, Country' line)"
+                )
+            else:
+                message = _(
+                    "The listing page for {nct_id} has a 'Contact Investigators or Research "
+                    "Sites' section but no site blocks could be read (the section is empty)"
+                )
+            raise UnusableListing(message.format(nct_id=nct_id, count=skipped))
     elif any(_CONNECT.match(line) for line in lines):
         raise UnusableListing(
-            f"The listing page for {nct_id} has 'Connect »' site markers but no "
-            "'Contact Investigators or Research Sites' heading, so no site blocks could be read"
+            _(
+                "The listing page for {nct_id} has 'Connect »' site markers but no 'Contact "
+                "Investigators or Research Sites' heading, so no site blocks could be read"
+            ).format(nct_id=nct_id)
         )
 
     return Trial(
@@ -1049,9 +1088,10 @@ def _identifier(lines: list[str], source_url: str | None) -> str:
     match = _IDENTIFIER.search(text) or _ANY_NCT.search(text)
     if match is None:
         raise UnusableListing(
-            f"{_excerpt(source_url or 'The page')} is not a trial listing page: it has no "
-            "ClinicalTrials.gov identifier (expected 'Clinical Study Identifier: NCT' and 8 "
-            "digits)"
+            _(
+                "{name} is not a trial listing page: it has no ClinicalTrials.gov identifier "
+                "(expected 'Clinical Study Identifier: NCT' and 8 digits)"
+            ).format(name=_excerpt(source_url or _("The page")))
         )
     value = match.group(1) if match.groups() else match.group(0)
     return normalise_nct_id(value.replace(" ", ""))
@@ -1076,7 +1116,7 @@ def _last_update(lines: list[str]) -> str | None:
         found = _date(value)
         if found:
             return found
-        log.warning("Unrecognised date in %r", _excerpt(line))
+        log.warning(_("Unrecognised date in {line}").format(line=repr(_excerpt(line))))
     return None
 
 
@@ -1187,11 +1227,17 @@ def _sites(blocks: list[list[str]]) -> tuple[tuple[Site, ...], int]:
         skipped += 1
         if skipped <= _MAX_SKIP_WARNINGS:
             log.warning(
-                "Skipped a site block with no 'City, Country' line (%d line(s)): %r",
-                len(block), _excerpt(" / ".join(block)),
+                _(
+                    "Skipped a site block with no 'City, Country' line ({count} line(s)): "
+                    "{excerpt}"
+                ).format(count=len(block), excerpt=repr(_excerpt(" / ".join(block))))
             )
     if skipped > _MAX_SKIP_WARNINGS:
-        log.warning("Skipped %d more site blocks like these", skipped - _MAX_SKIP_WARNINGS)
+        log.warning(
+            _("Skipped {count} more site blocks like these").format(
+                count=skipped - _MAX_SKIP_WARNINGS
+            )
+        )
     return tuple(sites), skipped
 
 
