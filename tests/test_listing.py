@@ -217,10 +217,11 @@ def _cards_variant() -> str:
     """The marker first in each card, investigators as headings, the page in one <form>, a
     header with navigation, a cookie dialog, hidden and scripted fake sites, a sign-up box."""
     brief, detailed = _description_html("div")
+    markers = ("<a class='btn' href='#'>Connect »</a>", "<button type=button>Connect »</button>")
     cards = "".join(
-        "<article class='card'><a class='btn' href='#'>Connect »</a>"
+        f"<article class='card'>{markers[k % 2]}"
         f"<h3>{e(inv)}</h3><p>{e(fac)}<br>\n{e(place)}</p></article>"
-        for inv, fac, place in PARTS["sites"]
+        for k, (inv, fac, place) in enumerate(PARTS["sites"])
     )
     return (
         "<HTML><BODY><form id=aspnetForm method=post>"
@@ -640,6 +641,35 @@ def test_cities_are_repaired_and_sites_placed() -> None:
             assert site.coordinate_source == "bundled gazetteer"
     assert trial.placed_by is not None and trial.placed_by.startswith("rules ")
     assert trial.status_text == "Recruiting"
+
+
+def _as_html(text: str) -> str:
+    """A text listing's blocks as HTML: headings for the known headings, a <div> per site
+    block (with <br> lines), a <p> for the rest."""
+    out = ["<html><body>"]
+    headings = ("Brief description of study", "Detailed Study Description",
+                "Contact Investigators or Research Sites near you")
+    for block in _blocks(text.split("\n")):
+        if block[0] in headings:
+            out.append(f"<h2>{e(block[0])}</h2>")
+        elif block[-1] == "Connect »":
+            lines = "<br>".join(e(line) for line in block[:-1])
+            out.append(f"<div class='site'><p>{lines}</p><a href='#'>Connect &raquo;</a></div>")
+        else:
+            out.append("<p>" + "<br>".join(e(line) for line in block) + "</p>")
+    return "\n".join(out) + "</body></html>"
+
+
+def test_my_listing_as_html_over_http_is_the_text_record(httpserver) -> None:  # type: ignore[no-untyped-def]
+    """Another trial's listing, served as HTML, gives the record its text form gives:
+    the same repairs, positions and status words."""
+    httpserver.expect_request("/mine").respond_with_data(
+        _as_html(MY_LISTING), content_type="text/html; charset=utf-8"
+    )
+    fetched = load_listing(httpserver.url_for("/mine"))
+    text = finish_listing(parse_listing(MY_LISTING))
+    assert fetched.replace(source=text.source) == text
+    assert sum(site.has_position for site in fetched.sites) == 7
 
 
 def test_an_ambiguous_broken_city_is_left_as_given(caplog: pytest.LogCaptureFixture) -> None:
