@@ -510,17 +510,19 @@ def test_status_is_the_pages_words(status_line: str, words: str | None, standing
     assert trial_recruitment(trial).standing is standing
 
 
-def test_a_sentence_about_status_is_not_the_status() -> None:
-    """A description sentence that starts like the label neither ends the section nor
-    becomes the status."""
+def test_sentences_that_start_like_labels_are_description() -> None:
+    """Description sentences that start like the status or date labels neither end the
+    section nor become the status or the date."""
     text = (
         "T\n\nDetailed Study Description\n\nStudy status was reviewed by the board in 2020 and "
         "again by the sponsor in a long sentence that goes on.\n\n"
+        "Last updated guidelines (2021) recommend imatinib.\n\n"
         "Clinical Study Identifier: NCT00000001\n"
     )
     trial = parse_listing(text)
-    assert trial.status_text is None
+    assert (trial.status_text, trial.last_update) == (None, None)
     assert (trial.detailed_description or "").startswith("Study status was reviewed")
+    assert (trial.detailed_description or "").endswith("guidelines (2021) recommend imatinib.")
 
 
 @pytest.mark.parametrize(
@@ -532,6 +534,7 @@ def test_a_sentence_about_status_is_not_the_status() -> None:
         ("Last updated: 2022-11-30", "2022-11-30"),
         ("Last updated on janvier 2020", "2020-01"),
         ("Last updated on Someday 2019", None),
+        ("Last updated\n\nMarch 2021", "2021-03"),
     ],
 )
 def test_last_updated_dates(line: str, expected: str | None) -> None:

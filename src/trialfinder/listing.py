@@ -909,7 +909,11 @@ _MONTHS = {
     for name in names
 }
 
-_LAST_UPDATED = re.compile(r"^(?:last\s+updated?|updated\s+on)(?:\s+on)?\s*:?\s*(.*)$", re.I)
+# "Last updated on …", "Last updated: …", "Updated on …", or the label alone (its value on the
+# next line); not a sentence that starts with the words ("Last updated guidelines …").
+_LAST_UPDATED = re.compile(
+    r"^(?:last\s+updated?|updated)(?:\s+on\b|\s*:|\s*$)\s*:?\s*(.*)$", re.I
+)
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{1,2})(?:-(\d{1,2}))?\b")
 _WORD_DATE = re.compile(
     r"^(?:(\d{1,2})(?:st|nd|rd|th|er)?\s+)?([^\W\d_]+)\.?\s+(?:(\d{1,2})(?:st|nd|rd|th)?,?\s+)?"
