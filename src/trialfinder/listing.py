@@ -218,15 +218,15 @@ def finish_listing(
             repaired = repairs[key] = repair_city(
                 site.city, site.country, gazetteer, postal_code=site.zip
             )
+            if repaired.candidates:
+                log.warning(
+                    _("City {city} ({country}) may be any of {places}: left as it is").format(
+                        city=repr(_excerpt(site.city)), country=_excerpt(site.country),
+                        places=", ".join(repaired.candidates[:5]),
+                    )
+                )
         if repaired.changed:
             site = dataclasses.replace(site, city=repaired.text, city_raw=site.city)
-        elif repaired.candidates:
-            log.warning(
-                _("City {city} ({country}) may be any of {places}: left as it is").format(
-                    city=repr(_excerpt(site.city)), country=_excerpt(site.country),
-                    places=", ".join(repaired.candidates[:5]),
-                )
-            )
         sites.append(site)
     trial = trial.replace(sites=tuple(sites))
     placed = locate_sites(trial, default_chain(gazetteer, store))
@@ -642,6 +642,7 @@ _CHROME_ROLES = frozenset((
     "navigation", "banner", "contentinfo", "complementary", "search", "dialog", "alertdialog",
     "menu", "menubar", "toolbar", "button",
 ))
+_HEADINGS = {f"h{level}": level for level in range(1, 7)}
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
 
@@ -763,11 +764,9 @@ def _html_page(markup: str) -> _Page:
                 else:
                     out.paragraph(parent)
                 new_block = len(elements)
-                heading = int(name[1]) if len(name) == 2 and name[0] == "h" and \
-                    name[1] in "123456" else 0
-                elements.append(
-                    _Element(len(out.lines), -1, parent, _is_chrome(name, attrs), heading)
-                )
+                elements.append(_Element(
+                    len(out.lines), -1, parent, _is_chrome(name, attrs), _HEADINGS.get(name, 0)
+                ))
                 open_blocks.append(new_block)
             if name == "li" and counters and counters[-1] is not None:
                 counter = counters[-1]
@@ -777,7 +776,7 @@ def _html_page(markup: str) -> _Page:
             new_list = name in ("ol", "ul", "menu")
             if new_list:
                 counters.append([_int(attrs.get("start"), 1)] if name == "ol" else None)
-            new_pre = name in ("pre", "textarea", "listing", "plaintext", "xmp")
+            new_pre = name in ("pre", "listing", "plaintext", "xmp")
             if new_pre:
                 pre += 1
             stack.append((child, iter(child.contents), new_block, new_list, new_pre))
