@@ -329,6 +329,27 @@ def test_headings_end_the_sections_they_do_not_belong_to() -> None:
     assert trial.detailed_description == "One.\n\nBackground\n\nTwo."
 
 
+def test_headings_and_labels_inside_site_cards_stay_in_them() -> None:
+    """A centre's name as a heading of the sites heading's level, and a 'Contact' label in
+    each card, neither end the sites section nor split a site."""
+    cards = "".join(
+        f"<div class='card'><h2>{e(fac)}</h2><p>{e(inv)}</p><p>{e(place)}</p><p>Contact</p>"
+        "<a>Connect »</a></div>"
+        for inv, fac, place in [("Jane DOE, MD", "Clinique Alpha", "Lyon, France"),
+                                ("John ROE, Dr", "Clinique Beta", "Nantes, France")]
+    )
+    page = (
+        "<h1>T</h1><p>Clinical Study Identifier: NCT00000009</p>"
+        f"<h2>Contact Investigators or Research Sites near you</h2>{cards}"
+        "<h2>Recruitment Status: Open</h2>"
+    )
+    alpha, beta = parse_listing(page).sites
+    assert (alpha.facility, alpha.city, beta.facility, beta.city) == (
+        "Clinique Alpha", "Lyon", "Clinique Beta", "Nantes",
+    )
+    assert [c.display for c in alpha.contacts + beta.contacts] == ["Jane DOE, MD", "John ROE, Dr"]
+
+
 def test_text_layout_ends_a_section_at_a_known_heading() -> None:
     """In a text page, a line such as 'Eligibility Criteria' ends the description too."""
     text = (

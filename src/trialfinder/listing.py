@@ -41,6 +41,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import dataclasses
+import itertools
 import logging
 import os
 import re
@@ -931,10 +932,11 @@ _SITES = re.compile(
     r"^contact\s+investigators\s+or\s+research\s+sites(\s+near\s+you)?\s*:?$", re.I
 )
 # Headings of sections that are not read (they end the section before them).
+# (Not single words a site card may show as a label: "Contact", "Locations".)
 _OTHER_SECTION = re.compile(
     r"^(eligibility(\s+criteria)?|(key\s+)?(inclusion|exclusion)\s+criteria|study\s+design"
-    r"|(study\s+)?locations|sponsors?(\s+and\s+collaborators)?|outcome\s+measures"
-    r"|references|publications|(study\s+)?contacts?(\s+and\s+locations)?"
+    r"|study\s+locations|sponsors?\s+and\s+collaborators|outcome\s+measures"
+    r"|references|publications|contacts\s+and\s+locations"
     r"|more\s+information|related\s+(trials|studies))\s*:?$",
     re.I,
 )
@@ -1008,20 +1010,30 @@ def _trial(page: _Page, source_url: str | None) -> Trial:
     brief_at = _find(lines, _BRIEF)
     detailed_at = _find(lines, _DETAILED)
     sites_at = _find(lines, _SITES)
-    heading_lines = sorted(page.headings)
+    # Headings that may end a section: not those inside a site's card (a centre's name).
+    in_card = [0] * (len(lines) + 1)
+    if page.cards:
+        marks = [0] * (len(lines) + 1)
+        for a, b in page.cards:
+            marks[a] += 1
+            marks[b] -= 1
+        in_card = list(itertools.accumulate(marks))
+    heading_lines = sorted(k for k in page.headings if not in_card[k])
 
     def end_of(start: int) -> int:
-        """Where the section whose heading is line ``start`` ends."""
+        """Where the section whose heading is line ``start`` ends: at the next mark of the
+        record, or at the next heading of its level or above when it is an HTML heading."""
         end = len(lines)
         k = bisect.bisect_right(record_marks, start)
         if k < len(record_marks):
             end = record_marks[k]
         level = page.headings.get(start, 0)
-        for h in heading_lines[bisect.bisect_right(heading_lines, start):]:
-            if h >= end:
-                break
-            if level and page.headings[h] <= level:
-                return h
+        if level:
+            for h in heading_lines[bisect.bisect_right(heading_lines, start):]:
+                if h >= end:
+                    break
+                if page.headings[h] <= level:
+                    return h
         return end
 
     def section(start: int | None) -> str | None:
@@ -1350,18 +1362,38 @@ def _location(line: str) -> tuple[str, str | None, str | None, str] | None:
     return parts[0], state, postal, country
 
 
+def _place_line(block: list[str]) -> int | None:
+    """Which line of a site block is its "City, Country": the last one in the text layout;
+    in a card, the last line that reads as a place and not as a person, when lines such as
+    "Contact" follow it."""
+    if _location(block[-1]) is not None:
+        return len(block) - 1
+    for k in range(len(block) - 2, 0, -1):
+        found = _location(block[k])
+        if (
+            found is not None
+            and not _is_title(found[3])
+            and not any(ch.isdigit() for ch in found[3])
+            and _investigator(block[k], first=True) is None
+        ):
+            return k
+    return None
+
+
 def _site(block: list[str], repairs: dict[str, Repair]) -> Site | None:
     if len(block) < 2:
         return None
-    location = _location(block[-1])
-    if location is None:
+    at = _place_line(block)
+    location = _location(block[at]) if at is not None else None
+    if at is None or location is None:
         return None
     city, state, postal, country = location
     contacts: list[Contact] = []
     facility_lines: list[str] = []
-    for k, line in enumerate(block[:-1]):
-        person = _investigator(line, first=k == 0) if not facility_lines else None
-        if person is not None and len(block) > 2:
+    for k, line in enumerate(block[:at]):
+        # An investigator line leads the block, or follows the facility with a known title.
+        person = _investigator(line, first=k == 0 and not facility_lines)
+        if person is not None and at > 1:
             contacts.append(person)
         else:
             facility_lines.append(line)
