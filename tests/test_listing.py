@@ -21,6 +21,7 @@ from werkzeug import Request, Response
 
 from seed_listing import SEED_SITES as TYPED_SEED_SITES
 from trialfinder.errors import BadInput, ListingFetchError, UnusableListing
+from trialfinder.geocode import placing_version
 from trialfinder.listing import (
     DEFAULT_MAX_BYTES,
     USER_AGENT,
@@ -663,7 +664,9 @@ def test_cities_are_repaired_and_sites_placed() -> None:
         if site.has_position:
             assert site.precision is Precision.CITY
             assert site.coordinate_source == "bundled gazetteer"
-    assert trial.placed_by is not None and trial.placed_by.startswith("rules ")
+            assert site.matched == ("city",)
+    assert [s.unplaced_reason for s in trial.sites[-2:]] == ["not found", "country unknown"]
+    assert trial.placed_by == placing_version()
     assert trial.status_text == "Recruiting"
 
 

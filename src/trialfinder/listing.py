@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     import requests
 
     from trialfinder.gazetteer import Gazetteer
-    from trialfinder.geocode import PositionCache
+    from trialfinder.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def load_listing(
     *,
     session: requests.Session | None = None,
     gazetteer: Gazetteer | None = None,
-    store: PositionCache | None = None,
+    store: Store | str | os.PathLike[str] | None = None,
     limit: int | None = None,
     deadline: float | None = None,
 ) -> Trial:
@@ -193,17 +193,21 @@ def load_listing(
 
 
 def finish_listing(
-    trial: Trial, *, gazetteer: Gazetteer | None = None, store: PositionCache | None = None
+    trial: Trial,
+    *,
+    gazetteer: Gazetteer | None = None,
+    store: Store | str | os.PathLike[str] | None = None,
 ) -> Trial:
     """A parsed listing with its cities repaired and its sites placed offline.
 
     A city is repaired against the gazetteer's names for its country (`repair.repair_city`;
-    the text as given is kept in `Site.city_raw`). Sites are then placed by the offline
-    geocoding chain (the store's position cache when a store is given, then the gazetteer);
-    a site the chain cannot place stays unplaced. `Trial.placed_by` records the rules and
-    gazetteer build that decided.
+    the text as given is kept in `Site.city_raw`). Sites are then placed by
+    `geocode.place_offline`, the one placing function: the store's position cache when a
+    store is given (an open `Store` or a path), then the gazetteer; a site it cannot place
+    stays unplaced, with its reason. `Trial.placed_by` records the rules and gazetteer build
+    that decided.
     """
-    from trialfinder.geocode import default_chain, locate_sites, placing_version
+    from trialfinder.geocode import place_offline
     from trialfinder.repair import CityRepair, repair_city
 
     if gazetteer is None:
@@ -229,9 +233,7 @@ def finish_listing(
         if repaired.changed:
             site = dataclasses.replace(site, city=repaired.text, city_raw=site.city)
         sites.append(site)
-    trial = trial.replace(sites=tuple(sites))
-    placed = locate_sites(trial, default_chain(gazetteer, store))
-    return placed.replace(placed_by=placing_version(gazetteer))
+    return place_offline(trial.replace(sites=tuple(sites)), store, gazetteer)
 
 
 # --- reading a file ------------------------------------------------------------------------
