@@ -439,15 +439,13 @@ _CITY_INDEXES: weakref.WeakKeyDictionary[Gazetteer, dict[str, _CityIndex]] = (
 )
 
 
-def _city_index(gazetteer: Gazetteer, codes: frozenset[str]) -> _CityIndex:
+def _city_index(gazetteer: Gazetteer, code: str) -> _CityIndex:
+    """The index of a country's place names ("FR": France and its overseas territories),
+    built once per gazetteer and country."""
     per_gazetteer = _CITY_INDEXES.setdefault(gazetteer, {})
-    key = ",".join(sorted(codes))
-    index = per_gazetteer.get(key)
+    index = per_gazetteer.get(code)
     if index is None:
-        # place_names("FR") covers France's overseas territories too.
-        wanted = ["FR"] if "FR" in codes else sorted(codes)
-        names = itertools.chain.from_iterable(gazetteer.place_names(c) for c in wanted)
-        index = per_gazetteer[key] = _CityIndex(names)
+        index = per_gazetteer[code] = _CityIndex(gazetteer.place_names(code))
     return index
 
 
@@ -476,8 +474,8 @@ def repair_city(
         from trialfinder.gazetteer import Gazetteer
 
         gazetteer = Gazetteer.bundled()
-    codes = _country_codes(gazetteer, country)
-    if not codes:
+    code = gazetteer.country_code(country)
+    if code is None:
         return unchanged
     from trialfinder.gazetteer import name_key
 
@@ -486,7 +484,7 @@ def repair_city(
     if known is not None and name_key(known.name) == name_key(city):
         return unchanged
     fits: dict[str, str] = {}
-    for name in _city_index(gazetteer, codes).by_letters.get(letters, ()):
+    for name in _city_index(gazetteer, code).by_letters.get(letters, ()):
         repaired = _restore(city, name)
         if repaired == city:
             return unchanged  # a place of that very name ("Bard" is not "Béard" damaged)
@@ -504,14 +502,6 @@ def repair_city(
         (text,) = fits
         return CityRepair(text=text, raw=city, changed=True)
     return CityRepair(text=city, raw=city, changed=False, candidates=tuple(sorted(fits.values())))
-
-
-def _country_codes(gazetteer: Gazetteer, country: str) -> frozenset[str]:
-    """The gazetteer's country codes for a country as a record names it ("France" -> the
-    French territories, "Germany" -> DE); empty when unknown."""
-    # The gazetteer's own country-name table (names, codes, French names, usual spellings):
-    # one rule for what a country name means.
-    return gazetteer._countries(country) if country and country.strip() else frozenset()
 
 
 def _restore(raw: str, name: str) -> str | None:
