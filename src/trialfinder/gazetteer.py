@@ -38,7 +38,7 @@ from trialfinder.models import Precision
 from trialfinder.resources import data_path
 from trialfinder.text import fold
 
-__all__ = ["Gazetteer", "Place", "Resolution", "department_of", "name_key"]
+__all__ = ["Gazetteer", "Place", "Resolution", "department_of", "name_key", "query_text"]
 
 SCHEMA_VERSION = 1
 INDEX_FILE = "gazetteer.sqlite"
@@ -363,6 +363,46 @@ class Gazetteer:
             )
             self._names_cache[code] = tuple(r[0] for r in rows)
         return self._names_cache[code]
+
+    def suggest(self, text: str, limit: int = 8) -> list[Place]:
+        """Places whose name (or postal code) starts with what was typed so far, most likely
+        first: suggestions as a patient types (the web page's search field). Typing a
+        suggestion's `query_text` resolves to it. Fewer than 2 characters suggest nothing."""
+        key = name_key(_clean(text))[:MAX_QUERY]
+        if len(key) < 2 or limit < 1:
+            return []
+        if key.isdigit():
+            if len(key) > 5:
+                return []
+            rows = self._db.execute(
+                f"SELECT pc.code, {_PLACE_COLUMNS}, 0, p.score, pc.latitude, pc.longitude"
+                f" FROM postcode pc JOIN place p ON p.id = pc.place{_JOINS}"
+                " WHERE pc.code >= ? AND pc.code < ? AND pc.cedex = 0"
+                " ORDER BY pc.code, p.score DESC, p.id LIMIT ?",
+                (key, key + ":", limit * 4),
+            ).fetchall()
+            places = [
+                _replace(_hit(row[1:13]).place, postal_code=row[0], latitude=row[13] / _SCALE,
+                         longitude=row[14] / _SCALE, precision=Precision.POSTAL_CODE)
+                for row in rows
+            ]
+        else:
+            # Primary names, by the homonym ranking of `resolve`; exonyms ("Londres") only
+            # when no primary name starts so: an alias match is often surprising.
+            rows = self._db.execute(
+                f"SELECT {_PLACE_COLUMNS}, min(n.alias) AS a, p.score FROM name n"
+                f" JOIN place p ON p.id = n.place{_JOINS}"
+                " WHERE n.key >= ? AND n.key < ? GROUP BY p.id ORDER BY a, p.score DESC, p.id"
+                " LIMIT ?",
+                (key, key + "\U0010ffff", limit * 2),
+            ).fetchall()
+            if rows and not rows[0][10]:
+                rows = [row for row in rows if not row[10]]
+            places = [_hit(row).place for row in rows]
+        chosen: dict[str, Place] = {}
+        for place in places:  # the likeliest place of each wording, as `resolve` takes it
+            chosen.setdefault(query_text(place), place)
+        return list(chosen.values())[:limit]
 
     # ------------------------------------------------------------------ lookups
 
@@ -704,6 +744,18 @@ def _enumerate(items: Sequence[str], last: str = "and") -> str:
 
 def _dedupe(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def query_text(place: Place) -> str:
+    """What to type for `Gazetteer.resolve` to find this place: "Besançon (25)",
+    "97400 Saint-Denis", "Springfield, Illinois", "Valencia, Spain"."""
+    if place.department:
+        if place.precision is Precision.POSTAL_CODE and place.postal_code:
+            return f"{place.postal_code} {place.name}"
+        return f"{place.name} ({place.department})"
+    if place.region and place.country == "US":
+        return f"{place.name}, {place.region}"
+    return f"{place.name}, {place.country_name}"
 
 
 def _hint(other: Place) -> str:
