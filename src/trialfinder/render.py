@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from trialfinder.models import Site, Source, Status, Trial
 
@@ -87,14 +87,19 @@ def site_json(site: Site, trial_status: Status | None, distance_km: float | None
     return data
 
 
-def nearest_json(answer: NearestAnswer) -> dict[str, Any]:
+Audience = Literal["terminal", "patient"]
+"""Who reads the advice in a message: someone at the command line ("run trialfinder sync"),
+or a patient on the web page, who cannot run commands."""
+
+
+def nearest_json(answer: NearestAnswer, *, audience: Audience = "terminal") -> dict[str, Any]:
     trial = answer.view.trial
     return {
         "place": place_json(answer.resolution.place),
         "place_notes": list(answer.resolution.notes),
         "place_alternatives": [p.label for p in answer.resolution.alternatives],
         "trial": trial_json(answer.view),
-        "warnings": warnings(answer.view),
+        "warnings": warnings(answer.view, audience=audience),
         "sites": [
             site_json(r.site, trial.status, r.distance_km, with_distance=True)
             for r in answer.ranked
@@ -112,13 +117,17 @@ def sites_json(view: TrialView) -> dict[str, Any]:
     }
 
 
-def warnings(view: TrialView) -> list[str]:
+def warnings(view: TrialView, *, audience: Audience = "terminal") -> list[str]:
+    from trialfinder.i18n import _
+
     out = []
     trial = view.trial
     source = trial.source
     refresh = (
         f"Refresh it with `trialfinder sync {trial.nct_id}` (needs network) and confirm with "
         "the site."
+        if audience == "terminal"
+        else _("Confirm with the site, or ask your oncologist to, before you travel.")
     )
     if view.stale and source.retrieved:
         out.append(
