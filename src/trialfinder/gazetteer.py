@@ -38,7 +38,7 @@ from trialfinder.models import Precision
 from trialfinder.resources import data_path
 from trialfinder.text import fold
 
-__all__ = ["Gazetteer", "Place", "Resolution", "department_of", "name_key", "query_text"]
+__all__ = ["Gazetteer", "Place", "Resolution", "Suggestion", "department_of", "name_key"]
 
 SCHEMA_VERSION = 1
 INDEX_FILE = "gazetteer.sqlite"
@@ -150,6 +150,13 @@ class Resolution:
     """The user's text, when a typo was corrected."""
     notes: tuple[str, ...] = ()
     """Sentences for the user: what was taken, what else it could be, how to choose."""
+
+
+class Suggestion(NamedTuple):
+    """A place offered as the user types, and the text that resolves to it."""
+
+    text: str
+    place: Place
 
 
 # The two private value types are plain classes: a dataclass costs about a millisecond of
@@ -364,10 +371,11 @@ class Gazetteer:
             self._names_cache[code] = tuple(r[0] for r in rows)
         return self._names_cache[code]
 
-    def suggest(self, text: str, limit: int = 8) -> list[Place]:
+    def suggest(self, text: str, limit: int = 8) -> list[Suggestion]:
         """Places whose name (or postal code) starts with what was typed so far, most likely
-        first: suggestions as a patient types (the web page's search field). Typing a
-        suggestion's `query_text` resolves to it. Fewer than 2 characters suggest nothing."""
+        first: suggestions as a patient types (the web page's search field). Each comes with
+        a text that `resolve` takes to that very place (checked: a place no text reaches is
+        not suggested). Fewer than 2 characters suggest nothing."""
         key = name_key(_clean(text))[:MAX_QUERY]
         if len(key) < 2 or limit < 1:
             return []
@@ -399,10 +407,33 @@ class Gazetteer:
             if rows and not rows[0][10]:
                 rows = [row for row in rows if not row[10]]
             places = [_hit(row).place for row in rows]
-        chosen: dict[str, Place] = {}
-        for place in places:  # the likeliest place of each wording, as `resolve` takes it
-            chosen.setdefault(query_text(place), place)
-        return list(chosen.values())[:limit]
+        found: dict[str, Suggestion] = {}
+        for place in places:
+            if len(found) >= limit:
+                break
+            query = self._query_for(place)
+            if query is not None and query not in found:
+                found[query] = Suggestion(query, place)
+        return list(found.values())
+
+    def _query_for(self, place: Place) -> str | None:
+        """The shortest of the usual ways to write `place` that resolves to it."""
+        forms = [f"{place.postal_code} {place.name}"] if (
+            place.precision is Precision.POSTAL_CODE and place.postal_code) else [place.name]
+        if place.department:
+            forms += [f"{place.name} ({place.department})",
+                      f"{place.name}, {place.department}"]
+        elif place.region and place.country == "US":
+            forms.append(f"{place.name}, {place.region}")
+        else:
+            forms.append(f"{place.name}, {place.country_name}")
+        for form in forms:
+            try:
+                if self.resolve(form).place == place:
+                    return form
+            except UnknownPlace:
+                continue
+        return None
 
     # ------------------------------------------------------------------ lookups
 
@@ -744,18 +775,6 @@ def _enumerate(items: Sequence[str], last: str = "and") -> str:
 
 def _dedupe(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def query_text(place: Place) -> str:
-    """What to type for `Gazetteer.resolve` to find this place: "Besançon (25)",
-    "97400 Saint-Denis", "Springfield, Illinois", "Valencia, Spain"."""
-    if place.department:
-        if place.precision is Precision.POSTAL_CODE and place.postal_code:
-            return f"{place.postal_code} {place.name}"
-        return f"{place.name} ({place.department})"
-    if place.region and place.country == "US":
-        return f"{place.name}, {place.region}"
-    return f"{place.name}, {place.country_name}"
 
 
 def _hint(other: Place) -> str:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer, Place, Resolution
     from trialfinder.geocode import Geocoder
     from trialfinder.queries import NearestAnswer, TrialView
+    from trialfinder.render import Audience
 
 LEAFLET_PACKAGE = "js_lib_leaflet"  # PyPI: django-js-lib-leaflet (Leaflet 1.9.4, BSD-2-Clause)
 BASEMAP = "basemap/countries.geojson"
@@ -100,6 +101,7 @@ def build_map(
     today: date | None = None,
     script_nonce: str | None = None,
     assets_url: str | None = None,
+    audience: Audience = "terminal",
 ) -> str:
     """The whole map as one self-contained HTML document.
 
@@ -111,7 +113,8 @@ def build_map(
 
     For a web page (`trialfinder serve`): `script_nonce` is put on every script element, for a
     Content-Security-Policy that allows no other inline script; `assets_url` links Leaflet
-    and the outlines (the files of `map_asset`, served there) instead of inlining them.
+    and the outlines (the files of `map_asset`, served there) instead of inlining them;
+    `audience="patient"` leaves out advice to run commands.
     """
     import folium
 
@@ -155,7 +158,7 @@ def build_map(
     header = f"<title>{html.escape(title)}</title>\n{assets}\n<style>{_PAGE_CSS}</style>"
     legend_id, source_id = f"tf-legend-{nonce}", f"tf-source-{nonce}"
     body = _legend_html(legend_id, trial, sites, place) + _source_html(
-        source_id, trial, stale, notes
+        source_id, trial, stale, notes, audience
     )
     data = {
         "sites": [{k: v for k, v in s.items() if not k.startswith("_")} for s in placed],
@@ -573,7 +576,10 @@ def _legend_html(
     return "".join(parts)
 
 
-def _source_html(element_id: str, trial: Trial, stale: bool, notes: tuple[str, ...]) -> str:
+def _source_html(
+    element_id: str, trial: Trial, stale: bool, notes: tuple[str, ...],
+    audience: Audience = "terminal",
+) -> str:
     e = html.escape
     source = trial.source
     parts = [
@@ -582,10 +588,14 @@ def _source_html(element_id: str, trial: Trial, stale: bool, notes: tuple[str, .
         f'<a href="{e(trial.registry_url)}">{e(trial.nct_id)} on ClinicalTrials.gov</a>',
     ]
     if stale:
+        refresh = (
+            f" (refresh: <code>trialfinder sync {e(trial.nct_id)}</code>)"
+            if audience == "terminal" else ""
+        )
         parts.append(
             f'<div class="tf-warning">⚠ This record dates from {e(source.as_of_label)}, more '
-            "than six months ago: recruitment may have changed. Confirm with the site "
-            f"(refresh: <code>trialfinder sync {e(trial.nct_id)}</code>).</div>"
+            f"than six months ago: recruitment may have changed. Confirm with the site{refresh}."
+            "</div>"
         )
     parts.extend(f'<div class="tf-warning">{e(note)}</div>' for note in notes)
     parts.append("</div>")

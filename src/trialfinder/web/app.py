@@ -333,7 +333,7 @@ class Web:
         map_html = mapping.build_map(
             answer.view, place=answer.resolution.place, ranked=answer.ranked,
             tiles=self.settings.tiles or False, script_nonce=ask.nonce,
-            assets_url=MAP_ASSETS_URL,
+            assets_url=MAP_ASSETS_URL, audience="patient",
         )
         from trialfinder.render import place_title
 
@@ -390,10 +390,10 @@ class Web:
         return _json(self.answer_json(self.answer(ask, int(text))))
 
     def api_places(self, ask: Ask) -> Response:
-        from trialfinder.gazetteer import Gazetteer, query_text
+        from trialfinder.gazetteer import Gazetteer
 
-        places = Gazetteer.bundled().suggest(ask.get("q"))
-        return _json({"places": [{"label": p.label, "value": query_text(p)} for p in places]})
+        found = Gazetteer.bundled().suggest(ask.get("q"))
+        return _json({"places": [{"label": s.place.label, "value": s.text} for s in found]})
 
     async def map_asset(self, request: Request) -> Response:
         """Leaflet and the country outlines for the map (from the installed packages)."""
