@@ -541,3 +541,137 @@ def test_the_place_is_never_logged(client: TestClient, caplog: pytest.LogCapture
     assert '"GET /api/nearest" 422' in lines[2]
     for needle in ("esancon", "ontbeliard", "Xqzwv", "Pontarl", "place="):
         assert not any(needle in line for line in lines)
+
+
+# --------------------------------------------------------------------------- a real process
+
+
+def http(url: str, method: str = "GET", body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """One request with the standard library (no client shared with the server's tests)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8")
+
+
+def raw(url: str, data: bytes, *, read: bool = True) -> bytes:
+    """Bytes written straight to the server's socket, and the start of its answer."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(data)
+        if not read:
+            return b""
+        return sock.recv(65536)  # the status line comes first
+
+
+def test_bad_requests_never_stop_the_server(live_server) -> None:
+    """Garbage, a half request, a huge header, a 10 kB place and an unknown method are each
+    refused; the server answers the next patient all the same."""
+    url = live_server.url
+    assert raw(url, b"\x16\x03\x01\x02\x00garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
+    raw(url, b"GET / HTTP/1.1\r\nHost: x\r\n", read=False)  # cut off half-way
+    assert raw(url, b"GET /?" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+               ).startswith(b"HTTP/1.1 414")
+    assert http(url + "api/nearest?place=" + "Lyon" * 2500)[0] == 414
+    assert http(url + "nearest", "POST", b"place=" + b"L" * 10_000,
+                {"content-type": "application/x-www-form-urlencoded"})[0] == 413
+    assert http(url + "nearest", "DELETE")[0] == 405
+    status, body = http(url + "api/nearest?place=Besancon")
+    assert status == 200
+    assert json.loads(body)["sites"][0]["city"] == "Besançon"
+    assert live_server.process.poll() is None
+
+
+def test_the_running_server_logs_no_place(live_server) -> None:
+    """What the server process writes holds request lines, never a place typed."""
+    url = live_server.url
+    http(url + "nearest?place=Pontarlier")
+    http(url + "nearest", "POST", b"place=Montbeliard&lang=fr",
+         {"content-type": "application/x-www-form-urlencoded"})
+    http(url + "api/places?q=Vesoul")
+    import time
+
+    time.sleep(0.3)
+    log = "".join(live_server.lines)
+    assert '"GET /nearest" 200' in log and '"POST /nearest" 200' in log
+    assert '"GET /api/places" 200' in log
+    for needle in ("Pontarlier", "Montbeliard", "Vesoul", "place=", "q="):
+        assert needle not in log
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_sigterm_and_ctrl_c_stop_it_cleanly(tmp_path: Path, signum: str) -> None:
+    """SIGTERM (systemd stop) and Ctrl-C end the server with exit 0 and one line, after
+    the requests under way."""
+    import signal
+
+    from conftest import LiveServer
+
+    server = LiveServer("--db", str(tmp_path / "none.sqlite"), "--trial", NCT)
+    assert http(server.url)[0] == 200
+    code = server.stop(getattr(signal, signum))
+    assert code == 0, "".join(server.lines)
+    assert server.lines[0].startswith(f"trialfinder: serving {NCT} on http://127.0.0.1:")
+    assert server.lines[-1] == "trialfinder: stopped\n"
+    assert not any("Traceback" in line for line in server.lines)
+
+
+def test_serve_is_ready_quickly(tmp_path: Path) -> None:
+    """From launch to answering requests in under 2 s (the goal; generous on a busy CI)."""
+    import time
+
+    from conftest import LiveServer
+
+    started = time.perf_counter()
+    server = LiveServer("--db", str(tmp_path / "none.sqlite"))
+    try:
+        assert http(server.url + "api/nearest?place=Lyon")[0] == 200
+        elapsed = time.perf_counter() - started
+    finally:
+        server.stop()
+    assert elapsed < 4.0, elapsed
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--trial", "NCT123"], 2, "Error: 'NCT123' is not a ClinicalTrials.gov identifier "
+                               "(expected NCT and 8 digits, e.g. NCT02260505)\n"),
+    (["--trial", "NCT00000001"], 1, "Error: No record of NCT00000001 here; fetch it with "
+                                    "`trialfinder sync NCT00000001` (needs network)\n"),
+    (["--tiles", "https://tiles.example.org/tile.png"], 2,
+     "Error: --tiles needs {z}, {x} and {y} in its URL, not https://tiles.example.org/tile.png\n"),
+    (["--tiles", "ftp://x/{z}/{x}/{y}"], 2, "Error: Not a tile URL: ftp://x/{z}/{x}/{y}\n"),
+    (["--port", "70000"], 2, None),
+])
+def test_serve_refuses_bad_options_in_one_line(no_store: Path, args: list[str], code: int,
+                                               message: str | None) -> None:
+    """Bad --trial, --tiles or --port: one line, the README's exit code, nothing served."""
+    result = CliRunner().invoke(cli_app, ["serve", "--db", str(no_store), *args])
+    assert result.exit_code == code
+    assert result.stdout == ""
+    if message:
+        assert result.stderr == message
+    assert result.stderr.count("\n") == 1
+
+
+def test_serve_on_a_taken_port_says_so(no_store: Path) -> None:
+    """A port already in use: exit 1 and one line naming it."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli_app, ["serve", "--db", str(no_store), "--port",
+                                              str(port)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: Cannot listen on 127.0.0.1:{port}: Address already in use\n")

@@ -552,7 +552,8 @@ def _legend_html(
         else:
             rows.append('<li class="tf-entry tf-muted">No recruiting site is placed.</li>')
     parts = [
-        f'<div id="{element_id}" class="tf-box tf-legend">',
+        # Focusable: it scrolls when long, and keyboard users must be able to scroll it.
+        f'<div id="{element_id}" class="tf-box tf-legend" tabindex="0">',
         f'<div class="tf-heading">{e(heading)}</div><div class="tf-muted">{e(title)}</div>',
         f'<ul class="tf-entries">{"".join(rows)}</ul>',
         '<div class="tf-muted">Colour: the site\'s own status, else the trial\'s.</div>',
