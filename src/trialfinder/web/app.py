@@ -112,6 +112,9 @@ class Ask:
     nonce: str
     posted: bool = False
     form: dict[str, str] = field(default_factory=dict)
+    current: TrialView | None = None
+    """The asked trial, once found loaded and current (the store is then not looked at
+    again for this request)."""
 
     def get(self, name: str, default: str = "") -> str:
         return self.fields.get(name, default)
@@ -130,7 +133,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/", web.endpoint(web.index, "page")),
         Route("/nearest", web.endpoint(web.nearest, "page"), methods=["GET", "POST"]),
-        Route("/api/nearest", web.endpoint(web.api_nearest, "api")),
+        Route("/api/nearest", web.endpoint(web.api_nearest, "api", inline=web.loaded)),
         Route("/api/places", web.endpoint(web.api_places, "api")),
         Route("/trial/{nct_id}", web.endpoint(web.trial, "page")),
         Route("/trial/{nct_id}/sites.csv", web.endpoint(web.sites_csv, "page")),
@@ -173,10 +176,14 @@ class Web:
     # ------------------------------------------------------------------ plumbing
 
     def endpoint(
-        self, handler: Callable[[Ask], Response], kind: str
+        self, handler: Callable[[Ask], Response], kind: str,
+        inline: Callable[[Ask], bool] | None = None,
     ) -> Callable[[Request], Awaitable[Response]]:
-        """An async endpoint: reads the input, then runs `handler` in the thread pool, in the
-        request's language; library errors become a page or JSON error."""
+        """An async endpoint: reads the input, then runs `handler` in the request's language;
+        library errors become a page or JSON error. The handler runs in the thread pool
+        (SQLite, folium), or in the event loop itself when `inline(ask)` says it is quick:
+        with 20 clients at once, threads fighting for the interpreter lock cost more than
+        a sub-millisecond answer."""
 
         async def run(request: Request) -> Response:
             nonce = request.scope.get("state", {}).get("nonce", "")
@@ -214,6 +221,8 @@ class Web:
                             return _json({"error": message}, 500)
                         return self.page(ask, "error.html", 500, message=message, title=message)
 
+            if inline is not None and error is None and inline(ask):
+                return work()
             return await run_in_threadpool(work)
 
         return run
@@ -300,7 +309,14 @@ class Web:
             out.append(entry)
         return out
 
+    def loaded(self, ask: Ask) -> bool:
+        """Whether the asked trial is loaded and current (its answer needs no I/O)."""
+        ask.current = self.views.cached(ask.trial_id or self.settings.trials[0])
+        return ask.current is not None
+
     def view(self, ask: Ask, nct_id: str | None = None) -> TrialView:
+        if nct_id is None and ask.current is not None:
+            return ask.current
         return self.views.get(nct_id or ask.trial_id or self.settings.trials[0])
 
     # ------------------------------------------------------------------ pages

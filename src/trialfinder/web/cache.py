@@ -40,6 +40,14 @@ class TrialViews:
             return (None, None, clock.today())
         return (_stat(self.db_path), _stat(Path(f"{self.db_path}-wal")), clock.today())
 
+    def cached(self, nct_id: str) -> TrialView | None:
+        """The trial if it is loaded and the store has not changed since; else None (and
+        nothing is loaded: cheap enough for the event loop)."""
+        signature = self.signature()
+        with self._lock:
+            cached = self._views.get(nct_id)
+        return cached[1] if cached is not None and cached[0] == signature else None
+
     def get(self, nct_id: str) -> TrialView:
         """The trial (store, else bundled) with its sites placed; raises as `trial_view`."""
         from trialfinder.ids import normalise_nct_id
