@@ -22,6 +22,19 @@ def fixed_today(monkeypatch: pytest.MonkeyPatch) -> datetime.date:
     return TODAY
 
 
+@pytest.fixture(autouse=True)
+def private_user_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each test its own user cache directory (platformdirs reads XDG_CACHE_HOME), made only
+    if used: the Nominatim rate stamp shared by processes is never the real one, nor shared
+    with another test or another run on this machine."""
+    import uuid
+
+    cache = tmp_path_factory.getbasetemp() / f"cache-{uuid.uuid4().hex}"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+
+
 # --- browser tests and a live server (trialfinder serve) -------------------------------------
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

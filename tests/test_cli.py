@@ -5,13 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
+from werkzeug import Request, Response
 
 from trialfinder.cli import app
+from trialfinder.models import Trial
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED = FIXTURES / "seed" / "000_6aeb1dc53d5a47c7.txt"
@@ -244,6 +254,14 @@ def test_help_mentions_privacy(runner: CliRunner) -> None:
     )
 
 
+def test_no_arguments_print_the_help(runner: CliRunner) -> None:
+    """`trialfinder` alone: the help on stdout, exit 0, nothing on stderr."""
+    result = invoke(runner)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith("Usage: trialfinder [OPTIONS] COMMAND [ARGS]...")
+    assert "nearest" in result.stdout
+
+
 def test_sync_then_nearest_skips_a_closed_site_and_changes_show_it(
     runner: CliRunner, httpserver: HTTPServer, tmp_path: Path
 ) -> None:
@@ -290,3 +308,331 @@ def test_sync_then_nearest_skips_a_closed_site_and_changes_show_it(
     kinds = {(c["kind"], c["facility"]) for c in json.loads(result.stdout)}
     assert ("site_status_changed", "Centre Léon Bérard") in kinds
     assert ("site_removed", "Hôpital Saint-Antoine") in kinds
+
+
+# --- files the commands write (trialfinder.files) -----------------------------------------------
+
+
+@pytest.fixture
+def no_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a refused output gets as far as a write (real devices are at stake)."""
+    from trialfinder import files
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"write attempted: {args!r}")
+
+    monkeypatch.setattr(files, "_replace", forbidden)
+
+
+def _store(path: Path) -> Path:
+    from trialfinder.store import Store
+
+    with Store(path):
+        pass
+    return path
+
+
+def _one_error(result, code: int, message: str) -> None:  # type: ignore[no-untyped-def]
+    assert (result.exit_code, result.stdout, result.stderr) == (code, "", f"Error: {message}\n")
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", ".lock"])
+def test_map_never_replaces_the_store(
+    runner: CliRunner, tmp_path: Path, suffix: str, no_write: None
+) -> None:
+    """`map --db S --output S` (or S-wal, S-shm, S.lock): exit 2, one line, the store intact."""
+    from trialfinder.store import Store
+
+    db = _store(tmp_path / "s.sqlite")
+    out = f"{db}{suffix}"
+    result = invoke(runner, "map", "--db", str(db), "--output", out)
+    _one_error(result, 2, f"Will not write {out}: it is the trialfinder store, or a file the "
+               "store keeps beside it")
+    with Store(db) as store:
+        assert store.schema_version >= 3
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [(["map"], "--output"), (["referral", "NCT02260505", "--near", "Lyon"], "--output"),
+     (["nearest", "Lyon"], "--map-output")],
+)
+def test_every_command_refuses_a_device_a_fifo_and_a_folder(
+    runner: CliRunner, tmp_path: Path, command: list[str], option: str, no_write: None
+) -> None:
+    """map, referral and nearest --map: same refusals, same words, exit 2, nothing printed."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target, what in [("/dev/null", "a character device"), (str(fifo), "a named pipe (FIFO)"),
+                         (str(tmp_path), "a folder")]:
+        result = invoke(runner, *command, option, target)
+        _one_error(result, 2, f"Will not write {target}: it is {what}, not a file")
+
+
+def test_an_output_in_a_missing_folder_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    """A mistyped folder is not created: one line naming it, exit 2."""
+    out = tmp_path / "Dcuments" / "map.html"
+    result = invoke(runner, "map", "--output", str(out))
+    _one_error(result, 2, f"Will not write {out}: the folder {out.parent} does not exist "
+               "(create it first)")
+    assert not out.parent.exists()
+
+
+def test_map_through_a_symlink_replaces_its_target(runner: CliRunner, tmp_path: Path) -> None:
+    """`--output link` writes the link's target (keeping its mode) and prints the link."""
+    target = tmp_path / "shared" / "map.html"
+    target.parent.mkdir()
+    target.write_text("old", encoding="utf-8")
+    target.chmod(0o640)
+    link = tmp_path / "latest.html"
+    link.symlink_to(target)
+    result = invoke(runner, "map", "--output", str(link))
+    assert (result.exit_code, result.stdout) == (0, f"{link}\n")
+    assert link.is_symlink()
+    assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_files_naming_the_patients_place_are_private(runner: CliRunner, tmp_path: Path) -> None:
+    """Maps with the patient's place and referral sheets are 0600; a map of the sites alone
+    follows the umask."""
+    old = os.umask(0o022)
+    try:
+        written = {
+            name: Path(invoke(runner, *args).stdout.splitlines()[-1].removeprefix("Map: "))
+            for name, args in {
+                "map": ["map"],
+                "map --near": ["map", "--near", "Lyon"],
+                "map --near -o": ["map", "--near", "Lyon", "-o", "chosen.html"],
+                "nearest --map": ["nearest", "Lyon", "--map-output", "nearest.html"],
+                "referral": ["referral", "NCT02260505", "--near", "Lyon"],
+            }.items()
+        }
+    finally:
+        os.umask(old)
+    modes = {name: stat.S_IMODE((tmp_path / path).stat().st_mode)
+             for name, path in written.items()}
+    assert modes == {"map": 0o644, "map --near": 0o600, "map --near -o": 0o600,
+                     "nearest --map": 0o600, "referral": 0o600}
+
+
+# --- registry text never drives the terminal (trialfinder.terminal) ----------------------------
+
+C0 = [chr(c) for c in range(0x20) if chr(c) not in "\t\n"]
+CONTROLS = frozenset(C0 + [chr(c) for c in range(0x7F, 0xA0)]
+                     + [chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))])
+ATTACKS = ["\x1b]0;pwned\x07", "\x1b[2J\x1b[H", "\x9b31m", "good\rEVIL", "\u202eLIVE\u202c",
+           "\u2066x\u2069", "\x1bP+q\x1b\\", "\x00\x7f\x85", "\x1b[31m"]
+HOSTILE_NCT = "NCT09999999"
+
+
+def hostile_trial(text: str, status: str = "RECRUITING") -> Trial:
+    """A record whose every text field carries ``text``, its sites placed around Lyon."""
+    from trialfinder.models import Arm, Contact, Eligibility, Precision, Site, Source, Status
+
+    def words(n: int) -> str:
+        return f"{text} {n}{text}"
+
+    contacts = (
+        Contact(name=words(1), role="PRINCIPAL_INVESTIGATOR", title=words(2)),
+        Contact(name=words(3), role="CONTACT", phone=words(4), email=words(5),
+                affiliation=words(6)),
+    )
+    sites = tuple(
+        Site(facility=words(10 + i), city=words(20 + i), country=words(30 + i),
+             status=Status(status) if i else None, state=words(40 + i), zip=words(50 + i),
+             latitude=45.75 + i / 100, longitude=4.85, precision=Precision.CITY,
+             coordinate_source=words(60 + i), contacts=contacts, facility_raw=words(70 + i))
+        for i in range(3)
+    )
+    return Trial(
+        nct_id=HOSTILE_NCT, title=words(80), brief_title=words(81), acronym=words(82),
+        source=Source(kind="registry", description=words(83), as_of="2025-01",
+                      url=words(84), retrieved="2025-02-01T00:00:00+00:00"),
+        status=Status.RECRUITING, brief_summary=words(85), detailed_description=words(86),
+        last_update="2025-01-15", phases=(words(87),), sponsor=words(88),
+        conditions=(words(89),), keywords=(words(90),),
+        arms=(Arm(label=words(91), type=words(92), description=words(93),
+                  interventions=(words(94),)),),
+        eligibility=Eligibility(criteria=words(95), inclusion=(words(96),),
+                                exclusion=(words(97),), minimum_age=words(98),
+                                maximum_age=words(99), sex=words(100)),
+        central_contacts=contacts, officials=contacts, secondary_ids=(words(101),),
+        start_date="2024-01", verified_date="2025-01", study_type=words(102),
+        sites=sites,
+    )
+
+
+def _commands(db: Path, text: str) -> list[list[str]]:
+    d = ["--db", str(db)]
+    t = ["--trial", HOSTILE_NCT]
+    return [
+        ["nearest", "Lyon", *t, *d, "--all"], ["nearest", "Lyon", *t, *d, "--all", "--json"],
+        ["sites", *t, *d], ["sites", *t, *d, "--json"], ["sites", *t, *d, "--csv"],
+        ["show", HOSTILE_NCT, *d], ["show", HOSTILE_NCT, *d, "--json"],
+        ["changes", *d], ["changes", *d, "--json"],
+        ["geocode", *t, *d], ["geocode", *t, *d, "--json"],
+        ["search", "--near", "Lyon", "--status", "all", *d],
+        ["search", "--near", "Lyon", "--status", "all", *d, "--json"],
+        # the text typed by the user comes back in errors
+        ["nearest", text, *t, *d], ["where", text], ["sites", "--trial", text, *d],
+        ["nearest", "Lyon", "--limit", text], [text],
+    ]
+
+
+def _assert_clean(result, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    for name, out in (("stdout", result.stdout), ("stderr", result.stderr)):
+        leaked = sorted(CONTROLS & set(out))
+        assert not leaked, f"{args[:2]} {name} holds {leaked!r}: {out[:300]!r}"
+    assert "Traceback" not in result.output
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(text=st.lists(st.one_of(st.sampled_from(ATTACKS), st.sampled_from(sorted(CONTROLS)),
+                               st.text(max_size=4)), min_size=1, max_size=8).map("".join))
+def test_no_output_of_any_command_holds_a_control_character(
+    runner: CliRunner, tmp_path: Path, text: str
+) -> None:
+    """A record full of control characters, escape sequences and bidi overrides: no command's
+    stdout or stderr (errors included) carries one; JSON keeps the exact text. The runner
+    does not strip ANSI codes (color=True, as on a terminal): only our filter stands."""
+    from trialfinder.store import Store
+
+    db = tmp_path / "hostile.sqlite"
+    with Store(db) as store:
+        store.save_trial(hostile_trial(text, "RECRUITING"), None)
+        store.save_trial(hostile_trial(text, "COMPLETED"), None)  # a change to show
+    for args in _commands(db, text):
+        result = runner.invoke(app, args, color=True)
+        _assert_clean(result, args)
+        if "--json" in args and args[0] in ("nearest", "sites"):
+            assert result.exit_code == 0, result.output
+            facilities = {s["facility"] for s in json.loads(result.stdout)["sites"]}
+            assert facilities == {site.facility for site in hostile_trial(text).sites}
+
+
+def test_the_terminal_title_attack_is_neutralised(runner: CliRunner, tmp_path: Path) -> None:
+    """The reported attack, exactly: OSC 0 in a facility name shows as U+FFFD, not a title."""
+    from trialfinder.store import Store
+
+    db = tmp_path / "hostile.sqlite"
+    with Store(db) as store:
+        store.save_trial(hostile_trial("\x1b]0;pwned\x07"), None)
+    result = runner.invoke(app, ["sites", "--trial", HOSTILE_NCT, "--db", str(db)], color=True)
+    assert result.exit_code == 0
+    assert "\ufffd]0;pwned\ufffd 10\ufffd]0;pwned\ufffd" in result.stdout
+    csv_out = runner.invoke(app, ["sites", "--trial", HOSTILE_NCT, "--db", str(db), "--csv"])
+    rows = list(csv.DictReader(io.StringIO(csv_out.stdout)))
+    assert rows[0]["facility"] == "\ufffd]0;pwned\ufffd 10\ufffd]0;pwned\ufffd"
+
+
+def test_a_hostile_listing_page_is_shown_harmless(runner: CliRunner, tmp_path: Path) -> None:
+    """`listing` of a page whose facility names carry escape sequences prints none."""
+    page = tmp_path / "page.txt"
+    page.write_text(SEED.read_text(encoding="utf-8").replace(
+        "Centre L", "Centre \x1b]0;pwned\x07\x1b[2J\u202eL"), encoding="utf-8")
+    for args in (["listing", str(page)], ["listing", str(page), "--json"]):
+        result = runner.invoke(app, args, color=True)
+        assert result.exit_code == 0, result.output
+        _assert_clean(result, args)
+
+
+def test_changes_of_an_empty_trial_is_bad_input(runner: CliRunner) -> None:
+    """`changes --trial ''` names no trial: exit 2 in one line (it used to list them all)."""
+    _one_error(invoke(runner, "changes", "--trial", ""), 2, "'' is not a ClinicalTrials.gov "
+               "identifier (expected NCT and 8 digits, e.g. NCT02260505)")
+    assert invoke(runner, "changes", "--trial", "  ").exit_code == 2
+
+
+# --- the process as a shell runs it: pipes closed early, Ctrl-C ---------------------------------
+
+CLI_IN_CHILD = """
+import datetime, sys
+from trialfinder import clock
+clock.today = lambda: datetime.date(2025, 3, 1)  # as tests/conftest.py
+from trialfinder.cli import main
+sys.argv = ["trialfinder", *sys.argv[1:]]
+main()
+"""
+FR16 = FIXTURES / "ctgov" / "study_NCT03830788_prostate_FR16sites_sitestatus_contacts.json"
+
+
+def _held(arrived: threading.Event, release: threading.Event, body: str):  # type: ignore[no-untyped-def]
+    """A registry answer that waits for the test's word before it is sent."""
+
+    def handler(request: Request) -> Response:
+        arrived.set()
+        release.wait(30)
+        return Response(body, content_type="application/json")
+
+    return handler
+
+
+def _child(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", CLI_IN_CHILD, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sync_into_a_pipe_closed_early_is_not_a_failure(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """`sync A B | head -1`: the reader leaves after line 1; the sync still stores B, records
+    the run as ok, says nothing on stderr and exits 0."""
+    from trialfinder.store import Store
+
+    db = tmp_path / "s.sqlite"
+    arrived, release = threading.Event(), threading.Event()
+    httpserver.expect_request("/api/v2/studies/NCT03830788").respond_with_data(
+        FR16.read_text(encoding="utf-8"), content_type="application/json")
+    httpserver.expect_request("/api/v2/studies/NCT02260505").respond_with_handler(_held(
+        arrived, release,
+        (FIXTURES / "ctgov" / "built_NCT02260505_v1.json").read_text(encoding="utf-8")))
+    child = _child("sync", "NCT03830788", "NCT02260505", "--db", str(db),
+                   "--registry-url", httpserver.url_for("/api/v2"))
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "NCT03830788 new: 16 sites\n"
+        assert arrived.wait(30)
+        child.stdout.close()  # `head -1` exits: the next line meets a closed pipe
+    finally:
+        release.set()
+    assert child.wait(60) == 0
+    assert child.stderr is not None and child.stderr.read() == ""
+    with Store(db) as store:
+        assert store.trial_ids() == ["NCT02260505", "NCT03830788"]
+        assert store.last_sync()[3] == "ok"  # type: ignore[index]
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) during a sync: one line, `Error: interrupted`, exit 130, run aborted."""
+    from trialfinder.store import Store
+
+    db = tmp_path / "s.sqlite"
+    arrived, release = threading.Event(), threading.Event()
+    httpserver.expect_request("/api/v2/studies/NCT02260505").respond_with_handler(
+        _held(arrived, release, "{}"))
+    child = _child("sync", "--db", str(db), "--registry-url", httpserver.url_for("/api/v2"))
+    try:
+        assert arrived.wait(30)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        release.set()
+    assert (child.returncode, out, err) == (130, "", "Error: interrupted\n")
+    with Store(db) as store:
+        assert store.last_sync()[3] == "aborted"  # type: ignore[index]
+
+
+def test_csv_cells_are_clean_before_any_stream() -> None:
+    """render.sites_csv itself (what a download would serve, no terminal in between) holds no
+    control character; a cell that then starts like a formula still gets its apostrophe."""
+    from trialfinder import render
+    from trialfinder.queries import TrialView
+
+    trial = hostile_trial("\r=HYPERLINK(\"x\")\x1b[2J")
+    text = render.sites_csv(TrialView(trial=trial, stale=False))
+    assert not CONTROLS & set(text)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows[0]["facility"].startswith("\ufffd=HYPERLINK")
+    assert render.csv_safe("=1+1") == "'=1+1" and render.csv_safe(4.5) == 4.5

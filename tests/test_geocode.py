@@ -303,8 +303,9 @@ def test_offline_cache_serves_old_positions(store):
     ("status", "message"),
     [
         (429, "Nominatim/OpenStreetMap refused: too many requests (429)"),
-        (500, "Nominatim/OpenStreetMap failed (Non-successful status code 500)"),
-        (503, "Nominatim/OpenStreetMap timed out (Non-successful status code 503)"),
+        (500, "Nominatim/OpenStreetMap answered HTTP 500"),
+        (503, "Nominatim/OpenStreetMap answered HTTP 503"),
+        (404, "Nominatim/OpenStreetMap answered HTTP 404"),
     ],
 )
 def test_http_errors_fall_back_with_one_warning(httpserver, store, gazetteer, status, message):
@@ -331,8 +332,8 @@ def test_timeout_falls_back(httpserver, store, gazetteer):
     chain = _online_chain(httpserver, store, gazetteer, timeout=0.1)
     position = chain.position(_site(TIMONE, "Marseille"))
     assert position.precision is Precision.CITY
-    (warning,) = chain.warnings
-    assert warning.startswith(f"{TIMONE} (Marseille): Nominatim/OpenStreetMap timed out")
+    assert chain.warnings == [f"{TIMONE} (Marseille): Nominatim/OpenStreetMap timed out (no "
+                              "answer within 0.1 s); using the next best position"]
 
 
 def test_unreachable_server_falls_back(store, gazetteer):
@@ -343,8 +344,8 @@ def test_unreachable_server_falls_back(store, gazetteer):
     )
     position = chain.position(_site(TIMONE, "Marseille"))
     assert position.precision is Precision.CITY
-    (warning,) = chain.warnings
-    assert warning.startswith(f"{TIMONE} (Marseille): Nominatim/OpenStreetMap unreachable")
+    assert chain.warnings == [f"{TIMONE} (Marseille): Nominatim/OpenStreetMap unreachable "
+                              "(connection refused); using the next best position"]
 
 
 def test_error_keeps_an_expired_position(httpserver, store, gazetteer):
@@ -729,3 +730,253 @@ def test_geocode_trial_offline_writes_nothing(tmp_path, gazetteer):
     placement = place_sites(TRIAL, db, gazetteer=gazetteer)
     assert not db.exists()
     assert placement.requests == 0
+
+
+# --- the rate limit across processes --------------------------------------------------------
+
+
+class FakeTime:
+    """One clock for several clients (as the wall clock is for several processes)."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_two_clients_share_one_turn(tmp_path: Path) -> None:
+    """Two limiters (two processes) on one stamp: the second waits for the first's second,
+    and the pace holds whoever calls next."""
+    fake = FakeTime()
+    stamp = tmp_path / "cache" / "stamp"
+    calls: list[tuple[str, float]] = []
+    first, second = (
+        RateLimiter(lambda who=who: calls.append((who, fake.now)), sleep=fake.sleep,
+                    clock=fake.clock, stamp=stamp)
+        for who in ("a", "b")
+    )
+    first()
+    second()
+    second()
+    first()
+    assert calls == [("a", 1000.0), ("b", 1001.0), ("b", 1002.0), ("a", 1003.0)]
+    assert fake.sleeps == [1.0, 1.0, 1.0]
+
+
+def test_turns_queue_beyond_one_delay(tmp_path: Path) -> None:
+    """Three processes at the same instant: they go one second apart, the third waiting two
+    (a turn reserved further ahead than one delay is no sign of a damaged stamp)."""
+    fake = FakeTime()
+    stamp = tmp_path / "stamp"
+    waits: list[float] = []
+    for _ in range(3):  # the clock does not move: each starts at the same instant
+        RateLimiter(lambda: None, sleep=waits.append, clock=fake.clock, stamp=stamp)()
+    assert waits == [1.0, 2.0]
+
+
+def test_the_default_stamp_is_in_the_user_cache(tmp_path: Path) -> None:
+    """Without a stamp given, clients share one in the user cache directory (platformdirs;
+    tests/conftest.py gives each test its own)."""
+    path = geocode.rate_stamp_path()
+    assert path.name == "nominatim-next-request" and "trialfinder" in path.parts
+    fake = FakeTime()
+    clients = [NominatimClient("http://127.0.0.1:1", sleep=fake.sleep, clock=fake.clock)
+               for _ in range(2)]
+    for client in clients:
+        client._search.func = lambda *a, **k: None  # no request: the turn is what is tested
+        client._search()
+    assert fake.sleeps == [1.0]
+    assert path.exists()
+
+
+def test_a_cache_that_cannot_be_written_keeps_the_limit_in_process(tmp_path: Path) -> None:
+    """The stamp's folder cannot be made (a file is in the way, which stops root too): no
+    error, and one process still waits a second between its own requests."""
+    (tmp_path / "cache").write_text("not a folder", encoding="utf-8")
+    fake = FakeTime()
+    limited = RateLimiter(lambda: None, sleep=fake.sleep, clock=fake.clock,
+                          stamp=tmp_path / "cache" / "stamp")
+    for _ in range(3):
+        limited()
+    assert fake.sleeps == [1.0, 1.0]
+    assert limited.stamp is None
+
+
+@pytest.mark.parametrize("content", ["", "garbage", "nan", "inf", "1e300", "-5"])
+def test_a_damaged_or_future_stamp_does_not_stall(tmp_path: Path, content: str) -> None:
+    """A stamp that is empty, unreadable or far ahead (a clock since put back) is ignored:
+    the first call goes at once, the next one a second later."""
+    stamp = tmp_path / "stamp"
+    stamp.write_text(content, encoding="ascii")
+    fake = FakeTime()
+    limited = RateLimiter(lambda: None, sleep=fake.sleep, clock=fake.clock, stamp=stamp)
+    limited()
+    limited()
+    assert fake.sleeps == [1.0]
+
+
+TWO_REQUESTS = """
+import sys
+from trialfinder.geocode import NominatimClient
+client = NominatimClient(sys.argv[1], min_delay_seconds=float(sys.argv[2]))
+for _ in range(2):
+    client.search("Lyon")
+"""
+
+
+def test_processes_keep_one_request_a_second_between_them(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """Two real processes searching at once: every request the server sees is at least the
+    delay after the one before (0.5 s here, to keep the test short; 0.1 s of slack for a
+    busy machine), whichever sent it."""
+    import subprocess
+    import sys
+
+    seen: list[float] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(time.monotonic())
+        return Response("[]", content_type="application/json")
+
+    httpserver.expect_request("/search").respond_with_handler(handler)
+    delay = 0.5
+    children = [
+        subprocess.Popen([sys.executable, "-c", TWO_REQUESTS, _url(httpserver), str(delay)],
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err
+    assert len(seen) == 4
+    gaps = [b - a for a, b in itertools.pairwise(sorted(seen))]
+    assert min(gaps) >= delay - 0.1, gaps
+
+
+# --- failures in one short line -------------------------------------------------------------
+
+
+def _failure(client: NominatimClient) -> str:
+    with pytest.raises(geocode.GeocodingError) as caught:
+        client.search("Lyon")
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 90, message
+    assert "Lyon" not in message  # the request's query is not repeated
+    return message
+
+
+def test_connection_refused_is_one_short_line() -> None:
+    """Nothing listening: 'unreachable (connection refused)', not urllib3's 300 characters."""
+    client = NominatimClient("http://127.0.0.1:1", sleep=lambda s: None)
+    assert _failure(client) == "Nominatim/OpenStreetMap unreachable (connection refused)"
+
+
+def test_an_unknown_host_is_one_short_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host name that does not resolve (the resolver's answer simulated: no network here)."""
+
+    def no_such_host(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    client = NominatimClient("https://nominatim.example.org", sleep=lambda s: None)
+    assert _failure(client) == "Nominatim/OpenStreetMap unreachable (host name not found)"
+
+
+def test_tls_to_a_plain_server_is_one_short_line(httpserver: HTTPServer) -> None:
+    """https:// to a server that speaks plain HTTP: the handshake fails, in a few words."""
+    client = NominatimClient(_url(httpserver).replace("http://", "https://"),
+                             sleep=lambda s: None)
+    assert _failure(client) == "Nominatim/OpenStreetMap unreachable (the TLS handshake failed)"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        ("<html>busy</html>", "text/html", "failed (its answer is not JSON)"),
+        ('[{"lat": "north", "lon": 1}]', "application/json",
+         "failed (an answer it could not use)"),
+        ('[{"lon": 1}]', "application/json", "failed (an answer it could not use)"),
+        ('{"error": "Lyon \\u001b[2J is bad"}', "application/json", "refused the query"),
+    ],
+)
+def test_an_unusable_answer_is_one_short_line(
+    httpserver: HTTPServer, body: str, content_type: str, message: str
+) -> None:
+    """HTML, a latitude that is not a number or none, the server's own error: one line each,
+    never the server's text."""
+    httpserver.expect_request("/search").respond_with_data(body, content_type=content_type)
+    assert _failure(_client(httpserver)) == f"Nominatim/OpenStreetMap {message}"
+
+
+def test_nearest_online_with_nominatim_down_says_so_briefly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`nearest --online` with Nominatim unreachable: the offline answer, and the failure
+    in a short note, not urllib3's text."""
+    monkeypatch.setenv("TRIALFINDER_NOMINATIM_URL", "http://127.0.0.1:1")
+    monkeypatch.setattr(geocode, "MIN_DELAY_SECONDS", 0.0)
+    result = _run("nearest", "Lyon", "--online", "--db", str(tmp_path / "none.sqlite"), "-n",
+                  "1")
+    assert result.exit_code == 0, result.output
+    assert ("Note: Online lookup failed (Nominatim/OpenStreetMap unreachable (connection "
+            "refused)); offline answer kept.") in result.stdout.splitlines()
+    assert "HTTPConnectionPool" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) < 200
+
+
+# --- the server's URL ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("nominatim.local", "it must start with http:// or https://"),
+        ("ftp://nominatim.local", "it must start with http:// or https://"),
+        ("http://", "no valid host name"),
+        ("http://[::1", "invalid ipv6 url"),
+        ("http://host:99999", "port out of range 0-65535"),
+        ("http://host:abc", "port could not be cast to integer value as 'abc'"),
+        ("http://exa mple.org", "it holds spaces or control characters"),
+        ("http://a\x07b", "it holds spaces or control characters"),
+        ("http://a_b!c.org", "no valid host name"),
+        ("http://127.0.0.1:8080/?q=1", "a base URL takes no ?query or #fragment"),
+        ("http://x/%zz", "a % in its path is not followed by two hex digits"),
+    ],
+)
+def test_a_malformed_url_is_a_usage_error(url: str, reason: str) -> None:
+    """Each malformed TRIALFINDER_NOMINATIM_URL is refused before any request, saying why."""
+    with pytest.raises(BadInput) as caught:
+        NominatimClient(url)
+    assert str(caught.value) == (
+        f"TRIALFINDER_NOMINATIM_URL={url!r} is not a usable http(s) URL ({reason}); e.g. "
+        "https://nominatim.openstreetmap.org"
+    )
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/nominatim/", "https://[::1]:8443",
+                                 "http://user:secret@nominatim.internal", "https://ñandú.example"])
+def test_usable_urls_are_accepted(url: str) -> None:
+    """A path, an IPv6 literal, credentials and an internationalised name are all fine."""
+    assert NominatimClient(url).url == url
+
+
+@pytest.mark.parametrize("command", [["where", "Lyon"], ["nearest", "Lyon"]])
+def test_a_malformed_url_from_the_environment_is_exit_2(
+    monkeypatch: pytest.MonkeyPatch, command: list[str], no_network: None
+) -> None:
+    """`where/nearest --online` with TRIALFINDER_NOMINATIM_URL='http://[::1': one line, exit
+    2, nothing sent (it was exit 70)."""
+    monkeypatch.setenv("TRIALFINDER_NOMINATIM_URL", "http://[::1")
+    result = _run(*command, "--online")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "Error: TRIALFINDER_NOMINATIM_URL='http://[::1' is not a usable http(s) URL (invalid "
+        "ipv6 url); e.g. https://nominatim.openstreetmap.org\n"
+    )

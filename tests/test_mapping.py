@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from map_fixtures import HOSTILE, lyon, sixteen_site_trial
 from trialfinder import mapping
 from trialfinder.cli import app
+from trialfinder.errors import TrialFinderError
 from trialfinder.models import Site, Status
 from trialfinder.queries import TrialView
 from trialfinder.resources import data_path
@@ -244,7 +245,7 @@ def test_write_map_failure_keeps_the_old_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(TrialFinderError, match="No space left on device"):
         mapping.write_map("new", target)
     assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["m.html"]
@@ -289,6 +290,7 @@ def test_cli_map_near_writes_to_maps(tmp_path, monkeypatch, fixture_record):
 def test_cli_map_output(tmp_path, fixture_record):
     """`--output` chooses the file; without --near the map has no patient."""
     out = tmp_path / "deep" / "m.html"
+    out.parent.mkdir()  # an --output's folder is not created (trialfinder.files)
     result = CliRunner().invoke(app, ["map", "-o", str(out), "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 0, result.output
     assert result.output == f"{out}\n"

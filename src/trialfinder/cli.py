@@ -7,7 +7,6 @@ No `from __future__ import annotations` here: Typer would have to evaluate every
 annotations as strings at start-up, which costs more than evaluating them at import.
 """
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -22,45 +21,109 @@ from trialfinder.resources import DEFAULT_TRIAL
 
 def _fatal(message: str, code: int) -> NoReturn:
     # One line, whatever the message held: patients and cron logs read it alike.
-    text = " ".join(str(message).split()) or "unknown error"
-    typer.echo(f"Error: {text}", err=True)
+    from trialfinder.i18n import _
+
+    text = " ".join(str(message).split()) or _("unknown error")
+    typer.echo(_("Error: {message}").format(message=text), err=True)
     sys.exit(code)
 
 
+def _terminal() -> Any:
+    """stderr as it is underneath the filter of `_Group.main`: for our own terminal control
+    (clearing a progress line, drawing a bar), never for text that comes from a record."""
+    from trialfinder.terminal import SafeStream
+
+    return sys.stderr.raw if isinstance(sys.stderr, SafeStream) else sys.stderr
+
+
+def _control(text: str) -> None:
+    """Our own terminal control on stderr (a progress line), written past the filter."""
+    stream = _terminal()
+    stream.write(text)
+    stream.flush()
+
+
+def _is_click_error(exc: Exception) -> bool:
+    """Whether ``exc`` is one of Click's errors (ClickException: a message for the user and
+    an exit code are its public contract). Typer names their class publicly only from 0.28
+    (`typer.TyperException`); the pin allows 0.26, so the contract is what is checked."""
+    return callable(getattr(exc, "format_message", None)) and isinstance(
+        getattr(exc, "exit_code", None), int
+    )
+
+
+class _Interrupted(Exception):
+    """Ctrl-C inside a command, carried past Typer (which would turn it into a silent 130)."""
+
+
 class _Group(TyperGroup):
-    """Runs a command and translates every error into one line on stderr."""
+    """Runs a command and translates every error into one line on stderr.
+
+    Everything the command writes to stdout and stderr, errors included, goes through
+    `trialfinder.terminal.printable` (`SafeStream`): text from records never drives the
+    terminal. Only public Typer/Click API: the ``standalone_mode=False`` route, `typer.Abort`,
+    Click errors' ``format_message()``/``exit_code``, and the `TyperGroup` methods meant to
+    be overridden (``main``, ``parse_args``, ``invoke``).
+    """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        from typer import _click
+        from trialfinder.terminal import SafeStream
 
         standalone = kwargs.pop("standalone_mode", True)
+        saved = sys.stdout, sys.stderr
+        if sys.stdout is not None and not isinstance(sys.stdout, SafeStream):
+            sys.stdout = SafeStream(sys.stdout)
+        if sys.stderr is not None and not isinstance(sys.stderr, SafeStream):
+            sys.stderr = SafeStream(sys.stderr)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
-        except _click.exceptions.NoArgsIsHelpError as exc:
-            typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
-            sys.exit(0)
-        except _click.exceptions.ClickException as exc:
-            _fatal(exc.format_message(), exc.exit_code)
-        except typer.Abort:  # typer 0.29 vendors click without exceptions.Abort
-            _fatal("aborted", 1)
+            result = self._run(args, kwargs)
+            if isinstance(result, int) and result:
+                sys.exit(result)
+            if standalone:
+                sys.exit(0)
+            return result
+        finally:
+            sys.stdout, sys.stderr = saved
+
+    def _run(self, args: Any, kwargs: Any) -> Any:
+        from trialfinder.i18n import _
+
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
         except TrialFinderError as exc:
             _fatal(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            _fatal("interrupted", 130)
+        except typer.Abort:  # end of input at a prompt
+            _fatal(_("aborted"), 1)
+        except (_Interrupted, KeyboardInterrupt):
+            _fatal(_("interrupted"), 130)
         except OSError as exc:
             _fatal(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
         except Exception as exc:
+            if _is_click_error(exc):  # a usage error: bad option, missing argument, …
+                _fatal(exc.format_message(), exc.exit_code)  # type: ignore[attr-defined]
             if os.environ.get("TRIALFINDER_DEBUG"):
-                raise
-            _fatal(
-                f"unexpected {type(exc).__name__}: {exc} (set TRIALFINDER_DEBUG=1 for details)",
-                70,
-            )
-        if isinstance(result, int) and result:
-            sys.exit(result)
-        if standalone:
-            sys.exit(0)
-        return result
+                import traceback
+
+                traceback.print_exc()  # through the filter too: a message may quote a record
+                sys.exit(70)
+            _fatal(_("unexpected {kind}: {error} (set TRIALFINDER_DEBUG=1 for details)").format(
+                kind=type(exc).__name__, error=exc), 70)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # `trialfinder` alone prints the help on stdout and succeeds (Click's no_args_is_help
+        # raises an error that only its private API names).
+        if not args and not ctx.resilient_parsing:
+            typer.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: Any) -> Any:
+        # Typer turns KeyboardInterrupt into a silent exit 130; carry it to `_run` instead,
+        # which says so in one line (and still exits 130).
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
 
 app = typer.Typer(
@@ -100,7 +163,9 @@ def _db(db: Path | None) -> Path:
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    from trialfinder.terminal import json_text
+
+    typer.echo(json_text(data))
 
 
 @app.command()
@@ -171,7 +236,7 @@ def nearest(
     if with_map or map_output is not None:
         from trialfinder.mapping import map_for_answer
 
-        map_path = map_for_answer(answer, map_output).path
+        map_path = map_for_answer(answer, map_output, store=_db(db)).path
     if as_json:
         data = render.nearest_json(answer)
         if map_path is not None:
@@ -273,17 +338,17 @@ def sync_command(
 
     def progress(outcome: TrialOutcome, done: int, total: int | None) -> None:
         if on_tty:
-            typer.echo("\r\x1b[2K", nl=False, err=True)  # clear the progress line
+            _control("\r\x1b[2K")  # clear the progress line
         if not as_json:
             typer.echo(outcome.summary())
         if on_tty:
-            typer.echo(f"syncing: {done}/{total or '?'} done", nl=False, err=True)
+            _control(f"syncing: {done}/{total or '?'} done")
 
     with RegistryClient(registry_url) as client:
         report = sync(ids, store_path=_db(db), client=client, condition=condition,
                       country=country, on_progress=progress, keep_raw=keep_raw)
     if on_tty:
-        typer.echo("\r\x1b[2K", nl=False, err=True)
+        _control("\r\x1b[2K")
     if as_json:
         _print_json(report.to_jsonable())
     failed = [t for t in report.trials if t.outcome == "failed"]
@@ -361,7 +426,7 @@ def geocode(
             nonlocal bar
             if bar is None:
                 bar = stack.enter_context(
-                    typer.progressbar(length=total, label="Geocoding", file=sys.stderr)
+                    typer.progressbar(length=total, label="Geocoding", file=_terminal())
                 )
             bar.update(1)
 
@@ -481,7 +546,8 @@ def referral(
     criteria, the three nearest recruiting sites with contacts. Prints the file's path."""
     from trialfinder.referral import build_referral, write_referral
 
-    typer.echo(str(write_referral(build_referral(nct_id, near, _db(db)), output)))
+    sheet = build_referral(nct_id, near, _db(db))
+    typer.echo(str(write_referral(sheet, output, store=_db(db))))
 
 
 @app.command()

@@ -21,8 +21,11 @@ one-line warning in `warnings`.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import math
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -211,49 +214,204 @@ class GazetteerGeocoder:
 
 
 class RateLimiter:
-    """geopy's RateLimiter with its clock and sleep injectable (tests pass fakes).
+    """Calls ``func`` at most once every ``min_delay_seconds``, across every trialfinder
+    process of this user: each call reserves its turn in a shared timestamp file (``stamp``,
+    in the user cache directory by default, see `rate_stamp_path`) under a file lock.
 
-    No retries: a failure falls back to the next step at once rather than insisting.
+    geopy's RateLimiter keeps its last call in memory, so two processes (two `geocode
+    --online` run by cron and by hand) would each send one request a second; hence this one.
+    A stamp that cannot be read or written (a read-only cache directory) falls back to the
+    limit within this process, without a word. ``sleep`` and ``clock`` are injectable (tests
+    pass fakes); ``clock`` must count seconds on the same scale in every process (the wall
+    clock, by default). No retries: a failure falls back to the next step at once.
     """
 
-    def __new__(
-        cls,
+    def __init__(
+        self,
         func: Callable[..., Any],
         *,
         min_delay_seconds: float = MIN_DELAY_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> Any:
-        from geopy.extra.rate_limiter import RateLimiter as GeopyRateLimiter
+        clock: Callable[[], float] = time.time,
+        stamp: Path | None = None,
+    ) -> None:
+        self.func = func
+        self.min_delay_seconds = min_delay_seconds
+        self.sleep = sleep
+        self.clock = clock
+        self.stamp = stamp
+        self._next = -math.inf
+        """When this process may next call, whatever the shared stamp says."""
 
-        class _Injected(GeopyRateLimiter):  # type: ignore[misc]
-            def _sleep(self, seconds: float) -> None:
-                sleep(seconds)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        now = self.clock()
+        start = self._reserve(now)
+        if start > now:
+            self.sleep(start - now)
+        return self.func(*args, **kwargs)
 
-            def _clock(self) -> float:
-                return clock()
+    def _reserve(self, now: float) -> float:
+        """The time this call may start, the next call's turn recorded."""
+        start = max(now, self._plausible(self._next, now))
+        if self.stamp is not None:
+            try:
+                start = self._reserve_shared(start, now)
+            except OSError:
+                self.stamp = None  # cannot share: this process keeps its own pace
+        self._next = start + self.min_delay_seconds
+        return start
 
-        return _Injected(
-            func,
-            min_delay_seconds=min_delay_seconds,
-            max_retries=0,
-            error_wait_seconds=min_delay_seconds,
-            swallow_exceptions=False,
-        )
+    def _plausible(self, turn: float, now: float) -> float:
+        # Processes queue: the next free turn may be a few delays ahead. One farther ahead
+        # than `QUEUE_LIMIT` delays was set by a clock since put back (or is a damaged file):
+        # it would stall every process, so it is ignored.
+        return now if turn > now + QUEUE_LIMIT * self.min_delay_seconds else turn
+
+    def _reserve_shared(self, start: float, now: float) -> float:
+        assert self.stamp is not None
+        self.stamp.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.stamp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            _lock(fd)
+            try:
+                text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                try:
+                    turn = float(text) if text else -math.inf
+                except ValueError:
+                    turn = -math.inf
+                if math.isnan(turn):
+                    turn = -math.inf
+                start = max(start, self._plausible(turn, now))
+                data = repr(start + self.min_delay_seconds).encode("ascii")
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, data, 0)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        return start
+
+
+QUEUE_LIMIT = 60
+"""How many turns ahead processes may have reserved before a stamp is taken for damaged."""
+
+
+def _lock(fd: int, patience: float = 5.0) -> None:
+    """An exclusive lock on the stamp; another process holds it for microseconds only, so
+    one that holds it longer (stopped in the middle) makes this one give up (OSError)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def rate_stamp_path() -> Path:
+    """Where every trialfinder process of this user records Nominatim's next free turn."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("trialfinder", appauthor=False)) / "nominatim-next-request"
 
 
 def _domain_and_scheme(url: str) -> tuple[str, str]:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BadInput(f"{URL_ENV}={url!r} is not an http(s) URL (e.g. {NOMINATIM_URL})")
+    """geopy's (domain, scheme) for a Nominatim base URL, or a one-line `BadInput`."""
+    from trialfinder.i18n import _
+
+    text = url.strip()
+
+    def bad(message: str, reason: str = "") -> BadInput:
+        return BadInput(message.format(name=URL_ENV, url=repr(url), example=NOMINATIM_URL,
+                                       reason=reason))
+
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise bad(_("{name}={url} is not a usable http(s) URL (it holds spaces or control "
+                    "characters); e.g. {example}"))
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError as exc:
+        raise bad(_("{name}={url} is not a usable http(s) URL ({reason}); e.g. {example}"),
+                  str(exc).lower()) from None
+    if parts.scheme not in ("http", "https"):
+        raise bad(_("{name}={url} is not a usable http(s) URL (it must start with http:// or "
+                    "https://); e.g. {example}"))
+    host = parts.hostname or ""
+    if not host or not (_HOST.fullmatch(host) or ("[" in parts.netloc and ":" in host)):
+        raise bad(_("{name}={url} is not a usable http(s) URL (no valid host name); e.g. "
+                    "{example}"))
+    if parts.query or parts.fragment:
+        raise bad(_("{name}={url} is not a usable http(s) URL (a base URL takes no ?query or "
+                    "#fragment); e.g. {example}"))
+    if _BAD_ESCAPE.search(parts.path):
+        raise bad(_("{name}={url} is not a usable http(s) URL (a % in its path is not "
+                    "followed by two hex digits); e.g. {example}"))
     return parts.netloc + parts.path.rstrip("/"), parts.scheme
 
 
-class NominatimClient:
-    """Searches a Nominatim server through geopy, one request a second at most.
+_HOST = re.compile(r"[\w-]+(\.[\w-]+)*\.?")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
-    Every failure is a `GeocodingError` with a one-line message. ``requests`` counts the
-    requests made (shown by the `geocode` command; asserted by tests).
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and what caused it, outermost first."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return seen
+
+
+def _connection_failure(error: BaseException, timeout: float) -> str:
+    """One short line for a request that got no answer, from the innermost cause (geopy's
+    own message quotes urllib3's 300 characters, the URL and the place searched included)."""
+    import socket
+    import ssl
+
+    from trialfinder.i18n import _
+
+    source = NOMINATIM_SOURCE
+    causes = _causes(error)
+    for exc in reversed(causes):  # innermost first
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return _("{source} unreachable (its TLS certificate could not be verified)"
+                     ).format(source=source)
+        if isinstance(exc, ssl.SSLError):
+            return _("{source} unreachable (the TLS handshake failed)").format(source=source)
+        if isinstance(exc, socket.gaierror) or "NameResolution" in type(exc).__name__:
+            return _("{source} unreachable (host name not found)").format(source=source)
+        if isinstance(exc, ConnectionRefusedError):
+            return _("{source} unreachable (connection refused)").format(source=source)
+        if isinstance(exc, ConnectionResetError):
+            return _("{source} unreachable (connection reset)").format(source=source)
+        if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+            return _("{source} timed out (no answer within {seconds:g} s)").format(
+                source=source, seconds=timeout)
+        if isinstance(exc, OSError) and exc.strerror:
+            return _("{source} unreachable ({reason})").format(
+                source=source, reason=exc.strerror.lower())
+    return _("{source} unreachable").format(source=source)
+
+
+def _http_status(error: BaseException) -> int | None:
+    for cause in _causes(error):
+        status = getattr(cause, "status_code", None)
+        if isinstance(status, int):
+            return status
+    return None
+
+
+class NominatimClient:
+    """Searches a Nominatim server through geopy, one request a second at most across every
+    trialfinder process of the user (`RateLimiter`).
+
+    Every failure is a `GeocodingError` with one short line ("Nominatim/OpenStreetMap
+    unreachable (connection refused)"). ``requests`` counts the requests made (shown by the
+    `geocode` command; asserted by tests).
     """
 
     def __init__(
@@ -263,21 +421,26 @@ class NominatimClient:
         timeout: float = TIMEOUT_SECONDS,
         min_delay_seconds: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        rate_stamp: Path | None = None,
     ) -> None:
-        """``min_delay_seconds`` None means `MIN_DELAY_SECONDS` (read at call time)."""
+        """``min_delay_seconds`` None means `MIN_DELAY_SECONDS` (read at call time);
+        ``rate_stamp`` None means `rate_stamp_path()`. A malformed URL (the argument, else
+        ``TRIALFINDER_NOMINATIM_URL``) is a `BadInput`."""
         from functools import partial
+
+        self.url = url or os.environ.get(URL_ENV) or NOMINATIM_URL
+        domain, scheme = _domain_and_scheme(self.url)
 
         from geopy.adapters import RequestsAdapter
         from geopy.geocoders import Nominatim
 
-        class _Nominatim(Nominatim):  # type: ignore[misc]
+        class _Nominatim(Nominatim):
             # Nominatim's structured search takes `amenity` (a POI's name); geopy 2.5 drops
             # the keys it does not know.
             structured_query_params = Nominatim.structured_query_params | {"amenity"}
 
-        self.url = url or os.environ.get(URL_ENV) or NOMINATIM_URL
-        domain, scheme = _domain_and_scheme(self.url)
+        self.timeout = timeout
         self._geocoder = _Nominatim(
             domain=domain,
             scheme=scheme,
@@ -291,12 +454,15 @@ class NominatimClient:
             min_delay_seconds=MIN_DELAY_SECONDS if min_delay_seconds is None else min_delay_seconds,
             sleep=sleep,
             clock=clock,
+            stamp=rate_stamp_path() if rate_stamp is None else rate_stamp,
         )
         self.requests = 0
 
     def search(self, query: str | dict[str, str], *, country_code: str | None = None) -> Any:
         """The best match (geopy Location, ``.raw`` the JSON) or None when there is none."""
         from geopy import exc
+
+        from trialfinder.i18n import _
 
         self.requests += 1
         try:
@@ -307,13 +473,34 @@ class NominatimClient:
                 country_codes=country_code.lower() if country_code else None,
             )
         except exc.GeocoderRateLimited as error:
-            raise GeocodingError(f"{NOMINATIM_SOURCE} refused: too many requests (429)") from error
-        except exc.GeocoderTimedOut as error:
-            raise GeocodingError(f"{NOMINATIM_SOURCE} timed out ({error})") from error
-        except exc.GeocoderUnavailable as error:
-            raise GeocodingError(f"{NOMINATIM_SOURCE} unreachable ({error})") from error
-        except (exc.GeopyError, ValueError) as error:
-            raise GeocodingError(f"{NOMINATIM_SOURCE} failed ({error})") from error
+            raise GeocodingError(_("{source} refused: too many requests (429)").format(
+                source=NOMINATIM_SOURCE)) from error
+        except exc.GeocoderServiceError as error:
+            raise GeocodingError(self._failure(error)) from error
+        except (exc.GeopyError, ValueError, TypeError, KeyError, AttributeError) as error:
+            raise GeocodingError(_("{source} failed (an answer it could not use)").format(
+                source=NOMINATIM_SOURCE)) from error
+
+    def _failure(self, error: Exception) -> str:
+        """One short line for a geopy service error."""
+        from geopy import exc
+
+        from trialfinder.i18n import _
+
+        source = NOMINATIM_SOURCE
+        status = _http_status(error)
+        if status is not None:
+            return _("{source} answered HTTP {status}").format(source=source, status=status)
+        if isinstance(error, exc.GeocoderParseError):
+            return _("{source} failed (its answer is not JSON)").format(source=source)
+        if isinstance(error, exc.GeocoderQueryError):
+            return _("{source} refused the query").format(source=source)
+        if isinstance(error, exc.GeocoderTimedOut):
+            return _("{source} timed out (no answer within {seconds:g} s)").format(
+                source=source, seconds=self.timeout)
+        if isinstance(error, exc.GeocoderUnavailable):
+            return _connection_failure(error, self.timeout)
+        return _("{source} failed (an answer it could not use)").format(source=source)
 
 
 def _raw_point(location: Any) -> tuple[float, float]:

@@ -199,11 +199,21 @@ def _finish_page(page: str, script_nonce: str | None) -> str:
     return page
 
 
-def write_map(html_text: str, path: Path | str) -> Path:
-    """Write the page atomically; readable by others, since a map is meant to be shared."""
-    from trialfinder.files import write_text_atomic
+def write_map(
+    html_text: str,
+    path: Path | str,
+    *,
+    private: bool = False,
+    store: Path | str | None = None,
+    create_folder: bool = True,
+) -> Path:
+    """Write the page atomically with `trialfinder.files.write_output` (its refusals, its
+    modes): ``private`` when it shows the patient's place; never over ``store``'s files.
+    The commands create only the default folder (maps/), not the folder of an --output."""
+    from trialfinder.files import write_output
 
-    return write_text_atomic(Path(path), html_text, mode=0o644)
+    return write_output(path, html_text, private=private, stores=(store,),
+                        create_folder=create_folder)
 
 
 def slug(text: str) -> str:
@@ -248,17 +258,24 @@ def make_map(
     view = trial_view(nct_id, db_path, geocoder=geocoder, today=today, gazetteer=gazetteer)
     place = resolution.place if resolution else None
     page = build_map(view, place=place, tiles=tiles, today=today)
-    path = write_map(page, output or default_map_path(view.trial.nct_id, place))
+    path = write_map(page, output or default_map_path(view.trial.nct_id, place),
+                     private=place is not None, store=db_path, create_folder=output is None)
     return _result(path, view.trial, resolution)
 
 
 def map_for_answer(
-    answer: NearestAnswer, output: Path | None = None, *, tiles: bool = True
+    answer: NearestAnswer,
+    output: Path | None = None,
+    *,
+    tiles: bool = True,
+    store: Path | str | None = None,
 ) -> MapResult:
-    """`trialfinder nearest --map`: the map of an answer already computed."""
+    """`trialfinder nearest --map`: the map of an answer already computed (it shows the
+    patient's place: written private). Never written over ``store``'s files."""
     place = answer.resolution.place
     page = build_map(answer.view, place=place, ranked=answer.ranked, tiles=tiles)
-    path = write_map(page, output or default_map_path(answer.view.trial.nct_id, place))
+    path = write_map(page, output or default_map_path(answer.view.trial.nct_id, place),
+                     private=True, store=store, create_folder=output is None)
     return _result(path, answer.view.trial, answer.resolution)
 
 

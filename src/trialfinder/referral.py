@@ -62,16 +62,17 @@ def default_filename(referral: Referral) -> str:
     return f"referral-{referral.answer.view.trial.nct_id}-{slug or 'place'}.html"
 
 
-def write_referral(referral: Referral, output: Path | None = None) -> Path:
-    """Write the sheet atomically (a temporary file in the same folder, then renamed) to
-    ``output``, else to `default_filename` in the current directory; return the path."""
-    path = output if output is not None else Path.cwd() / default_filename(referral)
-    if path.is_dir():
-        path = path / default_filename(referral)
-    from trialfinder.files import write_text_atomic
+def write_referral(
+    referral: Referral, output: Path | None = None, *, store: Path | str | None = None
+) -> Path:
+    """Write the sheet atomically with `trialfinder.files.write_output` (its refusals: a
+    folder, a device, the store ``store``…) to ``output``, else to `default_filename` in the
+    current directory; return the path. A new sheet is owner-only: it names the patient's
+    town."""
+    from trialfinder.files import write_output
 
-    # Owner-only: the sheet names the patient's town.
-    return write_text_atomic(path, referral_html(referral), mode=0o600)
+    path = output if output is not None else Path.cwd() / default_filename(referral)
+    return write_output(path, referral_html(referral), private=True, stores=(store,))
 
 
 # -- HTML ---------------------------------------------------------------------------------

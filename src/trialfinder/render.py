@@ -270,10 +270,14 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def csv_safe(value: Any) -> Any:
     """A text cell that a spreadsheet would run as a formula ("=HYPERLINK(…)", "+33 1 …",
     "-2+3", "@SUM(…)") gets a leading apostrophe, so it is shown as text (CSV injection).
-    Numbers (latitude, longitude) are left alone."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+    Control characters become U+FFFD (`trialfinder.terminal.printable`), as in every text
+    output. Numbers (latitude, longitude) are left alone."""
+    if not isinstance(value, str):
+        return value
+    from trialfinder.terminal import printable
+
+    value = printable(value)
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def _contact_cell(contact: Any) -> str:

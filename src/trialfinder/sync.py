@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import json
 import os
 import time
 from collections import Counter
@@ -344,16 +345,19 @@ def _prepared_search(
         studies = client.search(condition=condition, location=country, page_size=page_size)
         found = getattr(studies, "total_count", None)
         yield _SearchTotal(found if isinstance(found, int) else None)
-        with_text = getattr(studies, "with_text", None) if keep_raw else None
-        pairs = with_text() if with_text is not None else ((s, None) for s in studies)
-        for study, raw in pairs:
-            nct_id = _study_id(study)
-            if nct_id in skip:
-                continue
-            skip.add(nct_id)
-            yield _prepare_one(nct_id, study, raw, listing_records, now)
-            if getattr(studies, "buffered", None) == 0:
-                yield _Flush()
+        pages = getattr(studies, "pages", None)
+        groups = (page.studies for page in pages()) if pages else ([s] for s in studies)
+        for group in groups:
+            for study in group:
+                nct_id = _study_id(study)
+                if nct_id in skip:
+                    continue
+                skip.add(nct_id)
+                # --keep-raw: the decoded study re-encoded (pages are no longer split into
+                # each study's own text).
+                raw = json.dumps(study, separators=(",", ":")) if keep_raw else None
+                yield _prepare_one(nct_id, study, raw, listing_records, now)
+            yield _Flush()  # a page ends: send what is held before waiting on the network
     except StoreError:
         raise
     except TrialFinderError as exc:
@@ -520,7 +524,7 @@ def recorded_changes(
     """The history of changes the syncs recorded, oldest first (none if no store yet)."""
     from trialfinder.store import parse_since
 
-    nct = normalise_nct_id(nct_id) if nct_id else None
+    nct = normalise_nct_id(nct_id) if nct_id is not None else None  # "" is no trial
     since_key = parse_since(since) if since else None  # checked even without a store
     if str(store_path) != ":memory:" and not Path(store_path).expanduser().exists():
         return []  # reading never creates the store

@@ -18,7 +18,6 @@ thread pool, inside the request's language.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import traceback
@@ -460,8 +459,10 @@ async def _read_form(request: Request) -> dict[str, str]:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    body = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return Response(body, status, media_type="application/json")
+    """JSON as the CLI prints it (control characters escaped), on one line."""
+    from trialfinder.terminal import json_text
+
+    return Response(json_text(data, indent=None), status, media_type="application/json")
 
 
 _ASSETS: dict[str, tuple[bytes, str]] = {}
@@ -503,15 +504,12 @@ def _age_words(view: TrialView) -> str:
     return as_of_words(fresh.copy_label, fresh.copy_date, fresh.today)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
 def _finalize(value: Any) -> Any:
     """Every value a template prints: control characters and bidi overrides from a record
-    become U+FFFD (escaping is autoescape's job)."""
-    if isinstance(value, str) and _CONTROL.search(value):
-        return _CONTROL.sub("\ufffd", value)
-    return value
+    become U+FFFD, as in the terminal (escaping is autoescape's job)."""
+    from trialfinder.terminal import printable
+
+    return printable(value) if isinstance(value, str) else value
 
 
 def _environment() -> jinja2.Environment:
