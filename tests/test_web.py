@@ -525,6 +525,30 @@ def test_a_damaged_store_is_503_not_500(tmp_path: Path) -> None:
         assert client.get("/").status_code == 503
 
 
+def test_an_unexpected_error_is_a_500_page_without_details(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug: a 500 page or JSON error saying so in one sentence; the log names the error's
+    type and where, not its message (which might hold the place)."""
+    from trialfinder import render
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret " + "Besan" + "con")  # the place, as in a message
+
+    monkeypatch.setattr(render, "nearest_json", broken)
+    with caplog.at_level(logging.ERROR, logger="trialfinder.web"):
+        page = client.post("/nearest", data={"place": "Besancon"})
+        api = client.get("/api/nearest", params={"place": "Besancon"})
+    assert page.status_code == 500
+    assert "Something went wrong on this server. Please try again." in page.text
+    assert "Traceback" not in page.text and "secret" not in page.text
+    assert api.status_code == 500
+    assert api.json() == {"error": "Something went wrong on this server. Please try again."}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "unexpected RuntimeError in POST /nearest" in logged
+    assert "Besancon" not in logged
+
+
 # --------------------------------------------------------------------------- logs
 
 

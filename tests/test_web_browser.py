@@ -218,8 +218,9 @@ def test_no_serious_accessibility_violation_on_any_page(
     visit: Any, lang: str, viewport: dict[str, int]
 ) -> None:
     """axe-core (WCAG 2.0/2.1 A and AA, best practices): no serious or critical violation on
-    the search page, an answer with its map, an unknown place, the trial page and a 404 —
-    in both languages, at phone and desktop size; and no horizontal scrolling."""
+    the search page, an answer with its map, an unknown place, the trial page, the referral
+    sheet and a 404 — in both languages, at phone and desktop size; and no horizontal
+    scrolling."""
     v = visit(viewport=viewport, lang=lang)
     page = v.page
     pages = []
@@ -235,6 +236,11 @@ def test_no_serious_accessibility_violation_on_any_page(
     page.goto(f"{v.base}trial/{NCT}?lang={lang}")
     pages.append(("trial", axe_violations(page)))
     no_horizontal_scroll(page)
+    page.locator("#referral-place").fill("Besancon")
+    with page.expect_navigation():
+        page.locator("#referral-place").press("Enter")
+    assert "CHRU de Besançon" in page.content()
+    pages.append(("referral", axe_violations(page)))
     page.goto(f"{v.base}trial/NCT00000001?lang={lang}")
     pages.append(("404", axe_violations(page)))
     assert [(name, found) for name, found in pages if found] == []

@@ -40,7 +40,6 @@ def content_security_policy(nonce: str, image_sources: tuple[str, ...] = ()) -> 
         "connect-src 'self'",
         "form-action 'self'",
         "base-uri 'none'",
-        "frame-src 'self'",
         "frame-ancestors 'none'",
     ))
 
