@@ -424,7 +424,10 @@ def test_trial_page_lists_criteria_sites_and_offers_csv_and_referral(
     sheet = client.post(f"/trial/{NCT}/referral", data={"place": "Besancon"})
     assert sheet.status_code == 200
     assert "CHRU de Besançon - Hôpital Minjoz" in sheet.text and "Besancon" not in sheet.text
-    assert client.post(f"/trial/{NCT}/referral", data={"place": ""}).status_code == 422
+    for place in ("", "Xqzwv"):
+        refused = client.post(f"/trial/{NCT}/referral", data={"place": place})
+        assert refused.status_code == 422
+        assert f'<a href="/trial/{NCT}">Back</a>' in refused.text
 
 
 def test_unknown_and_malformed_trials(client: TestClient) -> None:

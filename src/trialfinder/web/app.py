@@ -203,22 +203,17 @@ class Web:
             def work() -> Response:
                 with language(lang):
                     try:
-                        if error is not None:
-                            raise error
-                        return handler(ask)
-                    except TrialFinderError as exc:
-                        if kind == "api":
-                            return _json({"error": self.message(exc, ask)}, http_status(exc))
-                        return self.error_page(ask, exc)
+                        try:
+                            if error is not None:
+                                raise error
+                            return handler(ask)
+                        except TrialFinderError as exc:
+                            if kind == "api":
+                                return _json({"error": self.message(exc, ask)},
+                                             http_status(exc))
+                            return self.error_page(ask, exc)
                     except Exception as exc:  # never a traceback to the patient
-                        # The type and the frames, not the message: it may hold the place.
-                        log.error("unexpected %s in %s %s\n%s", type(exc).__name__,
-                                  request.method, request.url.path,
-                                  "".join(traceback.format_tb(exc.__traceback__)))
-                        message = _("Something went wrong on this server. Please try again.")
-                        if kind == "api":
-                            return _json({"error": message}, 500)
-                        return self.page(ask, "error.html", 500, message=message, title=message)
+                        return self.failure(ask, kind, exc)
 
             if inline is not None and error is None and inline(ask):
                 return work()
@@ -265,12 +260,37 @@ class Web:
     def error_page(self, ask: Ask, error: TrialFinderError) -> Response:
         status = http_status(error)
         message = self.message(error, ask)
-        if isinstance(error, UnknownPlace | OutOfReach) and ask.request.url.path == "/nearest":
+        path = ask.request.url.path
+        if isinstance(error, UnknownPlace | OutOfReach) and path == "/nearest":
             # Back to the form, the place kept in it, with what went wrong and what to try.
             return self.search_page(ask, status, error=message,
                                     suggestions=getattr(error, "suggestions", ()))
+        return self.plain_error(ask, status, message)
+
+    def plain_error(self, ask: Ask, status: int, message: str) -> Response:
         title = _("Page not found") if status == 404 else _("Something is wrong")
-        return self.page(ask, "error.html", status, message=message, title=title)
+        path = ask.request.url.path
+        back = self.link(path.rsplit("/", 1)[0], ask) if path.endswith("/referral") else None
+        return self.page(ask, "error.html", status, message=message, title=title,
+                         back=back or self.link("/", ask))
+
+    def failure(self, ask: Ask, kind: str, exc: Exception) -> Response:
+        """What went wrong while answering, or while showing an error: a library error as a
+        plain page; anything else is a bug, logged by type and place in the code (not its
+        message, which may hold the place), and a 500 that says only that."""
+        if isinstance(exc, TrialFinderError):
+            status, message = http_status(exc), self.message(exc, ask)
+        else:
+            log.error("unexpected %s in %s %s\n%s", type(exc).__name__, ask.request.method,
+                      ask.request.url.path, "".join(traceback.format_tb(exc.__traceback__)))
+            status = 500
+            message = _("Something went wrong on this server. Please try again.")
+        if kind == "api":
+            return _json({"error": message}, status)
+        try:
+            return self.plain_error(ask, status, message)
+        except Exception:  # the page itself cannot be made: one line, as the API does
+            return Response(message + "\n", status, media_type="text/plain; charset=utf-8")
 
     def page(self, ask: Ask, template: str, status: int = 200, **context: Any) -> Response:
         html = self.templates.get_template(template).render(
@@ -387,9 +407,7 @@ class Web:
 
         view = self.view(ask, ask.request.path_params["nct_id"])
         if not ask.get("place").strip():
-            return self.page(ask, "error.html", 422, title=_("Something is wrong"),
-                             message=_("Type a town or a postal code."),
-                             back=self.link(f"/trial/{view.trial.nct_id}", ask))
+            return self.plain_error(ask, 422, _("Type a town or a postal code."))
         sheet = build_referral(view.trial.nct_id, ask.get("place"), self.settings.db_path)
         return HTMLResponse(referral_html(sheet))
 
