@@ -180,8 +180,10 @@ def test_posted_place_gets_the_plain_answer_and_stays_out_of_urls(client: TestCl
     text = response.text
     assert "<h1>Nearest centres to Besançon (25), France</h1>" in text
     assert ("The nearest centre recruiting for this trial is CHRU de Besançon - Hôpital "
-            "Minjoz, in Besançon, France: 0.0 km from Besançon (25), France as the crow "
-            "flies.") in text
+            "Minjoz, in Besançon, France: less than 1 km from Besançon (25), France.") in text
+    lyon = client.post("/nearest", data={"place": "Villeurbanne"}).text
+    assert ("The nearest centre recruiting for this trial is Centre Léon Bérard, in Lyon, "
+            "France: 3.1 km from Villeurbanne (69), France as the crow flies.") in lyon
     assert "Ask for: Elsa KALBACHER, Doctor (the investigator)." in text
     assert "This information dates from January 2019, about 6 years ago." in text
     assert "Your place was not stored or logged" in text
