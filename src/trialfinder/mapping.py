@@ -650,6 +650,12 @@ _PAGE_CSS = """
   padding: 0 5px; font-size: 11px; }
 .tf-patient-label { font-weight: 600; }
 .tf-labels-hidden .tf-city { display: none; }
+@media (max-width: 480px) {  /* a phone, or the map inside a web page on one */
+  .tf-box { max-width: 62vw; padding: 5px 7px; font-size: 11px; }
+  .tf-legend { max-height: 40vh; }
+  .tf-legend .tf-muted { display: none; }
+  .tf-source { font-size: 10px; }
+}
 .tf-city-text { position: absolute; left: 0; top: 9px; transform: translateX(-50%);
   font-size: 11px; color: #333; white-space: nowrap;
   text-shadow: 0 0 2px #fff, 0 0 2px #fff, 0 0 3px #fff; }
