@@ -549,6 +549,7 @@ def _environment() -> jinja2.Environment:
         where=words.where, standing_words=words.standing_words,
         status_source_words=words.status_source_words,
         precision_words=words.precision_words, position_words=words.position_words,
+        registry_status_words=words.registry_status_words,
     )
     return env
 

@@ -64,3 +64,22 @@ def position_words(site: Mapping[str, Any]) -> str:
             precision=text, source=site["coordinate_source"]
         )
     return text
+
+
+def registry_status_words(status: str | None) -> str:
+    """A ClinicalTrials.gov status value ("ACTIVE_NOT_RECRUITING") as words."""
+    words = {
+        "RECRUITING": _("recruiting"),
+        "NOT_YET_RECRUITING": _("not yet recruiting"),
+        "ENROLLING_BY_INVITATION": _("enrolling by invitation"),
+        "ACTIVE_NOT_RECRUITING": _("active, not recruiting"),
+        "SUSPENDED": _("suspended"),
+        "TERMINATED": _("terminated"),
+        "COMPLETED": _("completed"),
+        "WITHDRAWN": _("withdrawn"),
+        "UNKNOWN": _("status unknown"),
+        "WITHHELD": _("withheld"),
+    }
+    if not status:
+        return _("not stated")
+    return words.get(status, status.replace("_", " ").lower())
