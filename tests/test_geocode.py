@@ -648,8 +648,8 @@ def test_nearest_without_online_sends_no_request(cli_env, db, monkeypatch, no_ne
     result = _run("nearest", "13005", "--db", str(db))
     assert result.exit_code == 0, result.output
     assert (
-        "   Position: city centre (bundled gazetteer); shares this position with another "
-        "site (equally distant: ranked by status, then name)"
+        "1. Equally near, 1.6 km: 2 sites placed at one point, the centre of Marseille (the "
+        "record gives no street address)"
     ) in result.stdout.splitlines()
     assert _requests(cli_env) == []
 

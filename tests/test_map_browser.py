@@ -87,7 +87,8 @@ def attribute(dom: str, name: str) -> str | None:
 
 
 def test_markers_drawn_and_no_script_error(browser, tmp_path):
-    """All 15 placed sites, the patient and the nearest ring are drawn; no error, no alert."""
+    """All 15 placed sites, the patient, the rings of the two equally near sites nearest to
+    Lyon and one route are drawn; no error, no alert."""
     page = mapping.build_map(sixteen_site_trial(), place=lyon())
     dom = render_dom(browser, page, tmp_path)
     assert attribute(dom, "data-tf-done") == "yes"
@@ -96,7 +97,7 @@ def test_markers_drawn_and_no_script_error(browser, tmp_path):
     assert len(re.findall(r'<path class="tf-site ', dom)) == 15
     assert len(re.findall(r'<path class="tf-site tf-recruiting', dom)) == 8
     assert len(re.findall(r'<path class="tf-patient ', dom)) == 1
-    assert len(re.findall(r'<path class="tf-nearest-ring[ "]', dom)) == 1
+    assert len(re.findall(r'<path class="tf-nearest-ring[ "]', dom)) == 2
     assert len(re.findall(r'<path class="tf-route[ "]', dom)) == 1
     assert attribute(dom, "data-tf-popups") == "15"
     assert 'class="tf-box tf-legend leaflet-control"' in dom

@@ -15,6 +15,7 @@ from referral_fixtures import fill_store
 from trialfinder.cli import app
 from trialfinder.models import Precision, Site, Source, Status, Trial
 from trialfinder.nearest import haversine_km
+from trialfinder.recruitment import site_recruitment
 from trialfinder.search import (
     boxes_around,
     connection_of,
@@ -170,7 +171,7 @@ def brute_force(trials: list[Trial], lat: float, lon: float, limit: int, radius:
         if condition and condition not in trial.conditions[0].lower().replace("ô", "o"):
             continue
         for position, site in enumerate(trial.sites):
-            if recruiting and site.effective_status(trial.status) is not Status.RECRUITING:
+            if recruiting and not site_recruitment(site, trial).recruiting:
                 continue
             d = haversine_km(lat, lon, site.latitude, site.longitude)  # type: ignore[arg-type]
             if radius is not None and d > radius:

@@ -56,7 +56,6 @@ def hostile_trial(nct_id: str = OTHER, facility: str = "Centre <b>Hostile</b>") 
         conditions=(f"GIST {evil}",),
         eligibility=Eligibility(
             criteria=f"Inclusion Criteria:\n\n* Adult {evil}\n\nExclusion Criteria:\n\n* None",
-            inclusion=(f"Adult {evil}",), exclusion=("None",),
         ),
         verified_date="2025-02",
         sites=(
@@ -184,8 +183,13 @@ def test_posted_place_gets_the_plain_answer_and_stays_out_of_urls(client: TestCl
     lyon = client.post("/nearest", data={"place": "Villeurbanne"}).text
     assert ("The nearest centre recruiting for this trial is Centre Léon Bérard, in Lyon, "
             "France: 3.1 km from Villeurbanne (69), France as the crow flies.") in lyon
-    assert "Ask for: Elsa KALBACHER, Doctor (the investigator)." in text
-    assert "This information dates from January 2019, about 6 years ago." in text
+    assert "Ask for: Elsa KALBACHER, Doctor (investigator)" in text
+    assert ("Warning: This record dates from January 2019, about 6 years ago: recruitment may "
+            "have changed since. Confirm with the site before you go.") in text
+    paris = client.post("/nearest", data={"place": "Paris"}).text
+    assert ("2 centres recruiting for this trial are equally near, less than 1 km from Paris "
+            "(75), France: 2 sites placed at one point, the centre of Paris (the record gives "
+            "no street address).") in paris
     assert "Your place was not stored or logged" in text
     assert "trialfinder sync" not in text  # no terminal advice for a patient
     for tag, attrs in parse(text).elements:

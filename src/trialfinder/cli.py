@@ -193,6 +193,14 @@ def nearest(
         ),
     ] = None,
     as_json: JsonOption = False,
+    details: Annotated[
+        bool,
+        typer.Option(
+            "--details",
+            help="Also say how each site is placed (precision, what matched) and where each "
+            "status comes from.",
+        ),
+    ] = False,
     db: DbOption = None,
     online: Annotated[
         bool,
@@ -219,7 +227,12 @@ def nearest(
         ),
     ] = None,
 ) -> None:
-    """The nearest sites of a trial to PLACE, ranked by great-circle distance.
+    """The nearest sites of a trial to PLACE, ranked by great-circle distance: whom to ask
+    for, how to reach them, how old the information is.
+
+    Sites that share one position (the record gives the city, not the street) are equally
+    near and share a rank; --limit never splits them, so more may be shown. Recruiting sites
+    with no known position are listed after the others.
 
     PLACE is resolved with the bundled gazetteer, offline: nothing about you leaves this
     machine unless you give --online. Sites are placed at the most precise position known
@@ -243,7 +256,7 @@ def nearest(
             data["map"] = str(map_path)
         _print_json(data)
     else:
-        typer.echo(render.nearest_text(answer))
+        typer.echo(render.nearest_text(answer, details=details))
         if map_path is not None:
             typer.echo(f"\nMap: {map_path}")
 
@@ -293,7 +306,7 @@ def listing(
     except OSError as exc:
         raise BadInput(f"Cannot read {path}: {exc.strerror or exc}") from None
     trial = parse_listing(content, source_url=None)
-    view = TrialView(trial=trial, stale=False)
+    view = TrialView(trial=trial)
     if as_json:
         _print_json(render.sites_json(view))
     else:
@@ -518,8 +531,9 @@ def show(
     """A clinician's summary of a trial: phase, status, dates, sponsor, arms, eligibility
     criteria, contacts, registry link, source and how fresh it is."""
     from trialfinder import summary
+    from trialfinder.queries import load_view
 
-    view = summary.load_view(nct_id, _db(db))
+    view = load_view(nct_id, _db(db))
     if as_json:
         _print_json(summary.summary_json(view))
     else:

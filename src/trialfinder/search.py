@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.models import Status, Trial
-from trialfinder.nearest import EARTH_RADIUS_KM, haversine_km, is_stale
+from trialfinder.nearest import EARTH_RADIUS_KM, haversine_km
 from trialfinder.text import fold
 
 if TYPE_CHECKING:
@@ -718,7 +718,7 @@ def search(
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot search the store at {db_path}: {exc}") from None
     stale = tuple(
-        h.nct_id for h in hits if h.as_of and is_stale(_as_of_date(h.as_of), today)
+        h.nct_id for h in hits if h.as_of and _stale(_as_of_date(h.as_of), today)
     )
     return SearchAnswer(
         resolution=resolution,
@@ -730,6 +730,14 @@ def search(
         trials_matching=matching,
         stale=stale,
     )
+
+
+def _stale(as_of: date, today: date | None) -> bool:
+    # Interim (the search helper moves search to freshness.freshness on stored records).
+    from trialfinder import clock
+    from trialfinder.freshness import STALE_AFTER_DAYS
+
+    return ((today or clock.today()) - as_of).days > STALE_AFTER_DAYS
 
 
 def _as_of_date(as_of: str) -> date:
@@ -780,6 +788,8 @@ def search_json(answer: SearchAnswer) -> dict[str, Any]:
 
 
 def search_text(answer: SearchAnswer) -> str:
+    from trialfinder.recruitment import status_label
+
     place = answer.resolution.place
     which = "recruiting sites" if answer.status == "recruiting" else "sites (any status)"
     head = f"Trials with {which} near {place.label}, {place.country_name}"
@@ -799,10 +809,10 @@ def search_text(answer: SearchAnswer) -> str:
     for i, hit in enumerate(answer.hits, start=1):
         site = hit.site
         where = ", ".join(p for p in (site.city, site.country) if p)
-        trial_status = hit.status.label if hit.status else "not stated"
+        trial_status = status_label(hit.status) if hit.status else "not stated"
         lines.append(f"{i}. {hit.nct_id}: {hit.title}")
         lines.append(f"   Trial status: {trial_status}; record as of {hit.as_of or 'unknown'}")
-        site_status = site.status.label + ("" if site.status_from == "site" else
+        site_status = status_label(site.status) + ("" if site.status_from == "site" else
                                            " (the trial's status)")
         lines.append(
             f"   Nearest site: {site.facility or '(facility not named)'} — {where} — "

@@ -368,15 +368,21 @@ class Web:
         map_html = mapping.build_map(
             answer.view, place=answer.resolution.place, ranked=answer.ranked,
             tiles=self.settings.tiles or False, script_nonce=ask.nonce,
-            assets_url=MAP_ASSETS_URL, audience="patient",
+            assets_url=MAP_ASSETS_URL, terminal=False,
         )
-        from trialfinder.render import place_title
+        from trialfinder import render
+        from trialfinder.models import Precision
 
+        placed, unplaced = _groups(answer, data["sites"])
+        trial = answer.view.trial
         return self.page(
-            ask, "nearest.html", data=data, first=_first_group(data["sites"]),
-            place_title=place_title(answer.resolution.place),
-            age=_age_words(answer.view), map_html=map_html,
-            trial_link=self.link(f"/trial/{answer.view.trial.nct_id}", ask),
+            ask, "nearest.html", data=data, groups=placed, unplaced=unplaced,
+            place_title=render.place_title(answer.resolution.place),
+            place_precision=render.precision_words(Precision(data["place"]["precision"])),
+            age_lines=_age_lines(answer.view),
+            central=[c for c in trial.central_contacts if c.phone or c.email],
+            shown=len(answer.placed), map_html=map_html,
+            trial_link=self.link(f"/trial/{trial.nct_id}", ask),
             tiles_host=_host(self.settings.tiles.url) if self.settings.tiles else None,
         )
 
@@ -386,8 +392,9 @@ class Web:
         view = self.view(ask, ask.request.path_params["nct_id"])
         nct = view.trial.nct_id
         return self.page(
-            ask, "trial.html", trial=view.trial, summary=summary.summary_json(view),
-            sites=render.sites_json(view)["sites"], age=_age_words(view),
+            ask, "trial.html", trial=view.trial, summary=summary.summary_json(view, terminal=False),
+            sites=render.sites_json(view, terminal=False)["sites"],
+            age_lines=_age_lines(view),
             csv_link=self.link(f"/trial/{nct}/sites.csv", ask),
             referral_action=f"/trial/{nct}/referral",
         )
@@ -453,7 +460,7 @@ class Web:
     def answer_json(self, answer: NearestAnswer) -> dict[str, Any]:
         from trialfinder import render
 
-        return render.nearest_json(answer, audience="patient")
+        return render.nearest_json(answer, terminal=False)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -501,25 +508,27 @@ def _host(url: str) -> str:
     return tile_origin(url).split("://", 1)[1]
 
 
-def _first_group(sites: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The nearest site and those equally near it (sharing its position): what the plain
-    answer names."""
-    if not sites:
-        return []
-    first = sites[0]
-    if first.get("distance_km") is None:
-        return [first]
-    return [s for s in sites if s.get("distance_km") == first["distance_km"]
-            and (s is first or (s.get("latitude"), s.get("longitude"))
-                 == (first.get("latitude"), first.get("longitude")))]
+def _groups(answer: NearestAnswer, sites: list[dict[str, Any]]
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The answer's sites (their JSON) in groups of equally near ones (one rank, one
+    distance, and why they are equally near), then the sites with no position."""
+    from trialfinder.render import shared_words
 
-
-def _age_words(view: TrialView) -> str:
-    """How old the information is, in plain words ("January 2019, almost 6 years ago")."""
-    from trialfinder.freshness import as_of_words, freshness
-
-    fresh = freshness(view.trial)
-    return as_of_words(fresh.copy_label, fresh.copy_date, fresh.today)
+    placed: list[dict[str, Any]] = []
+    unplaced: list[dict[str, Any]] = []
+    for ranked, site in zip(answer.ranked, sites, strict=True):
+        if ranked.rank is None:
+            unplaced.append(site)
+        elif placed and placed[-1]["rank"] == ranked.rank:
+            placed[-1]["sites"].append(site)
+        else:
+            placed.append({"rank": ranked.rank, "distance_km": ranked.distance_km or 0.0,
+                           "sites": [site], "shared": None, "_site": ranked.site})
+    for group in placed:
+        first = group.pop("_site")
+        if len(group["sites"]) > 1:
+            group["shared"] = shared_words(first, len(group["sites"]))
+    return placed, unplaced
 
 
 def _finalize(value: Any) -> Any:
@@ -534,7 +543,6 @@ def _environment() -> jinja2.Environment:
     import jinja2
 
     from trialfinder import i18n
-    from trialfinder.web import words
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -546,12 +554,34 @@ def _environment() -> jinja2.Environment:
     )
     env.globals.update(
         _=i18n._, ngettext=i18n.ngettext, km=lambda value: format_decimal(value, 1), tel=_tel,
-        where=words.where, standing_words=words.standing_words,
-        status_source_words=words.status_source_words,
-        precision_words=words.precision_words, position_words=words.position_words,
-        registry_status_words=words.registry_status_words,
+        where=_where, section_heading=_section_heading,
     )
     return env
+
+
+def _age_lines(view: TrialView) -> list[tuple[str, bool]]:
+    """`render.age_lines` for a patient, each line marked True when it warns (anything but
+    the plain age)."""
+    from trialfinder.freshness import age_sentence
+    from trialfinder.render import age_lines
+
+    plain = age_sentence(view.freshness, view.trial.source.description)
+    return [(line, line != plain) for line in age_lines(view, terminal=False)]
+
+
+def _section_heading(section: dict[str, Any]) -> str:
+    """A criteria section's heading in the reader's language, by its kind."""
+    kind = section.get("kind")
+    if kind == "inclusion":
+        return _("Inclusion criteria")
+    if kind == "exclusion":
+        return _("Exclusion criteria")
+    return str(section.get("heading") or _("Other criteria"))
+
+
+def _where(site: dict[str, Any]) -> str:
+    """ "Lyon, France"."""
+    return ", ".join(p for p in (site.get("city"), site.get("country")) if p)
 
 
 def _tel(phone: str) -> str:
