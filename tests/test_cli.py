@@ -94,7 +94,7 @@ def test_nearest_details_say_where_statuses_and_positions_come_from(runner: CliR
         "1. Centre Léon Bérard — Lyon, France — 0.0 km",
         "   Investigator: Jean-Yves BLAY, Pr",
         "   Status: Recruiting (the trial's status; the record gives none for this site)",
-        "   Position: city centre (bundled gazetteer)",
+        "   Position: city centre (city; bundled gazetteer)",
         "",
         "Registry page: https://clinicaltrials.gov/study/NCT02260505",
         "Showing 1 of 16; use --limit to see more.",

@@ -68,6 +68,8 @@ class Precision(StrEnum):
     FACILITY = "facility"
     POSTAL_CODE = "postal code"
     CITY = "city centre"
+    REGION = "region"
+    """A French region, department or overseas territory a patient named (its centre)."""
     UNKNOWN = "unknown"
 
     @property

@@ -182,10 +182,9 @@ def nearest(
 
 
 def _trial_has_sites_in(trial: Trial, place: Place) -> bool:
-    from trialfinder.text import fold
+    from trialfinder.gazetteer import same_country
 
-    names = {fold(place.country_name), fold(place.country)}
-    return any(fold(site.country) in names for site in trial.sites)
+    return any(same_country(place, country) for country in {s.country for s in trial.sites})
 
 
 def _out_of_reach_message(
