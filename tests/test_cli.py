@@ -27,18 +27,24 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SEED = FIXTURES / "seed" / "000_6aeb1dc53d5a47c7.txt"
 SEED_HTML = FIXTURES / "seed" / "NCT02260505-listing.html"
 STALE = (
-    "Warning: This record dates from January 2019, more than six months ago: recruitment may "
-    "have changed. Refresh it with `trialfinder sync NCT02260505` (needs network) and confirm "
+    "Warning: This record dates from January 2019, about 6 years ago: recruitment may have "
+    "changed since. Refresh it with `trialfinder sync NCT02260505` (needs network) and confirm "
     "with the site."
 )
+TITLE = (
+    "Efficiency of Imatinib Treatment Maintenance or Interruption After 3 Years of Adjuvant "
+    "Treatment in Patients With Gastrointestinal Stromal Tumours (GIST)"
+)
 HEADER = [
-    "NCT02260505: Efficiency of Imatinib Treatment Maintenance or Interruption After 3 Years of "
-    "Adjuvant Treatment in Patients With Gastrointestinal Stromal Tumours (GIST)",
-    "Recorded trial status: Recruiting",
+    f"NCT02260505: {TITLE}",
+    "Trial status: “Open” (as the listing page says)",
     "Source: CenterWatch-style listing page, as of January 2019",
     STALE,
 ]
-TRIAL_STATUS = "Recruiting (the trial's status; the record gives none for this site)"
+NO_CONTACT = (
+    "No phone or e-mail in the record: ask your oncologist to contact the investigator "
+    "(registry page below)."
+)
 
 
 @pytest.fixture
@@ -55,8 +61,31 @@ def invoke(runner: CliRunner, *args: str):  # type: ignore[no-untyped-def]
 
 
 def test_nearest_lyon_lists_centre_leon_berard_first(runner: CliRunner) -> None:
-    """`nearest Lyon` answers offline from the bundled record, with source, date and warning."""
+    """`nearest Lyon` answers offline from the bundled record: the plain answer first (site,
+    distance, whom to ask for, how to reach them, how old the information is)."""
     result = invoke(runner, "nearest", "Lyon", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "Nearest sites recorded as recruiting in January 2019, to Lyon (69), France",
+        f"Trial NCT02260505: {TITLE}",
+        "",
+        "1. Centre Léon Bérard (Lyon, France) — 0.0 km",
+        "   Ask for: Jean-Yves BLAY, Pr (investigator)",
+        f"   {NO_CONTACT}",
+        "2. Institut de cancérologie LUCIEN NEUWIRTH (Saint-priest-en-jarez, France) — 47.7 km",
+        "   Ask for: Olivier COLLARD, Dr (investigator)",
+        f"   {NO_CONTACT}",
+        "",
+        STALE,
+        "Registry page: https://clinicaltrials.gov/study/NCT02260505",
+        "Showing 2 of 16; use --limit to see more.",
+    ]
+    assert result.stderr == ""
+
+
+def test_nearest_details_say_where_statuses_and_positions_come_from(runner: CliRunner) -> None:
+    """`nearest --details` adds the provenance, each status's source and each position."""
+    result = invoke(runner, "nearest", "Lyon", "--limit", "1", "--details")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "Nearest sites recorded as recruiting in January 2019, to Lyon (69), France",
@@ -64,16 +93,12 @@ def test_nearest_lyon_lists_centre_leon_berard_first(runner: CliRunner) -> None:
         "",
         "1. Centre Léon Bérard — Lyon, France — 0.0 km",
         "   Investigator: Jean-Yves BLAY, Pr",
-        f"   Status: {TRIAL_STATUS}",
-        "   Position: city centre (bundled gazetteer)",
-        "2. Institut de cancérologie LUCIEN NEUWIRTH — Saint-priest-en-jarez, France — 47.7 km",
-        "   Investigator: Olivier COLLARD, Dr",
-        f"   Status: {TRIAL_STATUS}",
-        "   Position: city centre (bundled gazetteer)",
+        "   Status: “Open” (as the listing page says)",
+        "   Position: city centre (city; bundled gazetteer)",
         "",
-        "Showing 2 of 16; use --limit to see more.",
+        "Registry page: https://clinicaltrials.gov/study/NCT02260505",
+        "Showing 1 of 16; use --limit to see more.",
     ]
-    assert result.stderr == ""
 
 
 def test_nearest_postal_code_42000_puts_saint_priest_first(runner: CliRunner) -> None:
@@ -85,8 +110,8 @@ def test_nearest_postal_code_42000_puts_saint_priest_first(runner: CliRunner) ->
         "Nearest sites recorded as recruiting in January 2019, to Saint-Étienne (42), 42000, "
         "France"
     )
-    assert lines[6] == (
-        "1. Institut de cancérologie LUCIEN NEUWIRTH — Saint-priest-en-jarez, France — 4.6 km"
+    assert lines[3] == (
+        "1. Institut de cancérologie LUCIEN NEUWIRTH (Saint-priest-en-jarez, France) — 4.6 km"
     )
 
 
@@ -159,14 +184,17 @@ def test_overseas_patients_are_shown_the_trials_french_centres(runner: CliRunner
     result = invoke(runner, "nearest", "97400", "-n", "1")
     assert result.exit_code == 0
     assert result.stdout.splitlines()[0].endswith("to Saint-Denis (974), 97400, France")
-    assert "— Marseille, France — 8776.5 km" in result.stdout
+    assert "1. Equally near, 8,776.5 km: 2 sites placed at one point, the centre of Marseille " \
+        "(the record gives no street address)" in result.stdout.splitlines()
 
 
 def test_max_km_reaches_farther(runner: CliRunner) -> None:
     """--max-km widens the reach for a patient far away."""
     result = invoke(runner, "nearest", "Atlantis", "--max-km", "10000", "-n", "1")
     assert result.exit_code == 0
-    assert "— 8650.0 km" in result.stdout
+    assert "1. Equally near, 8,650.0 km" in result.stdout
+    # --limit 1 fell in a group of two equally near sites: both are shown, and it is said.
+    assert "The limit of 1 fell among equally near sites: all 2 are shown." in result.stdout
 
 
 def test_nearest_json_contract(runner: CliRunner) -> None:
@@ -177,7 +205,9 @@ def test_nearest_json_contract(runner: CliRunner) -> None:
     assert {"name", "country", "latitude", "longitude"} <= data["place"].keys()
     assert data["place"]["name"] == "Lyon" and data["place"]["country"] == "FR"
     assert data["trial"]["nct_id"] == "NCT02260505"
-    assert data["trial"]["status"] == "RECRUITING"
+    # The bundled listing's status is the page's own words, not a registry status.
+    assert (data["trial"]["status"], data["trial"]["status_text"]) == (None, "Open")
+    assert data["trial"]["standing"] == "recruiting"
     assert data["trial"]["as_of"] == "2019-01"
     assert data["trial"]["source"] == "CenterWatch-style listing page"
     sites = data["sites"]
@@ -191,6 +221,14 @@ def test_nearest_json_contract(runner: CliRunner) -> None:
     assert sites[0]["investigator"] == "Jean-Yves BLAY, Pr"
     assert sites[0]["precision"] == "city centre"
     assert data["warnings"][0].startswith("This record dates from January 2019")
+    assert sites[0]["standing"] == "recruiting" and sites[0]["status_from"] == "page"
+    ranks = [s["rank"] for s in sites]
+    assert ranks == sorted(ranks) and ranks[0] == 1
+    # Paris (2), Marseille (2): sites at one city centre share one rank.
+    shared = [s for s in sites if s["equally_near"] > 1]
+    assert {s["city"] for s in shared} == {"Paris", "Marseille"}
+    for site in shared:
+        assert [s["rank"] for s in shared if s["city"] == site["city"]] == [site["rank"]] * 2
 
 
 def test_sites_json_and_csv_list_every_site(runner: CliRunner) -> None:
@@ -223,26 +261,90 @@ def test_sites_text_says_source_and_counts(runner: CliRunner) -> None:
 
 
 @pytest.mark.parametrize("page", [SEED, SEED_HTML])
-def test_listing_json_parses_the_seed_page(runner: CliRunner, page: Path) -> None:
-    """`listing PATH --json` gives the trial and its 16 sites, repaired names with raw kept."""
+def test_listing_json_is_the_record_scrape_stores(runner: CliRunner, page: Path) -> None:
+    """`listing PATH --json` prints the record: the page's status words, 16 sites with names
+    repaired (raw kept) and placed, the file's name as source."""
     result = invoke(runner, "listing", str(page), "--json")
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["trial"]["nct_id"] == "NCT02260505"
-    assert data["trial"]["status"] == "RECRUITING"
-    assert data["trial"]["as_of"] == "2019-01"
+    assert data["nct_id"] == "NCT02260505"
+    assert (data["status"], data["status_text"]) == (None, "Open")
+    assert data["source"]["as_of"] == "2019-01"
+    assert data["source"]["url"] == page.name
     assert len(data["sites"]) == 16
     lyon = next(s for s in data["sites"] if s["city"] == "Lyon")
     assert (lyon["facility"], lyon["facility_raw"]) == ("Centre Léon Bérard", "Centre L on B rard")
+    assert (lyon["latitude"], lyon["precision"]) == (pytest.approx(45.75, abs=0.01), "city centre")
 
 
-def test_listing_without_an_nct_id_fails_cleanly(runner: CliRunner, tmp_path: Path) -> None:
-    """A file that is not a listing page is refused in one line."""
-    page = tmp_path / "page.txt"
-    page.write_text("Hello\n<script>alert(1)</script>\n", encoding="utf-8")
-    result = invoke(runner, "listing", str(page))
-    assert result.exit_code != 0
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: ")
+def test_listing_of_the_bundled_source_prints_the_bundled_record(runner: CliRunner) -> None:
+    """The bundled record is exactly what `listing` prints for its source: no special case."""
+    root = Path(__file__).resolve().parents[1]
+    result = invoke(runner, "listing",
+                    str(root / "data" / "sources" / "NCT02260505-listing-2019-01.txt"), "--json")
+    assert result.exit_code == 0
+    committed = (root / "data" / "trials" / "NCT02260505.json").read_text(encoding="utf-8")
+    assert result.stdout == committed
+
+
+def test_listing_text_starts_with_the_trial(runner: CliRunner) -> None:
+    """`listing PATH` prints the trial's sites as `sites` does."""
+    result = invoke(runner, "listing", str(SEED_HTML))
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == HEADER[0]
+    assert "16 sites" in lines
+
+
+def test_listing_a_url(runner: CliRunner, httpserver: HTTPServer) -> None:
+    """`listing URL` fetches the page and prints the same record, the URL as its source."""
+    httpserver.expect_request("/trial").respond_with_data(
+        SEED_HTML.read_bytes(), content_type="text/html; charset=utf-8"
+    )
+    result = invoke(runner, "listing", httpserver.url_for("/trial"), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["source"]["url"] == httpserver.url_for("/trial")
+    assert data["source"]["retrieved"] is not None
+    assert [s["city"] for s in data["sites"]][:3] == ["Marseille", "Marseille", "Besançon"]
+
+
+def test_listing_refuses_bad_sources_in_one_line(
+    runner: CliRunner, httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a listing, binary, too large, unreadable: exit 2; a URL that fails: exit 1.
+    One line each, nothing on stdout."""
+    httpserver.expect_request("/gone").respond_with_data("no such page", status=404)
+    not_listing = tmp_path / "page.txt"
+    not_listing.write_text("Hello\n<script>alert(1)</script>\n", encoding="utf-8")
+    pdf = tmp_path / "page.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
+    cases = [
+        ([str(not_listing)], 2, "Error: page.txt is not a trial listing page: it has no "
+         "ClinicalTrials.gov identifier (expected 'Clinical Study Identifier: NCT' and 8 digits)"),
+        ([str(pdf)], 2, f"Error: {pdf} is a PDF document, not a listing page: save the page as "
+         "HTML or as text"),
+        (["/dev/zero"], 2, "Error: /dev/zero is larger than 20 MB, the limit for a listing page "
+         "(set TRIALFINDER_LISTING_MAX_BYTES to read larger pages)"),
+        ([str(tmp_path)], 2, f"Error: Cannot read {tmp_path}: Is a directory"),
+        ([httpserver.url_for("/gone")], 1,
+         f"Error: The listing page {httpserver.url_for('/gone')} answered HTTP 404 NOT FOUND"),
+        (["ftp://example.org/x"], 2, "Error: ftp://example.org/x is not an http(s) URL: give a "
+         "page's web address or a saved file"),
+    ]
+    for args, code, message in cases:
+        result = invoke(runner, "listing", *args)
+        assert (result.exit_code, result.stdout, result.stderr) == (code, "", message + "\n")
+    monkeypatch.setenv("TRIALFINDER_LISTING_MAX_BYTES", "1000")
+    result = invoke(runner, "listing", str(SEED))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {SEED} is larger than 1,000 bytes, the limit")
+    monkeypatch.setenv("TRIALFINDER_LISTING_MAX_BYTES", "a lot")
+    result = invoke(runner, "listing", str(SEED))
+    assert (result.exit_code, result.stderr) == (
+        2, "Error: TRIALFINDER_LISTING_MAX_BYTES='a lot' is not a positive number of bytes "
+        "(e.g. 20000000)\n",
+    )
 
 
 def test_help_mentions_privacy(runner: CliRunner) -> None:
@@ -277,17 +379,20 @@ def test_sync_then_nearest_skips_a_closed_site_and_changes_show_it(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("NCT02260505 new")
 
-    result = invoke(runner, "nearest", "Lyon", "--db", str(db), "-n", "1")
+    result = invoke(runner, "nearest", "Lyon", "--db", str(db), "-n", "1", "--details")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     source = next(line for line in lines if line.startswith("Source: "))
     assert source.startswith("Source: ClinicalTrials.gov API v2, as of 2023-05-02 (fetched ")
     assert lines[0] == "Nearest recruiting sites to Lyon (69), France"
     # Fetched just now, but the sponsor's last update is old: no "sync again", a caution.
-    assert "Warning: The registry record was last updated on 2023-05-02" in result.stdout
+    assert (
+        "Caution: Last updated or verified by the sponsor: 2 May 2023, almost 2 years ago. "
+        "Confirm recruitment with the site."
+    ) in lines
     first = lines.index("") + 1
     assert lines[first].startswith("1. Centre Léon Bérard — Lyon, France")
-    assert "   Status: Recruiting" in lines
+    assert "   Status: Recruiting (the site's own status)" in lines
 
     httpserver.expect_oneshot_request("/api/v2/studies/NCT02260505").respond_with_data(
         v2, content_type="application/json")
@@ -300,6 +405,7 @@ def test_sync_then_nearest_skips_a_closed_site_and_changes_show_it(
     first = lines.index("") + 1
     # Centre Léon Bérard no longer recruits: the next one, 47 km away, comes first.
     assert lines[first].startswith("1. Institut de Cancérologie Lucien Neuwirth")
+    assert lines[first + 1] == "   Ask for: Olivier Collard, MD (investigator)"
     result = invoke(runner, "nearest", "Lyon", "--db", str(db), "-n", "1", "--all")
     assert "Active, not recruiting" in result.stdout
 
@@ -454,9 +560,9 @@ def hostile_trial(text: str, status: str = "RECRUITING") -> Trial:
         conditions=(words(89),), keywords=(words(90),),
         arms=(Arm(label=words(91), type=words(92), description=words(93),
                   interventions=(words(94),)),),
-        eligibility=Eligibility(criteria=words(95), inclusion=(words(96),),
-                                exclusion=(words(97),), minimum_age=words(98),
-                                maximum_age=words(99), sex=words(100)),
+        eligibility=Eligibility(criteria=f"{words(95)}\nInclusion criteria:\n* {words(96)}\n"
+                                         f"Exclusion criteria:\n* {words(97)}\n",
+                                minimum_age=words(98), maximum_age=words(99), sex=words(100)),
         central_contacts=contacts, officials=contacts, secondary_ids=(words(101),),
         start_date="2024-01", verified_date="2025-01", study_type=words(102),
         sites=sites,
@@ -631,7 +737,7 @@ def test_csv_cells_are_clean_before_any_stream() -> None:
     from trialfinder.queries import TrialView
 
     trial = hostile_trial("\r=HYPERLINK(\"x\")\x1b[2J")
-    text = render.sites_csv(TrialView(trial=trial, stale=False))
+    text = render.sites_csv(TrialView(trial=trial))
     assert not CONTROLS & set(text)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["facility"].startswith("\ufffd=HYPERLINK")

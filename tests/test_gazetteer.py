@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trialfinder.errors import UnknownPlace
-from trialfinder.gazetteer import Gazetteer, Place, Resolution, department_of, name_key
+from trialfinder.gazetteer import (
+    UNPLACED_REASONS,
+    Gazetteer,
+    Place,
+    Resolution,
+    department_of,
+    name_key,
+    postal_key,
+    same_country,
+)
 from trialfinder.models import Precision
 
 
@@ -375,7 +385,7 @@ def test_resolve_raises_nothing_but_unknown_place(query):
         ("Bordeaux cedex", "France", "33076", "Bordeaux", "33"),
         ("Pierre Benite", "France", "69495", "Pierre-Bénite", "69"),
         ("Saint-Denis", "France", "97400", "Saint-Denis", "974"),
-        ("Saint-Denis", "France", None, "Saint-Denis", "93"),
+        ("Saint-Denis", "France", "93200", "Saint-Denis", "93"),
         ("Saint-Denis", "Reunion", None, "Saint-Denis", "974"),
     ],
 )
@@ -395,12 +405,13 @@ def test_locate_prefers_the_postal_code_centroid(gaz):
 
 
 def test_locate_abroad(gaz):
-    """Foreign sites are located by city and country name or code."""
+    """Foreign sites are located by city and country name or code, at the postal code's
+    position where the index knows the country's codes."""
     valencia = gaz.locate("Valencia", "Spain")
     boston = gaz.locate("Boston", "US", "02114")
     assert valencia is not None and valencia.country == "ES"
     assert boston is not None and (boston.region, boston.precision) == ("Massachusetts",
-                                                                         Precision.CITY)
+                                                                         Precision.POSTAL_CODE)
 
 
 @pytest.mark.parametrize(
@@ -422,3 +433,436 @@ def test_place_names_are_accented_display_names(gaz):
     assert {"Saint-Étienne", "Besançon", "Vandœuvre-lès-Nancy", "Saint-Denis"} <= names
     assert "Saint-Etienne" not in names
     assert "London" in set(gaz.place_names("GB"))
+
+
+# ---------------------------------------------------------------- places a French patient types
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("Bretagne", "Bretagne"),
+        ("Brittany", "Bretagne"),
+        ("Normandie", "Normandie"),
+        ("Île-de-France", "Île-de-France"),
+        ("ile de france", "Île-de-France"),
+        ("Grand Est", "Grand Est"),
+        ("Hauts-de-France", "Hauts-de-France"),
+        ("Occitanie", "Occitanie"),
+        ("PACA", "Provence-Alpes-Côte d'Azur"),
+        ("Provence-Alpes-Côte d'Azur", "Provence-Alpes-Côte d'Azur"),
+        ("Corse", "Corse"),
+    ],
+)
+def test_regions_resolve_to_themselves(gaz, query, name):
+    """A French region (or its usual short or English name) is the region, at region
+    precision, in metropolitan France."""
+    place = resolve(gaz, query).place
+    assert (place.name, place.country, place.precision) == (name, "FR", Precision.REGION)
+    assert place.label == f"{name}, France"
+    assert 41.3 < place.latitude < 51.1 and -5.2 < place.longitude < 9.6
+
+
+@pytest.mark.parametrize(
+    ("query", "name", "country", "department"),
+    [
+        ("La Réunion", "La Réunion", "RE", "974"),
+        ("Réunion", "La Réunion", "RE", "974"),
+        ("reunion", "La Réunion", "RE", "974"),
+        ("974", "La Réunion", "RE", "974"),
+        ("Guadeloupe", "Guadeloupe", "GP", "971"),
+        ("Martinique", "Martinique", "MQ", "972"),
+        ("Guyane", "Guyane", "GF", "973"),
+        ("Mayotte", "Mayotte", "YT", "976"),
+        ("Saint-Barthélemy", "Saint-Barthélemy", "BL", "977"),
+        ("Saint-Martin", "Saint-Martin", "MF", "978"),
+        ("Saint-Pierre-et-Miquelon", "Saint-Pierre-et-Miquelon", "PM", "975"),
+        ("Nouvelle-Calédonie", "Nouvelle-Calédonie", "NC", "988"),
+        ("Polynésie française", "Polynésie française", "PF", "987"),
+        ("Tahiti", "Polynésie française", "PF", "987"),
+        ("Wallis-et-Futuna", "Wallis-et-Futuna", "WF", "986"),
+    ],
+)
+def test_overseas_territories_resolve_to_themselves(gaz, query, name, country, department):
+    """An overseas department or collectivity is itself (at its main town), in France, not a
+    namesake village of metropolitan France."""
+    place = resolve(gaz, query).place
+    assert (place.name, place.country, place.department, place.precision) == (
+        name, country, department, Precision.REGION)
+    assert place.country_name == "France"
+    assert place.label == f"{name} ({department})"
+    assert not (41.3 < place.latitude < 51.1 and -5.2 < place.longitude < 9.6)
+
+
+def test_la_reunion_lists_the_village_of_lot_et_garonne_as_an_alternative(gaz):
+    """The village named La Réunion (47) is offered, not taken."""
+    resolution = resolve(gaz, "La Réunion")
+    assert resolution.place.country == "RE"
+    assert [p.label for p in resolution.alternatives] == ["La Réunion (47)"]
+
+
+@pytest.mark.parametrize(
+    ("query", "name", "department"),
+    [("2A", "Corse-du-Sud", "2A"), ("2b", "Haute-Corse", "2B"), ("Finistère", "Finistère", "29"),
+     ("finistere", "Finistère", "29"), ("Val-de-Marne", "Val-de-Marne", "94"),
+     ("29", "Finistère", "29"), ("Corse-du-Sud", "Corse-du-Sud", "2A"), ("Savoie", "Savoie", "73")],
+)
+def test_departments_by_name_or_number(gaz, query, name, department):
+    """A department's name or number alone is the department, labelled with its number."""
+    place = resolve(gaz, query).place
+    assert (place.name, place.department, place.precision) == (name, department,
+                                                              Precision.REGION)
+    assert place.label == f"{name} ({department})"
+
+
+def test_corsican_departments_are_on_corsica(gaz):
+    """2A and 2B are placed on the island, 2A south of 2B."""
+    south, north = resolve(gaz, "2A").place, resolve(gaz, "2B").place
+    for place in (south, north):
+        assert 41.3 < place.latitude < 43.1 and 8.5 < place.longitude < 9.6
+    assert south.latitude < north.latitude
+
+
+def test_a_town_bigger_than_a_department_name_comes_first(gaz):
+    """'Vienne' is the town of 29,000 people in Isère; the department (86) is offered."""
+    resolution = resolve(gaz, "Vienne")
+    assert resolution.place.label == "Vienne (38)"
+    assert "Vienne (86)" in [p.label for p in resolution.alternatives]
+
+
+def test_a_department_beats_a_namesake_village(gaz):
+    """'Landes' is the department, not the village of Charente-Maritime."""
+    resolution = resolve(gaz, "Landes")
+    assert (resolution.place.label, resolution.place.precision) == ("Landes (40)",
+                                                                    Precision.REGION)
+    assert "Landes (17)" in [p.label for p in resolution.alternatives]
+
+
+def test_paris_is_the_commune_not_its_department(gaz):
+    """'Paris' is the city centre, and the department is not listed as another Paris."""
+    resolution = resolve(gaz, "Paris")
+    assert resolution.place.precision is Precision.CITY
+    assert "Paris (75)" not in [p.label for p in resolution.alternatives]
+
+
+@pytest.mark.parametrize(
+    ("code", "name", "country"),
+    [("97133", "Gustavia", "BL"), ("98000", "Monaco", "MC"), ("98800", "Nouméa", "NC"),
+     ("98714", "Papeete", "PF"), ("97400", "Saint-Denis", "RE"), ("97200", "Fort-de-France", "MQ")],
+)
+def test_overseas_and_monaco_postal_codes(gaz, code, name, country):
+    """Overseas postal codes and Monaco's are known places."""
+    place = resolve(gaz, code).place
+    assert (place.name, place.country, place.postal_code) == (name, country, code)
+
+
+def test_saint_martin_postal_code_is_in_saint_martin(gaz):
+    """97150 is French Saint-Martin (one code for the whole collectivity)."""
+    resolution = resolve(gaz, "97150")
+    assert resolution.place.country == "MF"
+    assert {p.country for p in resolution.alternatives} == {"MF"}
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [("Paris XXe", "75020"), ("Paris XX", "75020"), ("paris xxe", "75020"),
+     ("Paris 20e", "75020"), ("Lyon 3e", "69003"), ("Lyon IIIe", "69003"),
+     ("Lyon 1er", "69001"), ("Marseille Ier", "13001"), ("F-69008 Lyon", "69008"),
+     ("FR-75020", "75020"), ("F 13005 Marseille", "13005"), ("fr-69008", "69008")],
+)
+def test_arrondissements_and_prefixed_postal_codes(gaz, query, code):
+    """Arrondissements in Arabic or Roman numerals, and postal codes with F-/FR- prefixes."""
+    place = resolve(gaz, query).place
+    assert (place.postal_code, place.precision) == (code, Precision.POSTAL_CODE)
+
+
+def test_overseas_qualifier_picks_the_town(gaz):
+    """'Saint-Denis, La Réunion' and 'Saint-Denis, 974' are the one in La Réunion."""
+    assert resolve(gaz, "Saint-Denis, La Réunion").place.country == "RE"
+    assert resolve(gaz, "Saint-Denis, Réunion").place.country == "RE"
+
+
+@pytest.mark.parametrize(
+    ("query", "state"),
+    [("Paris, TX", "Texas"), ("Paris, Texas", "Texas"), ("Portland, Maine", "Maine"),
+     ("Portland, OR", "Oregon"), ("Springfield, Illinois", "Illinois"),
+     ("Springfield, MA", "Massachusetts")],
+)
+def test_state_names_and_codes_qualify_american_towns(gaz, query, state):
+    """A US state's name or postal code after a town picks the town of that state."""
+    place = resolve(gaz, query).place
+    assert (place.country, place.region) == ("US", state)
+
+
+def test_a_qualifier_in_another_country_than_the_town_finds_nothing(gaz):
+    """'Toulouse, Texas' names no place: the message lists the Toulouse there is."""
+    with pytest.raises(UnknownPlace, match=r"No Toulouse in 'Texas'.*Toulouse \(31\)"):
+        resolve(gaz, "Toulouse, Texas")
+
+
+def test_small_places_abroad_are_for_sites_only(gaz):
+    """A village abroad known only for placing sites does not answer a patient: 'Summit' is
+    Summit, New Jersey (22,000 people), not one of the smaller Summits."""
+    resolution = resolve(gaz, "Summit")
+    assert (resolution.place.name, resolution.place.region) == ("Summit", "New Jersey")
+    assert all(p.population and p.population >= 15_000 for p in resolution.alternatives)
+
+
+# ---------------------------------------------------------------- match_site (registry fields)
+
+
+@pytest.mark.parametrize(
+    ("city", "country", "state", "postal_code", "region", "matched"),
+    [
+        ("Hollywood", "United States", "Florida", None, "Florida", ("city", "state")),
+        ("Hollywood", "United States", "FL", "33021", "Florida",
+         ("postal code", "city", "state")),
+        ("Hollywood", "United States", "California", None, "California", ("city", "state")),
+        ("Maywood", "United States", "Illinois", None, "Illinois", ("city", "state")),
+        ("Maywood", "United States", "NJ", None, "New Jersey", ("city", "state")),
+        ("Summit", "United States", "New Jersey", None, "New Jersey", ("city", "state")),
+        ("Summit", "United States", None, "07901", "New Jersey", ("postal code", "city")),
+        ("Springfield", "USA", "IL", None, "Illinois", ("city", "state")),
+        ("Springfield", "USA", "Missouri", None, "Missouri", ("city", "state")),
+        ("Portland", "United States", "Maine", None, "Maine", ("city", "state")),
+        ("Portland", "United States", None, "97239", "Oregon", ("postal code", "city")),
+        ("Paris", "United States", "Texas", "75460", "Texas", ("postal code", "city", "state")),
+        ("London", "Canada", "Ontario", None, "Ontario", ("city", "state")),
+        ("Hamilton", "Canada", "ON", "L8N 3Z5", "Ontario", ("postal code", "city", "state")),
+        ("Toronto", "Canada", "Ontario", "M5G 2M9", "Ontario", ("postal code", "city", "state")),
+        ("Jena", "Germany", "Thuringia", None, "Thuringia", ("city", "state")),
+        ("Jena", "Germany", "Thüringen", "07747", "Thuringia", ("postal code", "city", "state")),
+        ("München", "Germany", "Bayern", "80331", "Bavaria", ("postal code", "city", "state")),
+        ("Munich", "Germany", "Bavaria", None, "Bavaria", ("city", "state")),
+        ("Perth", "Australia", "WA", None, "Western Australia", ("city", "state")),
+        ("Newcastle", "Australia", "New South Wales", None, "New South Wales",
+         ("city", "state")),
+        ("Sydney", "Australia", "NSW", "2000", "New South Wales",
+         ("postal code", "city", "state")),
+        ("Barcelona", "Spain", "Cataluña", "08035", "Catalonia",
+         ("postal code", "city", "state")),
+        ("Santiago de Compostela", "Spain", "Galicia", None, "Galicia", ("city", "state")),
+        ("Milano", "Italy", "Lombardia", None, "Lombardy", ("city", "state")),
+        ("Bellinzona", "Switzerland", "Tessin", None, "Ticino", ("city", "state")),
+        ("Lyon", "France", "Rhône", None, "Auvergne-Rhône-Alpes", ("city", "state")),
+        ("Lyon", "France", "69", None, "Auvergne-Rhône-Alpes", ("city", "state")),
+        ("Lyon", "France", "Auvergne-Rhone-Alpes", None, "Auvergne-Rhône-Alpes",
+         ("city", "state")),
+        ("Villejuif", "France", "Ile de France", "94805", "Île-de-France",
+         ("postal code", "city", "state")),
+        ("Villejuif", "France", "Val-de-Marne", None, "Île-de-France", ("city", "state")),
+        ("Saint-Denis", "France", None, "93200", "Île-de-France", ("postal code", "city")),
+        ("Saint-Denis", "Reunion", None, None, "La Réunion", ("city",)),
+        ("Saint-Denis", "France", "La Réunion", None, "La Réunion", ("city", "state")),
+        ("Lyon", "France", None, "F-69008", "Auvergne-Rhône-Alpes", ("postal code", "city")),
+        ("Paris 20e", "France", None, None, "Île-de-France", ("postal code", "city")),
+    ],
+)
+def test_match_site_where_the_fields_agree(gaz, city, country, state, postal_code, region,
+                                           matched):
+    """A site is placed where its city, state (name, code or alternate name) and postal code
+    agree, and says which fields matched."""
+    found = gaz.match_site(city, country, state, postal_code)
+    assert found.reason is None
+    assert found.place is not None
+    assert (found.place.region, found.matched) == (region, matched)
+    if "postal code" in matched and found.place.precision is Precision.POSTAL_CODE:
+        assert found.place.postal_code
+
+
+@pytest.mark.parametrize(
+    ("city", "country", "state", "postal_code", "reason"),
+    [
+        ("Summit", "United States", "Wisconsin", None, "state differs"),
+        ("Summit", "United States", "WI", None, "state differs"),
+        ("Hollywood", "United States", "Wisconsin", None, "state differs"),
+        ("Summit", "United States", None, None, "ambiguous"),
+        ("Hollywood", "United States", None, None, "ambiguous"),
+        ("Maywood", "USA", None, None, "ambiguous"),
+        ("Springfield", "United States", None, None, "ambiguous"),
+        ("Portland", "United States", None, None, "ambiguous"),
+        ("Maywood", "United States", "Illinois", "90270", "state differs"),
+        ("Hollywood", "United States", None, "53066", "postal code differs"),
+        ("London", "Canada", "British Columbia", None, "state differs"),
+        ("Jena", "Germany", "Bavaria", None, "state differs"),
+        ("Perth", "Australia", "Queensland", None, "state differs"),
+        ("Lyon", "France", "Île-de-France", None, "state differs"),
+        ("Lyon", "France", "Finistère", None, "state differs"),
+        ("Lyon", "France", "29", None, "state differs"),
+        ("Saint-Denis", "France", None, None, "ambiguous"),
+        ("Paris", "France", None, "69003", "postal code differs"),
+        ("Lyon", "Atlantis", None, None, "country unknown"),
+        ("Lyon", "", None, None, "country unknown"),
+        ("Nowhere", "France", None, None, "not found"),
+        ("", "France", None, None, "not found"),
+        ("Zzyzxville", "United States", "California", None, "not found"),
+    ],
+)
+def test_match_site_refuses_what_the_fields_do_not_settle(gaz, city, country, state,
+                                                         postal_code, reason):
+    """A namesake in another state, a postal code elsewhere, several places of the name and
+    no state, an unknown country or town: no place, and a stable reason."""
+    found = gaz.match_site(city, country, state, postal_code)
+    assert (found.place, found.matched, found.reason) == (None, (), reason)
+    assert reason in UNPLACED_REASONS
+
+
+def test_a_village_the_index_lacks_is_placed_by_its_postal_code(gaz):
+    """Summit, Wisconsin is in no source, but its postal code (Oconomowoc's, 53066) is, in
+    Wisconsin: the site is placed there, matched on the postal code and the state."""
+    found = gaz.match_site("Summit", "United States", "Wisconsin", "53066")
+    assert found.place is not None
+    assert (found.place.region, found.place.precision, found.matched) == (
+        "Wisconsin", Precision.POSTAL_CODE, ("postal code", "state"))
+
+
+def test_a_postal_code_in_another_state_is_refused(gaz):
+    """53066 is in Wisconsin: with state Florida the site is not placed there."""
+    assert gaz.match_site("Summit", "United States", "Florida", "53066").reason == (
+        "state differs")
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [("Illinois", "IL"), ("Massachusetts", "MA"), ("Missouri", "MO"), ("Ohio", "OH")],
+)
+def test_state_name_and_code_place_the_same_town(gaz, state, code):
+    """Each Springfield is placed in its own state, by the state's name or its code."""
+    by_name = gaz.match_site("Springfield", "United States", state)
+    by_code = gaz.match_site("Springfield", "United States", code)
+    assert by_name.place is not None and by_name.place.region == state
+    assert by_code.place == by_name.place
+
+
+def test_the_four_springfields_are_far_apart(gaz):
+    """The state decides between places hundreds of kilometres apart."""
+    places = [gaz.match_site("Springfield", "US", s).place for s in ("IL", "MA", "MO", "OH")]
+    assert all(p is not None for p in places)
+    points = {(round(p.latitude), round(p.longitude)) for p in places if p}
+    assert len(points) == 4
+
+
+def test_locate_is_match_site_place(gaz):
+    """locate() gives match_site()'s place, state included."""
+    assert gaz.locate("Hollywood", "United States", None, "Florida") == gaz.match_site(
+        "Hollywood", "United States", "Florida").place
+    assert gaz.locate("Hollywood", "United States") is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(st.none(), st.text(max_size=40), st.sampled_from(["Lyon", "Springfield", "Paris"])),
+    st.one_of(st.none(), st.text(max_size=20), st.sampled_from(["France", "US", "Germany"])),
+    st.one_of(st.none(), st.text(max_size=20), st.sampled_from(["IL", "Bayern", "69"])),
+    st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["69003", "62701", "F-75020"])),
+)
+def test_match_site_answers_any_fields(city, country, state, postal_code):
+    """On any text, match_site places the site with matched fields, or gives a known reason;
+    it never raises."""
+    found = Gazetteer.bundled().match_site(city, country, state, postal_code)
+    if found.place is None:
+        assert found.reason in UNPLACED_REASONS and found.matched == ()
+    else:
+        assert found.reason is None
+        assert found.matched and set(found.matched) <= {"postal code", "city", "state"}
+
+
+@pytest.mark.parametrize(
+    ("code", "country", "key"),
+    [("53066-1234", "US", "53066"), ("02114", "US", "02114"), ("D-80331", "DE", "80331"),
+     ("1234 AB", "NL", "1234"), ("K1H 8L6", "CA", "K1H"), ("k1h8l6", "CA", "K1H"),
+     ("SW1A 1AA", "GB", "SW1A"), ("SW1A1AA", "GB", "SW1A"), ("M1 1AE", "GB", "M1"),
+     ("EC1A", "GB", "EC1A"), ("D02 X285", "IE", "D02"), ("2000", "AU", "2000"),
+     ("CH-8091", "CH", "8091"), ("abc", "US", None), ("123", "US", None),
+     ("100-0001", "JP", None), ("", "US", None), (None, "US", None)],
+)
+def test_postal_key_forms(code, country, key):
+    """Foreign postal codes are read as the index keeps them (digits, FSA, outward code);
+    what is no code of a country the index has is None."""
+    assert postal_key(code, country) == key
+
+
+# ---------------------------------------------------------------- countries
+
+
+@pytest.mark.parametrize(
+    ("query", "site_country", "same"),
+    [("Guadeloupe", "France", True), ("97133", "France", True), ("La Réunion", "France", True),
+     ("Tahiti", "France", True), ("Lyon", "Guadeloupe", True), ("Lyon", "France", True),
+     ("Monaco", "France", False), ("Lyon", "Spain", False), ("Boston", "USA", True),
+     ("Boston", "United States", True), ("Lyon", "Atlantis", False), ("Lyon", "", False),
+     ("Lyon", None, False)],
+)
+def test_same_country(gaz, query, site_country, same):
+    """France and its overseas departments and collectivities are one country; others are
+    their own; an unknown country is no country of the patient's."""
+    assert same_country(resolve(gaz, query).place, site_country) is same
+
+
+@pytest.mark.parametrize("place", ["Guadeloupe", "97133", "Tahiti", "Nouméa", "Mayotte"])
+def test_an_overseas_patient_is_answered_with_the_sites_in_france(place):
+    """A patient anywhere in overseas France gets the trial's French sites, however far:
+    no distance limit applies, as for La Réunion."""
+    from trialfinder.queries import nearest
+
+    answer = nearest(place, "NCT02260505", None)
+    assert answer.max_km is None
+    assert answer.ranked and answer.ranked[0].distance_km is not None
+    assert answer.ranked[0].distance_km > 1500
+
+
+@pytest.mark.parametrize(
+    ("country", "code"),
+    [("France", "FR"), ("USA", "US"), ("United States", "US"), ("Korea, Republic of", "KR"),
+     ("Allemagne", "DE"), ("Reunion", "RE"), ("de", "DE"), ("Atlantis", None), ("", None),
+     (None, None)],
+)
+def test_country_code(gaz, country, code):
+    """A country as records and people name it gives its ISO code (France: FR)."""
+    assert gaz.country_code(country) == code
+
+
+@pytest.mark.parametrize(
+    ("country", "latitude", "longitude", "inside"),
+    [("France", 45.75, 4.85, True), ("France", 40.71, -74.0, False),
+     ("United States", 48.85, 2.35, False), ("United States", 40.71, -74.0, True),
+     ("Reunion", -20.88, 55.45, True), ("France", -20.88, 55.45, True),
+     ("Germany", 35.0, 139.0, False), ("Atlantis", 0.0, 0.0, None)],
+)
+def test_contains_catches_a_coordinate_on_another_continent(gaz, country, latitude, longitude,
+                                                            inside):
+    """A coordinate far outside a country's places is not in it; France includes overseas."""
+    assert gaz.contains(country, latitude, longitude) is inside
+
+
+def test_build_id_is_the_index_build_entry(gaz):
+    """The index names its build (a digest of its content) in its meta table."""
+    assert re.fullmatch(r"[0-9a-f]{12}", gaz.build_id)
+
+
+# ---------------------------------------------------------------- suggestions as you type
+
+
+def test_suggestions_most_likely_first_with_a_text_that_resolves(gaz: Gazetteer) -> None:
+    """Prefixes of names and postal codes suggest the likeliest places first, each with the
+    shortest text that resolves to it; one letter suggests nothing."""
+    first = gaz.suggest("besan")[0]
+    assert (first.text, first.place.label) == ("Besançon", "Besançon (25)")
+    assert [s.text for s in gaz.suggest("saint d")][:2] == ["Saint-Denis", "Saint-Denis (974)"]
+    assert [s.text for s in gaz.suggest("9740")] == ["97400 Saint-Denis"]
+    assert gaz.suggest("Marseille")[0].place.precision is Precision.CITY  # not Marseille 13e
+    assert gaz.suggest("b") == [] and gaz.suggest("zzzz") == [] and gaz.suggest("<>") == []
+    assert len(gaz.suggest("sa", limit=3)) == 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(prefix=st.text(alphabet="abcdefghijlmnoprstuvyzéè -'0123456789", min_size=2,
+                      max_size=6))
+def test_every_suggestion_resolves_back_to_its_place(prefix: str) -> None:
+    """For any prefix, each suggested text resolves to the suggested place; digits suggest
+    postal codes that start with them."""
+    gazetteer = Gazetteer.bundled()
+    for text, place in gazetteer.suggest(prefix):
+        assert gazetteer.resolve(text).place == place
+        if name_key(prefix).isdigit():
+            assert (place.postal_code or "").startswith(name_key(prefix))

@@ -42,6 +42,7 @@ from trialfinder.geocode import (
 )
 from trialfinder.models import Precision, Site, Source, Status, Trial
 from trialfinder.nearest import haversine_km, rank_sites
+from trialfinder.registry import GEOPOINT_SOURCE
 from trialfinder.store import Store
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -591,7 +592,7 @@ def test_geocode_online_reports_each_site(cli_env, db):
         f"2. {TIMONE} — Marseille, France",
         f"   Position: 43.2897, 5.4024 — facility (Nominatim/OpenStreetMap, {today})",
         f"3. {BERARD} — Lyon, France",
-        "   Position: 45.7491, 4.8479 — city centre (bundled gazetteer)",
+        "   Position: 45.7491, 4.8479 — city centre (city; bundled gazetteer)",
     ]
     assert "Precision: 2 facility, 1 city centre" in lines
     assert lines[-1] == (
@@ -648,8 +649,8 @@ def test_nearest_without_online_sends_no_request(cli_env, db, monkeypatch, no_ne
     result = _run("nearest", "13005", "--db", str(db))
     assert result.exit_code == 0, result.output
     assert (
-        "   Position: city centre (bundled gazetteer); shares this position with another "
-        "site (equally distant: ranked by status, then name)"
+        "1. Equally near, 1.6 km: 2 sites placed at one point, the centre of Marseille (the "
+        "record gives no street address)"
     ) in result.stdout.splitlines()
     assert _requests(cli_env) == []
 
@@ -730,6 +731,187 @@ def test_geocode_trial_offline_writes_nothing(tmp_path, gazetteer):
     placement = place_sites(TRIAL, db, gazetteer=gazetteer)
     assert not db.exists()
     assert placement.requests == 0
+
+
+# --- the offline placing a store keeps ------------------------------------------------------
+
+LYON_GEOPOINT = {"latitude": 45.74846, "longitude": 4.84671, "precision": Precision.CITY,
+                 "coordinate_source": GEOPOINT_SOURCE}
+NEW_YORK = {"latitude": 40.71427, "longitude": -74.00597, "precision": Precision.CITY,
+            "coordinate_source": GEOPOINT_SOURCE}
+
+
+def _us(facility: str, city: str, state: str | None, zip_code: str | None = None,
+        **kw: Any) -> Site:
+    return Site(facility=facility, city=city, country="United States", state=state,
+                zip=zip_code, status=Status.RECRUITING, **kw)
+
+
+def _by_facility(trial: Trial) -> dict[str, Site]:
+    return {s.facility: s for s in trial.sites}
+
+
+def test_place_offline_places_only_where_the_fields_agree(gazetteer):
+    """Sites without a registry position are placed from the gazetteer only where city, state
+    and postal code agree, say which matched, or say why they are not placed; the trial
+    records which version placed it."""
+    trial = _trial(
+        _us("Summit Clinic", "Summit", "Wisconsin"),
+        _us("Memorial Regional", "Hollywood", "Florida", "33021"),
+        _us("Loyola", "Maywood", "Illinois"),
+        _us("Somewhere Springfield", "Springfield", None),
+        _site(BERARD, "Lyon", **LYON_GEOPOINT),
+    )
+    placed = geocode.place_offline(trial, gazetteer=gazetteer)
+    sites = _by_facility(placed)
+    summit = sites["Summit Clinic"]
+    assert (summit.has_position, summit.unplaced_reason, summit.matched) == (
+        False, "state differs", ())
+    hollywood = sites["Memorial Regional"]
+    assert (hollywood.precision, hollywood.coordinate_source, hollywood.matched) == (
+        Precision.POSTAL_CODE, "bundled gazetteer", ("postal code", "city", "state"))
+    assert haversine_km(hollywood.latitude, hollywood.longitude, 26.01, -80.15) < 10
+    maywood = sites["Loyola"]
+    assert (maywood.precision, maywood.matched) == (Precision.CITY, ("city", "state"))
+    assert haversine_km(maywood.latitude, maywood.longitude, 41.88, -87.84) < 5
+    assert sites["Somewhere Springfield"].unplaced_reason == "ambiguous"
+    berard = sites[BERARD]
+    assert (berard.latitude, berard.coordinate_source, berard.matched) == (
+        45.74846, GEOPOINT_SOURCE, ())
+    assert placed.placed_by == geocode.placing_version(gazetteer)
+
+
+def test_a_registry_point_outside_the_country_is_not_trusted(gazetteer):
+    """A geoPoint in New York for a site in France is dropped: the gazetteer places the site
+    from its address, or it is left unplaced saying why."""
+    trial = _trial(_site(BERARD, "Lyon", **NEW_YORK), _site(IPC, "Nowhere-sur-Mer", **NEW_YORK))
+    sites = _by_facility(geocode.place_offline(trial, gazetteer=gazetteer))
+    lyon = sites[BERARD]
+    assert (lyon.coordinate_source, lyon.matched) == ("bundled gazetteer", ("city",))
+    assert haversine_km(lyon.latitude, lyon.longitude, 45.75, 4.85) < 5
+    nowhere = sites[IPC]
+    assert (nowhere.latitude, nowhere.longitude, nowhere.precision) == (None, None,
+                                                                      Precision.UNKNOWN)
+    assert nowhere.unplaced_reason == "registry position outside country"
+
+
+def test_an_address_that_agrees_outweighs_a_far_registry_point(gazetteer):
+    """CHU de la Réunion, Saint-Pierre 97410, with a registry point in Marseille (as recorded):
+    the postal code and the city agree on La Réunion, so the registry point is the namesake."""
+    site = Site(facility="CHU de la Réunion", city="Saint-Pierre", country="France",
+                zip="97410", latitude=43.29282, longitude=5.40682, precision=Precision.CITY,
+                coordinate_source=GEOPOINT_SOURCE)
+    placed = geocode.place_offline(_trial(site), gazetteer=gazetteer).sites[0]
+    assert (placed.precision, placed.matched) == (Precision.POSTAL_CODE, ("postal code", "city"))
+    assert haversine_km(placed.latitude, placed.longitude, -21.34, 55.48) < 10
+
+
+def test_a_weak_answer_far_from_the_registry_point_does_not_replace_it(gazetteer):
+    """Virtua Voorhees ("Voorhees Township", NJ 08043): the gazetteer knows only the postal
+    code (the town's name differs), 81 km from the registry point: the registry's stands. A
+    consistent postal code near the registry point refines it."""
+    site = _us("Virtua Voorhees", "Voorhees Township", "New Jersey", "08043",
+               latitude=40.4795, longitude=-74.49062, precision=Precision.CITY,
+               coordinate_source=GEOPOINT_SOURCE)
+    placed = geocode.place_offline(_trial(site), gazetteer=gazetteer).sites[0]
+    assert (placed.latitude, placed.coordinate_source, placed.matched) == (
+        40.4795, GEOPOINT_SOURCE, ())
+    near = _us("Clinic", "Springfield", None, "62701", latitude=39.80172, longitude=-89.64371,
+               precision=Precision.CITY, coordinate_source=GEOPOINT_SOURCE)
+    refined = geocode.place_offline(_trial(near), gazetteer=gazetteer).sites[0]
+    assert (refined.precision, refined.matched) == (Precision.POSTAL_CODE,
+                                                    ("postal code", "city"))
+
+
+REGISTRY_NAMESAKES = {
+    "Bryn Mawr Hospital": "Bryn Mawr",
+    "The First Affiliated Hospital of Zhejiang University School of Medicine": "Hangzhou",
+    "St. Vincenz KH Limburg Frauenklinik": "Limburg an der Lahn",
+    "UPMC Hillman Cancer Center - Part of Frick Hospital": "Mount Pleasant",
+    "CHU de la Réunion": "Saint-Pierre",
+}
+"""Sites of the recorded registry records whose registry point is far (80 to 8,800 km) from
+their own address: Bryn Mawr Hospital near Pittsburgh, CHU de la Réunion in Marseille."""
+
+
+def test_on_recorded_records_the_gazetteer_agrees_with_the_registry(gazetteer):
+    """On 1,900 sites of real records, the gazetteer, ignoring the registry's point, places
+    95% of them, all within 50 km of that point except where the registry's point is a
+    namesake of the address (the facility's name says so); those it replaces."""
+    from trialfinder.registry import parse_study
+
+    placed = far_replaced = 0
+    for path in sorted((Path(__file__).parent / "fixtures" / "ctgov").glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for study in data.get("studies") or [data]:
+            trial = parse_study(study).trial
+            final = geocode.place_offline(trial, gazetteer=gazetteer)
+            for site, after in zip(trial.sites, final.sites, strict=True):
+                if site.latitude is None or site.longitude is None:
+                    continue
+                found = gazetteer.match_site(site.city, site.country, site.state, site.zip)
+                if found.place is None:
+                    assert after.latitude == site.latitude
+                    continue
+                placed += 1
+                if haversine_km(site.latitude, site.longitude, found.place.latitude,
+                                found.place.longitude) > 50 and "city" in found.matched:
+                    assert REGISTRY_NAMESAKES[site.facility] == found.place.name
+                    assert after.coordinate_source == "bundled gazetteer"
+                    far_replaced += 1
+    assert placed >= 1800
+    assert far_replaced == 5
+
+
+def test_placing_again_decides_anew_and_is_stable(gazetteer):
+    """Positions an older version decided (a Summit, Wisconsin site put in New Jersey) are
+    dropped and decided again; placing a placed trial changes nothing."""
+    stale = _trial(_us("Summit Clinic", "Summit", "Wisconsin", latitude=40.71562,
+                       longitude=-74.36468, precision=Precision.CITY,
+                       coordinate_source="bundled gazetteer", shared_position=True),
+                   _us("Loyola", "Maywood", "Illinois")).replace(placed_by="rules 2; gazetteer x")
+    placed = geocode.place_offline(stale, gazetteer=gazetteer)
+    summit = placed.sites[0]
+    assert (summit.has_position, summit.shared_position, summit.unplaced_reason) == (
+        False, False, "state differs")
+    assert geocode.place_offline(placed, gazetteer=gazetteer) == placed
+
+
+def test_ensure_placed_places_only_what_an_older_version_placed(gazetteer):
+    """A trial placed by the current rules and gazetteer is returned as is; one placed by
+    another version, or never, is placed again."""
+    trial = _trial(_us("Loyola", "Maywood", "Illinois"))
+    placed = geocode.ensure_placed(trial, gazetteer=gazetteer)
+    assert placed.placed_by == geocode.placing_version(gazetteer)
+    assert placed.sites[0].matched == ("city", "state")
+    assert geocode.ensure_placed(placed, gazetteer=gazetteer) is placed
+    old = placed.replace(placed_by="rules 2; gazetteer 0123456789ab")
+    assert geocode.ensure_placed(old, gazetteer=gazetteer) == placed
+
+
+def test_place_offline_reads_the_store_cache_by_path_or_store(tmp_path, gazetteer):
+    """The store's cached facility positions are used, whether the store is given open or by
+    path; a missing store is no store, and is not created."""
+    db = tmp_path / "tf.sqlite"
+    with Store(db) as store:
+        store.geocode_put(cache_key(_site(TIMONE, "Marseille")), *TIMONE_POS, "facility",
+                          "Nominatim/OpenStreetMap", now=NOW.isoformat())
+        opened = geocode.place_offline(TRIAL, store, gazetteer)
+    by_path = geocode.place_offline(TRIAL, db, gazetteer)
+    assert opened == by_path
+    assert _by_facility(by_path)[TIMONE].precision is Precision.FACILITY
+    missing = tmp_path / "absent.sqlite"
+    assert _by_facility(geocode.place_offline(TRIAL, missing, gazetteer))[TIMONE].precision is (
+        Precision.CITY)
+    assert not missing.exists()
+
+
+def test_the_chain_says_why_a_site_is_unplaced(gazetteer):
+    """After a miss, the chain gives the first step's reason."""
+    chain = default_chain(gazetteer)
+    site = _us("Clinic", "Hollywood", None)
+    assert chain.position(site) is None
+    assert chain.reason(site) == "ambiguous"
 
 
 # --- the rate limit across processes --------------------------------------------------------

@@ -56,14 +56,15 @@ def test_one_marker_per_placed_site(trial, everywhere):
     assert len(sites) == sum(1 for s in trial.sites if s.has_position) == 15
 
 
-def test_marker_colour_follows_the_effective_status(trial, everywhere):
-    """Colours follow the site's own status, else the trial's, by category."""
+def test_marker_colour_follows_the_status_rule(trial, everywhere):
+    """Colours follow the status rule (the site's own status, else the trial's), by standing."""
     colours = {c.key: c.colour for c in mapping.CATEGORIES}
     sites = page_data(everywhere)["sites"]
     placed = [s for s in trial.sites if s.has_position]
+    view = TrialView(trial)
     for entry, site in zip(sites, placed, strict=True):
-        category = site.effective_status(trial.status).category
-        assert (entry["category"], entry["colour"]) == (category, colours[category])
+        standing = view.site_recruitment(site).standing.value
+        assert (entry["category"], entry["colour"]) == (standing, colours[standing])
     # Centre Léon Bérard records no status of its own: the trial's (recruiting) shows.
     berard = sites[1]
     assert berard["category"] == "recruiting"
@@ -71,11 +72,23 @@ def test_marker_colour_follows_the_effective_status(trial, everywhere):
     assert "the site&#x27;s own status" in sites[0]["popup"]
 
 
+def test_an_unverified_trial_is_drawn_as_status_unknown(trial):
+    """A recruiting trial not verified for two years: every marker says status unknown."""
+    page = mapping.build_map(trial.replace(verified_date="2022-09"), today=date(2025, 3, 1))
+    data = page_data(page)
+    assert {s["category"] for s in data["sites"]} == {"unknown"}
+    herriot = data["sites"][0]["popup"]
+    assert ("Status unknown (last known: recruiting, not verified since September 2022)"
+            in herriot)
+
+
 def test_legend_has_one_entry_per_status_category_with_counts(everywhere):
-    """The legend names the four categories with how many placed sites each has."""
+    """The legend names the standings with how many placed sites each has ("no status in
+    the record" only when a site has none)."""
     legend = body(everywhere)
     entries = re.findall(r'<li class="tf-entry" data-category="([\w-]+)">(.*?)</li>', legend)
-    assert [key for key, _ in entries] == ["recruiting", "not-yet", "closed", "unknown"]
+    assert [key for key, _ in entries] == [
+        "recruiting", "not_yet_recruiting", "not_recruiting", "unknown"]
     counts = [re.search(r"\((\d+)\)", text).group(1) for _, text in entries]
     assert counts == ["8", "2", "4", "1"]
 
@@ -86,22 +99,41 @@ def test_popup_shows_facility_city_investigator_status_contacts_precision(near_l
     for text in ("Hôpital Édouard Herriot", "Lyon, France", "Investigator:</b> Dr Lyon",
                  "Recruiting", "+33 4 72 00 00 00", 'href="tel:+33472000000"',
                  "mailto:essais@example.org", "city centre (registry geoPoint)",
-                 "Distance:</b> 1.5 km from Lyon (69)"):
+                 "Distance:</b> 1.5 km from Lyon (69)",
+                 "Equally near: 2 sites placed at one point, the centre of Lyon"):
         assert text in herriot, text
 
 
-def test_with_a_place_the_patient_and_the_nearest_recruiting_site_are_marked(near_lyon):
-    """The patient's marker, one highlighted nearest recruiting site, a fitted view."""
+def test_with_a_place_the_patient_and_the_nearest_recruiting_sites_are_marked(near_lyon):
+    """The patient's marker, the nearest recruiting sites highlighted (the two Lyon sites
+    share one position: equally near, both marked), a fitted view."""
     data = page_data(near_lyon)
     assert data["patient"]["label"] == "Your place: Lyon (69)"
     nearest = [s for s in data["sites"] if s["nearest"]]
-    assert len(nearest) == 1
-    assert nearest[0]["category"] == "recruiting"
-    assert "Centre Léon Bérard" in nearest[0]["tooltip"]
-    assert "Nearest recruiting site" in nearest[0]["popup"]
+    assert [s["tooltip"] for s in nearest] == [
+        html.escape("Hôpital Édouard Herriot"), html.escape("Centre Léon Bérard")]
+    assert all(s["category"] == "recruiting" for s in nearest)
+    assert all("Nearest recruiting site (equally near)" in s["popup"] for s in nearest)
     assert data["bounds"][0] == [45.7578, 4.832]
     assert 2 <= len(data["bounds"]) <= 5
-    assert "Nearest recruiting: Centre Léon Bérard — 1.5 km" in body(near_lyon)
+    assert (
+        "Nearest recruiting, equally near: Hôpital Édouard Herriot; Centre Léon Bérard (2 "
+        "sites placed at one point, the centre of Lyon (the record gives no street address)) "
+        "— 1.5 km"
+    ) in html.unescape(body(near_lyon))
+
+
+def test_a_single_nearest_site_is_named_alone(trial):
+    """Near Grenoble, the nearest recruiting site stands alone."""
+    grenoble = dataclasses.replace(lyon(), name="Grenoble", latitude=45.19, longitude=5.72)
+    page = mapping.build_map(trial, place=grenoble, today=date(2024, 1, 1))
+    nearest = [s for s in page_data(page)["sites"] if s["nearest"]]
+    assert len(nearest) == 2  # Grenoble is closed; the nearest recruiting are Lyon's two
+    marseille = dataclasses.replace(lyon(), name="Marseille", latitude=43.30, longitude=5.37)
+    page = mapping.build_map(trial, place=marseille, today=date(2024, 1, 1))
+    (only,) = [s for s in page_data(page)["sites"] if s["nearest"]]
+    assert only["tooltip"] == "Hôpital de la Timone"
+    assert "Nearest recruiting: Hôpital de la Timone — 0.4 km" in html.unescape(body(page))
 
 
 def test_without_a_place_the_view_fits_every_site(everywhere):
@@ -113,35 +145,38 @@ def test_without_a_place_the_view_fits_every_site(everywhere):
 
 
 def test_ranked_answer_decides_the_nearest_site(trial):
-    """Given the answer's ranking, the map highlights its first recruiting site."""
+    """Given the answer's ranking, the map highlights its first recruiting rank."""
     from trialfinder.nearest import rank_sites
 
     place = lyon()
     ranked = rank_sites(trial, place.latitude, place.longitude)
     page = mapping.build_map(trial, place=place, ranked=ranked[2:])
     nearest = [s for s in page_data(page)["sites"] if s["nearest"]]
-    assert nearest[0]["tooltip"] == html.escape(ranked[2].site.facility)
+    assert [s["tooltip"] for s in nearest] == [html.escape(ranked[2].site.facility)]
 
 
 def test_sites_without_position_are_listed(everywhere):
     """'1 site not placed' names the site in the legend."""
     legend = body(everywhere)
-    assert "1 site not placed" in legend
+    assert "1 site not placed (position unknown)" in legend
     assert "Centre Hospitalier de Brive, Brive-la-Gaillarde" in legend
 
 
 def test_source_as_of_and_staleness_warning(trial, everywhere):
-    """The source and its date are on the map, with the staleness warning when old."""
+    """The source and its date are on the map, with the staleness warning when old, in the
+    words of the one staleness rule."""
     text = body(everywhere)
     assert "Source: Built for tests, as of January 2019." in text
-    assert "more than six months ago" in text
+    assert ("This record dates from January 2019, about 5 years ago: recruitment may have "
+            "changed since.") in text
     fresh = mapping.build_map(trial, today=date(2019, 2, 1))
-    assert "more than six months ago" not in fresh
+    assert "recruitment may have changed" not in fresh
+    assert "Information as of January 2019, 4 weeks ago" in fresh
 
 
 def test_view_notes_are_shown():
     """Warnings carried by the view (e.g. geocoding notes) reach the source box."""
-    view = TrialView(trial=sixteen_site_trial(), stale=False, notes=("Check <this> note",))
+    view = TrialView(trial=sixteen_site_trial(), notes=("Check <this> note",))
     assert "Check &lt;this&gt; note" in body(mapping.build_map(view))
 
 

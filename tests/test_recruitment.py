@@ -97,3 +97,62 @@ def test_a_study_a_full_refresh_no_longer_returns_is_unknown() -> None:
     assert answer.last_known is Status.RECRUITING
     site = Site("A", "Lyon", "France", status=Status.RECRUITING)
     assert site_recruitment(site, trial, TODAY).standing is Standing.UNKNOWN
+
+
+# -- the words every output uses --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("trial", "words"), [
+    (_trial(Status.RECRUITING, "2026-06"), "Recruiting"),
+    (_trial(Status.ACTIVE_NOT_RECRUITING, "2026-06"), "Active, not recruiting"),
+    (_trial(Status.RECRUITING, "2024-09"),
+     "Status unknown (last known: recruiting, not verified since September 2024)"),
+    (_trial(Status.UNKNOWN, "2019-03", last_known_status=Status.NOT_YET_RECRUITING),
+     "Status unknown (last known: not yet recruiting, not verified since March 2019)"),
+    (_trial(Status.UNKNOWN), "Status unknown"),
+    (_trial(Status.UNKNOWN, "2019-03-15"), "Status unknown (not verified since 15 March 2019)"),
+    (_trial(Status.RECRUITING, "2026-10", not_seen_since="2026-11-20"),
+     "Status unknown (last known: recruiting; no longer returned by the registry since "
+     "20 November 2026)"),
+    (_trial(None), "No status in the record"),
+    (_trial(None, status_text="Open"), "“Open” (as the listing page says)"),
+    (_trial(None, status_text="Peut-être"),
+     "“Peut-être” (as the listing page says; not understood as a status)"),
+])
+def test_status_words(trial: Trial, words: str) -> None:
+    """One phrase per answer of the rule; UNKNOWN always names what was last known and when;
+    'no status' is not 'unknown'; a page's words are quoted as the page gave them."""
+    from trialfinder.recruitment import status_words
+
+    assert status_words(trial_recruitment(trial, TODAY)) == words
+
+
+def test_where_a_site_status_comes_from() -> None:
+    """The details say whose status it is, and when a site's own is overruled."""
+    from trialfinder.recruitment import status_source_words
+
+    trial = _trial(Status.COMPLETED, "2026-06")
+    marked = Site("A", "Lyon", "France", status=Status.RECRUITING)
+    silent = Site("B", "Lyon", "France")
+    only = Site("C", "Lyon", "France", listing_only=True)
+    assert status_source_words(site_recruitment(marked, trial, TODAY), marked) == (
+        "the trial's status; the site is still marked recruiting")
+    assert status_source_words(site_recruitment(silent, trial, TODAY), silent) == (
+        "the trial's status; the record gives none for this site")
+    assert status_source_words(site_recruitment(only, trial, TODAY), only) == (
+        "the listing page names this site; the registry record does not")
+    open_trial = _trial(Status.RECRUITING, "2026-06")
+    assert status_source_words(site_recruitment(marked, open_trial, TODAY), marked) == (
+        "the site's own status")
+    unverified = _trial(Status.RECRUITING, "2023-06")
+    assert status_source_words(site_recruitment(marked, unverified, TODAY), marked) == (
+        "the trial's status is unknown: the site's own is not verified either")
+
+
+def test_every_registry_status_has_words() -> None:
+    """No registry value is ever shown raw."""
+    from trialfinder.recruitment import status_label
+
+    for status in Status:
+        label = status_label(status)
+        assert label and "_" not in label and label[0].isupper()

@@ -15,8 +15,9 @@ from referral_fixtures import fill_store
 from seed_listing import seed_listing_trial
 from trialfinder.cli import app
 from trialfinder.models import Contact, Precision, Site, Status
+from trialfinder.queries import load_view
 from trialfinder.store import Store
-from trialfinder.summary import NOT_IN_RECORD, load_view, parse_criteria, summary_json
+from trialfinder.summary import NOT_IN_RECORD, summary_json
 
 runner = CliRunner()
 
@@ -26,23 +27,6 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "store.sqlite"
     fill_store(path)
     return path
-
-
-def test_criteria_sections_nested_bullets_and_escapes() -> None:
-    """Headings split inclusion from exclusion; deeper bullets nest; escapes are undone."""
-    text = (
-        "Inclusion Criteria:\n\n* A female who:\n\n  * Has not undergone a hysterectomy; or\n"
-        "  * Is not postmenopausal\n* PSA \\<10 ng/ml and Gleason \\&lt;6\n\n"
-        "Exclusion Criteria:\n\n1. Age \\>= 80\n2. Prior \\[treatment\\]"
-    )
-    parsed = parse_criteria(text)
-    assert [s.kind for s in parsed.sections] == ["inclusion", "exclusion"]
-    first, second = parsed.inclusion
-    assert first.text == "A female who:"
-    assert [c.text for c in first.children] == [
-        "Has not undergone a hysterectomy; or", "Is not postmenopausal"]
-    assert second.text == "PSA <10 ng/ml and Gleason <6"
-    assert [c.text for c in parsed.exclusion] == ["Age >= 80", "Prior [treatment]"]
 
 
 def test_show_text_on_a_recorded_record(db: Path) -> None:
@@ -67,7 +51,12 @@ def test_show_text_on_a_recorded_record(db: Path) -> None:
     ):
         assert expected in lines, expected
     assert "PSA <10 ng/ml" in result.output and "\\<" not in result.output
-    assert any(line.startswith("Warning: This record dates from 2024-02-07") for line in lines)
+    # A copy with no fetch date is as old as its date: a warning, in plain words.
+    assert (
+        "Warning: This record dates from 7 February 2024, about a year ago: recruitment may "
+        "have changed since. Refresh it with `trialfinder sync NCT03830788` (needs network) "
+        "and confirm with the site."
+    ) in lines
 
 
 def test_show_json_contract(db: Path) -> None:

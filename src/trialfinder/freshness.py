@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from trialfinder import clock
+from trialfinder.i18n import _, ngettext
 from trialfinder.models import Trial
 
 STALE_AFTER_DAYS = 183
@@ -106,7 +107,7 @@ def date_words(label: str) -> str:
     """An ISO date as precise as it is, in English: "January 2019", "15 March 2024", "2019";
     "an unknown date" for ""."""
     if not label:
-        return "an unknown date"
+        return _("an unknown date")
     parts = label[:10].split("-")
     try:
         year = int(parts[0])
@@ -121,32 +122,97 @@ def date_words(label: str) -> str:
 
 
 def age_words(then: date, today: date) -> str:
-    """How long ago, in plain English: "today", "3 days ago", "5 months ago", "about a year
+    """How long ago, in plain words: "today", "3 days ago", "5 months ago", "about a year
     ago", "almost 8 years ago", "over 2 years ago"."""
     days = (today - then).days
     if days < 0:
-        return "in the future"
+        return _("in the future")
     if days == 0:
-        return "today"
+        return _("today")
     if days == 1:
-        return "yesterday"
+        return _("yesterday")
     if days < 14:
-        return f"{days} days ago"
+        return ngettext("{n} day ago", "{n} days ago", days).format(n=days)
     if days < 60:
-        return f"{round(days / 7)} weeks ago"
+        weeks = round(days / 7)
+        return ngettext("{n} week ago", "{n} weeks ago", weeks).format(n=weeks)
     months = (today.year - then.year) * 12 + today.month - then.month - (today.day < then.day)
     if months < 12:
-        return f"{max(months, 2)} months ago"
+        months = max(months, 2)
+        return ngettext("{n} month ago", "{n} months ago", months).format(n=months)
     years, rest = divmod(months, 12)
     if rest >= 9:
-        return f"almost {years + 1} years ago"
+        return ngettext("almost {n} year ago", "almost {n} years ago", years + 1).format(
+            n=years + 1)
     if rest >= 3:
-        return f"over {'a year' if years == 1 else f'{years} years'} ago"
-    return "about a year ago" if years == 1 else f"about {years} years ago"
+        if years == 1:
+            return _("over a year ago")
+        return ngettext("over {n} year ago", "over {n} years ago", years).format(n=years)
+    if years == 1:
+        return _("about a year ago")
+    return ngettext("about {n} year ago", "about {n} years ago", years).format(n=years)
 
 
 def as_of_words(label: str, then: date, today: date) -> str:
     """"January 2019, almost 8 years ago"; "an unknown date" when the date is unknown."""
     if not label or then == date.min:
-        return "an unknown date"
-    return f"{date_words(label)}, {age_words(then, today)}"
+        return _("an unknown date")
+    return _("{date}, {age}").format(date=date_words(label), age=age_words(then, today))
+
+
+# -- what every output says about age -------------------------------------------------------
+
+
+def age_sentence(fresh: Freshness, source: str) -> str:
+    """How old the information is, in plain words: "Information as of January 2019, almost
+    6 years ago (source: CenterWatch-style listing page)." or "Information fetched from the
+    registry on 1 March 2025, today; last updated by the sponsor: May 2023, almost 2 years
+    ago."."""
+    copy = as_of_words(fresh.copy_label, fresh.copy_date, fresh.today)
+    if not fresh.fetched:
+        return _("Information as of {when} (source: {source}).").format(when=copy,
+                                                                        source=source)
+    if fresh.sponsor_label and fresh.sponsor_date is not None:
+        sponsor = as_of_words(fresh.sponsor_label, fresh.sponsor_date, fresh.today)
+        return _("Information fetched from the registry on {when}; last updated by the "
+                 "sponsor: {sponsor}.").format(when=copy, sponsor=sponsor)
+    return _("Information fetched from the registry on {when}.").format(when=copy)
+
+
+def copy_warning(fresh: Freshness, nct_id: str, *, terminal: bool = True) -> str | None:
+    """The warning for a copy more than six months old (None when fresh). ``terminal``:
+    advise the `trialfinder sync` command; else (a patient on the web page) only to confirm
+    with the site."""
+    if not fresh.stale:
+        return None
+    when = as_of_words(fresh.copy_label, fresh.copy_date, fresh.today)
+    if fresh.fetched:
+        head = _("This copy was fetched from the registry on {when}: recruitment may have "
+                 "changed since.").format(when=when)
+    elif fresh.copy_date == date.min:
+        head = _("This record gives no date: recruitment may have changed since.")
+    else:
+        head = _("This record dates from {when}: recruitment may have changed since.").format(
+            when=when)
+    if terminal:
+        advice = _("Refresh it with `trialfinder sync {nct_id}` (needs network) and confirm "
+                   "with the site.").format(nct_id=nct_id)
+    else:
+        advice = _("Confirm with the site before you go.")
+    return f"{head} {advice}"
+
+
+def sponsor_caution(fresh: Freshness) -> str | None:
+    """The caution for a sponsor's word more than six months older than the copy (None
+    otherwise)."""
+    if not fresh.unconfirmed or fresh.sponsor_date is None or fresh.sponsor_label is None:
+        return None
+    return _("Last updated or verified by the sponsor: {when}. Confirm recruitment with "
+             "the site.").format(
+        when=as_of_words(fresh.sponsor_label, fresh.sponsor_date, fresh.today))
+
+
+def messages(fresh: Freshness, nct_id: str, *, terminal: bool = True) -> list[str]:
+    """Both messages that apply, the warning first."""
+    return [m for m in (copy_warning(fresh, nct_id, terminal=terminal), sponsor_caution(fresh))
+            if m]

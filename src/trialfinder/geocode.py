@@ -3,9 +3,11 @@
 A chain of geocoders, each a separate class behind the one `Geocoder` protocol, asked in
 order; the most precise answer wins and a facility-level answer ends the search:
 
-1. `RecordGeocoder`: the coordinate the record carries (registry geoPoint: a city centre).
+1. `RecordGeocoder`: the coordinate the record carries (registry geoPoint: a city centre),
+   unless it lies outside the record's own country.
 2. `CacheGeocoder`: positions found online earlier and kept in the store's geocode cache.
-3. `GazetteerGeocoder`: the bundled gazetteer (postal code centroid, else city centre).
+3. `GazetteerGeocoder`: the bundled gazetteer (postal code centroid, else city centre), only
+   where the record's city, state and postal code agree (`Gazetteer.match_site`).
 4. `NominatimGeocoder`: OpenStreetMap's Nominatim, for the facility itself. Online, so only
    when asked: the `geocode --online` and `nearest --online` commands (or
    ``TRIALFINDER_ONLINE=1`` for the `geocode` command alone, see `online_requested`).
@@ -16,6 +18,14 @@ naming the project, a structured query restricted to the site's country, and eve
 `MISS_CACHE_DAYS`). A miss, an error (timeout, 429, 5xx, unreachable) or an implausible
 answer (farther than `MAX_OFFSET_KM` from the city centre) falls back to the next answer with a
 one-line warning in `warnings`.
+
+An answer farther than `MAX_OFFSET_KM` from the record's own coordinate is taken for a
+namesake and not used, unless it is the gazetteer's and agrees with the record's city and its
+postal code or state: then the registry's coordinate is the namesake, and is replaced.
+
+The offline steps (record → cache → gazetteer) decide the positions a store keeps:
+`place_offline` at sync time, and `ensure_placed` when a record was placed by an older version
+of these rules or of the gazetteer (`placing_version`).
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ from trialfinder.errors import BadInput, GeocodingError
 from trialfinder.models import Precision, Site, Trial
 
 if TYPE_CHECKING:
-    from trialfinder.gazetteer import Gazetteer, Place, Resolution
+    from trialfinder.gazetteer import Gazetteer, Place, Resolution, SiteMatch
 
 NOMINATIM_URL = "https://nominatim.openstreetmap.org"
 """The public OpenStreetMap server; override with ``TRIALFINDER_NOMINATIM_URL``."""
@@ -56,9 +66,11 @@ MAX_OFFSET_KM = 50.0
 MIN_DELAY_SECONDS = 1.0
 """Nominatim's usage policy: at most one request a second."""
 TIMEOUT_SECONDS = 10.0
-PLACING_RULES = "2"
+PLACING_RULES = "3"
 """Version of the offline placing rules (record, cache, gazetteer): bump it whenever they
 change, so that positions stored by an earlier version are decided again."""
+GAZETTEER_SOURCE = "bundled gazetteer"
+"""How a position from the bundled gazetteer is labelled (`Site.coordinate_source`)."""
 ONLINE_ENV = "TRIALFINDER_ONLINE"
 URL_ENV = "TRIALFINDER_NOMINATIM_URL"
 
@@ -99,6 +111,8 @@ class Position:
     source: str
     """Where it came from, as shown to users ("bundled gazetteer",
     "Nominatim/OpenStreetMap, 2026-11-24")."""
+    matched: tuple[str, ...] = ()
+    """The record's address fields a looked-up position agrees with (`Site.matched`)."""
 
 
 class Geocoder(Protocol):
@@ -151,10 +165,31 @@ def _cached_position(cached: Any) -> Position:
 
 
 class RecordGeocoder:
-    """The coordinate the record itself carries (registry geoPoint: a city centre)."""
+    """The coordinate the record itself carries (registry geoPoint: a city centre).
+
+    A coordinate outside the record's own country (farther than a degree from the box of
+    the country's places in the gazetteer) is not used: the gazetteer places the site from its
+    address instead, or it stays unplaced with reason "registry position outside country".
+    """
+
+    def __init__(self, gazetteer: Gazetteer | None = None) -> None:
+        self._gazetteer = gazetteer
+        self._rejected: Site | None = None
+        self._inside: dict[tuple[str, float | None, float | None], bool | None] = {}
 
     def position(self, site: Site) -> Position | None:
+        self._rejected = None
         if not site.has_position:
+            return None
+        if self._gazetteer is None:
+            from trialfinder.gazetteer import Gazetteer
+
+            self._gazetteer = Gazetteer.bundled()
+        point = (site.country, site.latitude, site.longitude)
+        if point not in self._inside:
+            self._inside[point] = self._gazetteer.contains(*point)  # type: ignore[arg-type]
+        if self._inside[point] is False:
+            self._rejected = site
             return None
         return Position(
             site.latitude,  # type: ignore[arg-type]
@@ -162,6 +197,10 @@ class RecordGeocoder:
             site.precision,
             site.coordinate_source or "record",
         )
+
+    def reason(self, site: Site) -> str | None:
+        """Why the last `position` call gave nothing for this site (None: no coordinate)."""
+        return "registry position outside country" if self._rejected is site else None
 
 
 class CacheGeocoder:
@@ -193,10 +232,14 @@ class CacheGeocoder:
 
 
 class GazetteerGeocoder:
-    """The bundled gazetteer: the postal code's centroid when known, else the city centre."""
+    """The bundled gazetteer: the postal code's centroid when known, else the city centre,
+    only where the record's city, state and postal code agree."""
 
     def __init__(self, gazetteer: Gazetteer | None = None) -> None:
         self._gazetteer = gazetteer
+        self._last: tuple[Site, str | None] | None = None
+        self._matches: dict[tuple[str | None, ...], SiteMatch] = {}
+        """Answers by address: a trial's sites share a few cities (1,148 sites, 300 cities)."""
 
     @property
     def gazetteer(self) -> Gazetteer:
@@ -207,10 +250,20 @@ class GazetteerGeocoder:
         return self._gazetteer
 
     def position(self, site: Site) -> Position | None:
-        place = self.gazetteer.locate(site.city, site.country, site.zip)
-        if place is None:
+        address = (site.city, site.country, site.state, site.zip)
+        match = self._matches.get(address)
+        if match is None:
+            match = self._matches[address] = self.gazetteer.match_site(*address)
+        self._last = (site, match.reason)
+        if match.place is None:
             return None
-        return Position(place.latitude, place.longitude, place.precision, "bundled gazetteer")
+        place = match.place
+        return Position(place.latitude, place.longitude, place.precision, GAZETTEER_SOURCE,
+                        match.matched)
+
+    def reason(self, site: Site) -> str | None:
+        """Why the last `position` call left this site unplaced (`UNPLACED_REASONS`)."""
+        return self._last[1] if self._last is not None and self._last[0] is site else None
 
 
 class RateLimiter:
@@ -627,6 +680,14 @@ def _distance(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return haversine_km(lat1, lon1, lat2, lon2)
 
 
+def _confirms_address(position: Position) -> bool:
+    """Whether a looked-up position agrees with the record's city and its postal code or
+    state: then it outweighs a registry coordinate far from it (on the recorded registry
+    records, each such registry coordinate was a namesake: Bryn Mawr Hospital near
+    Pittsburgh, CHU de la Réunion in Marseille)."""
+    return "city" in position.matched and len(position.matched) >= 2
+
+
 class GeocoderChain:
     def __init__(self, steps: Sequence[Geocoder]) -> None:
         self.steps = tuple(steps)
@@ -637,13 +698,35 @@ class GeocoderChain:
 
     def position(self, site: Site) -> Position | None:
         best: Position | None = None
+        record: Position | None = None
         for step in self.steps:
             found = step.position(site)
-            if found is not None and (best is None or found.precision.rank < best.precision.rank):
+            if found is None:
+                continue
+            if isinstance(step, RecordGeocoder):
+                record = found
+            elif record is not None and _distance(
+                found.latitude, found.longitude, record.latitude, record.longitude
+            ) > MAX_OFFSET_KM:
+                if not _confirms_address(found):
+                    continue  # a namesake: the registry's own coordinate stands
+                if best is record:  # the registry geocoded a namesake of the address
+                    best = None
+                record = None
+            if best is None or found.precision.rank < best.precision.rank:
                 best = found
                 if best.precision is Precision.FACILITY:
                     break
         return best
+
+    def reason(self, site: Site) -> str | None:
+        """Why the last `position` call left the site unplaced: the first step's reason."""
+        for step in self.steps:
+            explain = getattr(step, "reason", None)
+            found = explain(site) if explain is not None else None
+            if found:
+                return str(found)
+        return None
 
 
 def default_chain(
@@ -657,7 +740,7 @@ def default_chain(
 
     Without a client nothing leaves the machine.
     """
-    steps: list[Geocoder] = [RecordGeocoder()]
+    steps: list[Geocoder] = [RecordGeocoder(gazetteer)]
     if store is not None:
         max_age = timedelta(days=CACHE_DAYS) if client is not None else None
         steps.append(CacheGeocoder(store, max_age=max_age, now=now))
@@ -676,23 +759,53 @@ def locate_sites(
     """The trial with every site placed as precisely as the geocoder knows, and sites that
     share one position marked as such. ``on_site(done, total)`` is called after each site."""
     geocoder = geocoder or default_chain()
+    explain = getattr(geocoder, "reason", None)
     placed = []
     for site in trial.sites:
-        placed.append(_placed(site, geocoder.position(site)))
+        base = _as_recorded(site)
+        position = geocoder.position(base)
+        reason = explain(base) if position is None and explain is not None else None
+        placed.append(_placed(base, position, reason))
         if on_site is not None:
             on_site(len(placed), len(trial.sites))
     return trial.replace(sites=tuple(mark_shared_positions(placed)))
 
 
-def _placed(site: Site, position: Position | None) -> Site:
-    if position is None:
+def _derived(site: Site) -> bool:
+    """Whether a site's position was decided by this chain (not given by its record)."""
+    source = site.coordinate_source or ""
+    return source == GAZETTEER_SOURCE or source.startswith(NOMINATIM_SOURCE)
+
+
+def _as_recorded(site: Site) -> Site:
+    """The site as its record gave it: positions this chain decided earlier are dropped, so
+    that placing again decides them anew."""
+    if not (_derived(site) or site.matched or site.unplaced_reason or site.shared_position):
         return site
+    if not _derived(site):
+        return dataclasses.replace(site, matched=(), unplaced_reason=None, shared_position=False)
+    return dataclasses.replace(
+        site, latitude=None, longitude=None, precision=Precision.UNKNOWN,
+        coordinate_source=None, matched=(), unplaced_reason=None, shared_position=False,
+    )
+
+
+def _placed(site: Site, position: Position | None, reason: str | None = None) -> Site:
+    if position is None:
+        if site.has_position:  # a record coordinate the chain refused (outside the country)
+            return dataclasses.replace(
+                site, latitude=None, longitude=None, precision=Precision.UNKNOWN,
+                coordinate_source=None, unplaced_reason=reason,
+            )
+        return dataclasses.replace(site, unplaced_reason=reason)
     return dataclasses.replace(
         site,
         latitude=position.latitude,
         longitude=position.longitude,
         precision=position.precision,
         coordinate_source=position.source,
+        matched=position.matched,
+        unplaced_reason=None,
     )
 
 
@@ -708,14 +821,14 @@ def mark_shared_positions(sites: Iterable[Site]) -> list[Site]:
         for s in sites
         if s.has_position
     )
-    return [
-        dataclasses.replace(
-            s,
-            shared_position=s.has_position
-            and counts[(round(s.latitude, 6), round(s.longitude, 6))] > 1,  # type: ignore[arg-type]
-        )
-        for s in sites
-    ]
+    marked = []
+    for s in sites:
+        shared = s.has_position and counts[
+            (round(s.latitude, 6), round(s.longitude, 6))  # type: ignore[arg-type]
+        ] > 1
+        marked.append(s if s.shared_position == shared
+                      else dataclasses.replace(s, shared_position=shared))
+    return marked
 
 
 # --- a whole trial, with the store -------------------------------------------------------
@@ -768,6 +881,33 @@ def place_sites(
         warnings=tuple(chain.warnings),
         requests=client.requests if client is not None else 0,
     )
+
+
+def place_offline(
+    trial: Trial,
+    store: Any = None,
+    gazetteer: Gazetteer | None = None,
+    *,
+    on_site: Callable[[int, int], None] | None = None,
+) -> Trial:
+    """The trial with every site placed by the offline chain (record → the store's cache →
+    gazetteer), sites sharing a position marked, and `Trial.placed_by` set: what a store
+    keeps. ``store`` is an open `Store`, a path or None (no cache); nothing is written and
+    nothing leaves the machine."""
+    from trialfinder.store import using_store
+
+    with using_store(store) as opened:
+        chain = default_chain(gazetteer, opened)
+        placed = locate_sites(trial, chain, on_site=on_site)
+    return placed.replace(placed_by=placing_version(gazetteer))
+
+
+def ensure_placed(trial: Trial, store: Any = None, gazetteer: Gazetteer | None = None) -> Trial:
+    """The trial as is when the current rules and gazetteer placed it, else placed again
+    (`place_offline`): for a stored or bundled record read by an older version."""
+    if trial.placed_by == placing_version(gazetteer):
+        return trial
+    return place_offline(trial, store, gazetteer)
 
 
 # --- the patient's place, online only on an explicit --online -----------------------------

@@ -28,14 +28,17 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trialfinder.models import Site, Status, Trial
-from trialfinder.nearest import RankedSite, haversine_km, is_stale, rank_sites
+from trialfinder.i18n import _, ngettext
+from trialfinder.models import Site, Trial
+from trialfinder.nearest import RankedSite, haversine_km, rank_sites
+from trialfinder.recruitment import Recruitment, Standing, StatusFrom
 from trialfinder.resources import data_path
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer, Place, Resolution
     from trialfinder.geocode import Geocoder
     from trialfinder.queries import NearestAnswer, TrialView
+    from trialfinder.store import StoreLike
 
 LEAFLET_PACKAGE = "js_lib_leaflet"  # PyPI: django-js-lib-leaflet (Leaflet 1.9.4, BSD-2-Clause)
 BASEMAP = "basemap/countries.geojson"
@@ -54,18 +57,40 @@ PATIENT_COLOUR = "#6a3d9a"
 @dataclass(frozen=True, slots=True)
 class Category:
     key: str
-    label: str
+    """A `recruitment.Standing` value: the status rule decides a marker's colour."""
     colour: str
 
+    @property
+    def label(self) -> str:
+        labels = {
+            Standing.RECRUITING: _("Recruiting"),
+            Standing.NOT_YET_RECRUITING: _("Not yet recruiting"),
+            Standing.NOT_RECRUITING: _("Not recruiting (closed, completed…)"),
+            Standing.UNKNOWN: _("Status unknown (e.g. not verified for two years)"),
+            Standing.NOT_STATED: _("No status in the record"),
+        }
+        return labels[Standing(self.key)]
 
-# Colour-blind-safe enough: green, blue, grey, orange differ in lightness as well as hue.
+
+# Colour-blind-safe enough: green, blue, grey, orange, brown differ in lightness as well as hue.
 CATEGORIES = (
-    Category("recruiting", "Recruiting", "#1a9850"),
-    Category("not-yet", "Not yet recruiting", "#2171b5"),
-    Category("closed", "Not recruiting (closed, completed…)", "#737373"),
-    Category("unknown", "Status unknown", "#e08214"),
+    Category(Standing.RECRUITING.value, "#1a9850"),
+    Category(Standing.NOT_YET_RECRUITING.value, "#2171b5"),
+    Category(Standing.NOT_RECRUITING.value, "#737373"),
+    Category(Standing.UNKNOWN.value, "#e08214"),
+    Category(Standing.NOT_STATED.value, "#8c6d31"),
 )
 CATEGORY_BY_KEY = {c.key: c for c in CATEGORIES}
+
+
+@dataclass(frozen=True, slots=True)
+class Tiles:
+    """A tile server chosen by whoever runs trialfinder (e.g. `serve --tiles`)."""
+
+    url: str
+    """A Leaflet URL template: "https://tiles.example.org/{z}/{x}/{y}.png"."""
+    attribution: str = OSM_ATTRIBUTION
+    """HTML shown in the map's corner (the provider's terms usually require it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +111,11 @@ def build_map(
     *,
     place: Place | None = None,
     ranked: Sequence[RankedSite] | None = None,
-    tiles: bool = True,
+    tiles: bool | Tiles = True,
     today: date | None = None,
+    script_nonce: str | None = None,
+    assets_url: str | None = None,
+    terminal: bool = True,
 ) -> str:
     """The whole map as one self-contained HTML document.
 
@@ -95,11 +123,17 @@ def build_map(
     with a line to it, and a view fitted to the patient and the nearest sites. `ranked`
     (e.g. a `NearestAnswer.ranked`) decides which sites count as nearest, so the map agrees
     with the text answer; without it every site is ranked around the place. `tiles=False`
-    leaves out the OpenStreetMap layer (the outlines alone).
+    leaves out the OpenStreetMap layer (the outlines alone); a `Tiles` uses that server.
+
+    For a web page (`trialfinder serve`): `script_nonce` is put on every script element, for a
+    Content-Security-Policy that allows no other inline script; `assets_url` links Leaflet
+    and the outlines (the files of `map_asset`, served there) instead of inlining them;
+    `terminal=False` gives advice for a patient instead of commands to run.
     """
     import folium
 
-    trial, stale, notes = _unpack(view_or_trial, today)
+    view = _view(view_or_trial, today)
+    trial = view.trial
     nonce = secrets.token_hex(8)
     slots: dict[str, str] = {}
 
@@ -107,7 +141,7 @@ def build_map(
         slots[name] = content
         return f"@@tf-{name}-{nonce}@@"
 
-    sites = _site_entries(trial, place, ranked)
+    sites = _site_entries(view, place, ranked)
     placed = [s for s in sites if s["lat"] is not None]
     bounds = _fit_points(placed, place, ranked is not None)
     centre = bounds[0] if bounds else [46.6, 2.4]
@@ -116,20 +150,31 @@ def build_map(
     # No CDN: Leaflet comes inline below; folium's jQuery/Bootstrap/icon fonts are not needed.
     fmap.default_js = []
     fmap.default_css = []
-    if tiles:
+    if isinstance(tiles, Tiles):
+        folium.TileLayer(tiles.url, attr=tiles.attribution, name="tiles", max_zoom=19).add_to(fmap)
+    elif tiles:
         folium.TileLayer(
             OSM_TILES, attr=OSM_ATTRIBUTION, name="OpenStreetMap", max_zoom=19
         ).add_to(fmap)
 
-    js, css = leaflet_assets()
-    title = f"{trial.nct_id}: trial sites" + (f" near {place.label}" if place else "")
-    header = (
-        f"<title>{html.escape(title)}</title>\n"
-        f"<style>{css}</style>\n<style>{_PAGE_CSS}</style>\n<script>{js}</script>"
-    )
+    title = (_("{nct_id}: trial sites near {place}").format(nct_id=trial.nct_id, place=place.label)
+             if place else _("{nct_id}: trial sites").format(nct_id=trial.nct_id))
+    script_tag = f'<script nonce="{html.escape(script_nonce)}">' if script_nonce else "<script>"
+    if assets_url is None:
+        js, css = leaflet_assets()
+        assets = f"<style>{css}</style>\n{script_tag}{js}</script>"
+        basemap = _basemap_text()
+    else:
+        base = html.escape(assets_url)
+        assets = (
+            f'<link rel="stylesheet" href="{base}leaflet.css">\n'
+            f'<script src="{base}leaflet.js"></script>\n<script src="{base}basemap.js"></script>'
+        )
+        basemap = "tfBasemap"  # defined by basemap.js
+    header = f"<title>{html.escape(title)}</title>\n{assets}\n<style>{_PAGE_CSS}</style>"
     legend_id, source_id = f"tf-legend-{nonce}", f"tf-source-{nonce}"
     body = _legend_html(legend_id, trial, sites, place) + _source_html(
-        source_id, trial, stale, notes
+        source_id, view, terminal=terminal
     )
     data = {
         "sites": [{k: v for k, v in s.items() if not k.startswith("_")} for s in placed],
@@ -143,7 +188,7 @@ def build_map(
     }
     script = (
         f"var tfMap = {fmap.get_name()};\n"
-        f"var tfBasemap = {_basemap_text()};\n"
+        f"var tfBasemap = {basemap};\n"
         f"var tfData = {script_json(data)};\n"
         f"{_PAGE_JS}"
     )
@@ -151,10 +196,23 @@ def build_map(
         header=slot("header", header), html=slot("body", body), script=slot("script", script)
     ).add_to(fmap)
 
-    page = fmap.get_root().render()
+    page = _finish_page(fmap.get_root().render(), script_nonce)
     pattern = re.compile(rf"@@tf-(\w+)-{nonce}@@")
     # One pass: text put in by a slot is never searched for further placeholders.
     return pattern.sub(lambda m: slots[m.group(1)], page)
+
+
+def _finish_page(page: str, script_nonce: str | None) -> str:
+    """folium's page, with the document's language, a viewport that lets people zoom (WCAG
+    1.4.4), and `script_nonce` on folium's script elements. Runs before the slots are filled, so
+    nothing from a record is ever touched here."""
+    from trialfinder.i18n import current_language
+
+    page = page.replace("<html>", f'<html lang="{current_language()}">', 1)
+    page = re.sub(r",\s*maximum-scale=1\.0,\s*user-scalable=no", "", page, count=1)
+    if script_nonce is not None:
+        page = re.sub(r"<script(?=[\s>])", f'<script nonce="{html.escape(script_nonce)}"', page)
+    return page
 
 
 def write_map(
@@ -193,7 +251,7 @@ def default_map_path(
 
 def make_map(
     nct_id: str,
-    db_path: Path | None,
+    db: StoreLike,
     *,
     place_query: str | None = None,
     output: Path | None = None,
@@ -202,7 +260,8 @@ def make_map(
     tiles: bool = True,
     today: date | None = None,
 ) -> MapResult:
-    """`trialfinder map`: load the trial, resolve the place (offline), build, write.
+    """`trialfinder map`: load the trial (``db``: an open `Store`, a path, or None), resolve
+    the place (offline), build, write.
 
     The file goes to `output`, else to maps/NCT….html (maps/NCT…-slug.html near a place)
     under the current directory.
@@ -213,12 +272,20 @@ def make_map(
     resolution = (
         resolve_place(place_query, gazetteer=gazetteer) if place_query is not None else None
     )
-    view = trial_view(nct_id, db_path, geocoder=geocoder, today=today, gazetteer=gazetteer)
+    view = trial_view(nct_id, db, geocoder=geocoder, today=today, gazetteer=gazetteer)
     place = resolution.place if resolution else None
     page = build_map(view, place=place, tiles=tiles, today=today)
     path = write_map(page, output or default_map_path(view.trial.nct_id, place),
-                     private=place is not None, store=db_path, create_folder=output is None)
+                     private=place is not None, store=_store_path(db),
+                     create_folder=output is None)
     return _result(path, view.trial, resolution)
+
+
+def _store_path(db: StoreLike) -> str | None:
+    """The file behind ``db`` (an open Store's path), which a map must never overwrite."""
+    if db is None or isinstance(db, (str, Path)):
+        return None if db is None else str(db)
+    return db.path
 
 
 def map_for_answer(
@@ -254,6 +321,27 @@ def leaflet_assets() -> tuple[str, str]:
 
     css = re.sub(r"url\(images/([\w.-]+\.png)\)", inline, css).replace("</", "<\\/")
     return js, css
+
+
+MAP_ASSETS = {
+    "leaflet.js": "text/javascript; charset=utf-8",
+    "leaflet.css": "text/css; charset=utf-8",
+    "basemap.js": "text/javascript; charset=utf-8",
+}
+"""The files a map built with `assets_url` links to, by name."""
+
+
+def map_asset(name: str) -> str:
+    """The text of one of `MAP_ASSETS` (Leaflet from the installed package, images inlined;
+    the country outlines as a script defining ``tfBasemap``); KeyError for any other name."""
+    if name not in MAP_ASSETS:
+        raise KeyError(name)
+    js, css = leaflet_assets()
+    if name == "leaflet.js":
+        return js
+    if name == "leaflet.css":
+        return css
+    return f"var tfBasemap = {_basemap_text()};\n"
 
 
 @functools.cache
@@ -300,50 +388,56 @@ def _slot_element(*, header: str, html: str, script: str) -> Any:
 # --------------------------------------------------------------------------- content
 
 
-def _unpack(
-    view_or_trial: TrialView | Trial, today: date | None
-) -> tuple[Trial, bool, tuple[str, ...]]:
+def _view(view_or_trial: TrialView | Trial, today: date | None) -> TrialView:
+    from trialfinder.queries import TrialView
+
     if isinstance(view_or_trial, Trial):
-        trial = view_or_trial
-        return trial, is_stale(trial.source.as_of_date(), today), ()
-    return view_or_trial.trial, view_or_trial.stale, tuple(view_or_trial.notes)
+        return TrialView(view_or_trial, today=today) if today else TrialView(view_or_trial)
+    return view_or_trial
 
 
 def _site_entries(
-    trial: Trial, place: Place | None, ranked: Sequence[RankedSite] | None
+    view: TrialView, place: Place | None, ranked: Sequence[RankedSite] | None
 ) -> list[dict[str, Any]]:
     """One dict per site, in record order: position, colour, tooltip and popup HTML."""
+    trial = view.trial
     distances: dict[int, float] = {}
     order: list[int] = []  # indexes of sites, nearest first (the ones the answer ranks)
+    nearest: set[int] = set()  # the nearest recruiting site, or the equally near ones
     if place is not None:
         for i, site in enumerate(trial.sites):
-            if site.has_position:
+            if site.latitude is not None and site.longitude is not None:
                 distances[i] = haversine_km(
-                    place.latitude, place.longitude, site.latitude, site.longitude  # type: ignore[arg-type]
+                    place.latitude, place.longitude, site.latitude, site.longitude
                 )
         if ranked is None:
-            ranked = rank_sites(trial, place.latitude, place.longitude, include_all=True)
+            ranked = rank_sites(trial, place.latitude, place.longitude, include_all=True,
+                                today=view.today)
         ids = {id(s): i for i, s in enumerate(trial.sites)}
-        order = [ids[id(r.site)] for r in ranked if id(r.site) in ids and r.site.has_position]
-    nearest = next(
-        (i for i in order if trial.sites[i].effective_status(trial.status).is_recruiting), None
-    )
+        known = [r for r in ranked if id(r.site) in ids and r.site.has_position]
+        order = [ids[id(r.site)] for r in known]
+        first = next((r for r in known if r.recruitment.recruiting), None)
+        if first is not None:
+            nearest = {ids[id(r.site)] for r in known
+                       if r.rank == first.rank and r.recruitment.recruiting}
 
+    answers = [view.site_recruitment(site) for site in trial.sites]
     positions = Counter(_position_key(s) for s in trial.sites if s.has_position)
     seen: defaultdict[tuple[float, float], int] = defaultdict(int)
     entries = []
     for i, site in enumerate(trial.sites):
-        status = site.effective_status(trial.status)
-        category = CATEGORY_BY_KEY[status.category]
+        answer = answers[i]
+        category = CATEGORY_BY_KEY[answer.standing.value]
         entry: dict[str, Any] = {
             "lat": site.latitude if site.has_position else None,
             "lon": site.longitude if site.has_position else None,
             "category": category.key,
             "colour": category.colour,
-            "nearest": i == nearest,
+            "nearest": i in nearest,
             "tooltip": html.escape(_facility_name(site)),
-            "popup": _popup_html(site, status, trial.status, distances.get(i), place,
-                                 nearest=i == nearest),
+            "popup": _popup_html(site, answer, distances.get(i), place, nearest=i in nearest,
+                                 sharing=positions[_position_key(site)]
+                                 if site.has_position else 0),
             "_site": site,
             "_rank": order.index(i) if i in order else None,
         }
@@ -355,7 +449,7 @@ def _site_entries(
                 place.latitude, place.longitude
             )
             seen[key] += 1
-            if i == nearest and distances.get(i) is not None:
+            if i in nearest and distances.get(i) is not None:
                 entry["distance"] = round(distances[i], 1)
         entries.append(entry)
     return entries
@@ -406,49 +500,50 @@ def _patient_entry(place: Place | None) -> dict[str, Any] | None:
     return {
         "lat": place.latitude,
         "lon": place.longitude,
-        "label": html.escape(f"Your place: {place.label}"),
+        "label": html.escape(_("Your place: {place}").format(place=place.label)),
         "colour": PATIENT_COLOUR,
     }
 
 
 def _facility_name(site: Site) -> str:
-    return site.facility or "(facility not named)"
+    return site.facility or _("(facility not named)")
 
 
 def _popup_html(
     site: Site,
-    status: Status,
-    trial_status: Status | None,
+    answer: Recruitment,
     distance_km: float | None,
     place: Place | None,
     *,
     nearest: bool,
+    sharing: int,
 ) -> str:
-    from trialfinder.render import position_text
+    from trialfinder.recruitment import status_source_words, status_words
+    from trialfinder.render import distance_words, position_text, shared_words
 
     e = html.escape
-    category = CATEGORY_BY_KEY[status.category]
+    category = CATEGORY_BY_KEY[answer.standing.value]
     parts = [f'<div class="tf-popup"><div class="tf-facility">{e(_facility_name(site))}</div>']
     if nearest:
-        parts.append('<div class="tf-badge">Nearest recruiting site</div>')
+        badge = (_("Nearest recruiting site (equally near)") if sharing > 1
+                 else _("Nearest recruiting site"))
+        parts.append(f'<div class="tf-badge">{e(badge)}</div>')
     if site.facility_raw and site.facility_raw != site.facility:
-        parts.append(f'<div class="tf-muted">As recorded: {e(site.facility_raw)}</div>')
+        parts.append('<div class="tf-muted">{}</div>'.format(
+            e(_("As recorded: {name}").format(name=site.facility_raw))))
     where = ", ".join(p for p in (site.city, site.zip, site.state, site.country) if p)
     if where:
         parts.append(f"<div>{e(where)}</div>")
     investigators = site.investigators
     if investigators:
-        label = "Investigator" if len(investigators) == 1 else "Investigators"
+        label = ngettext("Investigator", "Investigators", len(investigators))
         names = "; ".join(c.display for c in investigators)
-        parts.append(f"<div><b>{label}:</b> {e(names)}</div>")
-    own = "the site's own status" if site.status is not None else (
-        "the trial's status: the record gives none for this site"
-        if trial_status is not None
-        else "no status recorded"
-    )
+        parts.append(f"<div><b>{e(label)}:</b> {e(names)}</div>")
+    source = ("" if answer.status_from is StatusFrom.PAGE else
+              f' <span class="tf-muted">({e(status_source_words(answer, site))})</span>')
     parts.append(
-        f'<div><b>Status:</b> <span class="tf-dot" style="background:{category.colour}">'
-        f"</span>{e(status.label)} <span class=\"tf-muted\">({e(own)})</span></div>"
+        f'<div><b>{e(_("Status"))}:</b> <span class="tf-dot" '
+        f'style="background:{category.colour}"></span>{e(status_words(answer))}{source}</div>'
     )
     for contact in site.contacts:
         if contact.is_investigator and not (contact.phone or contact.email):
@@ -459,18 +554,22 @@ def _popup_html(
             bits.append(f'<a href="tel:{e(tel)}">{e(contact.phone)}</a>')
         if contact.email:
             bits.append(f'<a href="mailto:{e(contact.email)}">{e(contact.email)}</a>')
-        parts.append(f"<div><b>Contact:</b> {', '.join(bits)}</div>")
-    parts.append(f"<div><b>Position:</b> {e(position_text(site))}</div>")
+        parts.append(f"<div><b>{e(_('Contact'))}:</b> {', '.join(bits)}</div>")
+    parts.append(f"<div><b>{e(_('Position'))}:</b> {e(position_text(site))}</div>")
+    if sharing > 1:
+        parts.append('<div class="tf-muted">{}</div>'.format(e(_("Equally near: {shared}").format(
+            shared=shared_words(site, sharing)))))
     if place is not None and distance_km is not None:
         parts.append(
-            f"<div><b>Distance:</b> {distance_km:.1f} km from {e(place.label)} "
-            '<span class="tf-muted">(straight line)</span></div>'
+            f"<div><b>{e(_('Distance'))}:</b> "
+            + e(_("{distance} from {place}").format(distance=distance_words(distance_km),
+                                                  place=place.label))
+            + ' <span class="tf-muted">({})</span></div>'.format(e(_("straight line")))
         )
     if site.unrepaired:
-        parts.append(
-            '<div class="tf-muted">The name may have lost accents here: '
-            f"{e(', '.join(site.unrepaired))}</div>"
-        )
+        parts.append('<div class="tf-muted">{}</div>'.format(e(
+            _("The name may have lost accents here: {tokens}").format(
+                tokens=", ".join(site.unrepaired)))))
     parts.append("</div>")
     return "".join(parts)
 
@@ -478,6 +577,8 @@ def _popup_html(
 def _legend_html(
     element_id: str, trial: Trial, sites: list[dict[str, Any]], place: Place | None
 ) -> str:
+    from trialfinder.render import distance_words, shared_words
+
     e = html.escape
     counts = Counter(s["category"] for s in sites if s["lat"] is not None)
     heading = trial.nct_id + (f" — {trial.acronym}" if trial.acronym else "")
@@ -489,62 +590,78 @@ def _legend_html(
         f'style="background:{c.colour}"></span>{e(c.label)} <span class="tf-count">'
         f"({counts.get(c.key, 0)})</span></li>"
         for c in CATEGORIES
+        if counts.get(c.key) or c.key != Standing.NOT_STATED.value
     ]
     if place is not None:
         rows.append(
             '<li class="tf-entry" data-category="patient"><span class="tf-swatch" '
-            f'style="background:{PATIENT_COLOUR}"></span>Your place: {e(place.label)}</li>'
+            f'style="background:{PATIENT_COLOUR}"></span>'
+            f'{e(_("Your place: {place}").format(place=place.label))}</li>'
         )
-        nearest = next((s for s in sites if s["nearest"]), None)
-        if nearest is not None:
-            distance = nearest.get("distance")
-            far = f" — {distance:.1f} km" if distance is not None else ""
+        nearest = [s for s in sites if s["nearest"]]
+        if nearest:
+            distance = nearest[0].get("distance")
+            far = f" — {distance_words(distance)}" if distance is not None else ""
+            names = "; ".join(_facility_name(s["_site"]) for s in nearest)
+            if len(nearest) == 1:
+                text = _("Nearest recruiting: {names}").format(names=names)
+            else:
+                text = _("Nearest recruiting, equally near: {names} ({shared})").format(
+                    names=names, shared=shared_words(nearest[0]["_site"], len(nearest)))
             rows.append(
                 '<li class="tf-entry" data-category="nearest"><span class="tf-ring"></span>'
-                f"Nearest recruiting: {e(_facility_name(nearest['_site']))}{far}</li>"
+                f"{e(text)}{e(far)}</li>"
             )
         else:
-            rows.append('<li class="tf-entry tf-muted">No recruiting site is placed.</li>')
+            rows.append('<li class="tf-entry tf-muted">{}</li>'.format(
+                e(_("No recruiting site is placed."))))
     parts = [
-        f'<div id="{element_id}" class="tf-box tf-legend">',
+        # Focusable: it scrolls when long, and keyboard users must be able to scroll it.
+        f'<div id="{element_id}" class="tf-box tf-legend" tabindex="0">',
         f'<div class="tf-heading">{e(heading)}</div><div class="tf-muted">{e(title)}</div>',
         f'<ul class="tf-entries">{"".join(rows)}</ul>',
-        '<div class="tf-muted">Colour: the site\'s own status, else the trial\'s.</div>',
+        '<div class="tf-muted">{}</div>'.format(e(_(
+            "Colour: each site's status (its own, else the trial's; a status not verified for "
+            "two years is unknown)."))),
     ]
     if any(s.get("group", 1) > 1 for s in sites):
-        parts.append(
-            '<div class="tf-muted">Sites sharing one position are fanned out around it.</div>'
-        )
+        parts.append('<div class="tf-muted">{}</div>'.format(e(_(
+            "Sites sharing one position are equally near (the record gives no street "
+            "address); they are fanned out around it."))))
     unplaced = [s["_site"] for s in sites if s["lat"] is None]
     if unplaced:
-        noun = "site" if len(unplaced) == 1 else "sites"
         items = "".join(
             f"<li>{e(_facility_name(s))}{e(', ' + s.city if s.city else '')}</li>"
             for s in unplaced
         )
+        summary = ngettext("{count} site not placed (position unknown)",
+                           "{count} sites not placed (position unknown)",
+                           len(unplaced)).format(count=len(unplaced))
         parts.append(
-            f'<details class="tf-unplaced"><summary>{len(unplaced)} {noun} not placed'
+            f'<details class="tf-unplaced"><summary>{e(summary)}'
             f"</summary><ul>{items}</ul></details>"
         )
     parts.append("</div>")
     return "".join(parts)
 
 
-def _source_html(element_id: str, trial: Trial, stale: bool, notes: tuple[str, ...]) -> str:
+def _source_html(element_id: str, view: TrialView, *, terminal: bool = True) -> str:
+    from trialfinder.freshness import age_sentence
+    from trialfinder.render import warnings
+
     e = html.escape
+    trial = view.trial
     source = trial.source
     parts = [
         f'<div id="{element_id}" class="tf-box tf-source">',
-        f"Source: {e(source.description)}, as of {e(source.as_of_label)}. ",
-        f'<a href="{e(trial.registry_url)}">{e(trial.nct_id)} on ClinicalTrials.gov</a>',
+        e(_("Source: {source}, as of {as_of}.").format(source=source.description,
+                                                       as_of=source.as_of_label)) + " ",
+        f'<a href="{e(trial.registry_url)}">'
+        f'{e(_("{nct_id} on ClinicalTrials.gov").format(nct_id=trial.nct_id))}</a>',
+        f'<div class="tf-muted">{e(age_sentence(view.freshness, source.description))}</div>',
     ]
-    if stale:
-        parts.append(
-            f'<div class="tf-warning">⚠ This record dates from {e(source.as_of_label)}, more '
-            "than six months ago: recruitment may have changed. Confirm with the site "
-            f"(refresh: <code>trialfinder sync {e(trial.nct_id)}</code>).</div>"
-        )
-    parts.extend(f'<div class="tf-warning">{e(note)}</div>' for note in notes)
+    parts.extend(f'<div class="tf-warning">⚠ {e(w)}</div>'
+                 for w in warnings(view, terminal=terminal))
     parts.append("</div>")
     return "".join(parts)
 
@@ -579,6 +696,12 @@ _PAGE_CSS = """
   padding: 0 5px; font-size: 11px; }
 .tf-patient-label { font-weight: 600; }
 .tf-labels-hidden .tf-city { display: none; }
+@media (max-width: 480px) {  /* a phone, or the map inside a web page on one */
+  .tf-box { max-width: 62vw; padding: 5px 7px; font-size: 11px; }
+  .tf-legend { max-height: 40vh; }
+  .tf-legend .tf-muted { display: none; }
+  .tf-source { font-size: 10px; }
+}
 .tf-city-text { position: absolute; left: 0; top: 9px; transform: translateX(-50%);
   font-size: 11px; color: #333; white-space: nowrap;
   text-shadow: 0 0 2px #fff, 0 0 2px #fff, 0 0 3px #fff; }
@@ -604,7 +727,7 @@ _PAGE_JS = """
 
   var sites = L.featureGroup().addTo(map);
   var fanned = [];
-  var nearestMarker = null, nearestRing = null;
+  var nearestAt = null;  // the nearest recruiting site's true position (shared when tied)
   data.sites.forEach(function (s) {
     var marker = L.circleMarker([s.lat, s.lon], {
       radius: s.nearest ? 10 : 7, color: s.nearest ? data.nearestColour : '#ffffff',
@@ -614,17 +737,18 @@ _PAGE_JS = """
     marker.bindTooltip(s.tooltip, {direction: 'top', offset: [0, -6]});
     marker.bindPopup(s.popup, {maxWidth: 320});
     marker.addTo(sites);
-    if (s.group > 1 || s.aroundPatient) { fanned.push({marker: marker, site: s}); }
+    var ring = null;
     if (s.nearest) {
-      nearestMarker = marker;
-      nearestRing = L.circleMarker([s.lat, s.lon], {
+      // Equally near sites (one position) are all marked nearest, each with its ring.
+      if (!nearestAt) { nearestAt = [s.lat, s.lon]; }
+      ring = L.circleMarker([s.lat, s.lon], {
         radius: 16, fill: false, color: data.nearestColour, weight: 2, dashArray: '4 3',
         interactive: false, className: 'tf-nearest-ring'
       }).addTo(map);
     }
+    if (s.group > 1 || s.aroundPatient) { fanned.push({marker: marker, site: s, ring: ring}); }
   });
 
-  var route = null;
   if (data.patient) {
     var p = data.patient;
     L.circleMarker([p.lat, p.lon], {
@@ -632,8 +756,8 @@ _PAGE_JS = """
       className: 'tf-patient'
     }).bindTooltip(p.label, {permanent: true, direction: 'right', offset: [8, 0],
                              className: 'tf-patient-label'}).addTo(map);
-    if (nearestMarker) {
-      route = L.polyline([[p.lat, p.lon], nearestMarker.getLatLng()], {
+    if (nearestAt) {
+      L.polyline([[p.lat, p.lon], nearestAt], {
         color: data.nearestColour, weight: 2.5, dashArray: '6 6', interactive: false,
         className: 'tf-route'
       }).addTo(map);
@@ -641,7 +765,8 @@ _PAGE_JS = """
   }
 
   // Sites that share one position (often a city centre) are fanned out on a small circle,
-  // in screen pixels, so each stays visible and clickable at every zoom.
+  // in screen pixels, so each stays visible and clickable at every zoom. The route keeps to
+  // the shared position itself: none of them is nearer than the others.
   function fan() {
     fanned.forEach(function (f) {
       var s = f.site, angle = 2 * Math.PI * s.slot / s.group - Math.PI / 2;
@@ -649,10 +774,7 @@ _PAGE_JS = """
       var centre = map.latLngToLayerPoint([s.lat, s.lon]);
       var at = map.layerPointToLatLng(centre.add([r * Math.cos(angle), r * Math.sin(angle)]));
       f.marker.setLatLng(at);
-      if (f.marker === nearestMarker) {
-        nearestRing.setLatLng(at);
-        if (route) { route.setLatLngs([route.getLatLngs()[0], at]); }
-      }
+      if (f.ring) { f.ring.setLatLng(at); }
     });
   }
   map.on('zoomend viewreset', fan);

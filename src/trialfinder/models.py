@@ -34,29 +34,12 @@ class Status(StrEnum):
     WITHHELD = "WITHHELD"
     UNKNOWN = "UNKNOWN"
 
-    @property
-    def is_recruiting(self) -> bool:
-        """Only an explicit RECRUITING counts: patients act on this answer."""
-        return self is Status.RECRUITING
-
-    @property
-    def label(self) -> str:
-        return _STATUS_LABELS.get(self, self.value.replace("_", " ").capitalize())
-
-    @property
-    def category(self) -> str:
-        """Coarse bucket for colours and legends: recruiting, not-yet, closed, unknown."""
-        if self is Status.RECRUITING:
-            return "recruiting"
-        if self is Status.NOT_YET_RECRUITING:
-            return "not-yet"
-        if self in (Status.UNKNOWN, Status.WITHHELD):
-            return "unknown"
-        return "closed"
-
     @classmethod
     def parse(cls, value: str | None) -> Status | None:
-        """Read an API enum value or a listing's words ("Open", "Closed"); None if absent."""
+        """Read an API enum value ("RECRUITING", "Active, not recruiting"); None if absent.
+
+        What a status means for a patient, and how it is said, is `trialfinder.recruitment`'s
+        to decide (`site_recruitment`, `status_label`), never this enum's."""
         if value is None:
             return None
         text = value.strip()
@@ -68,15 +51,8 @@ class Status(StrEnum):
         return _LISTING_WORDS.get(text.lower(), cls.UNKNOWN)
 
 
-_STATUS_LABELS = {
-    Status.RECRUITING: "Recruiting",
-    Status.NOT_YET_RECRUITING: "Not yet recruiting",
-    Status.ENROLLING_BY_INVITATION: "Enrolling by invitation",
-    Status.ACTIVE_NOT_RECRUITING: "Active, not recruiting",
-    Status.UNKNOWN: "Unknown",
-}
-
-# Words CenterWatch-style listings use for "Recruitment Status".
+# Words CenterWatch-style listings use for "Recruitment Status". Goes once listing.py keeps
+# the page's words (Trial.status_text, read by recruitment.page_standing): the one mapping.
 _LISTING_WORDS = {
     "open": Status.RECRUITING,
     "recruiting": Status.RECRUITING,
@@ -92,6 +68,8 @@ class Precision(StrEnum):
     FACILITY = "facility"
     POSTAL_CODE = "postal code"
     CITY = "city centre"
+    REGION = "region"
+    """A French region, department or overseas territory a patient named (its centre)."""
     UNKNOWN = "unknown"
 
     @property
@@ -122,12 +100,6 @@ class Contact:
         return f"{self.name}, {self.title}" if self.title else self.name
 
 
-# Overall statuses under which a site's own RECRUITING can be believed.
-_TRUST_SITE_RECRUITING = frozenset(
-    {None, Status.RECRUITING, Status.ENROLLING_BY_INVITATION, Status.UNKNOWN}
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Site:
     """One investigator site (a "location" in API v2 terms)."""
@@ -137,7 +109,8 @@ class Site:
     city: str
     country: str
     status: Status | None = None
-    """The site's own recorded status; None when the record gives none (then the trial's)."""
+    """The site's own recorded status; None when the record gives none. What it means for a
+    patient is `recruitment.site_recruitment`'s to say."""
     state: str | None = None
     zip: str | None = None
     latitude: float | None = None
@@ -157,13 +130,16 @@ class Site:
     """After a merge: the listing names this site but the registry does not (any more). Kept
     for reference with status UNKNOWN; a sync records it as removed from the trial."""
     shared_position: bool = False
-    """True when another site of the trial sits at exactly the same coordinate."""
+    """True when another site of the trial sits at exactly the same coordinate (then they are
+    equally near any place: `nearest.rank_sites` gives them one rank)."""
     matched: tuple[str, ...] = ()
     """The record's address fields a looked-up position agrees with, e.g. ("city", "state")
     or ("postal code", "city"); empty when the position came with the record or is unknown."""
     unplaced_reason: str | None = None
     """Why a site has no position, as a short code ("ambiguous", "not found", …); None when
     it is placed or nobody tried."""
+    city_raw: str | None = None
+    """The city exactly as the source gave it, when repair changed it (a listing's "N mes")."""
 
     @property
     def investigators(self) -> tuple[Contact, ...]:
@@ -172,20 +148,6 @@ class Site:
     @property
     def has_position(self) -> bool:
         return self.latitude is not None and self.longitude is not None
-
-    def effective_status(self, trial_status: Status | None) -> Status:
-        """The site's own status wins; else the trial's; else unknown.
-
-        One exception: a site still marked RECRUITING in a trial whose overall status says
-        it is not recruiting (completed, suspended, not yet open …) is not called
-        recruiting: registries often leave site statuses stale when a trial closes.
-        """
-        own = self.status
-        if own is None:
-            return trial_status or Status.UNKNOWN
-        if own is Status.RECRUITING and trial_status not in _TRUST_SITE_RECRUITING:
-            return trial_status  # type: ignore[return-value]  # not None: see the set
-        return own
 
     def key(self) -> str:
         """Stable identity of a site within a trial (facility + city + country, folded)."""
@@ -197,9 +159,9 @@ class Site:
 @dataclass(frozen=True, slots=True)
 class Eligibility:
     criteria: str | None = None
-    """The registry's eligibility text (Markdown with backslash escapes)."""
-    inclusion: tuple[str, ...] = ()
-    exclusion: tuple[str, ...] = ()
+    """The registry's eligibility text (Markdown with backslash escapes). The inclusion and
+    exclusion lists are read from it by `trialfinder.criteria.parse_criteria`, the one parser
+    (records stored with lists of their own still read: the lists are ignored)."""
     minimum_age: str | None = None
     maximum_age: str | None = None
     sex: str | None = None
@@ -344,10 +306,7 @@ def trial_from_jsonable(data: dict[str, Any]) -> Trial:
         for a in d.get("arms", ())
     )
     if d.get("eligibility"):
-        e = _known(Eligibility, d["eligibility"])
-        e["inclusion"] = tuple(e.get("inclusion", ()))
-        e["exclusion"] = tuple(e.get("exclusion", ()))
-        d["eligibility"] = Eligibility(**e)
+        d["eligibility"] = Eligibility(**_known(Eligibility, d["eligibility"]))
     for key in ("central_contacts", "officials"):
         d[key] = tuple(contact(c) for c in d.get(key, ()))
     for key in ("phases", "conditions", "keywords", "secondary_ids", "condition_terms"):

@@ -1,4 +1,9 @@
-"""Great-circle distances and ranking of a trial's sites around a point."""
+"""Great-circle distances and the ranking of a trial's sites around a point.
+
+Sites that share one position (the registry gives the city centre, not the hospital) are
+equally near: they get one rank, and no order among them is presented as nearness. A site
+with no position cannot be ranked: it is listed after the placed ones.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,15 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
-from trialfinder.models import Site, Status, Trial
+from trialfinder.models import Site, Trial
+from trialfinder.recruitment import (
+    STANDING_ORDER,
+    Recruitment,
+    site_recruitment,
+    trial_recruitment,
+)
 
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
-STALE_AFTER_DAYS = 183  # "older than six months"
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -22,45 +32,90 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
+def position_key(site: Site) -> tuple[float, float] | None:
+    """The site's position as compared for ties (to about 0.1 m); None when unplaced."""
+    if site.latitude is None or site.longitude is None:
+        return None
+    return (round(site.latitude, 6), round(site.longitude, 6))
+
+
 @dataclass(frozen=True, slots=True)
 class RankedSite:
     site: Site
-    status: Status
-    """The effective status: the site's own, else the trial's."""
+    recruitment: Recruitment
+    """The site's status as the status rule reads it (`recruitment.site_recruitment`)."""
     distance_km: float | None
-    """None when the site has no known position (ranked last)."""
+    """None when the site has no known position (listed after the placed ones)."""
+    rank: int | None = None
+    """1 for the nearest position, 2 for the next …: sites that share a position share a
+    rank. None for a site with no position."""
+    group_size: int = 1
+    """How many of the ranked sites share this site's position (1: it is alone there)."""
+
+    @property
+    def equally_near(self) -> bool:
+        return self.group_size > 1
 
 
 def rank_sites(
-    trial: Trial, latitude: float, longitude: float, *, include_all: bool = False
+    trial: Trial,
+    latitude: float,
+    longitude: float,
+    *,
+    include_all: bool = False,
+    today: date | None = None,
 ) -> list[RankedSite]:
-    """Sites nearest first; only recruiting ones unless include_all.
+    """The trial's sites, nearest position first, then the sites with no position; only the
+    recruiting ones unless ``include_all``.
 
-    Ties (sites sharing one position) are broken by status (recruiting first, then known
-    statuses) and then by facility name, so the order is stable and explainable.
+    Sites at one position share a rank; among them, recruiting ones come first, then by
+    name, an order of convenience that says nothing about distance. Unplaced sites are in
+    country, city, name order.
     """
-    ranked = []
+    overall = trial_recruitment(trial, today)
+    placed: list[tuple[tuple[float, float], RankedSite]] = []
+    unplaced: list[RankedSite] = []
     for site in trial.sites:
-        status = site.effective_status(trial.status)
-        if not include_all and not status.is_recruiting:
+        answer = site_recruitment(site, trial, today, overall=overall)
+        if not include_all and not answer.recruiting:
             continue
-        distance = (
-            haversine_km(latitude, longitude, site.latitude, site.longitude)  # type: ignore[arg-type]
-            if site.has_position
-            else None
+        key = position_key(site)
+        if key is None:
+            unplaced.append(RankedSite(site, answer, None))
+        else:
+            distance = haversine_km(latitude, longitude, key[0], key[1])
+            placed.append((key, RankedSite(site, answer, distance)))
+    placed.sort(key=lambda item: (
+        round(item[1].distance_km or 0.0, 6), item[0],
+        STANDING_ORDER[item[1].recruitment.standing], item[1].site.facility.casefold(),
+    ))
+    ranked: list[RankedSite] = []
+    start = 0
+    rank = 0
+    while start < len(placed):
+        end = start
+        while end < len(placed) and placed[end][0] == placed[start][0]:
+            end += 1
+        rank += 1
+        size = end - start
+        ranked.extend(
+            RankedSite(r.site, r.recruitment, r.distance_km, rank, size)
+            for _, r in placed[start:end]
         )
-        ranked.append(RankedSite(site, status, distance))
-    ranked.sort(key=_rank_key)
-    return ranked
+        start = end
+    unplaced.sort(key=lambda r: (r.site.country.casefold(), r.site.city.casefold(),
+                                 r.site.facility.casefold()))
+    return ranked + unplaced
 
 
-def _rank_key(item: RankedSite) -> tuple[int, float, int, str]:
-    status_order = 0 if item.status.is_recruiting else (2 if item.status is Status.UNKNOWN else 1)
-    if item.distance_km is None:
-        return (1, 0.0, status_order, item.site.facility.casefold())
-    return (0, round(item.distance_km, 6), status_order, item.site.facility.casefold())
-
-
-def is_stale(as_of: date, today: date | None = None) -> bool:
-    today = today or date.today()
-    return (today - as_of).days > STALE_AFTER_DAYS
+def within_limit(ranked: list[RankedSite], limit: int) -> list[RankedSite]:
+    """The placed sites of the first ranks holding at least ``limit`` sites: a group of
+    equally near sites is never cut in half, so the answer may hold more than ``limit``."""
+    shown: list[RankedSite] = []
+    for item in ranked:
+        if item.rank is None:
+            continue
+        if len(shown) >= limit and item.rank != shown[-1].rank:
+            break
+        shown.append(item)
+    return shown

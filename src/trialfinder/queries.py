@@ -1,20 +1,34 @@
-"""The library calls behind the commands: resolve, load, place, rank. No printing here."""
+"""The library calls behind the commands: resolve, load, place, rank. No printing here.
+
+Every call that reads the store takes ``db``: an open `Store`, a path, or None (the bundled
+record only). The rules (status: `recruitment`; age: `freshness`) are applied here, once per
+answer, on one day (``today``, default `clock.today()`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trialfinder import clock
 from trialfinder.errors import BadInput, OutOfReach
-from trialfinder.geocode import Geocoder, NominatimClient, locate_sites, place_sites, resolve_place
-from trialfinder.models import Trial
-from trialfinder.nearest import RankedSite, is_stale, rank_sites
+from trialfinder.freshness import Freshness, freshness
+from trialfinder.geocode import (
+    Geocoder,
+    NominatimClient,
+    default_chain,
+    locate_sites,
+    resolve_place,
+)
+from trialfinder.models import Site, Trial
+from trialfinder.nearest import RankedSite, rank_sites, within_limit
 from trialfinder.records import load_trial
+from trialfinder.recruitment import Recruitment, site_recruitment, trial_recruitment
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer, Place, Resolution
+    from trialfinder.store import StoreLike
 
 DEFAULT_MAX_KM = 1500.0
 """How far abroad a patient can be expected to travel for a trial visit (a day by car or train
@@ -23,11 +37,29 @@ to a neighbouring country); --max-km changes it."""
 
 @dataclass(frozen=True, slots=True)
 class TrialView:
-    """A trial with its sites placed, plus what the user must be told about its freshness."""
+    """A trial as every output shows it: the record, and what the rules say about it on one
+    day (its age, its overall status), plus notes from placing its sites."""
 
     trial: Trial
-    stale: bool
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
+    today: date = field(default_factory=lambda: clock.today())
+    freshness: Freshness = field(init=False)
+    """Both ages of the record (`freshness.freshness`)."""
+    recruitment: Recruitment = field(init=False)
+    """The trial's overall status as the status rule reads it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "freshness", freshness(self.trial, self.today))
+        object.__setattr__(self, "recruitment", trial_recruitment(self.trial, self.today))
+
+    @property
+    def stale(self) -> bool:
+        """The copy is more than six months old (`Freshness.stale`)."""
+        return self.freshness.stale
+
+    def site_recruitment(self, site: Site) -> Recruitment:
+        """The site's status as the status rule reads it, on the view's day."""
+        return site_recruitment(site, self.trial, self.today, overall=self.recruitment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +67,26 @@ class NearestAnswer:
     resolution: Resolution
     view: TrialView
     ranked: tuple[RankedSite, ...]
-    """The sites shown, nearest first (already cut to the limit)."""
+    """The placed sites shown, nearest first (the first ranks up to the limit, a group of
+    equally near sites never cut), then every matching site with no position."""
     total_matching: int
-    """How many sites matched the filter (and the reach) before the limit."""
+    """How many placed sites matched the filter (and the reach) before the limit."""
     include_all: bool
     max_km: float | None = None
+    limit: int | None = None
+
+    @property
+    def placed(self) -> tuple[RankedSite, ...]:
+        return tuple(r for r in self.ranked if r.rank is not None)
+
+    @property
+    def unplaced(self) -> tuple[RankedSite, ...]:
+        return tuple(r for r in self.ranked if r.rank is None)
 
 
 def trial_view(
     nct_id: str,
-    db_path: Path | None,
+    db: StoreLike,
     *,
     geocoder: Geocoder | None = None,
     today: date | None = None,
@@ -53,29 +95,34 @@ def trial_view(
 ) -> TrialView:
     """The trial's sites at the most precise position known: record, the store's geocode cache
     (when the store exists), the gazetteer; Nominatim too only given a client (--online)."""
-    trial = load_trial(nct_id, db_path)
+    from trialfinder.store import using_store
+
     notes: tuple[str, ...] = ()
-    if geocoder is not None:
-        trial = locate_sites(trial, geocoder)
-    else:
-        placement = place_sites(trial, db_path, client=client, gazetteer=gazetteer)
-        trial, notes = placement.trial, placement.warnings
-    return TrialView(trial=trial, stale=record_is_stale(trial, today), notes=notes)
+    # Online answers are cached in the store (Nominatim's usage policy asks clients to cache).
+    with using_store(db, create=client is not None) as store:
+        trial = load_trial(nct_id, store)
+        if geocoder is not None:
+            trial = locate_sites(trial, geocoder)
+        else:
+            chain = default_chain(gazetteer, store, client=client)
+            trial = locate_sites(trial, chain)
+            notes = tuple(chain.warnings)
+    return TrialView(trial, notes, today or clock.today())
 
 
-def record_is_stale(trial: Trial, today: date | None = None) -> bool:
-    """Older than six months: since it was fetched for a registry record (a fresh sync makes
-    it fresh), since the page's date for a listing."""
-    retrieved = trial.source.retrieved
-    if retrieved:
-        return is_stale(date.fromisoformat(retrieved[:10]), today)
-    return is_stale(trial.source.as_of_date(), today)
+def load_view(nct_id: str, db: StoreLike, *, today: date | None = None) -> TrialView:
+    """The store's record (else the bundled one) as the rules read it; sites not placed."""
+    from trialfinder.store import using_store
+
+    with using_store(db) as store:
+        trial = load_trial(nct_id, store)
+    return TrialView(trial, today=today or clock.today())
 
 
 def nearest(
     place_query: str,
     nct_id: str,
-    db_path: Path | None,
+    db: StoreLike,
     *,
     limit: int = 5,
     include_all: bool = False,
@@ -84,23 +131,35 @@ def nearest(
     today: date | None = None,
     client: NominatimClient | None = None,
     max_km: float | None = None,
+    view: TrialView | None = None,
 ) -> NearestAnswer:
     """The nearest sites of a trial to a place the patient typed (resolved offline; online
     with Nominatim only given a client, i.e. an explicit --online).
+
+    Only recruiting sites unless ``include_all``. The first ranks holding ``limit`` sites are
+    shown: sites that are equally near (one position) are never split by the limit, so more
+    than ``limit`` may be shown. Matching sites with no position follow, whatever the limit.
 
     Sites farther than max_km are left out; when that leaves none, OutOfReach says how far
     the nearest one is, rather than offering a patient a site on another continent. Without
     max_km, DEFAULT_MAX_KM applies only to a place in a country where the trial has no site:
     a patient in La Réunion is still shown the French centres, however far.
+
+    `view`: the trial already loaded and placed by `trial_view` (a server keeps it while the
+    store is unchanged); nct_id and db_path are then not read.
     """
     if max_km is not None and not 0 < max_km < float("inf"):
         raise BadInput(f"--max-km must be a positive number of kilometres, not {max_km}")
+    if limit < 1:
+        raise BadInput(f"the limit must be at least 1, not {limit}")
     resolution = resolve_place(place_query, gazetteer=gazetteer, client=client)
-    view = trial_view(
-        nct_id, db_path, geocoder=geocoder, today=today, client=client, gazetteer=gazetteer
-    )
+    if view is None:
+        view = trial_view(
+            nct_id, db, geocoder=geocoder, today=today, client=client, gazetteer=gazetteer
+        )
     place = resolution.place
-    ranked = rank_sites(view.trial, place.latitude, place.longitude, include_all=include_all)
+    ranked = rank_sites(view.trial, place.latitude, place.longitude,
+                        include_all=include_all, today=view.today)
     if max_km is None and not _trial_has_sites_in(view.trial, place):
         max_km = DEFAULT_MAX_KM
     if max_km is not None:
@@ -109,33 +168,44 @@ def nearest(
         if placed and not any(r.distance_km is not None for r in reachable):
             raise OutOfReach(_out_of_reach_message(view.trial, resolution, placed[0], max_km))
         ranked = reachable
+    shown = within_limit(ranked, limit)
+    unplaced = [r for r in ranked if r.rank is None]
     return NearestAnswer(
         resolution=resolution,
         view=view,
-        ranked=tuple(ranked[:limit]),
-        total_matching=len(ranked),
+        ranked=tuple(shown + unplaced),
+        total_matching=sum(1 for r in ranked if r.rank is not None),
         include_all=include_all,
         max_km=max_km,
+        limit=limit,
     )
 
 
 def _trial_has_sites_in(trial: Trial, place: Place) -> bool:
-    from trialfinder.text import fold
+    from trialfinder.gazetteer import same_country
 
-    names = {fold(place.country_name), fold(place.country)}
-    return any(fold(site.country) in names for site in trial.sites)
+    return any(same_country(place, country) for country in {s.country for s in trial.sites})
 
 
 def _out_of_reach_message(
     trial: Trial, resolution: Resolution, nearest_site: RankedSite, max_km: float
 ) -> str:
+    from trialfinder.i18n import _, format_decimal
     from trialfinder.render import place_title
 
-    which = "recruiting site" if nearest_site.status.is_recruiting else "site"
     site = nearest_site.site
-    return (
-        f"No {which} of {trial.nct_id} within {max_km:,.0f} km of "
-        f"{place_title(resolution.place)}: the nearest, {site.facility or site.city} "
-        f"({site.city}), is {nearest_site.distance_km:,.0f} km away. "
-        "Check the place with `trialfinder where`, or use --max-km to look farther."
+    if nearest_site.recruitment.recruiting:
+        message = _(
+            "No recruiting site of {nct_id} within {max_km} km of {place}: the nearest, "
+            "{facility} ({city}), is {distance} km away. Check the place with `trialfinder "
+            "where`, or use --max-km to look farther.")
+    else:
+        message = _(
+            "No site of {nct_id} within {max_km} km of {place}: the nearest, {facility} "
+            "({city}), is {distance} km away. Check the place with `trialfinder where`, or "
+            "use --max-km to look farther.")
+    return message.format(
+        nct_id=trial.nct_id, max_km=format_decimal(max_km, 0),
+        place=place_title(resolution.place), facility=site.facility or site.city,
+        city=site.city, distance=format_decimal(nearest_site.distance_km or 0.0, 0),
     )

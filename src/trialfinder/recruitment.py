@@ -24,6 +24,7 @@ from datetime import date
 from enum import StrEnum
 
 from trialfinder import clock
+from trialfinder.i18n import _
 from trialfinder.models import Site, Status, Trial
 
 UNVERIFIED_AFTER_YEARS = 2
@@ -219,3 +220,111 @@ def _start_of(iso: str) -> date | None:
         return date(parts[0], parts[1], parts[2])
     except ValueError:
         return None
+
+
+# -- words ------------------------------------------------------------------------------------
+
+STANDING_ORDER = {
+    Standing.RECRUITING: 0,
+    Standing.NOT_YET_RECRUITING: 1,
+    Standing.NOT_RECRUITING: 2,
+    Standing.UNKNOWN: 3,
+    Standing.NOT_STATED: 4,
+}
+"""How statuses are ordered among sites that are equally near: recruiting first."""
+
+
+def status_label(status: Status) -> str:
+    """A registry status in words: "Recruiting", "Active, not recruiting", "Completed"."""
+    labels = {
+        Status.RECRUITING: _("Recruiting"),
+        Status.NOT_YET_RECRUITING: _("Not yet recruiting"),
+        Status.ENROLLING_BY_INVITATION: _("Enrolling by invitation"),
+        Status.ACTIVE_NOT_RECRUITING: _("Active, not recruiting"),
+        Status.SUSPENDED: _("Suspended"),
+        Status.TERMINATED: _("Terminated"),
+        Status.COMPLETED: _("Completed"),
+        Status.WITHDRAWN: _("Withdrawn"),
+        Status.AVAILABLE: _("Available"),
+        Status.NO_LONGER_AVAILABLE: _("No longer available"),
+        Status.TEMPORARILY_NOT_AVAILABLE: _("Temporarily not available"),
+        Status.APPROVED_FOR_MARKETING: _("Approved for marketing"),
+        Status.WITHHELD: _("Withheld"),
+        Status.UNKNOWN: _("Unknown"),
+    }
+    return labels[status]
+
+
+def status_words(answer: Recruitment) -> str:
+    """The status as a person must read it, in one phrase that stands alone: "Recruiting",
+    "Status unknown (last known: recruiting, not verified since September 2022)", "No status
+    in the record", or a listing page's own words as the page gave them."""
+    if answer.standing is Standing.UNKNOWN:
+        return unknown_words(answer)
+    if answer.status_from is StatusFrom.PAGE and answer.status is None:
+        if answer.standing is Standing.NOT_STATED:
+            return _("“{words}” (as the listing page says; not understood as a status)").format(
+                words=answer.words)
+        return _("“{words}” (as the listing page says)").format(words=answer.words)
+    if answer.status is None:
+        return _("No status in the record")
+    return status_label(answer.status)
+
+
+def unknown_words(answer: Recruitment) -> str:
+    """"Status unknown (last known: recruiting, not verified since September 2022)"."""
+    from trialfinder.freshness import date_words
+
+    if answer.status_from is StatusFrom.LISTING_ONLY:
+        return _("Status unknown (the listing page names this site; the registry record does "
+                 "not)")
+    last = status_label(answer.last_known).lower() if answer.last_known else None
+    if answer.not_seen_since:
+        since = date_words(answer.not_seen_since)
+        if last:
+            return _("Status unknown (last known: {status}; no longer returned by the registry "
+                     "since {date})").format(status=last, date=since)
+        return _("Status unknown (no longer returned by the registry since {date})").format(
+            date=since)
+    if last and answer.verified:
+        return _("Status unknown (last known: {status}, not verified since {date})").format(
+            status=last, date=date_words(answer.verified))
+    if last:
+        return _("Status unknown (last known: {status})").format(status=last)
+    if answer.verified:
+        return _("Status unknown (not verified since {date})").format(
+            date=date_words(answer.verified))
+    return _("Status unknown")
+
+
+def status_source_words(answer: Recruitment, site: Site | None = None) -> str:
+    """Where a status comes from, for the details: "the site's own status", "the trial's
+    status; the record gives none for this site", …"""
+    if answer.status_from is StatusFrom.SITE:
+        return _("the site's own status")
+    if answer.status_from is StatusFrom.LISTING_ONLY:
+        return _("the listing page names this site; the registry record does not")
+    if answer.status_from is StatusFrom.PAGE:
+        return _("the listing page's own words for the trial")
+    if answer.status_from is StatusFrom.NONE:
+        return _("the record gives no status")
+    if site is None:
+        return _("the trial's overall status")
+    recorded = answer.recorded
+    if answer.standing is Standing.UNKNOWN and recorded is not None:
+        return _("the trial's status is unknown: the site's own is not verified either")
+    if recorded is not None and recorded is not answer.status:
+        return _("the trial's status; the site is still marked {status}").format(
+            status=status_label(recorded).lower())
+    if site.status is None:
+        return _("the trial's status; the record gives none for this site")
+    return _("the trial's status")
+
+
+def status_with_source(answer: Recruitment, site: Site | None = None) -> str:
+    """"Recruiting (the site's own status)": the status and where it comes from, in one
+    phrase; a listing page's words say their source themselves."""
+    if answer.status_from is StatusFrom.PAGE:
+        return status_words(answer)
+    return _("{status} ({source})").format(status=status_words(answer),
+                                           source=status_source_words(answer, site))

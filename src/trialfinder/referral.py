@@ -3,7 +3,9 @@
 The sheet is one self-contained HTML file (inline CSS, no script, no image, no font, nothing
 fetched from the network) laid out for one A4 page when printed. Every value from a record or
 from the user is escaped with `html.escape`. The patient appears only as the resolved place
-(city, department, postal code): never as the text they typed.
+(city, department, postal code): never as the text they typed. Criteria come from
+`trialfinder.criteria`, statuses from `trialfinder.recruitment`, the record's age from
+`trialfinder.freshness`, like every other output.
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trialfinder.models import Contact, Site, Status
-from trialfinder.summary import Criterion, is_listing_only, parse_criteria, phase_label
+from trialfinder import clock
+from trialfinder.criteria import Criterion, parse_criteria
+from trialfinder.i18n import _, ngettext
+from trialfinder.models import Contact, Trial
+from trialfinder.summary import is_listing_only, phase_label
 from trialfinder.text import fold
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer
+    from trialfinder.nearest import RankedSite
     from trialfinder.queries import NearestAnswer
+    from trialfinder.store import StoreLike
 
 SITES_ON_SHEET = 3
 CRITERIA_ON_SHEET = 5
@@ -40,20 +47,36 @@ class Referral:
 def build_referral(
     nct_id: str,
     place_query: str,
-    db_path: Path | None,
+    db: StoreLike,
     *,
     sites: int = SITES_ON_SHEET,
     gazetteer: Gazetteer | None = None,
     today: date | None = None,
 ) -> Referral:
-    """The sheet's content: the trial (store, else bundled) and its nearest recruiting sites."""
+    """The sheet's content: the trial (store, else bundled) and its nearest recruiting sites
+    (``db``: an open `Store`, a path, or None)."""
     from trialfinder import queries
 
+    today = today or clock.today()
     answer = queries.nearest(
-        place_query, nct_id, db_path, limit=sites, include_all=False, gazetteer=gazetteer,
+        place_query, nct_id, db, limit=sites, include_all=False, gazetteer=gazetteer,
         today=today,
     )
-    return Referral(answer=answer, generated=today or date.today())
+    return Referral(answer=answer, generated=today)
+
+
+def referral_sheet(
+    nct_id: str,
+    place_query: str,
+    db: StoreLike = None,
+    *,
+    gazetteer: Gazetteer | None = None,
+    today: date | None = None,
+) -> str:
+    """The referral sheet as one HTML document (write it with `write_referral`, or as you
+    like): the library's entry point behind `trialfinder referral`."""
+    return referral_html(build_referral(nct_id, place_query, db, gazetteer=gazetteer,
+                                        today=today))
 
 
 def default_filename(referral: Referral) -> str:
@@ -108,47 +131,65 @@ def _short(text: str, limit: int = CRITERION_CHARS) -> str:
 
 
 def _criteria_html(title: str, items: tuple[Criterion, ...], limit: int) -> str:
+    items = tuple(i for i in items if not i.lead_in)
     if not items:
-        return f"<div><p><strong>{_e(title)}</strong>: not stated in the record</p></div>"
+        return "<div><p><strong>{}</strong>: {}</p></div>".format(
+            _e(title), _e(_("not stated in the record")))
     shown = items[:limit]
-    rows = []
-    for item in shown:
-        text = item.text
-        if item.children:
-            text += " " + "; ".join(c.text for c in item.children)
-        rows.append(f"<li>{_e(_short(text))}</li>")
+    rows = [f"<li>{_e(_short(item.flat()))}</li>" for item in shown]
     more = len(items) - len(shown)
-    tail = f'<p class="more">… and {more} more (see the registry)</p>' if more else ""
+    tail = (f'<p class="more">{_e(_("… and {count} more (see the registry)").format(count=more))}'
+            "</p>" if more else "")
     return f"<div><p><strong>{_e(title)}</strong></p><ul>{''.join(rows)}</ul>{tail}</div>"
 
 
 def _contact_html(contact: Contact) -> str:
     bits = [_e(contact.display)]
     if contact.is_investigator:
-        bits[0] += " (investigator)"
+        bits[0] += " " + _e(_("(investigator)"))
     if contact.phone:
-        bits.append(f"tel. {_e(contact.phone)}")
+        bits.append(_e(_("tel. {phone}").format(phone=contact.phone)))
     if contact.email:
         bits.append(_e(contact.email))
     return ", ".join(bits)
 
 
-def _site_html(index: int, site: Site, status: Status, distance_km: float | None) -> str:
+def _site_html(ranked: RankedSite, trial: Trial) -> str:
+    from trialfinder.recruitment import status_with_source
+    from trialfinder.render import distance_words, shared_words
+
+    site = ranked.site
     where = ", ".join(p for p in (site.zip, site.city, site.state, site.country) if p)
-    distance = f"{distance_km:.0f} km" if distance_km is not None else "distance unknown"
-    own = "" if site.status is not None else " (the trial's status; none recorded for the site)"
+    distance = (distance_words(ranked.distance_km) if ranked.distance_km is not None
+                else _("position unknown — may be near you"))
+    status = status_with_source(ranked.recruitment, site)
     contacts = "".join(f"<li>{_contact_html(c)}</li>" for c in site.contacts)
+    central = [c for c in trial.central_contacts if c.phone or c.email]
+    if not any(c.phone or c.email for c in site.contacts):
+        reach = (_("No phone or e-mail for this site in the record: see the central contacts.")
+                 if central else
+                 _("No phone or e-mail in the record: contact the investigator through the "
+                   "registry page."))
+        contacts += f"<li>{_e(reach)}</li>"
+    number = f"{ranked.rank}. " if ranked.rank is not None else ""
+    shared = ""
+    if ranked.group_size > 1 and ranked.rank is not None:
+        words = _("Equally near: {shared}").format(shared=shared_words(site, ranked.group_size))
+        shared = f'<p class="meta">{_e(words)}</p>'
     return (
         '<div class="site">'
-        f"<h3>{index}. {_e(site.facility or '(facility not named)')}</h3>"
+        f"<h3>{number}{_e(site.facility or _('(facility not named)'))}</h3>"
         f"<p>{_e(where)}</p>"
-        f"<p><strong>{_e(distance)}</strong> · {_e(status.label + own)}</p>"
-        + (f"<ul>{contacts}</ul>" if contacts else "<p>No contact in the record.</p>")
+        f"<p><strong>{_e(distance)}</strong> · {_e(status)}</p>"
+        + shared
+        + f"<ul>{contacts}</ul>"
         + "</div>"
     )
 
 
 def referral_html(referral: Referral) -> str:
+    from trialfinder.freshness import age_sentence
+    from trialfinder.recruitment import Standing, status_words
     from trialfinder.render import warnings
 
     answer = referral.answer
@@ -156,87 +197,108 @@ def referral_html(referral: Referral) -> str:
     trial = view.trial
     place = answer.resolution.place
     listing = is_listing_only(trial)
-    missing = "not in this record (listing page)" if listing else "not stated"
+    missing = _("not in this record (listing page)") if listing else _("not stated")
     title = trial.title + (
         f" ({trial.acronym})" if trial.acronym and trial.acronym not in trial.title else ""
     )
     facts = [
-        ("Phase", phase_label(trial.phases) or missing),
-        ("Status", trial.status.label if trial.status else missing),
-        ("Sponsor", trial.sponsor or missing),
-        ("Conditions", "; ".join(trial.conditions) or missing),
+        (_("Phase"), phase_label(trial.phases) or missing),
+        (_("Status"), status_words(view.recruitment)),
+        (_("Sponsor"), trial.sponsor or missing),
+        (_("Conditions"), "; ".join(trial.conditions) or missing),
     ]
     e = trial.eligibility
     if e is not None:
         people = [v for v in (
             e.sex.capitalize() if e.sex else None,
-            f"from {e.minimum_age}" if e.minimum_age else None,
-            f"up to {e.maximum_age}" if e.maximum_age else None,
+            _("from {age}").format(age=e.minimum_age) if e.minimum_age else None,
+            _("up to {age}").format(age=e.maximum_age) if e.maximum_age else None,
         ) if v]
         if people:
-            facts.append(("Patients", ", ".join(people)))
+            facts.append((_("Patients"), ", ".join(people)))
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="{_e(_current_language())}"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Referral: {_e(trial.nct_id)} near {_e(place.label)}</title>",
+        "<title>{}</title>".format(_e(_("Referral: {nct_id} near {place}").format(
+            nct_id=trial.nct_id, place=place.label))),
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{_e(trial.nct_id)}: {_e(title)}</h1>",
-        '<p class="meta">' + " · ".join(f"{_e(k)}: {_e(v)}" for k, v in facts) + "</p>",
-        f"<p class=\"meta\">Registry: {_e(trial.registry_url)}</p>",
+        '<p class="meta">' + " · ".join(
+            _e(_("{label}: {value}").format(label=k, value=v)) for k, v in facts) + "</p>",
+        '<p class="meta">{}</p>'.format(
+            _e(_("Registry: {url}").format(url=trial.registry_url))),
     ]
     parts += [f'<div class="warn">{_e(w)}</div>' for w in warnings(view)]
 
-    parts.append("<h2>Key eligibility criteria</h2>")
+    parts.append(f"<h2>{_e(_('Key eligibility criteria'))}</h2>")
     if e is None:
-        parts.append(
-            f"<p>{_e(missing)}: run <code>trialfinder sync {_e(trial.nct_id)}</code> "
-            "for the registry record, or see the registry.</p>"
-        )
+        parts.append("<p>{}</p>".format(_e(_(
+            "{missing}: run `trialfinder sync {nct_id}` for the registry record, or see the "
+            "registry.").format(missing=missing, nct_id=trial.nct_id))))
     else:
         criteria = parse_criteria(e.criteria)
-        inclusion = criteria.inclusion or tuple(Criterion(t) for t in e.inclusion)
-        exclusion = criteria.exclusion or tuple(Criterion(t) for t in e.exclusion)
         parts.append(
             '<div class="crit">'
-            + _criteria_html("Inclusion", inclusion, CRITERIA_ON_SHEET)
-            + _criteria_html("Exclusion", exclusion, CRITERIA_ON_SHEET)
+            + _criteria_html(_("Inclusion"), criteria.inclusion, CRITERIA_ON_SHEET)
+            + _criteria_html(_("Exclusion"), criteria.exclusion, CRITERIA_ON_SHEET)
             + "</div>"
         )
 
-    parts.append(
-        f"<h2>Nearest recruiting sites to {_e(place.label)}, {_e(place.country_name)}</h2>"
-    )
-    if answer.ranked:
+    parts.append("<h2>{}</h2>".format(_e(_("Nearest recruiting sites to {place}, {country}")
+                                          .format(place=place.label,
+                                                  country=place.country_name))))
+    placed, unplaced = answer.placed, answer.unplaced
+    if placed:
         parts.append('<div class="sites">')
-        parts += [
-            _site_html(i, r.site, r.status, r.distance_km)
-            for i, r in enumerate(answer.ranked, start=1)
-        ]
+        parts += [_site_html(r, trial) for r in placed]
         parts.append("</div>")
-        if answer.total_matching > len(answer.ranked):
-            parts.append(
-                f'<p class="more">{answer.total_matching - len(answer.ranked)} other '
-                "recruiting site(s) farther away: see the registry.</p>"
-            )
-    else:
-        parts.append("<p>No site of this trial is recorded as recruiting.</p>")
-    parts.append(
-        "<p class=\"meta\">Distances are great-circle distances from the place's centre; site "
-        "positions are often the city centre.</p>"
-    )
+        farther = answer.total_matching - len(placed)
+        if farther > 0:
+            parts.append('<p class="more">{}</p>'.format(_e(ngettext(
+                "{count} other recruiting site farther away: see the registry.",
+                "{count} other recruiting sites farther away: see the registry.",
+                farther).format(count=farther))))
+    if unplaced:
+        names = "; ".join(
+            f"{r.site.facility or _('(facility not named)')} ({r.site.city})" for r in unplaced)
+        parts.append('<p class="more">{}</p>'.format(_e(ngettext(
+            "Position unknown — may be near you: {names}.",
+            "Position unknown — may be near you: {names}.", len(unplaced)).format(names=names))))
+    if not placed and not unplaced:
+        if view.recruitment.standing is Standing.UNKNOWN:
+            parts.append("<p>{}</p>".format(_e(_(
+                "No site of this trial is offered as recruiting. {status}.").format(
+                    status=status_words(view.recruitment)))))
+        else:
+            parts.append("<p>{}</p>".format(_e(_(
+                "No site of this trial is recorded as recruiting."))))
+    parts.append('<p class="meta">{}</p>'.format(_e(_(
+        "Distances are great-circle distances from the place's centre; site positions are "
+        "often the city centre, so sites in one city are equally near."))))
 
     if trial.central_contacts:
-        parts.append("<h2>Central contacts</h2><ul>")
+        parts.append("<h2>{}</h2><ul>".format(_e(_("Central contacts"))))
         parts += [f"<li>{_contact_html(c)}</li>" for c in trial.central_contacts]
         parts.append("</ul>")
 
     parts.append(
         "<footer>"
-        f"<p>Source: {_e(trial.source.description)}, as of {_e(trial.source.as_of_label)}. "
-        f"Generated by trialfinder on {_e(referral.generated.isoformat())}.</p>"
-        "<p>Eligibility is decided by the site's investigators; confirm recruitment with the "
-        "site before referring.</p>"
-        "</footer></body></html>"
+        "<p>{} {}</p>".format(
+            _e(_("Source: {source}, as of {as_of}.").format(
+                source=trial.source.description, as_of=trial.source.as_of_label)),
+            _e(_("Generated by trialfinder on {date}.").format(
+                date=referral.generated.isoformat())))
+        + f"<p>{_e(age_sentence(view.freshness, trial.source.description))}</p>"
+        + "<p>{}</p>".format(_e(_(
+            "Eligibility is decided by the site's investigators; confirm recruitment with the "
+            "site before referring.")))
+        + "</footer></body></html>"
     )
     return "\n".join(parts) + "\n"
+
+
+def _current_language() -> str:
+    from trialfinder.i18n import current_language
+
+    return current_language()

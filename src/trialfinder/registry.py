@@ -1485,142 +1485,21 @@ def _geo_point(value: Any, label: _Where, r: _Reader) -> tuple[float | None, flo
 
 
 def _parse_eligibility(mod: dict[str, Any], r: _Reader) -> Eligibility:
+    """The eligibility module as recorded. The criteria stay the registry's text: the
+    inclusion and exclusion lists are read from it by `trialfinder.criteria`, the one
+    parser, wherever they are shown."""
     criteria = mod.get("eligibilityCriteria")
     if criteria is not None and not isinstance(criteria, str):
         r.warn(f"eligibilityModule.eligibilityCriteria ignored: {_kind(criteria)}")
         criteria = None
-    inclusion: tuple[str, ...] = ()
-    exclusion: tuple[str, ...] = ()
-    if criteria:
-        inclusion, exclusion, notes = split_criteria(criteria)
-        for note in notes:
-            r.warn(f"eligibility: {note}")
     healthy = mod.get("healthyVolunteers")
     if healthy is not None and not isinstance(healthy, bool):
         r.warn(f"eligibilityModule.healthyVolunteers ignored: {_kind(healthy)}")
         healthy = None
     return Eligibility(
         criteria=criteria or None,
-        inclusion=inclusion,
-        exclusion=exclusion,
         minimum_age=r.text(mod, "minimumAge", "eligibilityModule"),
         maximum_age=r.text(mod, "maximumAge", "eligibilityModule"),
         sex=r.text(mod, "sex", "eligibilityModule"),
         healthy_volunteers=healthy,
     )
-
-
-_HEADING = re.compile(
-    r"^[#*_\s]*(?:(?:key|main|major|principal|general)\s+)?"
-    r"(?P<kind>inclusion|exclusion|non[- ]?inclusion)\s+criteria\b(?P<rest>.*)$",
-    re.IGNORECASE,
-)
-_HEADING_REST = re.compile(r"^(?:[^.;:]{0,40}:)?[\s*_:]*$")
-_BULLET = re.compile(r"^(?P<indent>[ \t]*)(?:[*+•-]|\d{1,3}[.)]|[A-Za-z][.)])[ \t]+(?P<text>.*)$")
-_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>=|~^&])")
-_ENTITY = re.compile(r"&(lt|gt|amp|quot|#39|apos);")
-_CONJUNCTIONS = frozenset({"or", "and", "and/or", "ou", "et"})
-_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "#39": "'", "apos": "'"}
-
-
-def _heading_kind(line: str) -> str | None:
-    m = _HEADING.match(line)
-    if not m or not _HEADING_REST.match(m.group("rest")):
-        return None
-    return "inclusion" if m.group("kind").lower() == "inclusion" else "exclusion"
-
-
-def unescape_markdown(text: str) -> str:
-    r"""'\>= 18' -> '>= 18', '\&lt;6' -> '<6'; whitespace runs become one space."""
-    if "\\" in text:
-        text = _ESCAPE.sub(r"\1", text)
-    if "&" in text:
-        text = _ENTITY.sub(_entity, text)
-    return " ".join(text.split())
-
-
-def _entity(m: re.Match[str]) -> str:
-    return _ENTITIES[m.group(1)]
-
-
-class _Criterion:
-    __slots__ = ("children", "indent", "parts")
-
-    def __init__(self, text: str, indent: int) -> None:
-        self.parts = [text]
-        self.indent = indent
-        self.children: list[list[str]] = []
-
-    def add_child(self, text: str) -> None:
-        self.children.append([text])
-
-    def continue_with(self, text: str) -> None:
-        (self.children[-1] if self.children else self.parts).append(text)
-
-    def render(self) -> str:
-        pieces = [unescape_markdown(" ".join(self.parts))]
-        pieces += [unescape_markdown(" ".join(child)) for child in self.children]
-        pieces = [p for p in pieces if p]
-        out = ""
-        for piece in pieces:
-            if out:
-                joined = out[-1] in ".;:,!?" or out.rsplit(None, 1)[-1].lower() in _CONJUNCTIONS
-                out += " " if joined else "; "
-            out += piece
-        return out
-
-
-def split_criteria(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(inclusion, exclusion, notes) from the registry's Markdown eligibility text.
-
-    Sections start at an unindented "Inclusion Criteria:" / "Key Exclusion Criteria:" /
-    "Main inclusion criteria" line. Each top-level bullet ("* ", "- ", "1. ", "a) ") or
-    paragraph is one criterion; nested bullets are folded into their parent ("parent: child 1;
-    child 2"); an introduction ending with ":" before the first criterion is dropped.
-    Backslash escapes and the few HTML entities the registry leaves are undone. Text before
-    the first heading is ignored; without headings both lists are empty. ``notes`` describe
-    oddities (an indented heading inside a list, which is ignored).
-    """
-    items: dict[str, list[_Criterion]] = {"inclusion": [], "exclusion": []}
-    notes: list[str] = []
-    section: str | None = None
-    current: _Criterion | None = None
-    blank_before = True
-    for raw in text.splitlines():
-        if not raw.strip():
-            blank_before = True
-            continue
-        stripped = raw.strip()
-        indent = len(raw) - len(raw.lstrip())
-        bullet = _BULLET.match(raw)
-        kind = None if bullet else _heading_kind(stripped)
-        if kind is not None:
-            if indent == 0:
-                section, current = kind, None
-            else:
-                notes.append(f"ignored an indented {_one_line(stripped, 40)!r} heading "
-                             "inside a list")
-            blank_before = True
-            continue
-        if section is None:
-            blank_before = False
-            continue
-        bucket = items[section]
-        if bullet:
-            body = bullet.group("text").strip()
-            if current is not None and indent > current.indent:
-                current.add_child(body)
-            else:
-                current = _Criterion(body, indent)
-                bucket.append(current)
-        elif current is not None and (indent > current.indent or not blank_before):
-            current.continue_with(stripped)
-        elif not bucket and stripped.endswith(":"):
-            pass  # "Subjects who meet each of the following criteria …:"
-        else:
-            current = _Criterion(stripped, indent)
-            bucket.append(current)
-        blank_before = False
-    inclusion = tuple(t for t in (c.render() for c in items["inclusion"]) if t)
-    exclusion = tuple(t for t in (c.render() for c in items["exclusion"]) if t)
-    return inclusion, exclusion, tuple(notes)

@@ -1,14 +1,35 @@
-"""Text and JSON renderings shared by the commands. Pure: values in, strings/dicts out."""
+"""Text and JSON renderings shared by the commands. Pure: values in, strings/dicts out.
+
+Statuses are said as `recruitment` rules them, ages as `freshness` does; every sentence a
+person reads goes through `i18n._`. JSON keys and enum values stay English and stable.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trialfinder.models import Site, Source, Status, Trial
+from trialfinder.freshness import (
+    age_sentence,
+    as_of_words,
+    copy_warning,
+    date_words,
+    messages,
+    sponsor_caution,
+)
+from trialfinder.i18n import _, format_decimal, ngettext
+from trialfinder.models import Contact, Precision, Site, Trial
+from trialfinder.recruitment import (
+    Recruitment,
+    Standing,
+    StatusFrom,
+    status_source_words,
+    status_words,
+)
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Place, Resolution
     from trialfinder.geocode import Placement
+    from trialfinder.nearest import RankedSite
     from trialfinder.queries import NearestAnswer, TrialView
 
 
@@ -33,25 +54,157 @@ def place_json(place: Place) -> dict[str, Any]:
     }
 
 
+# --- the rules in words (status: recruitment.py; age: freshness.py) ------------------------
+
+
+def distance_words(km: float) -> str:
+    """"3.8 km", "8,650.0 km" (as the current language writes numbers)."""
+    return _("{km} km").format(km=format_decimal(km, 1))
+
+
+def precision_words(precision: Precision) -> str:
+    """A position's precision in words: "city centre", "postal code area", "facility"."""
+    words = {
+        Precision.FACILITY: _("facility"),
+        Precision.POSTAL_CODE: _("postal code area"),
+        Precision.CITY: _("city centre"),
+        Precision.UNKNOWN: _("position of unknown precision"),
+    }
+    return words.get(precision, precision.value)
+
+
+def unplaced_words(reason: str | None) -> str:
+    """Why a site has no position, from `Site.unplaced_reason` (a short stable code)."""
+    if not reason:
+        return _("position unknown")
+    reasons = {
+        "ambiguous": _("several places have this name and the record does not say which"),
+        "state differs": _("no place of this name in the record's state or province"),
+        "postal code differs": _("the record's postal code does not match the city"),
+        "not found": _("the city is not in the gazetteer"),
+        "country unknown": _("the record's country is not known"),
+        "no city": _("the record gives no city"),
+    }
+    return _("position unknown ({reason})").format(reason=reasons.get(reason, reason))
+
+
+def position_text(site: Site) -> str:
+    """How a site is placed: "city centre (city + state; bundled gazetteer)", "city centre
+    (registry geoPoint)", "position unknown (…why…)"."""
+    if not site.has_position:
+        return unplaced_words(site.unplaced_reason)
+    bits = []
+    if site.matched:
+        bits.append(" + ".join(site.matched))
+    if site.coordinate_source:
+        bits.append(site.coordinate_source)
+    text = precision_words(site.precision)
+    return f"{text} ({'; '.join(bits)})" if bits else text
+
+
+def shared_words(site: Site, count: int) -> str:
+    """Why sites sharing one position are equally near, said once per group."""
+    if site.precision is Precision.CITY and site.city:
+        return ngettext(
+            "{count} site placed at the centre of {city} (the record gives no street address)",
+            "{count} sites placed at one point, the centre of {city} (the record gives no "
+            "street address)", count).format(count=count, city=site.city)
+    if site.precision is Precision.POSTAL_CODE:
+        return ngettext(
+            "{count} site placed at the centre of its postal code area (the record gives no "
+            "street address)",
+            "{count} sites placed at one point, the centre of their postal code area (the "
+            "record gives no street address)", count).format(count=count)
+    return ngettext("{count} site at this point", "{count} sites placed at one point",
+                    count).format(count=count)
+
+
+def status_line(answer: Recruitment) -> str:
+    """"Status: Recruiting", or the phrase alone when it says itself ("Status unknown (…)",
+    "No status in the record")."""
+    words = status_words(answer)
+    if answer.standing in (Standing.UNKNOWN, Standing.NOT_STATED) and answer.status_from in (
+        StatusFrom.TRIAL, StatusFrom.NONE, StatusFrom.LISTING_ONLY
+    ):
+        return words
+    return _("Status: {status}").format(status=words)
+
+
+def status_detail_line(answer: Recruitment, site: Site | None) -> str:
+    """"Status: Recruiting (the trial's status; the record gives none for this site)"; a
+    listing page's words say their source themselves."""
+    if answer.status_from is StatusFrom.PAGE:
+        return status_line(answer)
+    return _("{status} ({source})").format(
+        status=status_line(answer), source=status_source_words(answer, site))
+
+
+def trial_status_line(view: TrialView) -> str:
+    """"Trial status: Recruiting"; where it comes from when it is not the registry's status
+    ("“Open” (as the listing page says)" says it itself)."""
+    answer = view.recruitment
+    if answer.status_from is StatusFrom.NONE:
+        return _("Trial status: not stated in the record")
+    return _("Trial status: {status}").format(status=status_words(answer))
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def recruitment_json(answer: Recruitment, site: Site | None = None) -> dict[str, Any]:
+    """The status rule's answer: stable values, and the words a person reads."""
+    return {
+        "status": answer.status.value if answer.status else None,
+        "standing": answer.standing.value,
+        "status_from": answer.status_from.value,
+        "recruiting": answer.recruiting,
+        "status_words": status_words(answer),
+        "status_source": status_source_words(answer, site),
+        "last_known_status": answer.last_known.value if answer.last_known else None,
+        "status_verified": answer.verified,
+        "not_seen_since": answer.not_seen_since,
+    }
+
+
+def freshness_json(view: TrialView) -> dict[str, Any]:
+    fresh = view.freshness
+    return {
+        "copy_date": fresh.copy_label or None,
+        "copy_age": as_of_words(fresh.copy_label, fresh.copy_date, fresh.today),
+        "fetched": fresh.fetched,
+        "stale": fresh.stale,
+        "sponsor_date": fresh.sponsor_label,
+        "sponsor_age": (as_of_words(fresh.sponsor_label, fresh.sponsor_date, fresh.today)
+                        if fresh.sponsor_label and fresh.sponsor_date else None),
+        "unconfirmed": fresh.unconfirmed,
+        "today": fresh.today.isoformat(),
+    }
+
+
 def trial_json(view: TrialView) -> dict[str, Any]:
     trial = view.trial
+    overall = recruitment_json(view.recruitment)
     return {
         "nct_id": trial.nct_id,
         "title": trial.title,
         "acronym": trial.acronym,
         "status": trial.status.value if trial.status else None,
+        "status_text": trial.status_text,
+        **{k: v for k, v in overall.items() if k != "status"},
         "as_of": trial.source.as_of,
         "source": trial.source.description,
         "source_kind": trial.source.kind,
         "source_url": trial.source.url,
         "stale": view.stale,
+        "freshness": freshness_json(view),
         "registry_url": trial.registry_url,
     }
 
 
-def site_json(site: Site, trial_status: Status | None, distance_km: float | None = None,
+def site_json(site: Site, answer: Recruitment, ranked: RankedSite | None = None,
               *, with_distance: bool = False) -> dict[str, Any]:
-    status = site.effective_status(trial_status)
+    """One site: where, its status by the rule (``status`` is the registry value it rests on,
+    or null), and, in an answer, its distance and rank (equally near sites share one)."""
     investigators = site.investigators
     data: dict[str, Any] = {
         "facility": site.facility,
@@ -60,17 +213,22 @@ def site_json(site: Site, trial_status: Status | None, distance_km: float | None
         "state": site.state,
         "zip": site.zip,
         "country": site.country,
-        "status": status.value,
-        "status_from": "site" if site.status else "trial",
-        "recruiting": status.is_recruiting,
+        **recruitment_json(answer, site),
+        "recorded_status": site.status.value if site.status else None,
     }
     if with_distance:
-        data["distance_km"] = round(distance_km, 1) if distance_km is not None else None
+        distance = ranked.distance_km if ranked is not None else None
+        data["distance_km"] = round(distance, 1) if distance is not None else None
+        data["rank"] = ranked.rank if ranked is not None else None
+        data["equally_near"] = ranked.group_size if ranked is not None and ranked.rank else 0
     data.update(
         {
             "latitude": site.latitude,
             "longitude": site.longitude,
             "precision": site.precision.value,
+            "position": position_text(site),
+            "matched": list(site.matched),
+            "unplaced_reason": site.unplaced_reason,
             "coordinate_source": site.coordinate_source,
             "shared_position": site.shared_position,
             "investigator": investigators[0].display if investigators else None,
@@ -87,173 +245,302 @@ def site_json(site: Site, trial_status: Status | None, distance_km: float | None
     return data
 
 
-def nearest_json(answer: NearestAnswer) -> dict[str, Any]:
-    trial = answer.view.trial
+def nearest_json(answer: NearestAnswer, *, terminal: bool = True) -> dict[str, Any]:
+    """`nearest --json` (and the web API): ``terminal`` False gives advice for a patient
+    instead of commands to run."""
+    view = answer.view
     return {
         "place": place_json(answer.resolution.place),
         "place_notes": list(answer.resolution.notes),
         "place_alternatives": [p.label for p in answer.resolution.alternatives],
-        "trial": trial_json(answer.view),
-        "warnings": warnings(answer.view),
-        "sites": [
-            site_json(r.site, trial.status, r.distance_km, with_distance=True)
-            for r in answer.ranked
-        ],
+        "trial": trial_json(view),
+        "warnings": warnings(view, terminal=terminal),
+        "sites": [site_json(r.site, r.recruitment, r, with_distance=True)
+                  for r in answer.ranked],
         "sites_matching": answer.total_matching,
+        "sites_unplaced": len(answer.unplaced),
+        "limit": answer.limit,
+        "include_all": answer.include_all,
     }
 
 
-def sites_json(view: TrialView) -> dict[str, Any]:
-    trial = view.trial
+def sites_json(view: TrialView, *, terminal: bool = True) -> dict[str, Any]:
     return {
         "trial": trial_json(view),
-        "warnings": warnings(view),
-        "sites": [site_json(s, trial.status) for s in trial.sites],
+        "warnings": warnings(view, terminal=terminal),
+        "sites": [site_json(s, view.site_recruitment(s)) for s in view.trial.sites],
     }
 
 
-def warnings(view: TrialView) -> list[str]:
-    out = []
+def warnings(view: TrialView, *, terminal: bool = True) -> list[str]:
+    """What every output says about the record's age (`freshness.messages`: the copy's age,
+    the sponsor's word), then the notes from placing its sites."""
+    return [*messages(view.freshness, view.trial.nct_id, terminal=terminal), *view.notes]
+
+
+# --- text: the plain answer ---------------------------------------------------------------
+
+
+def ask_for_line(site: Site) -> str | None:
+    """Whom to ask for: "Ask for: Jean-Yves BLAY, Pr (investigator)"."""
+    investigators = site.investigators
+    if not investigators:
+        return None
+    names = "; ".join(c.display for c in investigators)
+    return ngettext("Ask for: {names} (investigator)", "Ask for: {names} (investigators)",
+                    len(investigators)).format(names=names)
+
+
+def reach_lines(site: Site, trial: Trial) -> list[str]:
+    """How to reach the site: its contacts' phones and e-mails, else the trial's central
+    contacts, else to ask one's oncologist to contact the investigator."""
+    lines = [_("Contact: {who}").format(who=_contact_words(c))
+             for c in site.contacts if c.phone or c.email]
+    if lines:
+        return lines
+    central = [c for c in trial.central_contacts if c.phone or c.email]
+    if central:
+        return [_("Contact (for the whole trial): {who}").format(who=_contact_words(c))
+                for c in central]
+    return [_("No phone or e-mail in the record: ask your oncologist to contact the "
+              "investigator (registry page below).")]
+
+
+def _contact_words(contact: Contact) -> str:
+    return ", ".join([contact.display, *(b for b in (contact.phone, contact.email) if b)])
+
+
+def _site_head(site: Site) -> str:
+    name = site.facility or _("(facility not named)")
+    place = ", ".join(p for p in (site.city, site.country) if p)
+    return f"{name} ({place})" if place else name
+
+
+def _plain_site(site: Site, trial: Trial, answer: Recruitment, include_all: bool,
+                indent: str) -> list[str]:
+    lines = []
+    if include_all or not answer.recruiting:
+        lines.append(indent + status_line(answer))
+    ask = ask_for_line(site)
+    if ask:
+        lines.append(indent + ask)
+    lines.extend(indent + line for line in reach_lines(site, trial))
+    return lines
+
+
+def _groups(ranked: tuple[RankedSite, ...]) -> list[list[RankedSite]]:
+    groups: list[list[RankedSite]] = []
+    for item in ranked:
+        if item.rank is not None and groups and groups[-1][0].rank == item.rank:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def nearest_head(answer: NearestAnswer) -> str:
+    place = place_title(answer.resolution.place)
+    fresh = answer.view.freshness
+    if answer.include_all:
+        return _("Nearest sites to {place}, whatever their status").format(place=place)
+    if fresh.stale:
+        return _("Nearest sites recorded as recruiting in {date}, to {place}").format(
+            date=date_words(fresh.copy_label), place=place)
+    return _("Nearest recruiting sites to {place}").format(place=place)
+
+
+def _nothing_lines(answer: NearestAnswer) -> list[str]:
+    trial = answer.view.trial
+    if not trial.sites:
+        return [_("This record lists no site.")]
+    if answer.include_all:
+        return [_("No site of this trial is placed within reach.")]
+    overall = answer.view.recruitment
+    if overall.standing is Standing.UNKNOWN:
+        return [_("No site of this trial is offered as recruiting. {status}.").format(
+                    status=status_words(overall)),
+                _("Use --all to see its sites.")]
+    return [_("No site of this trial is recorded as recruiting (trial status: {status}).")
+            .format(status=status_words(overall)),
+            _("Use --all to see every site whatever its status.")]
+
+
+def nearest_text(answer: NearestAnswer, *, details: bool = False) -> str:
+    """The answer a patient reads first: the nearest site(s), how far, whom to ask for, how
+    to reach them, how old the information is. ``details`` adds how each site is placed and
+    where each status comes from."""
+    if details:
+        return _nearest_details(answer)
+    view = answer.view
     trial = view.trial
-    source = trial.source
-    refresh = (
-        f"Refresh it with `trialfinder sync {trial.nct_id}` (needs network) and confirm with "
-        "the site."
-    )
-    if view.stale and source.retrieved:
-        out.append(
-            f"This copy was fetched from the registry on {source.retrieved[:10]}, more than six "
-            f"months ago: recruitment may have changed. {refresh}"
-        )
-    elif view.stale:
-        out.append(
-            f"This record dates from {source.as_of_label}, more than six months ago: "
-            f"recruitment may have changed. {refresh}"
-        )
-    elif source.retrieved and _older_than_six_months(source):
-        out.append(
-            f"The registry record was last updated on {source.as_of_label}, more than six "
-            "months before it was fetched: confirm recruitment with the site."
-        )
-    out.extend(view.notes)
-    return out
+    lines = [nearest_head(answer)]
+    lines.extend(_("Note: {note}").format(note=n) for n in answer.resolution.notes)
+    lines.append(_("Trial {nct_id}: {title}").format(nct_id=trial.nct_id, title=trial.title))
+    lines.append("")
+    placed = [g for g in _groups(answer.ranked) if g[0].rank is not None]
+    for group in placed:
+        first = group[0]
+        distance = distance_words(first.distance_km or 0.0)
+        if len(group) == 1:
+            lines.append(f"{first.rank}. {_site_head(first.site)} — {distance}")
+            lines.extend(_plain_site(first.site, trial, first.recruitment, answer.include_all,
+                                     "   "))
+            continue
+        lines.append(_("{rank}. Equally near, {distance}: {shared}").format(
+            rank=first.rank, distance=distance, shared=shared_words(first.site, len(group))))
+        for item in group:
+            lines.append("   " + _site_head(item.site))
+            lines.extend(_plain_site(item.site, trial, item.recruitment, answer.include_all,
+                                     "      "))
+    if not placed and not answer.unplaced:
+        lines.extend(_nothing_lines(answer))
+    if answer.unplaced:
+        if placed:
+            lines.append("")
+        lines.append(_("Position unknown — may be near you:"))
+        for item in answer.unplaced:
+            lines.append("   " + _site_head(item.site))
+            lines.extend(_plain_site(item.site, trial, item.recruitment, answer.include_all,
+                                     "      "))
+    lines.append("")
+    lines.extend(age_lines(view))
+    lines.append(_("Registry page: {url}").format(url=trial.registry_url))
+    lines.extend(_limit_lines(answer))
+    return "\n".join(lines)
 
 
-def _older_than_six_months(source: Source) -> bool:
-    from datetime import date
+def _limit_lines(answer: NearestAnswer) -> list[str]:
+    shown, total = len(answer.placed), answer.total_matching
+    lines = []
+    if answer.limit is not None and shown > answer.limit:
+        lines.append(_("The limit of {limit} fell among equally near sites: all {shown} are "
+                       "shown.").format(limit=answer.limit, shown=shown))
+    if total > shown:
+        lines.append(_("Showing {shown} of {total}; use --limit to see more.").format(
+            shown=shown, total=total))
+    return lines
 
-    from trialfinder.nearest import is_stale
 
-    return is_stale(source.as_of_date(), date.fromisoformat(source.retrieved[:10]))  # type: ignore[index]
+# --- text: details, sites ----------------------------------------------------------------
+
+
+def age_lines(view: TrialView, *, terminal: bool = True) -> list[str]:
+    """How old the information is, said once: the warning and the caution when they apply
+    (each names its date), else the plain age; then the notes from placing the sites."""
+    fresh = view.freshness
+    warning = copy_warning(fresh, view.trial.nct_id, terminal=terminal)
+    caution = sponsor_caution(fresh)
+    lines = []
+    if warning:
+        lines.append(_("Warning: {warning}").format(warning=warning))
+    if caution:
+        lines.append(_("Caution: {caution}").format(caution=caution))
+    if not lines:
+        lines.append(age_sentence(fresh, view.trial.source.description))
+    lines.extend(_("Warning: {warning}").format(warning=n) for n in view.notes)
+    return lines
 
 
 def provenance_lines(view: TrialView) -> list[str]:
     trial = view.trial
-    status = trial.status.label if trial.status else "not stated"
-    lines = [
+    source = trial.source
+    if source.retrieved:
+        where = _("Source: {source}, as of {as_of} (fetched {fetched})").format(
+            source=source.description, as_of=source.as_of_label, fetched=source.retrieved[:10])
+    else:
+        where = _("Source: {source}, as of {as_of}").format(
+            source=source.description, as_of=source.as_of_label)
+    return [
         f"{trial.nct_id}: {trial.title}",
-        f"Recorded trial status: {status}",
-        f"Source: {trial.source.description}, as of {trial.source.as_of_label}"
-        + (f" (fetched {trial.source.retrieved[:10]})" if trial.source.retrieved else ""),
+        trial_status_line(view),
+        where,
+        *age_lines(view),
     ]
-    lines.extend(f"Warning: {w}" for w in warnings(view))
-    return lines
 
 
-def status_text(site: Site, status: Status) -> str:
-    if site.status is None:
-        return f"{status.label} (the trial's status; the record gives none for this site)"
-    if site.status is not status:
-        return f"{status.label} (the trial's status; the site is still marked {site.status.label})"
-    return status.label
-
-
-def position_text(site: Site) -> str:
-    if not site.has_position:
-        return "unknown (not placed: ranked last)"
-    text = site.precision.value
-    if site.coordinate_source:
-        text += f" ({site.coordinate_source})"
-    if site.shared_position:
-        text += (
-            "; shares this position with another site (equally distant: ranked by status, "
-            "then name)"
-        )
-    return text
-
-
-def site_block(index: int, site: Site, status: Status, distance_km: float | None) -> list[str]:
-    where = ", ".join(p for p in (site.city, site.country) if p)
-    head = f"{index}. {site.facility or '(facility not named)'} — {where}"
-    if distance_km is not None:
-        head += f" — {distance_km:.1f} km"
+def site_block(head: str, site: Site, answer: Recruitment, indent: str = "   ") -> list[str]:
+    """A site in full: investigators, contacts, status and where it comes from, position."""
     lines = [head]
     investigators = site.investigators
     if investigators:
-        lines.append("   Investigator: " + "; ".join(c.display for c in investigators))
+        lines.append(indent + _("Investigator: {names}").format(
+            names="; ".join(c.display for c in investigators)))
     for contact in site.contacts:
         if contact.is_investigator and not (contact.phone or contact.email):
             continue
-        bits = [contact.display] + [b for b in (contact.phone, contact.email) if b]
-        lines.append("   Contact: " + ", ".join(bits))
-    lines.append(f"   Status: {status_text(site, status)}")
-    lines.append(f"   Position: {position_text(site)}")
+        lines.append(indent + _("Contact: {who}").format(who=_contact_words(contact)))
+    lines.append(indent + status_detail_line(answer, site))
+    lines.append(indent + _("Position: {position}").format(position=position_text(site)))
     if site.unrepaired:
-        lines.append(
-            "   Note: the name may have lost accents here: " + ", ".join(site.unrepaired)
-        )
+        lines.append(indent + _("Note: the name may have lost accents here: {tokens}").format(
+            tokens=", ".join(site.unrepaired)))
     return lines
 
 
-def nearest_text(answer: NearestAnswer) -> str:
-    place = answer.resolution.place
-    if answer.include_all:
-        head = f"Nearest sites to {place_title(place)}"
-    elif answer.view.stale:
-        head = (
-            f"Nearest sites recorded as recruiting in {answer.view.trial.source.as_of_label}, "
-            f"to {place_title(place)}"
-        )
-    else:
-        head = f"Nearest recruiting sites to {place_title(place)}"
-    lines = [head]
-    lines.extend(f"Note: {n}" for n in answer.resolution.notes)
-    lines.extend(provenance_lines(answer.view))
+def _detail_head(site: Site, distance_km: float | None, prefix: str) -> str:
+    where = ", ".join(p for p in (site.city, site.country) if p)
+    head = f"{prefix}{site.facility or _('(facility not named)')} — {where}"
+    if distance_km is not None:
+        head += f" — {distance_words(distance_km)}"
+    return head
+
+
+def _nearest_details(answer: NearestAnswer) -> str:
+    view = answer.view
+    lines = [nearest_head(answer)]
+    lines.extend(_("Note: {note}").format(note=n) for n in answer.resolution.notes)
+    lines.extend(provenance_lines(view))
     lines.append("")
-    if not answer.ranked:
-        lines.append(
-            "No recruiting site in this record."
-            if not answer.include_all
-            else "This record lists no site."
-        )
-        if not answer.include_all and answer.view.trial.sites:
-            lines.append("Use --all to see every site whatever its status.")
-    for i, ranked in enumerate(answer.ranked, start=1):
-        lines.extend(site_block(i, ranked.site, ranked.status, ranked.distance_km))
-    shown, total = len(answer.ranked), answer.total_matching
-    if total > shown:
-        lines.append("")
-        lines.append(f"Showing {shown} of {total}; use --limit to see more.")
+    groups = _groups(answer.ranked)
+    placed = [g for g in groups if g[0].rank is not None]
+    for group in placed:
+        first = group[0]
+        if len(group) == 1:
+            lines.extend(site_block(_detail_head(first.site, first.distance_km,
+                                                 f"{first.rank}. "),
+                                    first.site, first.recruitment))
+            continue
+        lines.append(_("{rank}. Equally near, {distance}: {shared}").format(
+            rank=first.rank, distance=distance_words(first.distance_km or 0.0),
+            shared=shared_words(first.site, len(group))))
+        for item in group:
+            lines.extend(site_block(_detail_head(item.site, None, "   - "), item.site,
+                                    item.recruitment, indent="     "))
+    if not placed and not answer.unplaced:
+        lines.extend(_nothing_lines(answer))
+    if answer.unplaced:
+        if placed:
+            lines.append("")
+        lines.append(_("Position unknown — may be near you:"))
+        for item in answer.unplaced:
+            lines.extend(site_block(_detail_head(item.site, None, "   - "), item.site,
+                                    item.recruitment, indent="     "))
+    lines.append("")
+    lines.append(_("Registry page: {url}").format(url=view.trial.registry_url))
+    lines.extend(_limit_lines(answer))
     return "\n".join(lines)
 
 
 def sites_text(view: TrialView) -> str:
     trial = view.trial
     lines = provenance_lines(view)
-    lines.append(f"{len(trial.sites)} sites")
+    lines.append(ngettext("{n} site", "{n} sites", len(trial.sites)).format(n=len(trial.sites)))
     lines.append("")
     for i, site in enumerate(trial.sites, start=1):
-        lines.extend(site_block(i, site, site.effective_status(trial.status), None))
+        lines.extend(site_block(_detail_head(site, None, f"{i}. "), site,
+                                view.site_recruitment(site)))
     return "\n".join(lines)
 
 
 SITE_CSV_FIELDS = (
     "nct_id", "facility", "city", "state", "zip", "country", "status", "status_from",
     "investigators", "contacts", "contact_names", "contact_phones", "contact_emails", "latitude",
-    "longitude", "precision", "coordinate_source", "facility_raw",
+    "longitude", "precision", "coordinate_source", "facility_raw", "standing", "status_words",
+    "position",
 )
 """One row a site. ``contacts`` keeps each person with their own phone and e-mail
-("Name (role): phone, email; …"); the contact_* columns list them for filtering."""
+("Name (role): phone, email; …"); the contact_* columns list them for filtering. ``status``
+is the registry status the site's standing rests on (empty when none)."""
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -279,14 +566,15 @@ def _contact_cell(contact: Any) -> str:
     return f"{text}: {reach}" if reach else text
 
 
-def site_csv_row(site: Site, trial: Trial) -> dict[str, Any]:
-    data = site_json(site, trial.status)
+def site_csv_row(site: Site, view: TrialView) -> dict[str, Any]:
+    data = site_json(site, view.site_recruitment(site))
     plain = [c for c in site.contacts if not c.is_investigator]
     row = {
-        "nct_id": trial.nct_id,
+        "nct_id": view.trial.nct_id,
         **{k: data[k] for k in ("facility", "city", "state", "zip", "country", "status",
                                 "status_from", "latitude", "longitude", "precision",
-                                "coordinate_source", "facility_raw")},
+                                "coordinate_source", "facility_raw", "standing",
+                                "status_words", "position")},
         "investigators": "; ".join(data["investigators"]),
         "contacts": "; ".join(_contact_cell(c) for c in site.contacts),
         "contact_names": "; ".join(c.name for c in plain),
@@ -298,7 +586,7 @@ def site_csv_row(site: Site, trial: Trial) -> dict[str, Any]:
 
 def sites_csv(view: TrialView, *, excel: bool = False) -> str:
     """Every site as CSV text: UTF-8 (a byte-order mark first when ``excel``, which older
-    Excel needs to read accents), one row a site, "\n" line ends, formula-like cells
+    Excel needs to read accents), one row a site, "\\n" line ends, formula-like cells
     neutralised by `csv_safe`."""
     import csv
     import io
@@ -309,7 +597,7 @@ def sites_csv(view: TrialView, *, excel: bool = False) -> str:
     writer = csv.DictWriter(out, fieldnames=SITE_CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for site in view.trial.sites:
-        writer.writerow(site_csv_row(site, view.trial))
+        writer.writerow(site_csv_row(site, view))
     return out.getvalue()
 
 
@@ -345,24 +633,27 @@ def geocode_text(placement: Placement, *, online: bool) -> str:
 
     trial = placement.trial
     how = (
-        f"online: {placement.requests} request(s) to Nominatim/OpenStreetMap"
+        _("online: {n} request(s) to Nominatim/OpenStreetMap").format(n=placement.requests)
         if online
-        else "offline: record, geocode cache, bundled gazetteer"
+        else _("offline: record, geocode cache, bundled gazetteer")
     )
-    lines = [f"{trial.nct_id}: {len(trial.sites)} sites ({how})", ""]
+    lines = [ngettext("{nct_id}: {n} site ({how})", "{nct_id}: {n} sites ({how})",
+                      len(trial.sites)).format(nct_id=trial.nct_id, n=len(trial.sites), how=how),
+             ""]
     for i, site in enumerate(trial.sites, start=1):
-        where = ", ".join(p for p in (site.city, site.country) if p)
-        lines.append(f"{i}. {site.facility or '(facility not named)'} — {where}")
+        lines.append(_detail_head(site, None, f"{i}. "))
         point = (
             f"{site.latitude:.4f}, {site.longitude:.4f} — "
             if site.latitude is not None and site.longitude is not None
             else ""
         )
-        lines.append(f"   Position: {point}{position_text(site)}")
+        lines.append("   " + _("Position: {position}").format(
+            position=point + position_text(site)))
     counts = Counter(s.precision.value for s in trial.sites)
     lines.append("")
-    lines.append("Precision: " + ", ".join(f"{n} {p}" for p, n in counts.most_common()))
-    lines.extend(f"Warning: {w}" for w in placement.warnings)
+    lines.append(_("Precision: {counts}").format(
+        counts=", ".join(f"{n} {p}" for p, n in counts.most_common())))
+    lines.extend(_("Warning: {warning}").format(warning=w) for w in placement.warnings)
     return "\n".join(lines)
 
 
@@ -380,20 +671,23 @@ def where_json(resolution: Resolution) -> dict[str, Any]:
 def where_text(resolution: Resolution) -> str:
     place = resolution.place
     country = f"{place.country_name} ({place.country})" if place.country else place.country_name
+    unknown = _("not known")
     lines = [
-        f"{resolution.query!r} resolves to {place.label}",
-        f"Name: {place.name}",
-        f"Region: {place.region or 'not known'}",
-        f"Department: {place.department or 'not known'}",
-        f"Country: {country or 'not known'}",
-        f"Postal code: {place.postal_code or 'none'}",
-        f"Position: {place.latitude:.4f}, {place.longitude:.4f} ({place.precision.value})",
+        _("{query} resolves to {place}").format(query=repr(resolution.query), place=place.label),
+        _("Name: {name}").format(name=place.name),
+        _("Region: {region}").format(region=place.region or unknown),
+        _("Department: {department}").format(department=place.department or unknown),
+        _("Country: {country}").format(country=country or unknown),
+        _("Postal code: {code}").format(code=place.postal_code or _("none")),
+        _("Position: {position}").format(position=f"{place.latitude:.4f}, "
+                                         f"{place.longitude:.4f} ({place.precision.value})"),
     ]
     if resolution.corrected_from:
-        lines.append(f"Corrected from: {resolution.corrected_from}")
+        lines.append(_("Corrected from: {text}").format(text=resolution.corrected_from))
     others = [p.label for p in resolution.alternatives]
-    lines.append("Other candidates: " + ("; ".join(others) if others else "none"))
-    lines.extend(f"Note: {n}" for n in resolution.notes)
+    lines.append(_("Other candidates: {places}").format(
+        places="; ".join(others) if others else _("none")))
+    lines.extend(_("Note: {note}").format(note=n) for n in resolution.notes)
     return "\n".join(lines)
 
 

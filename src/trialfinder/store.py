@@ -206,10 +206,12 @@ class Change:
 
 
 def _label(status: str | None) -> str:
+    from trialfinder.recruitment import status_label
+
     if not status:
         return "no status"
     try:
-        return Status(status).label
+        return status_label(Status(status))
     except ValueError:
         return status
 

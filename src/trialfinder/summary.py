@@ -1,185 +1,36 @@
-"""A clinician's summary of one trial (`trialfinder show`), and the eligibility text made readable.
+"""A clinician's summary of one trial (`trialfinder show`). Pure: values in, strings/dicts out.
 
-The registry writes eligibility criteria as Markdown with backslash escapes (``PSA \\<10``) and
-sometimes HTML entities (``\\&lt;6``). `parse_criteria` turns that text into sections
-(inclusion, exclusion, other) of items that may hold nested items; the renderers here and in
-`referral` print those. Pure: values in, strings/dicts out.
+The eligibility criteria are read by `trialfinder.criteria`, the one parser; statuses by
+`trialfinder.recruitment`; the record's age by `trialfinder.freshness`.
 """
 
 from __future__ import annotations
 
 import re
 import textwrap
-from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from trialfinder.criteria import Criteria, Criterion, parse_criteria, unescape_markdown
+from trialfinder.i18n import _
 from trialfinder.models import Contact, Trial, to_jsonable
-from trialfinder.nearest import is_stale
-from trialfinder.queries import TrialView
-from trialfinder.records import load_trial
-from trialfinder.registry import unescape_markdown
-from trialfinder.text import fold
+from trialfinder.queries import TrialView, load_view
+
+if TYPE_CHECKING:
+    from trialfinder.store import StoreLike
+
+__all__ = ["NOT_IN_RECORD", "load_view", "summary_json", "summary_text", "trial_summary"]
 
 NOT_IN_RECORD = (
     "not in this record (listing page); run `trialfinder sync` for the registry record"
 )
 """What `show` says instead of a blank when the record (the bundled listing) lacks a field."""
 
-SectionKind = Literal["inclusion", "exclusion", "other"]
 
-
-@dataclass(frozen=True, slots=True)
-class Criterion:
-    """One bullet of the criteria, with the bullets nested under it."""
-
-    text: str
-    children: tuple[Criterion, ...] = ()
-    bullet: bool = True
-    """False for a paragraph written without a bullet (a footnote, an un-bulleted criterion)."""
-
-    def flat(self) -> str:
-        """The criterion as one string, nested bullets on their own indented lines."""
-        lines = [self.text]
-        for child in self.children:
-            lines.extend("  " + line for line in ("- " + child.flat()).splitlines())
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True, slots=True)
-class CriteriaSection:
-    heading: str | None
-    """The heading as written ("Main inclusion criteria"), None before any heading."""
-    kind: SectionKind
-    items: tuple[Criterion, ...] = ()
-    """Bullets and paragraphs in the order written."""
-
-
-@dataclass(frozen=True, slots=True)
-class Criteria:
-    sections: tuple[CriteriaSection, ...] = field(default=())
-
-    def items(self, kind: SectionKind) -> tuple[Criterion, ...]:
-        return tuple(i for s in self.sections if s.kind == kind for i in s.items)
-
-    @property
-    def inclusion(self) -> tuple[Criterion, ...]:
-        return self.items("inclusion")
-
-    @property
-    def exclusion(self) -> tuple[Criterion, ...]:
-        return self.items("exclusion")
-
-
-# -- eligibility Markdown -----------------------------------------------------------------
-
-_BULLET = re.compile(r"^(?P<indent>\s*)(?:[*+\-•]|\d{1,3}[.)]|[a-zA-Z][.)])\s+(?P<text>.*)$")
-_HEADING = re.compile(r"^\s*#{1,6}\s*(?P<text>.*?)\s*#*\s*$")
-_BOLD = re.compile(r"(\*\*|__)(?P<text>.+?)\1")
-
-
-def _clean(text: str) -> str:
-    return unescape_markdown(_BOLD.sub(r"\g<text>", text))
-
-
-def _section_kind(heading: str) -> SectionKind | None:
-    """The kind a line announces if it reads like a criteria heading, else None."""
-    key = fold(heading)
-    if len(key) > 80:
-        return None
-    if "inclusion" in key or "include" in key:
-        return "inclusion"
-    if "exclusion" in key or "exclude" in key or "non inclusion" in key:
-        return "exclusion"
-    return None
-
-
-def _is_heading(line: str) -> tuple[bool, str]:
-    match = _HEADING.match(line)
-    if match:
-        return True, match.group("text")
-    stripped = line.strip()
-    bare = stripped.strip("*_ ").rstrip(":").strip()
-    if _section_kind(bare) and (stripped.endswith(":") or len(bare.split()) <= 6):
-        return True, bare
-    return False, stripped
-
-
-class _Node:
-    __slots__ = ("bullet", "children", "indent", "text")
-
-    def __init__(self, text: str, indent: int, bullet: bool = True) -> None:
-        self.text = text
-        self.indent = indent
-        self.bullet = bullet
-        self.children: list[_Node] = []
-
-    def freeze(self) -> Criterion:
-        return Criterion(_clean(self.text), tuple(c.freeze() for c in self.children), self.bullet)
-
-
-class _Section:
-    def __init__(self, heading: str | None, kind: SectionKind) -> None:
-        self.heading = heading
-        self.kind = kind
-        self.roots: list[_Node] = []
-
-    def freeze(self) -> CriteriaSection:
-        return CriteriaSection(
-            _clean(self.heading) if self.heading else None,
-            self.kind,
-            tuple(n.freeze() for n in self.roots),
-        )
-
-
-def parse_criteria(text: str | None) -> Criteria:
-    """Sections of bullets from the registry's eligibility Markdown.
-
-    Headings are lines that mention inclusion or exclusion ("Inclusion Criteria:", "Main
-    exclusion criteria", "### Key Exclusion"); bullets are ``*``, ``-``, ``+``, ``1.`` or
-    ``a)``; a bullet indented deeper than the one above it is nested under it; an indented
-    line that is not a bullet continues the bullet above (even after a blank line).
-    """
-    if not text or not text.strip():
-        return Criteria()
-    sections: list[_Section] = [_Section(None, "other")]
-    stack: list[_Node] = []
-    last_was_blank = False
-    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        if not raw.strip():
-            last_was_blank = True
-            continue
-        current = sections[-1]
-        bullet = _BULLET.match(raw)
-        indent = len(raw) - len(raw.lstrip(" \t"))
-        if bullet:
-            node = _Node(bullet.group("text"), indent)
-            while stack and stack[-1].indent >= indent:
-                stack.pop()
-            (stack[-1].children if stack else current.roots).append(node)
-            stack.append(node)
-        elif stack and (indent > 0 or not last_was_blank):
-            # Continuation of the bullet above (lazy or indented paragraph).
-            target = stack[-1]
-            for candidate in reversed(stack):
-                if candidate.indent < indent:
-                    target = candidate
-                    break
-            target.text += " " + raw.strip()
-        else:
-            is_heading, heading = _is_heading(raw)
-            kind = _section_kind(heading) if is_heading else None
-            if is_heading and kind:
-                sections.append(_Section(heading, kind))
-            elif is_heading:
-                sections.append(_Section(heading, current.kind))
-            else:
-                current.roots.append(_Node(raw.strip(), indent, bullet=False))
-            stack = []
-        last_was_blank = False
-    frozen = [s.freeze() for s in sections]
-    return Criteria(tuple(s for s in frozen if s.items or s.heading))
+def not_in_record() -> str:
+    """`NOT_IN_RECORD` in the current language."""
+    return _("not in this record (listing page); run `trialfinder sync` for the registry "
+             "record")
 
 
 def criterion_lines(item: Criterion, indent: int = 2, width: int = 100) -> list[str]:
@@ -196,10 +47,10 @@ def criterion_lines(item: Criterion, indent: int = 2, width: int = 100) -> list[
 # -- the summary ---------------------------------------------------------------------------
 
 
-def load_view(nct_id: str, db_path: Path | None, *, today: date | None = None) -> TrialView:
-    """The store's record (else the bundled one) with its staleness; sites are not placed."""
-    trial = load_trial(nct_id, db_path)
-    return TrialView(trial=trial, stale=is_stale(trial.source.as_of_date(), today))
+def trial_summary(nct_id: str, db: StoreLike = None, *, today: date | None = None
+                  ) -> dict[str, Any]:
+    """The summary of `show --json` for a trial in the store (else the bundled record)."""
+    return summary_json(load_view(nct_id, db, today=today))
 
 
 def is_listing_only(trial: Trial) -> bool:
@@ -248,15 +99,32 @@ def _missing_fields(trial: Trial) -> list[str]:
     return missing
 
 
+def criterion_json(item: Criterion) -> dict[str, Any]:
+    return {"text": item.text, "bullet": item.bullet,
+            "children": [criterion_json(c) for c in item.children]}
+
+
+def criteria_json(criteria: Criteria) -> list[dict[str, Any]]:
+    """The parsed sections, in order, each criterion with the ones nested under it."""
+    return [{"heading": s.heading, "kind": s.kind, "items": [criterion_json(i) for i in s.items]}
+            for s in criteria.sections]
+
+
 def eligibility_json(trial: Trial) -> dict[str, Any]:
+    """``criteria``: the record's text; ``inclusion``/``exclusion``/``other``: one line per
+    criterion, and ``sections`` the whole structure, both from `criteria.parse_criteria`."""
     e = trial.eligibility
     if e is None:
-        return {"criteria": None, "inclusion": [], "exclusion": [], "minimum_age": None,
-                "maximum_age": None, "sex": None, "healthy_volunteers": None}
+        return {"criteria": None, "inclusion": [], "exclusion": [], "other": [], "sections": [],
+                "minimum_age": None, "maximum_age": None, "sex": None,
+                "healthy_volunteers": None}
+    parsed = parse_criteria(e.criteria)
     return {
         "criteria": e.criteria,
-        "inclusion": list(e.inclusion),
-        "exclusion": list(e.exclusion),
+        "inclusion": list(parsed.listed("inclusion")),
+        "exclusion": list(parsed.listed("exclusion")),
+        "other": list(parsed.listed("other")),
+        "sections": criteria_json(parsed),
         "minimum_age": e.minimum_age,
         "maximum_age": e.maximum_age,
         "sex": e.sex,
@@ -264,18 +132,29 @@ def eligibility_json(trial: Trial) -> dict[str, Any]:
     }
 
 
-def summary_json(view: TrialView) -> dict[str, Any]:
-    """`show --json`: everything a referring clinician reads, as plain JSON."""
-    from trialfinder.render import warnings
+def readable(text: str | None) -> str | None:
+    """A record's Markdown text as a person reads it, paragraphs kept."""
+    if text is None:
+        return None
+    return "\n\n".join(unescape_markdown(p) for p in re.split(r"\n\s*\n", text) if p.strip())
+
+
+def summary_json(view: TrialView, *, terminal: bool = True) -> dict[str, Any]:
+    """`show --json`: everything a referring clinician reads, as plain JSON. Text fields are
+    readable (Markdown escapes removed); ``eligibility.criteria`` is the record's own text."""
+    from trialfinder.render import freshness_json, recruitment_json, warnings
 
     trial = view.trial
     missing = _missing_fields(trial)
+    overall = recruitment_json(view.recruitment)
     return {
         "nct_id": trial.nct_id,
         "title": trial.title,
         "brief_title": trial.brief_title,
         "acronym": trial.acronym,
         "status": trial.status.value if trial.status else None,
+        "status_text": trial.status_text,
+        **{k: v for k, v in overall.items() if k != "status"},
         "phase": phase_label(trial.phases),
         "phases": list(trial.phases),
         "study_type": trial.study_type,
@@ -286,11 +165,12 @@ def summary_json(view: TrialView) -> dict[str, Any]:
         "primary_completion_date": trial.primary_completion_date,
         "completion_date": trial.completion_date,
         "last_update": trial.last_update,
+        "verified_date": trial.verified_date,
         "enrollment": trial.enrollment,
-        "brief_summary": trial.brief_summary,
-        "detailed_description": trial.detailed_description,
+        "brief_summary": readable(trial.brief_summary),
+        "detailed_description": readable(trial.detailed_description),
         "arms": [
-            {"label": a.label, "type": a.type, "description": a.description,
+            {"label": a.label, "type": a.type, "description": readable(a.description),
              "interventions": list(a.interventions)}
             for a in trial.arms
         ],
@@ -304,110 +184,113 @@ def summary_json(view: TrialView) -> dict[str, Any]:
         "source_kind": trial.source.kind,
         "source_url": trial.source.url,
         "stale": view.stale,
-        "warnings": warnings(view),
+        "freshness": freshness_json(view),
+        "warnings": warnings(view, terminal=terminal),
         "not_in_record": missing if is_listing_only(trial) else [],
     }
 
 
 def _label_value(label: str, value: str | None, missing: str) -> str:
-    return f"{label}: {value if value else missing}"
+    return _("{label}: {value}").format(label=label, value=value if value else missing)
 
 
 def summary_text(view: TrialView, *, width: int = 100) -> str:
     """`show`: the trial as a clinician reads it, most useful first."""
-    from trialfinder.render import warnings
+    from trialfinder.recruitment import status_words
+    from trialfinder.render import age_lines
 
     trial = view.trial
     listing = is_listing_only(trial)
-    missing = NOT_IN_RECORD if listing else "not stated in the record"
+    missing = not_in_record() if listing else _("not stated in the record")
     title = trial.title + (
         f" ({trial.acronym})" if trial.acronym and trial.acronym not in trial.title else ""
     )
     lines = [f"{trial.nct_id}: {title}"]
     if trial.brief_title and trial.brief_title != trial.title:
-        lines.append(f"Brief title: {trial.brief_title}")
-    lines.append(_label_value("Phase", phase_label(trial.phases), missing))
-    lines.append(_label_value("Overall status",
-                              trial.status.label if trial.status else None, missing))
+        lines.append(_("Brief title: {title}").format(title=trial.brief_title))
+    lines.append(_label_value(_("Phase"), phase_label(trial.phases), missing))
+    lines.append(_label_value(_("Overall status"), status_words(view.recruitment), missing))
     dates = [
         f"{label} {value}"
         for label, value in (
-            ("start", trial.start_date),
-            ("primary completion", trial.primary_completion_date),
-            ("completion", trial.completion_date),
-            ("last update", trial.last_update),
+            (_("start"), trial.start_date),
+            (_("primary completion"), trial.primary_completion_date),
+            (_("completion"), trial.completion_date),
+            (_("last update"), trial.last_update),
         )
         if value
     ]
-    lines.append(_label_value("Dates", "; ".join(dates), missing))
-    lines.append(_label_value("Sponsor", trial.sponsor, missing))
-    lines.append(_label_value("Conditions", "; ".join(trial.conditions), missing))
+    lines.append(_label_value(_("Dates"), "; ".join(dates), missing))
+    lines.append(_label_value(_("Sponsor"), trial.sponsor, missing))
+    lines.append(_label_value(_("Conditions"), "; ".join(trial.conditions), missing))
     if trial.enrollment is not None:
-        lines.append(f"Enrollment: {trial.enrollment}")
-    lines.append(f"Sites: {len(trial.sites)}")
-    if trial.brief_summary:
-        lines += ["", "Summary"]
-        for paragraph in trial.brief_summary.split("\n\n"):
-            lines.extend(textwrap.wrap(" ".join(paragraph.split()), width=width,
+        lines.append(_("Enrollment: {count}").format(count=trial.enrollment))
+    lines.append(_("Sites: {count}").format(count=len(trial.sites)))
+    summary = readable(trial.brief_summary)
+    if summary:
+        lines += ["", _("Summary")]
+        for paragraph in summary.split("\n\n"):
+            lines.extend(textwrap.wrap(paragraph, width=width,
                                        initial_indent="  ", subsequent_indent="  "))
 
-    lines += ["", "Arms and interventions" + ("" if trial.arms else f": {missing}")]
+    lines += ["", _("Arms and interventions") if trial.arms
+              else _("Arms and interventions: {missing}").format(missing=missing)]
     for arm in trial.arms:
         head = arm.label + (f" ({arm.type.replace('_', ' ').lower()})" if arm.type else "")
-        lines.extend(textwrap.wrap(head + (f": {arm.description}" if arm.description else ""),
+        description = readable(arm.description)
+        lines.extend(textwrap.wrap(head + (f": {description}" if description else ""),
                                    width=width, initial_indent="  - ", subsequent_indent="    "))
-        lines.extend(f"      Intervention: {i}" for i in arm.interventions)
+        lines.extend("      " + _("Intervention: {name}").format(name=i)
+                     for i in arm.interventions)
 
     lines += ["", *eligibility_lines(trial, missing, width=width)]
 
-    lines += ["", "Central contacts" + ("" if trial.central_contacts else f": {missing}")]
+    lines += ["", _("Central contacts") if trial.central_contacts
+              else _("Central contacts: {missing}").format(missing=missing)]
     lines.extend("  - " + _contact_text(c) for c in trial.central_contacts)
     if trial.officials:
-        lines.append("Overall officials")
+        lines.append(_("Overall officials"))
         lines.extend("  - " + _contact_text(c) for c in trial.officials)
 
     lines += [
         "",
-        f"Registry: {trial.registry_url}",
-        f"Source: {trial.source.description}, as of {trial.source.as_of_label}",
+        _("Registry: {url}").format(url=trial.registry_url),
+        _("Source: {source}, as of {as_of}").format(source=trial.source.description,
+                                                    as_of=trial.source.as_of_label),
+        *age_lines(view),
     ]
-    lines.extend(f"Warning: {w}" for w in warnings(view))
     return "\n".join(lines)
 
 
 def eligibility_lines(trial: Trial, missing: str, *, width: int = 100) -> list[str]:
+    """The eligibility as `show` prints it: who may take part, then each section of the
+    criteria as parsed by `criteria.parse_criteria`, nested criteria indented."""
     e = trial.eligibility
     if e is None:
-        return [f"Eligibility: {missing}"]
-    lines = ["Eligibility"]
+        return [_("Eligibility: {missing}").format(missing=missing)]
+    lines = [_("Eligibility")]
+    healthy = None if e.healthy_volunteers is None else (
+        _("yes") if e.healthy_volunteers else _("no"))
     facts = [
-        f"{label}: {value}"
+        _("{label}: {value}").format(label=label, value=value)
         for label, value in (
-            ("Sex", e.sex.capitalize() if e.sex else None),
-            ("Minimum age", e.minimum_age),
-            ("Maximum age", e.maximum_age),
-            ("Healthy volunteers",
-             None if e.healthy_volunteers is None else ("yes" if e.healthy_volunteers else "no")),
+            (_("Sex"), e.sex.capitalize() if e.sex else None),
+            (_("Minimum age"), e.minimum_age),
+            (_("Maximum age"), e.maximum_age),
+            (_("Healthy volunteers"), healthy),
         )
         if value
     ]
     if facts:
         lines.append("  " + " · ".join(facts))
     parsed = parse_criteria(e.criteria)
-    if not parsed.sections and (e.inclusion or e.exclusion):
-        parsed = Criteria((
-            CriteriaSection("Inclusion criteria", "inclusion",
-                            tuple(Criterion(_clean(i)) for i in e.inclusion)),
-            CriteriaSection("Exclusion criteria", "exclusion",
-                            tuple(Criterion(_clean(i)) for i in e.exclusion)),
-        ))
     if not parsed.sections:
-        lines.append("  Criteria: not stated in the record")
+        lines.append("  " + _("Criteria: not stated in the record"))
     for section in parsed.sections:
-        heading = section.heading or {"inclusion": "Inclusion criteria",
-                                      "exclusion": "Exclusion criteria"}.get(section.kind)
-        if heading:
-            lines.append(f"  {heading.rstrip(':')}:")
+        heading = section.heading or {
+            "inclusion": _("Inclusion criteria"), "exclusion": _("Exclusion criteria"),
+        }.get(section.kind, _("Criteria"))
+        lines.append(f"  {heading.rstrip(':').rstrip()}:")
         for item in section.items:
             lines.extend(criterion_lines(item, indent=4, width=width))
     return lines
