@@ -91,14 +91,16 @@ def test_json_contract_and_ranking_by_nearest_recruiting_site(db: Path) -> None:
     ]
     first = data["trials"][0]
     assert first["standing"] == "recruiting" and first["status"] == "RECRUITING"
-    assert first["site"] == {
-        "facility": "Hôpital Lyon Sud", "city": "Pierre-Bénite", "state": None,
-        "zip": None, "country": "France", "status": "RECRUITING",
-        "standing": "recruiting", "status_from": "site", "recorded_status": "RECRUITING",
-        "distance_km": 5.6, "latitude": first["site"]["latitude"],
-        "longitude": first["site"]["longitude"], "precision": "city centre",
-        "position": first["site"]["position"],
+    site = first["site"]
+    assert {k: site[k] for k in ("facility", "city", "country", "status", "standing",
+                                  "status_from", "recorded_status", "distance_km",
+                                  "record_position")} == {
+        "facility": "Hôpital Lyon Sud", "city": "Pierre-Bénite", "country": "France",
+        "status": "RECRUITING", "standing": "recruiting", "status_from": "site",
+        "recorded_status": "RECRUITING", "distance_km": 5.6, "record_position": 7,
     }
+    assert set(first) >= {"as_of", "stale", "freshness", "registry_url", "status_words"}
+    assert set(site) >= {"latitude", "longitude", "precision", "position", "contacts"}
     assert data["index"]["method"] == "tree" and data["notes"] == []
     assert data["unplaced_trials"] == [] and data["unplaced_total"] == 0
     distances = [t["site"]["distance_km"] for t in data["trials"]]
@@ -284,10 +286,11 @@ def test_a_status_unverified_for_two_years_stops_counting_on_its_day(
                                  str(path)])
     lines = result.output.splitlines()
     assert lines[4:6] == [
-        "   Trial status: Status unknown (last known: Recruiting, not verified since March "
+        "   Trial status: Status unknown (last known: recruiting, not verified since March "
         "2023); record as of 20 February 2025, 10 days ago",
         "   Nearest site: A — A city, France — 6.6 km — Status unknown (last known: "
-        "Recruiting, not verified since March 2023)",
+        "recruiting, not verified since March 2023) (the trial's status is unknown: the "
+        "site's own is not verified either)",
     ]
 
 

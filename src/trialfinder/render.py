@@ -692,115 +692,34 @@ def where_text(resolution: Resolution) -> str:
 
 
 # =========================================================================================
-# search (search.py's section): `trialfinder search` as text and JSON.
+# search (search.py's section): `trialfinder search` as text and JSON, in the rules' words.
 # =========================================================================================
 
 if TYPE_CHECKING:
-    from trialfinder.recruitment import Recruitment
     from trialfinder.search import SearchAnswer, TrialHit
 
 
-def _search_status_words(status: Status) -> str:
-    from trialfinder.i18n import _
+def _search_site_status(hit: TrialHit) -> str:
+    """The site's status, and where it comes from unless it is the site's own."""
+    from trialfinder.recruitment import status_with_source
 
-    words = {
-        Status.RECRUITING: _("Recruiting"),
-        Status.NOT_YET_RECRUITING: _("Not yet recruiting"),
-        Status.ENROLLING_BY_INVITATION: _("Enrolling by invitation"),
-        Status.ACTIVE_NOT_RECRUITING: _("Active, not recruiting"),
-        Status.SUSPENDED: _("Suspended"),
-        Status.TERMINATED: _("Terminated"),
-        Status.COMPLETED: _("Completed"),
-        Status.WITHDRAWN: _("Withdrawn"),
-        Status.AVAILABLE: _("Available"),
-        Status.NO_LONGER_AVAILABLE: _("No longer available"),
-        Status.TEMPORARILY_NOT_AVAILABLE: _("Temporarily not available"),
-        Status.APPROVED_FOR_MARKETING: _("Approved for marketing"),
-        Status.WITHHELD: _("Withheld"),
-        Status.UNKNOWN: _("Unknown"),
-    }
-    return words[status]
-
-
-def search_recruitment_text(r: Recruitment, *, of_site: bool = False) -> str:
-    """A status as the status rule reads it, in words: "Recruiting", "Withdrawn", "Status
-    unknown (last known: Recruiting, not verified since September 2022)"…"""
-    from trialfinder.freshness import date_words
-    from trialfinder.i18n import _
-    from trialfinder.recruitment import Standing, StatusFrom
-
-    if r.status_from is StatusFrom.LISTING_ONLY:
-        return _("Status unknown (only a listing page names this site)")
-    if r.standing is Standing.UNKNOWN:
-        last = _search_status_words(r.last_known) if r.last_known else None
-        if r.not_seen_since:
-            text = _("Status unknown (no longer found in the registry since {date})").format(
-                date=date_words(r.not_seen_since))
-        elif r.verified and last:
-            text = _("Status unknown (last known: {status}, not verified since {date})").format(
-                status=last, date=date_words(r.verified))
-        elif last:
-            text = _("Status unknown (last known: {status})").format(status=last)
-        else:
-            text = _("Status unknown")
-    elif r.standing is Standing.NOT_STATED:
-        text = _("No status given in the record")
-    elif r.status_from is StatusFrom.PAGE:
-        text = _("“{words}” (the listing page's words)").format(words=r.words or "")
-    elif r.status is not None:
-        text = _search_status_words(r.status)
-    else:
-        text = _("Not recruiting")
-    if of_site and r.status_from is StatusFrom.TRIAL and not (
-        r.standing is Standing.UNKNOWN and r.recorded is r.last_known  # said already
-    ):
-        if r.recorded is not None and r.recorded is not r.status:
-            text = _("{status} (the trial's status; the site is still marked {recorded})").format(
-                status=text, recorded=_search_status_words(r.recorded))
-        else:
-            text = _("{status} (the trial's status)").format(status=text)
-    return text
+    answer = hit.site_recruitment
+    if answer.status_from is StatusFrom.SITE:
+        return status_words(answer)
+    return status_with_source(answer, hit.site)
 
 
 def _search_hit_json(hit: TrialHit) -> dict[str, Any]:
-    trial, site, r, sr, fresh = (hit.trial, hit.site, hit.recruitment, hit.site_recruitment,
-                                 hit.freshness)
-    return {
-        "nct_id": trial.nct_id,
-        "title": trial.title,
-        "status": trial.status.value if trial.status else None,
-        "standing": r.standing.value,
-        "status_from": r.status_from.value,
-        "last_known_status": r.last_known.value if r.last_known else None,
-        "as_of": trial.source.as_of,
-        "retrieved": trial.source.retrieved,
-        "copy_date": fresh.copy_label or None,
-        "stale": fresh.stale,
-        "unconfirmed": fresh.unconfirmed,
-        "registry_url": trial.registry_url,
-        "site": {
-            "facility": site.facility,
-            "city": site.city,
-            "state": site.state,
-            "zip": site.zip,
-            "country": site.country,
-            "status": sr.status.value if sr.status else None,
-            "standing": sr.standing.value,
-            "status_from": sr.status_from.value,
-            "recorded_status": site.status.value if site.status else None,
-            "distance_km": round(hit.distance_km, 1) if hit.distance_km is not None else None,
-            "latitude": site.latitude,
-            "longitude": site.longitude,
-            "precision": site.precision.value,
-            "position": hit.position,
-        },
+    site = {
+        **site_json(hit.site, hit.site_recruitment),
+        "distance_km": round(hit.distance_km, 1) if hit.distance_km is not None else None,
+        "record_position": hit.position,
     }
+    return {**trial_json(hit.view), "site": site}
 
 
 def search_notes(answer: SearchAnswer) -> list[str]:
     """What the user must know about how the answer was found (one sentence each)."""
-    from trialfinder.i18n import _
-
     notes = []
     if answer.method == "scan":
         notes.append(_(
@@ -842,32 +761,29 @@ def search_json(answer: SearchAnswer) -> dict[str, Any]:
 
 
 def _search_hit_lines(number: int, hit: TrialHit) -> list[str]:
-    from trialfinder.freshness import as_of_words
-    from trialfinder.i18n import _
-
-    site, fresh = hit.site, hit.freshness
+    site, fresh = hit.site, hit.view.freshness
     where = ", ".join(p for p in (site.city, site.country) if p)
     facility = site.facility or _("(facility not named)")
-    status = search_recruitment_text(hit.site_recruitment, of_site=True)
+    status = _search_site_status(hit)
     if hit.distance_km is None:
-        site_line = _("   Site: {facility} — {where} — position unknown, may be near you — "
-                      "{status}").format(facility=facility, where=where, status=status)
+        site_line = _("   Site: {facility} — {where} — {position}, may be near you — "
+                      "{status}").format(facility=facility, where=where,
+                                         position=position_text(site), status=status)
     else:
-        site_line = _("   Nearest site: {facility} — {where} — {km} km — {status}").format(
-            facility=facility, where=where, km=f"{hit.distance_km:.1f}", status=status)
+        site_line = _("   Nearest site: {facility} — {where} — {distance} — {status}").format(
+            facility=facility, where=where, distance=distance_words(hit.distance_km),
+            status=status)
     return [
         _("{number}. {nct_id}: {title}").format(number=number, nct_id=hit.nct_id,
                                                  title=hit.trial.title),
-        _("   Trial status: {status}; record as of {when}").format(
-            status=search_recruitment_text(hit.recruitment),
+        _("   {status}; record as of {when}").format(
+            status=trial_status_line(hit.view),
             when=as_of_words(fresh.copy_label, fresh.copy_date, fresh.today)),
         site_line,
     ]
 
 
 def search_text(answer: SearchAnswer) -> str:
-    from trialfinder.i18n import _, ngettext
-
     place = place_title(answer.resolution.place)
     recruiting = answer.status == "recruiting"
     if answer.radius_km is None:
@@ -908,11 +824,9 @@ def search_text(answer: SearchAnswer) -> str:
                                   "{n} more such trials; use --limit to see more.",
                                   more).format(n=more))
     hits = answer.hits + answer.unplaced
-    stale = [h for h in hits if h.freshness.stale]
+    stale = [h.view.freshness for h in hits if h.view.freshness.stale]
     if stale:
-        oldest = min(stale, key=lambda h: h.freshness.copy_date).freshness
-        from trialfinder.freshness import as_of_words
-
+        oldest = min(stale, key=lambda f: f.copy_date)
         lines += ["", ngettext(
             "Warning: {n} of these records is a copy more than six months old (the oldest: "
             "{when}): recruitment may have changed. Refresh it with `trialfinder sync` "
@@ -921,7 +835,8 @@ def search_text(answer: SearchAnswer) -> str:
             "{when}): recruitment may have changed. Refresh them with `trialfinder sync` "
             "(needs network) and confirm with the site.", len(stale)).format(
             n=len(stale), when=as_of_words(oldest.copy_label, oldest.copy_date, oldest.today))]
-    unconfirmed = [h for h in hits if h.freshness.unconfirmed and not h.freshness.stale]
+    unconfirmed = [h for h in hits if h.view.freshness.unconfirmed
+                   and not h.view.freshness.stale]
     if unconfirmed:
         lines += ["", ngettext(
             "Caution: the sponsor had not updated or verified {n} of these records for more "

@@ -56,9 +56,9 @@ from trialfinder.store import (
 from trialfinder.text import fold
 
 if TYPE_CHECKING:
-    from trialfinder.freshness import Freshness
     from trialfinder.gazetteer import Gazetteer, Resolution
     from trialfinder.models import Site, Trial
+    from trialfinder.queries import TrialView
     from trialfinder.recruitment import Recruitment
 
 STATUS_CHOICES = ("recruiting", "all")
@@ -320,11 +320,9 @@ def nearest_trials(
 class TrialHit:
     """One trial of the answer, with the site that places it."""
 
-    trial: Trial
-    """The stored record, with only ``site`` among its sites."""
-    recruitment: Recruitment
-    """The trial's status as the status rule reads it on the day of the search."""
-    freshness: Freshness
+    view: TrialView
+    """The stored record (with only ``site`` among its sites) and what the rules say of it
+    on the day of the search: its status and its age."""
     site: Site
     site_recruitment: Recruitment
     position: int
@@ -334,7 +332,11 @@ class TrialHit:
 
     @property
     def nct_id(self) -> str:
-        return self.trial.nct_id
+        return self.view.trial.nct_id
+
+    @property
+    def trial(self) -> Trial:
+        return self.view.trial
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,8 +382,7 @@ def search(
 ) -> SearchAnswer:
     """`trialfinder search`: stored trials ranked by their nearest matching site to a place
     the patient typed (resolved offline). ``db``: an open `Store` or a path."""
-    from trialfinder.freshness import freshness
-    from trialfinder.recruitment import site_recruitment, trial_recruitment
+    from trialfinder.queries import TrialView
 
     status_key = status.strip().lower()
     if status_key not in STATUS_CHOICES:
@@ -425,9 +426,8 @@ def search(
                 trial = store.search_trial_site(nct_id, position)
                 if trial is None or not trial.sites:
                     return None
-                overall = trial_recruitment(trial, day)
-                return TrialHit(trial, overall, freshness(trial, day), trial.sites[0],
-                                site_recruitment(trial.sites[0], trial, day, overall=overall),
+                view = TrialView(trial, today=day)
+                return TrialHit(view, trial.sites[0], view.site_recruitment(trial.sites[0]),
                                 position, distance)
 
             hits = [h for d, n, p in ranking.ranked if (h := hit(n, p, d)) is not None]
