@@ -507,12 +507,7 @@ class _SearchIndex:
         transaction: the searchable text of every trial is recomputed from its record (the
         text's form belongs to this version), then the tables are filled from the rows."""
         db = self._db
-        for name in (*_SEARCH_TRIGGERS, *_SEARCH_OLD_TRIGGERS):
-            db.execute(f"DROP TRIGGER IF EXISTS {name}")
-        for name in _SEARCH_INDEXES:
-            db.execute(f"DROP INDEX IF EXISTS {name}")
-        for name in (*_SEARCH_TABLES, *_SEARCH_OLD_TABLES):
-            db.execute(f"DROP TABLE IF EXISTS {name}")
+        self._search_index_drop()
         self._search_refresh_texts()
         for statement in _SEARCH_SCHEMA:
             db.execute(statement)
@@ -531,6 +526,18 @@ class _SearchIndex:
                    "p.latitude, p.longitude, p.u FROM search_site p JOIN search_trial k ON "
                    "k.key = p.key ORDER BY p.cell, p.key, p.position")
         db.execute("INSERT INTO search_meta VALUES ('version', ?)", (SEARCH_INDEX_VERSION,))
+
+    def _search_index_drop(self) -> None:
+        """Remove every object of the search index (this version's and earlier ones'), inside
+        the caller's transaction. A schema upgrade that alters `trials` or `sites` calls this
+        first (the triggers read their columns); the next open builds the index again."""
+        db = self._db
+        for name in (*_SEARCH_TRIGGERS, *_SEARCH_OLD_TRIGGERS):
+            db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        for name in _SEARCH_INDEXES:
+            db.execute(f"DROP INDEX IF EXISTS {name}")
+        for name in (*_SEARCH_TABLES, *_SEARCH_OLD_TABLES):
+            db.execute(f"DROP TABLE IF EXISTS {name}")
 
     def _search_refresh_texts(self, batch: int = 500) -> None:
         """Recompute `trials.search_text` from each record (without its sites: SQLite strips
