@@ -78,6 +78,7 @@ def _as_version(path: Path, version: int) -> None:
     raw = sqlite3.connect(path)
     for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         raw.execute(f"DROP TRIGGER {name}")  # the search index's: they read the columns below
+    raw.execute("DROP INDEX IF EXISTS search_unplaced")  # the search index's too
     for table in ("trial_sources", "query_trials", "sync_queries"):
         raw.execute(f"DROP TABLE {table}")
     for column in ("arguments", "counts", "pid", "note"):

@@ -292,25 +292,32 @@ def sites(
 
 @app.command()
 def listing(
-    path: Annotated[Path, typer.Argument(help="A listing page saved as HTML or as text.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH|URL",
+            help="A listing page: a file saved as HTML or as text, or its http(s) address.",
+        ),
+    ],
     as_json: JsonOption = False,
 ) -> None:
-    """What a listing page parses to (nothing is stored)."""
+    """What a listing page reads as: the trial, its sites with names repaired and positions,
+    and the page's own status words. Exactly what `scrape` stores; nothing is stored here.
+
+    Pages larger than 20 MB ($TRIALFINDER_LISTING_MAX_BYTES) or binary data are refused.
+    A URL is fetched (only the page's address is sent), within $TRIALFINDER_LISTING_DEADLINE
+    seconds (default 60).
+    """
     from trialfinder import render
-    from trialfinder.errors import BadInput
-    from trialfinder.listing import decode_listing, parse_listing
+    from trialfinder.listing import load_listing
+    from trialfinder.models import to_jsonable
     from trialfinder.queries import TrialView
 
-    try:
-        content = decode_listing(path.read_bytes())
-    except OSError as exc:
-        raise BadInput(f"Cannot read {path}: {exc.strerror or exc}") from None
-    trial = parse_listing(content, source_url=None)
-    view = TrialView(trial=trial)
+    trial = load_listing(source)
     if as_json:
-        _print_json(render.sites_json(view))
+        _print_json(to_jsonable(trial))
     else:
-        typer.echo(render.sites_text(view))
+        typer.echo(render.sites_text(TrialView(trial=trial)))
 
 
 @app.command("sync")
@@ -650,8 +657,10 @@ def search(
     ],
     condition: Annotated[
         str | None,
-        typer.Option("--condition", help="Text in the trial's conditions, keywords or title "
-                     "(case and accents ignored).", show_default=False),
+        typer.Option("--condition", help="Words or a phrase in the trial's title, acronym, "
+                     "conditions, keywords or MeSH terms (whole words; case and accents "
+                     "ignored; cancer, neoplasm and tumour count as one word).",
+                     show_default=False),
     ] = None,
     radius: Annotated[
         float | None,
@@ -664,10 +673,10 @@ def search(
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Trials in the local store (filled by `sync --condition …`) ranked by their nearest
-    matching site to a place; a site's own status wins over the trial's."""
+    """Trials in the local store (filled by `sync`) ranked by their nearest matching site to a
+    place, anywhere on Earth; trials whose matching sites have no position come last."""
+    from trialfinder.render import search_json, search_text
     from trialfinder.search import search as search_store
-    from trialfinder.search import search_json, search_text
 
     answer = search_store(near, _db(db), condition=condition, radius_km=radius,
                           status=status, limit=limit)
@@ -675,6 +684,64 @@ def search(
         _print_json(search_json(answer))
     else:
         typer.echo(search_text(answer))
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only; "
+                          "put a reverse proxy in front to publish it).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")
+    ] = 8000,
+    db: DbOption = None,
+    trials: Annotated[
+        list[str] | None,
+        typer.Option("--trial", "-t", help=f"A trial the page offers (repeatable; the first is "
+                     f"the default). Default: {DEFAULT_TRIAL}.", show_default=False),
+    ] = None,
+    tiles: Annotated[
+        str | None,
+        typer.Option("--tiles", help="Map tiles from this server, a URL template such as "
+                     "https://tiles.example.org/{z}/{x}/{y}.png (default: none, the bundled "
+                     "country outlines; the tile server sees the area each map shows).",
+                     show_default=False),
+    ] = None,
+    tiles_attribution: Annotated[
+        str | None,
+        typer.Option("--tiles-attribution", help="The credit the tile server requires "
+                     "(default: OpenStreetMap contributors).", show_default=False),
+    ] = None,
+) -> None:
+    """Serve the web page and JSON API (trialfinder's answers in a browser, in English or
+    French) until Ctrl-C or SIGTERM.
+
+    Reads the store as it is at each request, so a nightly `sync` shows without a restart.
+    The place a patient types is never logged nor stored: request lines are logged without
+    their query string.
+    """
+    from trialfinder.errors import BadInput
+    from trialfinder.ids import normalise_nct_id
+    from trialfinder.mapping import Tiles
+    from trialfinder.web.app import Settings, tile_origin
+    from trialfinder.web.server import serve as run_server
+
+    ids = tuple(dict.fromkeys(normalise_nct_id(t) for t in (trials or [DEFAULT_TRIAL])))
+    layer = None
+    if tiles is not None:
+        if not all(part in tiles for part in ("{z}", "{x}", "{y}")):
+            raise BadInput(f"--tiles needs {{z}}, {{x}} and {{y}} in its URL, not {tiles}")
+        tile_origin(tiles)  # an http(s) URL with a host, else BadInput
+        layer = Tiles(tiles) if tiles_attribution is None else Tiles(tiles, tiles_attribution)
+    settings = Settings(db_path=_db(db), trials=ids, tiles=layer)
+
+    def ready(url: str) -> None:
+        typer.echo(f"trialfinder: serving {', '.join(ids)} on {url} (Ctrl-C to stop)",
+                   err=True)
+
+    run_server(settings, host, port, on_ready=ready)
+    typer.echo("trialfinder: stopped", err=True)
 
 
 def main() -> None:
