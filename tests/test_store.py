@@ -738,11 +738,8 @@ def test_a_store_that_cannot_be_written_is_read(layout: str) -> None:
     ]
 
 
-def test_a_damaged_store_fails_every_read_in_one_line(tmp_path: Path) -> None:
-    """Pages overwritten in the middle of the file: a read that meets them is one StoreError
-    naming the store (exit 1), never an SQLite error escaping; whole scans always meet
-    them."""
-    path = tmp_path / "store.sqlite"
+def _damaged_store(path: Path) -> Path:
+    """A store of 30 trials whose pages are overwritten every 20 KB past the header."""
     with Store(path) as db:
         many = tuple(site(f"Centre {i}", "Lyon") for i in range(400))
         for n in range(30):
@@ -752,6 +749,14 @@ def test_a_damaged_store_fails_every_read_in_one_line(tmp_path: Path) -> None:
         for offset in range(8192, size, 4096 * 5):
             raw.seek(offset)
             raw.write(b"\xde\xad\xbe\xef" * 256)
+    return path
+
+
+def test_a_damaged_store_fails_every_read_in_one_line(tmp_path: Path) -> None:
+    """Pages overwritten in the middle of the file: a read that meets them is one StoreError
+    naming the store (exit 1), never an SQLite error escaping; whole scans always meet
+    them."""
+    path = _damaged_store(tmp_path / "store.sqlite")
     reads = {
         "trial_ids": lambda db: db.trial_ids(), "counts": lambda db: db.counts(),
         "changes": lambda db: db.changes(), "runs": lambda db: db.runs(),
@@ -769,3 +774,21 @@ def test_a_damaged_store_fails_every_read_in_one_line(tmp_path: Path) -> None:
             assert "\n" not in str(error) and str(path) in str(error)
             failed.add(name)
     assert {"iter_trials", "iter_sites", "read", "counts"} <= failed
+
+
+@pytest.mark.parametrize("command", [["search", "--near", "Lyon"], ["status"], ["changes"],
+                                     ["show", "NCT00000007"], ["sites", "-t", "NCT00000007"],
+                                     ["nearest", "Lyon", "-t", "NCT00000007"]])
+def test_every_command_on_a_damaged_store_exits_1(tmp_path: Path, command: list[str]) -> None:
+    """search, status, changes, show, sites, nearest on a damaged store: one line saying so,
+    exit 1 (never 70)."""
+    from typer.testing import CliRunner
+
+    from trialfinder.cli import app
+
+    path = _damaged_store(tmp_path / "store.sqlite")
+    result = CliRunner().invoke(app, [*command, "--db", str(path)])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"Error: The store at {path} is damaged (database disk image is malformed); move it "
+        "aside and fill a new one with `trialfinder sync`\n")

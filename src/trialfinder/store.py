@@ -943,6 +943,8 @@ class Store(_SearchIndex):
         if not writable and not file.exists():
             raise StoreError(_("No store at {path}").format(path=self._label))
         self.read_only = not writable
+        self._ours = False
+        """The header says this is a trialfinder store (a later error means damage)."""
         try:
             if self.read_only:
                 self._db = self._connect_read_only(file)
@@ -963,6 +965,10 @@ class Store(_SearchIndex):
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise StoreError(_("The store at {path} is locked; try again").format(
                     path=self._label)) from None
+            if self._ours:
+                raise StoreError(_("The store at {path} is damaged ({reason}); move it aside "
+                                   "and fill a new one with `trialfinder sync`").format(
+                    path=self._label, reason=exc)) from None
             raise StoreError(self._not_ours()) from None
         except StoreError:
             self._db.close()
@@ -993,6 +999,7 @@ class Store(_SearchIndex):
         version = db.execute("PRAGMA user_version").fetchone()[0]
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         self._check_version(version, app_id)
+        self._ours = app_id == APPLICATION_ID
         if self.read_only:
             if version == 0:
                 raise StoreError(self._not_ours())
