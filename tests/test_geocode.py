@@ -642,6 +642,51 @@ def test_nearest_uses_facility_positions(cli_env, db):
     assert len(_requests(cli_env)) == asked
 
 
+def test_geocode_online_keeps_the_positions_with_the_record(cli_env, db):
+    """`geocode --online` stores the facility positions with the trial's record: `search`
+    (which reads the store's index) then finds La Timone itself, offline."""
+    assert _run("geocode", "--db", str(db), "--online").exit_code == 0
+    with Store(db) as store:
+        stored = {s.facility: (s.latitude, s.longitude) for s in store.get_trial(NCT).sites}
+    assert (stored[TIMONE], stored[IPC]) == (TIMONE_POS, IPC_POS)
+    result = _run("search", "--near", "13005", "--db", str(db), "--json")
+    assert result.exit_code == 0, result.output
+    (hit,) = json.loads(result.stdout)["trials"]
+    assert (hit["site"]["facility"], hit["site"]["latitude"], hit["site"]["longitude"]) == (
+        TIMONE, *TIMONE_POS)
+
+
+def test_nearest_online_keeps_the_facility_positions(cli_env, db):
+    """The facilities `nearest --online` found are kept with the record (never the patient's
+    place): the next offline `nearest` shows them and asks nothing."""
+    assert _run("nearest", "13005", "--db", str(db), "--online").exit_code == 0
+    asked = len(_requests(cli_env))
+    result = _run("nearest", "13009", "--db", str(db), "--json")
+    assert result.exit_code == 0, result.output
+    sites = json.loads(result.stdout)["sites"]
+    assert [(s["facility"], s["latitude"], s["longitude"]) for s in sites[:2]] == [
+        (IPC, *IPC_POS), (TIMONE, *TIMONE_POS)]
+    assert len(_requests(cli_env)) == asked
+    with Store(db) as store:
+        assert not any("13005" in str(value) for row in store.read("SELECT * FROM trials")
+                       for value in row)  # no trace of the place typed
+
+
+def test_the_bundled_record_takes_the_cached_facility_positions(cli_env, tmp_path):
+    """A store that does not hold the bundled trial: after `geocode --online`, `nearest`
+    shows its facilities where Nominatim put them, offline, as `sites` does."""
+    db = tmp_path / "cache-only.sqlite"
+    assert _run("geocode", "--db", str(db), "--online").exit_code == 0
+    asked = len(_requests(cli_env))
+    nearest = json.loads(_run("nearest", "13005", "--db", str(db), "--json").stdout)
+    assert [(s["facility"], s["latitude"], s["longitude"]) for s in nearest["sites"][:2]] == [
+        (TIMONE, *TIMONE_POS), (IPC, *IPC_POS)]
+    sites = json.loads(_run("sites", "--db", str(db), "--json").stdout)["sites"]
+    assert {s["facility"]: (s["latitude"], s["longitude"]) for s in sites
+            if s["facility"] in (TIMONE, IPC)} == {TIMONE: TIMONE_POS, IPC: IPC_POS}
+    assert len(_requests(cli_env)) == asked
+
+
 def test_nearest_without_online_sends_no_request(cli_env, db, monkeypatch, no_network):
     """Even with TRIALFINDER_ONLINE=1 and a Nominatim URL set, `nearest` without --online
     opens no connection: the patient's place never leaves the machine."""

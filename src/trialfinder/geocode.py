@@ -905,6 +905,32 @@ def place_offline(
     return placed.replace(placed_by=placing_version(gazetteer))
 
 
+def keep_positions(trial: Trial, store: Any, gazetteer: Gazetteer | None = None) -> Trial:
+    """The trial stamped as placed by this version (`placing_version`), and written back to
+    ``store`` (an open `Store`, or None) when the store holds this very record and can be
+    written now (never waiting for a running sync): positions decided online (`geocode
+    --online`, `nearest --online`) are then what every later answer reads, offline. A record
+    the store no longer holds as it was loaded (a sync replaced it meanwhile) is left alone."""
+    placed = trial.replace(placed_by=placing_version(gazetteer))
+    if store is None or store.read_only:
+        return placed
+    stored = store.get_trial(trial.nct_id)
+    if stored is None or _recorded(stored) != _recorded(placed):
+        return placed
+    if stored != placed:
+        store.rewrite_trials([placed], wait=False)
+    return placed
+
+
+def _recorded(trial: Trial) -> Trial:
+    """The trial as its sources gave it: what two placings of one record share."""
+    return trial.replace(placed_by=None, sites=tuple(
+        dataclasses.replace(_as_recorded(s), latitude=None, longitude=None,
+                            precision=Precision.UNKNOWN, coordinate_source=None)
+        if _derived(s) or s.unplaced_reason else _as_recorded(s)
+        for s in trial.sites))
+
+
 def ensure_placed(trial: Trial, store: Any = None, gazetteer: Gazetteer | None = None) -> Trial:
     """The trial as is when the current rules and gazetteer placed it, else placed again
     (`place_offline`): for a stored or bundled record read by an older version."""
@@ -1024,8 +1050,13 @@ def geocode_trial(
     on_site: Callable[[int, int], None] | None = None,
 ) -> Placement:
     """The `geocode` command: every site of the trial placed (online only given a client),
-    Nominatim's answers cached in the store."""
+    Nominatim's answers cached in the store, and the positions kept with the stored record
+    (`keep_positions`), so that every later answer reads them."""
     from trialfinder.records import load_trial
 
     trial = load_trial(nct_id, db_path)
-    return place_sites(trial, db_path, client=client, gazetteer=gazetteer, now=now, on_site=on_site)
+    placement = place_sites(trial, db_path, client=client, gazetteer=gazetteer, now=now,
+                            on_site=on_site)
+    with _open_store(db_path, create=False) as store:
+        keep_positions(placement.trial, store, gazetteer)
+    return placement
