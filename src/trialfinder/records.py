@@ -130,18 +130,19 @@ def refresh_positions(
         place = placer(store)
         done = sites = placed = 0
         batch: list[Trial] = []
-        for trial in store.iter_trials():
-            again = place(trial)
-            batch.append(again)
-            done += 1
-            sites += len(again.sites)
-            placed += sum(1 for s in again.sites if s.has_position)
-            if len(batch) >= REFRESH_BATCH:
+        with store.search_deferred():  # the search index's tree is updated once, at the end
+            for trial in store.iter_trials():
+                again = place(trial)
+                batch.append(again)
+                done += 1
+                sites += len(again.sites)
+                placed += sum(1 for s in again.sites if s.has_position)
+                if len(batch) >= REFRESH_BATCH:
+                    store.rewrite_trials(batch)
+                    batch = []
+                if on_trial is not None:
+                    on_trial(done, total)
+            if batch:
                 store.rewrite_trials(batch)
-                batch = []
-            if on_trial is not None:
-                on_trial(done, total)
-        if batch:
-            store.rewrite_trials(batch)
     return Refreshed(done, sites, placed, _placing_version())
 
