@@ -1785,6 +1785,11 @@ class Store(_SearchIndex):
         ).fetchone()
         return None if row is None else CachedPosition(*row)
 
+    def geocode_holds_positions(self) -> bool:
+        """Whether the geocode cache holds any position (not only misses)."""
+        return self._read("SELECT 1 FROM geocode_cache WHERE latitude IS NOT NULL "
+                          "LIMIT 1").fetchone() is not None
+
     def geocode_put(
         self,
         key: str,
