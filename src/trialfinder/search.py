@@ -12,25 +12,37 @@ How it answers in milliseconds on a million sites, from anywhere on Earth
 --------------------------------------------------------------------------
 The store keeps every placed site in `search_cell` (store.py, "the search index"), keyed by
 its cell in an octree over the unit sphere: each cube of the octree is one range of keys.
-`_best_first` is a best-first (branch-and-bound) nearest-neighbour search over that octree
+`_Walk` is a best-first (branch-and-bound) nearest-neighbour search over that octree
 (Hjaltason & Samet's incremental algorithm): a heap holds cubes, keyed by a lower bound of
 their great-circle distance (from the chord to the cube), and exact candidates. A cube
 holding few sites is read whole, a larger one is split in eight, an empty one costs one
 short range count; so sites leave the heap in exact distance order, wherever the nearest
 ones are (the next street or the other side of the Pacific), with no radius to guess. Each
 read row carries the site's trial, exact position and the last day it counts as recruiting;
-in a cube, only each trial's nearest site becomes a candidate, trials already ranked or not
-matching the condition are skipped, and distances are `nearest.haversine_km`, as
-everywhere else. Sites sharing a city centre share a cube of the finest level, read once.
+in a cube, only each trial's nearest site becomes a candidate, trials already ranked are
+skipped, and distances are `nearest.haversine_km`, as everywhere else. Sites sharing a city
+centre share a cube of the finest level, read once. Sites written since the tree was last
+folded (during a sync: store.py's `search_fresh`) are not in it yet: the few trials they can
+bring into the answer are ranked directly (`_fresh_candidates`) and seed the heap, so the
+answer is exact at every moment.
 
-A condition is matched by FTS5 (whole words and phrases, see `words`). When the matching
-trials have few placed sites, they are ranked directly (`_rank_filtered`): SQLite computes
-each trial's nearest site with the haversine formula over `search_site` (about 1 µs a site),
-and the few trials that can be in the answer are then ranked exactly in Python. A walk
-with a condition that reads many cubes without meeting enough matching sites (they are
-far away) hands over to the same direct ranking. A store whose index is missing and cannot
-be written (a read-only file) is ranked the same way over every placed site of `sites`:
-same answer, slower (see the README's figures).
+A condition is matched by FTS5 (whole words and phrases, see `words`). A rare one (at most
+`KEYS_AT_ONCE` trials) has its trials' keys read up front; a common one is checked trial by
+trial as candidates leave the heap (a few dozen look-ups, where reading tens of thousands of
+keys would cost more than the walk). When the matching trials have few placed sites, they
+are ranked directly (`_rank_filtered`): SQLite computes each trial's nearest site with the
+haversine formula over `search_site` (about 1 µs a site), and the few trials that can be in
+the answer are then ranked exactly in Python, from their sites near enough to count. A walk
+with a condition that reads `TREE_BUDGET` cubes without meeting enough matching sites (they
+are far away) hands over to the same direct ranking when the matching trials have at most
+`DIRECT_MAX` sites, and goes on where it stopped otherwise. A store whose index is missing
+and cannot be written (a read-only file) is ranked the same way over every placed site of
+`sites`: same answer, slower (see the README's figures).
+
+The rest of the answer is read the same way: the trials whose matching sites are all
+unplaced come from the index's per-trial tally (`search_tally`: a short range of trials with
+unplaced sites only, not a probe per trial), and each hit's record is read with only its
+one site decoded.
 """
 
 from __future__ import annotations
