@@ -142,6 +142,7 @@ def readable(text: str | None) -> str | None:
 def summary_json(view: TrialView, *, terminal: bool = True) -> dict[str, Any]:
     """`show --json`: everything a referring clinician reads, as plain JSON. Text fields are
     readable (Markdown escapes removed); ``eligibility.criteria`` is the record's own text."""
+    from trialfinder.merge import status_origin_json
     from trialfinder.render import freshness_json, recruitment_json, warnings
 
     trial = view.trial
@@ -183,6 +184,7 @@ def summary_json(view: TrialView, *, terminal: bool = True) -> dict[str, Any]:
         "source": trial.source.description,
         "source_kind": trial.source.kind,
         "source_url": trial.source.url,
+        "status_origin": status_origin_json(trial),
         "stale": view.stale,
         "freshness": freshness_json(view),
         "warnings": warnings(view, terminal=terminal),
@@ -196,6 +198,7 @@ def _label_value(label: str, value: str | None, missing: str) -> str:
 
 def summary_text(view: TrialView, *, width: int = 100) -> str:
     """`show`: the trial as a clinician reads it, most useful first."""
+    from trialfinder.merge import status_origin
     from trialfinder.recruitment import status_words
     from trialfinder.render import age_lines
 
@@ -257,6 +260,7 @@ def summary_text(view: TrialView, *, width: int = 100) -> str:
         _("Registry: {url}").format(url=trial.registry_url),
         _("Source: {source}, as of {as_of}").format(source=trial.source.description,
                                                     as_of=trial.source.as_of_label),
+        *([origin] if (origin := status_origin(trial)) else []),
         *age_lines(view),
     ]
     return "\n".join(lines)
