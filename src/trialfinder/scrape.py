@@ -158,7 +158,7 @@ def scrape(
     path = db.path if isinstance(db, Store) else (None if db is None else str(db))
     if path is None:
         raise BadInput(_("No store given to scrape into"))
-    if path != ":memory:" and not can_write(path):
+    if (isinstance(db, Store) and db.read_only) or (path != ":memory:" and not can_write(path)):
         raise StoreError(_("The store at {path} cannot be written by this user (read-only "
                            "file or folder)").format(path=path))
     page = read_page(source, session=session, gazetteer=gazetteer)
