@@ -1191,22 +1191,17 @@ class Store(_SearchIndex):
         """The last copy from ``source`` ("registry", "listing") of each of these trials that
         has one: kept beside a merged record, else the record itself when it is that copy."""
         wanted = json.dumps(list(nct_ids))
-        copies: dict[str, Trial] = {}
         if self.schema_version >= 5:
-            sql = ("SELECT t.nct_id, t.source_kind, t.record_json, s.record FROM trials t "
-                   "LEFT JOIN trial_sources s ON s.trial = t.nct_id AND s.source = ? WHERE "
-                   "t.nct_id IN (SELECT value FROM json_each(?))")
-            params: tuple[str, ...] = (source, wanted)
+            sql = ("SELECT t.nct_id, coalesce(s.record, t.record_json) FROM trials t LEFT JOIN "
+                   "trial_sources s ON s.trial = t.nct_id AND s.source = ? WHERE t.nct_id IN "
+                   "(SELECT value FROM json_each(?)) AND (s.record IS NOT NULL OR "
+                   "t.source_kind = ?)")
+            params: tuple[str, ...] = (source, wanted, source)
         else:  # a store read as it is: no copies kept beside the records
-            sql = ("SELECT nct_id, source_kind, record_json, NULL FROM trials WHERE nct_id IN "
-                   "(SELECT value FROM json_each(?))")
-            params = (wanted,)
-        for nct, kind, record_json, record in self._read(sql, params):
-            if record is not None:
-                copies[nct] = self._decode(nct, record)
-            elif kind == source:
-                copies[nct] = self._decode(nct, record_json)
-        return copies
+            sql = ("SELECT nct_id, record_json FROM trials WHERE nct_id IN (SELECT value FROM "
+                   "json_each(?)) AND source_kind = ?")
+            params = (wanted, source)
+        return {nct: self._decode(nct, record) for nct, record in self._read(sql, params)}
 
     def get_raw(self, nct_id: str) -> str | None:
         """The registry's JSON text as received for the stored record, if kept."""
