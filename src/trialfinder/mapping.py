@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trialfinder.i18n import _, ngettext
+from trialfinder.i18n import N_, _, ngettext
 from trialfinder.models import Site, Trial
 from trialfinder.nearest import RankedSite, haversine_km, rank_sites
 from trialfinder.recruitment import Recruitment, Standing, StatusFrom
@@ -48,7 +48,7 @@ OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = (
     '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 )
-BASEMAP_ATTRIBUTION = "Outlines: Natural Earth (public domain)"
+BASEMAP_ATTRIBUTION = N_("Outlines: Natural Earth (public domain)")
 
 NEAREST_COLOUR = "#b2182b"
 PATIENT_COLOUR = "#6a3d9a"
@@ -153,7 +153,7 @@ def build_map(
         "bounds": bounds,
         "legend": legend_id,
         "source": source_id,
-        "basemapAttribution": BASEMAP_ATTRIBUTION,
+        "basemapAttribution": _(BASEMAP_ATTRIBUTION),
         "nearestColour": NEAREST_COLOUR,
     }
     script = (
@@ -582,18 +582,19 @@ def _legend_html(
 
 def _source_html(element_id: str, view: TrialView) -> str:
     from trialfinder.freshness import age_sentence
-    from trialfinder.render import warnings
+    from trialfinder.render import as_of_text, record_source_words, warnings
 
     e = html.escape
     trial = view.trial
     source = trial.source
     parts = [
         f'<div id="{element_id}" class="tf-box tf-source">',
-        e(_("Source: {source}, as of {as_of}.").format(source=source.description,
-                                                       as_of=source.as_of_label)) + " ",
+        e(_("Source: {source}, as of {as_of}.").format(
+            source=record_source_words(source.description), as_of=as_of_text(source))) + " ",
         f'<a href="{e(trial.registry_url)}">'
         f'{e(_("{nct_id} on ClinicalTrials.gov").format(nct_id=trial.nct_id))}</a>',
-        f'<div class="tf-muted">{e(age_sentence(view.freshness, source.description))}</div>',
+        f'<div class="tf-muted">'
+        f'{e(age_sentence(view.freshness, record_source_words(source.description)))}</div>',
     ]
     parts.extend(f'<div class="tf-warning">⚠ {e(w)}</div>' for w in warnings(view))
     parts.append("</div>")

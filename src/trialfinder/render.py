@@ -16,8 +16,8 @@ from trialfinder.freshness import (
     messages,
     sponsor_caution,
 )
-from trialfinder.i18n import _, format_decimal, ngettext
-from trialfinder.models import Contact, Precision, Site, Trial
+from trialfinder.i18n import _, format_decimal, ngettext, pgettext
+from trialfinder.models import Contact, Precision, Site, Source, Trial
 from trialfinder.recruitment import (
     Recruitment,
     Standing,
@@ -84,8 +84,55 @@ def unplaced_words(reason: str | None) -> str:
         "not found": _("the city is not in the gazetteer"),
         "country unknown": _("the record's country is not known"),
         "no city": _("the record gives no city"),
+        "registry position outside country": _("the registry's coordinates are not in the "
+                                               "record's country"),
     }
     return _("position unknown ({reason})").format(reason=reasons.get(reason, reason))
+
+
+def matched_words(field: str) -> str:
+    """An address field a position agrees with (`Site.matched`): "city", "state", "postal
+    code"."""
+    words = {
+        "city": pgettext("address field", "city"),
+        "state": pgettext("address field", "state"),
+        "postal code": pgettext("address field", "postal code"),
+        "country": pgettext("address field", "country"),
+    }
+    return words.get(field, field)
+
+
+def source_words(source: str) -> str:
+    """Where a position comes from (`Site.coordinate_source`), as a person reads it: the
+    labels trialfinder itself stores are translated; others (a geocoder's name and date)
+    are shown as they are."""
+    words = {  # geocode.GAZETTEER_SOURCE, registry.GEOPOINT_SOURCE (not imported: they
+        # would load the geocoder and the HTTP client into every presentation)
+        "bundled gazetteer": _("bundled gazetteer"),
+        "ClinicalTrials.gov geoPoint (city centre)": _(
+            "ClinicalTrials.gov geoPoint (city centre)"),
+    }
+    return words.get(source, source)
+
+
+def record_source_words(description: str) -> str:
+    """What a record was read from (`Source.description`), as a person reads it: the labels
+    trialfinder itself stores are translated, others shown as they are."""
+    words = {  # listing.SOURCE_DESCRIPTION, registry.SOURCE_DESCRIPTION
+        "CenterWatch-style listing page": _("CenterWatch-style listing page"),
+        "ClinicalTrials.gov API v2": _("ClinicalTrials.gov API v2"),
+    }
+    return words.get(description, description)
+
+
+def as_of_text(source: Source) -> str:
+    """`Source.as_of` as a source line gives it: "January 2019" ("janvier 2019"), a full date
+    as written ("2024-03-15"), "an unknown date"."""
+    if not source.as_of:
+        return _("an unknown date")
+    if len(source.as_of.split("-")) == 2:
+        return date_words(source.as_of)
+    return source.as_of
 
 
 def position_text(site: Site) -> str:
@@ -95,11 +142,11 @@ def position_text(site: Site) -> str:
         return unplaced_words(site.unplaced_reason)
     bits = []
     if site.matched:
-        bits.append(" + ".join(site.matched))
+        bits.append(" + ".join(matched_words(f) for f in site.matched))
     if site.coordinate_source:
-        bits.append(site.coordinate_source)
+        bits.append(source_words(site.coordinate_source))
     text = precision_words(site.precision)
-    return f"{text} ({'; '.join(bits)})" if bits else text
+    return _("{precision} ({how})").format(precision=text, how="; ".join(bits)) if bits else text
 
 
 def shared_words(site: Site, count: int) -> str:
@@ -436,7 +483,7 @@ def age_lines(view: TrialView, *, terminal: bool = True) -> list[str]:
     if caution:
         lines.append(_("Caution: {caution}").format(caution=caution))
     if not lines:
-        lines.append(age_sentence(fresh, view.trial.source.description))
+        lines.append(age_sentence(fresh, record_source_words(view.trial.source.description)))
     lines.extend(_("Warning: {warning}").format(warning=n) for n in view.notes)
     return lines
 
@@ -446,10 +493,11 @@ def provenance_lines(view: TrialView) -> list[str]:
     source = trial.source
     if source.retrieved:
         where = _("Source: {source}, as of {as_of} (fetched {fetched})").format(
-            source=source.description, as_of=source.as_of_label, fetched=source.retrieved[:10])
+            source=record_source_words(source.description), as_of=as_of_text(source),
+            fetched=source.retrieved[:10])
     else:
         where = _("Source: {source}, as of {as_of}").format(
-            source=source.description, as_of=source.as_of_label)
+            source=record_source_words(source.description), as_of=as_of_text(source))
     return [
         f"{trial.nct_id}: {trial.title}",
         trial_status_line(view),
