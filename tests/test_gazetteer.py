@@ -838,3 +838,31 @@ def test_contains_catches_a_coordinate_on_another_continent(gaz, country, latitu
 def test_build_id_is_the_index_build_entry(gaz):
     """The index names its build (a digest of its content) in its meta table."""
     assert re.fullmatch(r"[0-9a-f]{12}", gaz.build_id)
+
+
+# ---------------------------------------------------------------- suggestions as you type
+
+
+def test_suggestions_most_likely_first_with_a_text_that_resolves(gaz: Gazetteer) -> None:
+    """Prefixes of names and postal codes suggest the likeliest places first, each with the
+    shortest text that resolves to it; one letter suggests nothing."""
+    first = gaz.suggest("besan")[0]
+    assert (first.text, first.place.label) == ("Besançon", "Besançon (25)")
+    assert [s.text for s in gaz.suggest("saint d")][:2] == ["Saint-Denis", "Saint-Denis (974)"]
+    assert [s.text for s in gaz.suggest("9740")] == ["97400 Saint-Denis"]
+    assert gaz.suggest("Marseille")[0].place.precision is Precision.CITY  # not Marseille 13e
+    assert gaz.suggest("b") == [] and gaz.suggest("zzzz") == [] and gaz.suggest("<>") == []
+    assert len(gaz.suggest("sa", limit=3)) == 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(prefix=st.text(alphabet="abcdefghijlmnoprstuvyzéè -'0123456789", min_size=2,
+                      max_size=6))
+def test_every_suggestion_resolves_back_to_its_place(prefix: str) -> None:
+    """For any prefix, each suggested text resolves to the suggested place; digits suggest
+    postal codes that start with them."""
+    gazetteer = Gazetteer.bundled()
+    for text, place in gazetteer.suggest(prefix):
+        assert gazetteer.resolve(text).place == place
+        if name_key(prefix).isdigit():
+            assert (place.postal_code or "").startswith(name_key(prefix))

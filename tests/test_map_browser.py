@@ -4,9 +4,7 @@ no element created from a hostile record even with every popup and tooltip open.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -15,8 +13,6 @@ from map_fixtures import HOSTILE, lyon, sixteen_site_trial
 from trialfinder import mapping
 
 pytestmark = pytest.mark.browser
-
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 # Put first in <head>: records script errors and alert() calls on the <html> element.
 HOOK_HEAD = """<script>
@@ -53,22 +49,9 @@ window.addEventListener('load', function () {
 </script>"""
 
 
-def find_browser() -> str | None:
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 @pytest.fixture(scope="module")
-def browser() -> str:
-    path = find_browser()
-    if path is None:
-        if os.environ.get("TRIALFINDER_REQUIRE_BROWSER") == "1":
-            pytest.fail("TRIALFINDER_REQUIRE_BROWSER=1 but no chromium on PATH")
-        pytest.skip("headless Chromium not installed (see .ci/install-chromium)")
-    return path
+def browser(chromium_path: str) -> str:
+    return chromium_path
 
 
 def chromium_args(browser: str, profile) -> list[str]:

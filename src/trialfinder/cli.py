@@ -599,6 +599,64 @@ def search(
         typer.echo(search_text(answer))
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only; "
+                          "put a reverse proxy in front to publish it).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")
+    ] = 8000,
+    db: DbOption = None,
+    trials: Annotated[
+        list[str] | None,
+        typer.Option("--trial", "-t", help=f"A trial the page offers (repeatable; the first is "
+                     f"the default). Default: {DEFAULT_TRIAL}.", show_default=False),
+    ] = None,
+    tiles: Annotated[
+        str | None,
+        typer.Option("--tiles", help="Map tiles from this server, a URL template such as "
+                     "https://tiles.example.org/{z}/{x}/{y}.png (default: none, the bundled "
+                     "country outlines; the tile server sees the area each map shows).",
+                     show_default=False),
+    ] = None,
+    tiles_attribution: Annotated[
+        str | None,
+        typer.Option("--tiles-attribution", help="The credit the tile server requires "
+                     "(default: OpenStreetMap contributors).", show_default=False),
+    ] = None,
+) -> None:
+    """Serve the web page and JSON API (trialfinder's answers in a browser, in English or
+    French) until Ctrl-C or SIGTERM.
+
+    Reads the store as it is at each request, so a nightly `sync` shows without a restart.
+    The place a patient types is never logged nor stored: request lines are logged without
+    their query string.
+    """
+    from trialfinder.errors import BadInput
+    from trialfinder.ids import normalise_nct_id
+    from trialfinder.mapping import Tiles
+    from trialfinder.web.app import Settings, tile_origin
+    from trialfinder.web.server import serve as run_server
+
+    ids = tuple(dict.fromkeys(normalise_nct_id(t) for t in (trials or [DEFAULT_TRIAL])))
+    layer = None
+    if tiles is not None:
+        if not all(part in tiles for part in ("{z}", "{x}", "{y}")):
+            raise BadInput(f"--tiles needs {{z}}, {{x}} and {{y}} in its URL, not {tiles}")
+        tile_origin(tiles)  # an http(s) URL with a host, else BadInput
+        layer = Tiles(tiles) if tiles_attribution is None else Tiles(tiles, tiles_attribution)
+    settings = Settings(db_path=_db(db), trials=ids, tiles=layer)
+
+    def ready(url: str) -> None:
+        typer.echo(f"trialfinder: serving {', '.join(ids)} on {url} (Ctrl-C to stop)",
+                   err=True)
+
+    run_server(settings, host, port, on_ready=ready)
+    typer.echo("trialfinder: stopped", err=True)
+
+
 def main() -> None:
     app()
 

@@ -46,6 +46,7 @@ __all__ = [
     "Place",
     "Resolution",
     "SiteMatch",
+    "Suggestion",
     "department_of",
     "name_key",
     "postal_key",
@@ -230,6 +231,13 @@ class Resolution:
     """The user's text, when a typo was corrected."""
     notes: tuple[str, ...] = ()
     """Sentences for the user: what was taken, what else it could be, how to choose."""
+
+
+class Suggestion(NamedTuple):
+    """A place offered as the user types, and the text that resolves to it."""
+
+    text: str
+    place: Place
 
 
 # The two private value types are plain classes: a dataclass costs about a millisecond of
@@ -578,6 +586,71 @@ class Gazetteer:
             )
             self._names_cache[code] = tuple(r[0] for r in rows)
         return self._names_cache[code]
+
+    def suggest(self, text: str, limit: int = 8) -> list[Suggestion]:
+        """Places whose name (or postal code) starts with what was typed so far, most likely
+        first: suggestions as a patient types (the web page's search field). Each comes with
+        a text that `resolve` takes to that very place (checked: a place no text reaches is
+        not suggested). Fewer than 2 characters suggest nothing."""
+        key = name_key(_clean(text))[:MAX_QUERY]
+        if len(key) < 2 or limit < 1:
+            return []
+        if key.isdigit():
+            if len(key) > 5:
+                return []
+            rows = self._db.execute(
+                f"SELECT pc.code, pc.latitude, pc.longitude, {_PLACE_COLUMNS}, 0, p.score"
+                f" FROM postcode pc JOIN place p ON p.id = pc.place{_JOINS}"
+                f" WHERE pc.code >= ? AND pc.code < ? AND pc.cedex = 0{_FOR_PATIENTS}"
+                " ORDER BY pc.code, p.score DESC, p.id LIMIT ?",
+                (key, key + ":", limit * 4),
+            ).fetchall()
+            places = [
+                _replace(_hit(row[3:]).place, postal_code=row[0], latitude=row[1] / _SCALE,
+                         longitude=row[2] / _SCALE, precision=Precision.POSTAL_CODE)
+                for row in rows
+            ]
+        else:
+            # Primary names, by the homonym ranking of `resolve`; exonyms ("Londres") only
+            # when no primary name starts so: an alias match is often surprising.
+            rows = self._db.execute(
+                f"SELECT {_PLACE_COLUMNS}, min(n.alias) AS a, p.score FROM name n"
+                f" JOIN place p ON p.id = n.place{_JOINS}"
+                f" WHERE n.key >= ? AND n.key < ?{_FOR_PATIENTS}"
+                " GROUP BY p.id ORDER BY a, p.score DESC, p.id LIMIT ?",
+                (key, key + "\U0010ffff", limit * 2),
+            ).fetchall()
+            hits = [_hit(row) for row in rows]
+            if hits and not hits[0].alias:
+                hits = [hit for hit in hits if not hit.alias]
+            places = [hit.place for hit in hits]
+        found: dict[str, Suggestion] = {}
+        for place in places:
+            if len(found) >= limit:
+                break
+            query = self._query_for(place)
+            if query is not None and query not in found:
+                found[query] = Suggestion(query, place)
+        return list(found.values())
+
+    def _query_for(self, place: Place) -> str | None:
+        """The shortest of the usual ways to write `place` that resolves to it."""
+        forms = [f"{place.postal_code} {place.name}"] if (
+            place.precision is Precision.POSTAL_CODE and place.postal_code) else [place.name]
+        if place.department:
+            forms += [f"{place.name} ({place.department})",
+                      f"{place.name}, {place.department}"]
+        elif place.region and place.country == "US":
+            forms.append(f"{place.name}, {place.region}")
+        else:
+            forms.append(f"{place.name}, {place.country_name}")
+        for form in forms:
+            try:
+                if self.resolve(form).place == place:
+                    return form
+            except UnknownPlace:
+                continue
+        return None
 
     # ------------------------------------------------------------------ lookups
 

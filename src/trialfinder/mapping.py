@@ -84,6 +84,16 @@ CATEGORY_BY_KEY = {c.key: c for c in CATEGORIES}
 
 
 @dataclass(frozen=True, slots=True)
+class Tiles:
+    """A tile server chosen by whoever runs trialfinder (e.g. `serve --tiles`)."""
+
+    url: str
+    """A Leaflet URL template: "https://tiles.example.org/{z}/{x}/{y}.png"."""
+    attribution: str = OSM_ATTRIBUTION
+    """HTML shown in the map's corner (the provider's terms usually require it)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MapResult:
     """A map written to disk, with what the command may tell the user about it."""
 
@@ -101,8 +111,11 @@ def build_map(
     *,
     place: Place | None = None,
     ranked: Sequence[RankedSite] | None = None,
-    tiles: bool = True,
+    tiles: bool | Tiles = True,
     today: date | None = None,
+    script_nonce: str | None = None,
+    assets_url: str | None = None,
+    terminal: bool = True,
 ) -> str:
     """The whole map as one self-contained HTML document.
 
@@ -110,7 +123,12 @@ def build_map(
     with a line to it, and a view fitted to the patient and the nearest sites. `ranked`
     (e.g. a `NearestAnswer.ranked`) decides which sites count as nearest, so the map agrees
     with the text answer; without it every site is ranked around the place. `tiles=False`
-    leaves out the OpenStreetMap layer (the outlines alone).
+    leaves out the OpenStreetMap layer (the outlines alone); a `Tiles` uses that server.
+
+    For a web page (`trialfinder serve`): `script_nonce` is put on every script element, for a
+    Content-Security-Policy that allows no other inline script; `assets_url` links Leaflet
+    and the outlines (the files of `map_asset`, served there) instead of inlining them;
+    `terminal=False` gives advice for a patient instead of commands to run.
     """
     import folium
 
@@ -132,20 +150,32 @@ def build_map(
     # No CDN: Leaflet comes inline below; folium's jQuery/Bootstrap/icon fonts are not needed.
     fmap.default_js = []
     fmap.default_css = []
-    if tiles:
+    if isinstance(tiles, Tiles):
+        folium.TileLayer(tiles.url, attr=tiles.attribution, name="tiles", max_zoom=19).add_to(fmap)
+    elif tiles:
         folium.TileLayer(
             OSM_TILES, attr=OSM_ATTRIBUTION, name="OpenStreetMap", max_zoom=19
         ).add_to(fmap)
 
-    js, css = leaflet_assets()
     title = (_("{nct_id}: trial sites near {place}").format(nct_id=trial.nct_id, place=place.label)
              if place else _("{nct_id}: trial sites").format(nct_id=trial.nct_id))
-    header = (
-        f"<title>{html.escape(title)}</title>\n"
-        f"<style>{css}</style>\n<style>{_PAGE_CSS}</style>\n<script>{js}</script>"
-    )
+    script_tag = f'<script nonce="{html.escape(script_nonce)}">' if script_nonce else "<script>"
+    if assets_url is None:
+        js, css = leaflet_assets()
+        assets = f"<style>{css}</style>\n{script_tag}{js}</script>"
+        basemap = _basemap_text()
+    else:
+        base = html.escape(assets_url)
+        assets = (
+            f'<link rel="stylesheet" href="{base}leaflet.css">\n'
+            f'<script src="{base}leaflet.js"></script>\n<script src="{base}basemap.js"></script>'
+        )
+        basemap = "tfBasemap"  # defined by basemap.js
+    header = f"<title>{html.escape(title)}</title>\n{assets}\n<style>{_PAGE_CSS}</style>"
     legend_id, source_id = f"tf-legend-{nonce}", f"tf-source-{nonce}"
-    body = _legend_html(legend_id, trial, sites, place) + _source_html(source_id, view)
+    body = _legend_html(legend_id, trial, sites, place) + _source_html(
+        source_id, view, terminal=terminal
+    )
     data = {
         "sites": [{k: v for k, v in s.items() if not k.startswith("_")} for s in placed],
         "patient": _patient_entry(place),
@@ -158,7 +188,7 @@ def build_map(
     }
     script = (
         f"var tfMap = {fmap.get_name()};\n"
-        f"var tfBasemap = {_basemap_text()};\n"
+        f"var tfBasemap = {basemap};\n"
         f"var tfData = {script_json(data)};\n"
         f"{_PAGE_JS}"
     )
@@ -166,10 +196,23 @@ def build_map(
         header=slot("header", header), html=slot("body", body), script=slot("script", script)
     ).add_to(fmap)
 
-    page = fmap.get_root().render()
+    page = _finish_page(fmap.get_root().render(), script_nonce)
     pattern = re.compile(rf"@@tf-(\w+)-{nonce}@@")
     # One pass: text put in by a slot is never searched for further placeholders.
     return pattern.sub(lambda m: slots[m.group(1)], page)
+
+
+def _finish_page(page: str, script_nonce: str | None) -> str:
+    """folium's page, with the document's language, a viewport that lets people zoom (WCAG
+    1.4.4), and `script_nonce` on folium's script elements. Runs before the slots are filled, so
+    nothing from a record is ever touched here."""
+    from trialfinder.i18n import current_language
+
+    page = page.replace("<html>", f'<html lang="{current_language()}">', 1)
+    page = re.sub(r",\s*maximum-scale=1\.0,\s*user-scalable=no", "", page, count=1)
+    if script_nonce is not None:
+        page = re.sub(r"<script(?=[\s>])", f'<script nonce="{html.escape(script_nonce)}"', page)
+    return page
 
 
 def write_map(
@@ -278,6 +321,27 @@ def leaflet_assets() -> tuple[str, str]:
 
     css = re.sub(r"url\(images/([\w.-]+\.png)\)", inline, css).replace("</", "<\\/")
     return js, css
+
+
+MAP_ASSETS = {
+    "leaflet.js": "text/javascript; charset=utf-8",
+    "leaflet.css": "text/css; charset=utf-8",
+    "basemap.js": "text/javascript; charset=utf-8",
+}
+"""The files a map built with `assets_url` links to, by name."""
+
+
+def map_asset(name: str) -> str:
+    """The text of one of `MAP_ASSETS` (Leaflet from the installed package, images inlined;
+    the country outlines as a script defining ``tfBasemap``); KeyError for any other name."""
+    if name not in MAP_ASSETS:
+        raise KeyError(name)
+    js, css = leaflet_assets()
+    if name == "leaflet.js":
+        return js
+    if name == "leaflet.css":
+        return css
+    return f"var tfBasemap = {_basemap_text()};\n"
 
 
 @functools.cache
@@ -552,7 +616,8 @@ def _legend_html(
             rows.append('<li class="tf-entry tf-muted">{}</li>'.format(
                 e(_("No recruiting site is placed."))))
     parts = [
-        f'<div id="{element_id}" class="tf-box tf-legend">',
+        # Focusable: it scrolls when long, and keyboard users must be able to scroll it.
+        f'<div id="{element_id}" class="tf-box tf-legend" tabindex="0">',
         f'<div class="tf-heading">{e(heading)}</div><div class="tf-muted">{e(title)}</div>',
         f'<ul class="tf-entries">{"".join(rows)}</ul>',
         '<div class="tf-muted">{}</div>'.format(e(_(
@@ -580,7 +645,7 @@ def _legend_html(
     return "".join(parts)
 
 
-def _source_html(element_id: str, view: TrialView) -> str:
+def _source_html(element_id: str, view: TrialView, *, terminal: bool = True) -> str:
     from trialfinder.freshness import age_sentence
     from trialfinder.render import as_of_text, record_source_words, warnings
 
@@ -596,7 +661,8 @@ def _source_html(element_id: str, view: TrialView) -> str:
         f'<div class="tf-muted">'
         f'{e(age_sentence(view.freshness, record_source_words(source.description)))}</div>',
     ]
-    parts.extend(f'<div class="tf-warning">⚠ {e(w)}</div>' for w in warnings(view))
+    parts.extend(f'<div class="tf-warning">⚠ {e(w)}</div>'
+                 for w in warnings(view, terminal=terminal))
     parts.append("</div>")
     return "".join(parts)
 
@@ -631,6 +697,12 @@ _PAGE_CSS = """
   padding: 0 5px; font-size: 11px; }
 .tf-patient-label { font-weight: 600; }
 .tf-labels-hidden .tf-city { display: none; }
+@media (max-width: 480px) {  /* a phone, or the map inside a web page on one */
+  .tf-box { max-width: 62vw; padding: 5px 7px; font-size: 11px; }
+  .tf-legend { max-height: 40vh; }
+  .tf-legend .tf-muted { display: none; }
+  .tf-source { font-size: 10px; }
+}
 .tf-city-text { position: absolute; left: 0; top: 9px; transform: translateX(-50%);
   font-size: 11px; color: #333; white-space: nowrap;
   text-shadow: 0 0 2px #fff, 0 0 2px #fff, 0 0 3px #fff; }

@@ -131,6 +131,7 @@ def nearest(
     today: date | None = None,
     client: NominatimClient | None = None,
     max_km: float | None = None,
+    view: TrialView | None = None,
 ) -> NearestAnswer:
     """The nearest sites of a trial to a place the patient typed (resolved offline; online
     with Nominatim only given a client, i.e. an explicit --online).
@@ -143,15 +144,19 @@ def nearest(
     the nearest one is, rather than offering a patient a site on another continent. Without
     max_km, DEFAULT_MAX_KM applies only to a place in a country where the trial has no site:
     a patient in La Réunion is still shown the French centres, however far.
+
+    `view`: the trial already loaded and placed by `trial_view` (a server keeps it while the
+    store is unchanged); nct_id and db_path are then not read.
     """
     if max_km is not None and not 0 < max_km < float("inf"):
         raise BadInput(f"--max-km must be a positive number of kilometres, not {max_km}")
     if limit < 1:
         raise BadInput(f"the limit must be at least 1, not {limit}")
     resolution = resolve_place(place_query, gazetteer=gazetteer, client=client)
-    view = trial_view(
-        nct_id, db, geocoder=geocoder, today=today, client=client, gazetteer=gazetteer
-    )
+    if view is None:
+        view = trial_view(
+            nct_id, db, geocoder=geocoder, today=today, client=client, gazetteer=gazetteer
+        )
     place = resolution.place
     ranked = rank_sites(view.trial, place.latitude, place.longitude,
                         include_all=include_all, today=view.today)
