@@ -16,13 +16,12 @@ import typer
 from typer.core import TyperGroup
 
 from trialfinder.errors import TrialFinderError
+from trialfinder.i18n import _, ngettext
 from trialfinder.resources import DEFAULT_TRIAL
 
 
 def _fatal(message: str, code: int) -> NoReturn:
     # One line, whatever the message held: patients and cron logs read it alike.
-    from trialfinder.i18n import _
-
     text = " ".join(str(message).split()) or _("unknown error")
     typer.echo(_("Error: {message}").format(message=text), err=True)
     sys.exit(code)
@@ -76,7 +75,12 @@ class _Group(TyperGroup):
         if sys.stderr is not None and not isinstance(sys.stderr, SafeStream):
             sys.stderr = SafeStream(sys.stderr)
         try:
-            result = self._run(args, kwargs)
+            from trialfinder.i18n import language, language_from_environment
+
+            # The language of everything the command says to a person: the locale
+            # environment as gettext reads it; a command's --lang switches it (`_use_lang`).
+            with language(language_from_environment()):
+                result = self._run(args, kwargs)
             if isinstance(result, int) and result:
                 sys.exit(result)
             if standalone:
@@ -86,8 +90,6 @@ class _Group(TyperGroup):
             sys.stdout, sys.stderr = saved
 
     def _run(self, args: Any, kwargs: Any) -> Any:
-        from trialfinder.i18n import _
-
         try:
             return super().main(*args, **{**kwargs, "standalone_mode": False})
         except TrialFinderError as exc:
@@ -154,6 +156,31 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _use_lang(value: str | None) -> str | None:
+    """--lang: switch the command's language (set from the environment by `_Group.main`,
+    which ends it with the command). Eager, so that errors about other options are in it."""
+    if value is None:
+        return None
+    from trialfinder import i18n
+
+    code = value.strip().lower()
+    if code not in i18n.LANGUAGES:
+        raise typer.BadParameter(i18n._("{value} is not a language trialfinder speaks; "
+                                        "choose {choices}").format(
+            value=repr(value), choices=" or ".join(i18n.LANGUAGES)))
+    return i18n.use(code)
+
+
+LangOption = Annotated[
+    str | None,
+    typer.Option("--lang", metavar="fr|en", callback=_use_lang, is_eager=True,
+                 help="Language of what is printed for people (default: $LANGUAGE, $LC_ALL, "
+                 "$LC_MESSAGES or $LANG, else English). JSON keys and values stay English.",
+                 show_default=False),
+]
+"""Give it to every command that prints for a person: ``lang: LangOption = None``."""
 
 
 def _db(db: Path | None) -> Path:
@@ -258,7 +285,7 @@ def nearest(
     else:
         typer.echo(render.nearest_text(answer, details=details))
         if map_path is not None:
-            typer.echo(f"\nMap: {map_path}")
+            typer.echo("\n" + _("Map: {path}").format(path=map_path))
 
 
 @app.command()
@@ -280,7 +307,7 @@ def sites(
     from trialfinder import queries, render
 
     if as_json and as_csv:
-        raise typer.BadParameter("choose one of --json and --csv")
+        raise typer.BadParameter(_("choose one of --json and --csv"))
     view = queries.trial_view(trial, _db(db))
     if as_json:
         _print_json(render.sites_json(view))
@@ -304,7 +331,8 @@ def listing(
     try:
         content = decode_listing(path.read_bytes())
     except OSError as exc:
-        raise BadInput(f"Cannot read {path}: {exc.strerror or exc}") from None
+        raise BadInput(_("Cannot read {path}: {reason}").format(
+            path=path, reason=exc.strerror or exc)) from None
     trial = parse_listing(content, source_url=None)
     view = TrialView(trial=trial)
     if as_json:
@@ -355,7 +383,7 @@ def sync_command(
         if not as_json:
             typer.echo(outcome.summary())
         if on_tty:
-            _control(f"syncing: {done}/{total or '?'} done")
+            _control(_("syncing: {done}/{total} done").format(done=done, total=total or "?"))
 
     with RegistryClient(registry_url) as client:
         report = sync(ids, store_path=_db(db), client=client, condition=condition,
@@ -368,12 +396,11 @@ def sync_command(
     if failed:
         # The per-trial lines went to stdout for the log; stderr gets the one-line verdict.
         first = failed[0]
-        which = "first " if len(failed) > 1 else ""
-        typer.echo(
-            f"Error: {len(failed)} of {len(report.trials)} trials failed; {which}"
-            f"{first.nct_id}: {first.error}",
-            err=True,
-        )
+        verdict = ngettext("{failed} of {total} trials failed; {nct_id}: {error}",
+                           "{failed} of {total} trials failed; first {nct_id}: {error}",
+                           len(failed)).format(failed=len(failed), total=len(report.trials),
+                                               nct_id=first.nct_id, error=first.error)
+        typer.echo(_("Error: {message}").format(message=verdict), err=True)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
@@ -397,7 +424,7 @@ def changes_command(
     if as_json:
         _print_json([change.to_jsonable() for change in found])
     elif not found:
-        typer.echo("No changes recorded.")
+        typer.echo(_("No changes recorded."))
     else:
         for change in found:
             typer.echo(change.describe())
@@ -439,7 +466,7 @@ def geocode(
             nonlocal bar
             if bar is None:
                 bar = stack.enter_context(
-                    typer.progressbar(length=total, label="Geocoding", file=_terminal())
+                    typer.progressbar(length=total, label=_("Geocoding"), file=_terminal())
                 )
             bar.update(1)
 
@@ -644,7 +671,8 @@ def serve(
     layer = None
     if tiles is not None:
         if not all(part in tiles for part in ("{z}", "{x}", "{y}")):
-            raise BadInput(f"--tiles needs {{z}}, {{x}} and {{y}} in its URL, not {tiles}")
+            raise BadInput(_("--tiles needs {{z}}, {{x}} and {{y}} in its URL, not {url}")
+                           .format(url=tiles))
         tile_origin(tiles)  # an http(s) URL with a host, else BadInput
         layer = Tiles(tiles) if tiles_attribution is None else Tiles(tiles, tiles_attribution)
     settings = Settings(db_path=_db(db), trials=ids, tiles=layer)

@@ -17,7 +17,6 @@ format numbers and dates with Babel, both imported only then.
 
 from __future__ import annotations
 
-import calendar
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -147,12 +146,13 @@ def N_(message: str) -> str:
     return message
 
 
-def format_decimal(value: float, digits: int = 1) -> str:
+def format_decimal(value: float, digits: int = 1, *, grouping: bool = True) -> str:
     """A number with ``digits`` decimals as the current language writes it: "1,234.5" in
-    English, "1 234,5" in French."""
+    English, "1 234,5" in French. ``grouping`` False leaves out English's thousands separator
+    (for messages that never had one); other languages always write theirs."""
     code = _current.get()
     if code == DEFAULT_LANGUAGE:
-        return f"{value:,.{digits}f}"
+        return f"{value:{',' if grouping else ''}.{digits}f}"
     from babel.numbers import format_decimal as babel_decimal
 
     pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "")
@@ -165,6 +165,8 @@ def format_date(value: date, *, day: bool = True) -> str:
     French (Babel, with the patterns the catalogue gives)."""
     code = _current.get()
     if code == DEFAULT_LANGUAGE:
+        import calendar
+
         month = calendar.month_name[value.month]
         return f"{value.day} {month} {value.year}" if day else f"{month} {value.year}"
     from babel.dates import format_date as babel_date

@@ -40,6 +40,7 @@ def load_trial(nct_id: str, db: StoreLike) -> Trial:
     bundled = bundled_trial(nct_id)
     if bundled is not None:
         return bundled
-    raise TrialNotFound(
-        f"No record of {nct_id} here; fetch it with `trialfinder sync {nct_id}` (needs network)"
-    )
+    from trialfinder.i18n import _
+
+    raise TrialNotFound(_("No record of {nct_id} here; fetch it with `trialfinder sync "
+                          "{nct_id}` (needs network)").format(nct_id=nct_id))

@@ -73,6 +73,19 @@ def precision_words(precision: Precision) -> str:
     return words.get(precision, precision.value)
 
 
+def precision_name(precision: Precision) -> str:
+    """A precision by its own name ("city centre", "postal code", "facility"), as `where`
+    and `geocode` show it; `precision_words` says it for a site's position."""
+    names = {
+        Precision.FACILITY: pgettext("precision", "facility"),
+        Precision.POSTAL_CODE: pgettext("precision", "postal code"),
+        Precision.CITY: pgettext("precision", "city centre"),
+        Precision.REGION: pgettext("precision", "region"),
+        Precision.UNKNOWN: pgettext("precision", "unknown"),
+    }
+    return names.get(precision, precision.value)
+
+
 def unplaced_words(reason: str | None) -> str:
     """Why a site has no position, from `Site.unplaced_reason` (a short stable code)."""
     if not reason:
@@ -697,10 +710,11 @@ def geocode_text(placement: Placement, *, online: bool) -> str:
         )
         lines.append("   " + _("Position: {position}").format(
             position=point + position_text(site)))
-    counts = Counter(s.precision.value for s in trial.sites)
+    counts = Counter(s.precision for s in trial.sites)
     lines.append("")
     lines.append(_("Precision: {counts}").format(
-        counts=", ".join(f"{n} {p}" for p, n in counts.most_common())))
+        counts=", ".join(_("{count} {precision}").format(count=n, precision=precision_name(p))
+                         for p, n in counts.most_common())))
     lines.extend(_("Warning: {warning}").format(warning=w) for w in placement.warnings)
     return "\n".join(lines)
 
@@ -727,8 +741,10 @@ def where_text(resolution: Resolution) -> str:
         _("Department: {department}").format(department=place.department or unknown),
         _("Country: {country}").format(country=country or unknown),
         _("Postal code: {code}").format(code=place.postal_code or _("none")),
-        _("Position: {position}").format(position=f"{place.latitude:.4f}, "
-                                         f"{place.longitude:.4f} ({place.precision.value})"),
+        _("Position: {position}").format(position=_("{latitude}, {longitude} ({precision})")
+                                         .format(latitude=f"{place.latitude:.4f}",
+                                                 longitude=f"{place.longitude:.4f}",
+                                                 precision=precision_name(place.precision))),
     ]
     if resolution.corrected_from:
         lines.append(_("Corrected from: {text}").format(text=resolution.corrected_from))
