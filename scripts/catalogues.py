@@ -76,7 +76,34 @@ def extract() -> Catalog:
     ):
         catalog.add(message, None, [(Path(filename).as_posix(), lineno)],
                     auto_comments=comments, context=context)
+    for filename, lineno, message, context in _python_calls():
+        if catalog.get(message[0] if isinstance(message, tuple) else message,
+                       context=context) is None:
+            catalog.add(message, None, [(filename, lineno)], context=context)
     return catalog
+
+
+def _python_calls() -> Iterable[tuple[str, int, str | tuple[str, str], str | None]]:
+    """The messages of every ``_()``, ``ngettext()``, ``pgettext()`` and ``N_()`` call with
+    literal text in the package, read from Python's own syntax tree. Babel's Python
+    extractor misses calls nested inside an f-string (``f"{_('Contact')}"``): this finds
+    them too."""
+    import ast
+
+    for path in sorted((ROOT / "src" / "trialfinder").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        name = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            texts = [a.value for a in node.args
+                     if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if node.func.id in ("_", "N_") and len(texts) == 1 == len(node.args):
+                yield name, node.lineno, texts[0], None
+            elif node.func.id == "ngettext" and len(texts) == 2:
+                yield name, node.lineno, (texts[0], texts[1]), None
+            elif node.func.id == "pgettext" and len(texts) == 2 == len(node.args):
+                yield name, node.lineno, texts[1], texts[0]
 
 
 def _version() -> str:
@@ -143,8 +170,12 @@ def init(lang: str) -> Path:
                       charset="utf-8", msgid_bugs_address=template.msgid_bugs_address,
                       copyright_holder=template.copyright_holder,
                       language_team=f"{lang} <https://github.com/trialfinder/trialfinder>")
+    catalog.header_comment = (f"# {lang} translation of trialfinder's messages.\n"
+                              "# This file is distributed under the same license as the "
+                              "trialfinder project.\n#")
     if lang in PLURAL_FORMS:
         catalog.mime_headers = [("Plural-Forms", PLURAL_FORMS[lang])]
+    catalog.fuzzy = False
     catalog.update(template)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(po_text(catalog), encoding="utf-8")

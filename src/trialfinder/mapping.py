@@ -522,6 +522,8 @@ def _popup_html(
     from trialfinder.render import distance_words, position_text, shared_words
 
     e = html.escape
+    status_label, contact_label = _("Status:"), _("Contact:")
+    position_label, distance_label = _("Position:"), _("Distance:")
     category = CATEGORY_BY_KEY[answer.standing.value]
     parts = [f'<div class="tf-popup"><div class="tf-facility">{e(_facility_name(site))}</div>']
     if nearest:
@@ -536,13 +538,13 @@ def _popup_html(
         parts.append(f"<div>{e(where)}</div>")
     investigators = site.investigators
     if investigators:
-        label = ngettext("Investigator", "Investigators", len(investigators))
+        label = ngettext("Investigator:", "Investigators:", len(investigators))
         names = "; ".join(c.display for c in investigators)
-        parts.append(f"<div><b>{e(label)}:</b> {e(names)}</div>")
+        parts.append(f"<div><b>{e(label)}</b> {e(names)}</div>")
     source = ("" if answer.status_from is StatusFrom.PAGE else
               f' <span class="tf-muted">({e(status_source_words(answer, site))})</span>')
     parts.append(
-        f'<div><b>{e(_("Status"))}:</b> <span class="tf-dot" '
+        f'<div><b>{e(status_label)}</b> <span class="tf-dot" '
         f'style="background:{category.colour}"></span>{e(status_words(answer))}{source}</div>'
     )
     for contact in site.contacts:
@@ -554,14 +556,14 @@ def _popup_html(
             bits.append(f'<a href="tel:{e(tel)}">{e(contact.phone)}</a>')
         if contact.email:
             bits.append(f'<a href="mailto:{e(contact.email)}">{e(contact.email)}</a>')
-        parts.append(f"<div><b>{e(_('Contact'))}:</b> {', '.join(bits)}</div>")
-    parts.append(f"<div><b>{e(_('Position'))}:</b> {e(position_text(site))}</div>")
+        parts.append(f"<div><b>{e(contact_label)}</b> {', '.join(bits)}</div>")
+    parts.append(f"<div><b>{e(position_label)}</b> {e(position_text(site))}</div>")
     if sharing > 1:
         parts.append('<div class="tf-muted">{}</div>'.format(e(_("Equally near: {shared}").format(
             shared=shared_words(site, sharing)))))
     if place is not None and distance_km is not None:
         parts.append(
-            f"<div><b>{e(_('Distance'))}:</b> "
+            f"<div><b>{e(distance_label)}</b> "
             + e(_("{distance} from {place}").format(distance=distance_words(distance_km),
                                                   place=place.label))
             + ' <span class="tf-muted">({})</span></div>'.format(e(_("straight line")))

@@ -138,8 +138,8 @@ def _criteria_html(title: str, items: tuple[Criterion, ...], limit: int) -> str:
     shown = items[:limit]
     rows = [f"<li>{_e(_short(item.flat()))}</li>" for item in shown]
     more = len(items) - len(shown)
-    tail = (f'<p class="more">{_e(_("… and {count} more (see the registry)").format(count=more))}'
-            "</p>" if more else "")
+    more_text = _("… and {count} more (see the registry)").format(count=more)
+    tail = f'<p class="more">{_e(more_text)}</p>' if more else ""
     return f"<div><p><strong>{_e(title)}</strong></p><ul>{''.join(rows)}</ul>{tail}</div>"
 
 
@@ -225,7 +225,7 @@ def referral_html(referral: Referral) -> str:
         "<title>{}</title>".format(_e(_("Referral: {nct_id} near {place}").format(
             nct_id=trial.nct_id, place=place.label))),
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>{_e(trial.nct_id)}: {_e(title)}</h1>",
+        "<h1>{}</h1>".format(_e(_("{nct_id}: {title}").format(nct_id=trial.nct_id, title=title))),
         '<p class="meta">' + " · ".join(
             _e(_("{label}: {value}").format(label=k, value=v)) for k, v in facts) + "</p>",
         '<p class="meta">{}</p>'.format(
@@ -233,7 +233,7 @@ def referral_html(referral: Referral) -> str:
     ]
     parts += [f'<div class="warn">{_e(w)}</div>' for w in warnings(view)]
 
-    parts.append(f"<h2>{_e(_('Key eligibility criteria'))}</h2>")
+    parts.append("<h2>{}</h2>".format(_e(_("Key eligibility criteria"))))
     if e is None:
         parts.append("<p>{}</p>".format(_e(_(
             "{missing}: run `trialfinder sync {nct_id}` for the registry record, or see the "

@@ -153,13 +153,15 @@ def position_text(site: Site) -> str:
     (registry geoPoint)", "position unknown (…why…)"."""
     if not site.has_position:
         return unplaced_words(site.unplaced_reason)
-    bits = []
-    if site.matched:
-        bits.append(" + ".join(matched_words(f) for f in site.matched))
-    if site.coordinate_source:
-        bits.append(source_words(site.coordinate_source))
     text = precision_words(site.precision)
-    return _("{precision} ({how})").format(precision=text, how="; ".join(bits)) if bits else text
+    matched = " + ".join(matched_words(f) for f in site.matched) if site.matched else None
+    source = source_words(site.coordinate_source) if site.coordinate_source else None
+    if matched and source:
+        return _("{precision} ({matched}; {source})").format(precision=text, matched=matched,
+                                                             source=source)
+    if matched or source:
+        return _("{precision} ({how})").format(precision=text, how=matched or source)
+    return text
 
 
 def shared_words(site: Site, count: int) -> str:
@@ -512,7 +514,7 @@ def provenance_lines(view: TrialView) -> list[str]:
         where = _("Source: {source}, as of {as_of}").format(
             source=record_source_words(source.description), as_of=as_of_text(source))
     return [
-        f"{trial.nct_id}: {trial.title}",
+        _("{nct_id}: {title}").format(nct_id=trial.nct_id, title=trial.title),
         trial_status_line(view),
         where,
         *age_lines(view),

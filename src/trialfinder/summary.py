@@ -275,7 +275,7 @@ def summary_text(view: TrialView, *, width: int = 100) -> str:
     title = trial.title + (
         f" ({trial.acronym})" if trial.acronym and trial.acronym not in trial.title else ""
     )
-    lines = [f"{trial.nct_id}: {title}"]
+    lines = [_("{nct_id}: {title}").format(nct_id=trial.nct_id, title=title)]
     if trial.brief_title and trial.brief_title != trial.title:
         lines.append(_("Brief title: {title}").format(title=trial.brief_title))
     lines.append(_label_value(_("Phase"), phase_label(trial.phases), missing))

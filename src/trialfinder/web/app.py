@@ -542,7 +542,7 @@ def _finalize(value: Any) -> Any:
 def _environment() -> jinja2.Environment:
     import jinja2
 
-    from trialfinder import i18n, summary
+    from trialfinder import i18n, render, summary
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -556,7 +556,7 @@ def _environment() -> jinja2.Environment:
         _=i18n._, ngettext=i18n.ngettext, km=lambda value: format_decimal(value, 1), tel=_tel,
         where=_where, section_heading=_section_heading,
         sex_words=summary.sex_words, record_age_words=summary.record_age_words,
-        arm_type_words=summary.arm_type_words,
+        arm_type_words=summary.arm_type_words, record_source_words=render.record_source_words,
     )
     env.filters["field_words"] = summary.field_words
     return env
