@@ -1,11 +1,14 @@
-"""Build data/trials/NCT02260505.json from the bundled listing with trialfinder's own parser.
+"""Build data/trials/NCT02260505.json from the bundled listing, the way `scrape` reads a page.
 
     python scripts/build_bundled_record.py
 
 The source is data/sources/NCT02260505-listing-2019-01.txt (the seed listing, "Last updated on
-January 2019"). The record is parsed as is: no coordinates (sites are geocoded at run time from
-the bundled gazetteer). tests/test_listing.py fails when the parser's output drifts from the
-committed record, so a parser change means running this script again.
+January 2019"). It goes through `trialfinder.listing.load_listing`, the one path of the
+`listing` command and of `scrape`: parsed, facility and city names repaired, sites placed by the
+offline geocoding chain (the bundled gazetteer), `placed_by` saying which rules and gazetteer
+build placed them. No special case: `trialfinder listing data/sources/… --json` prints the same
+record. tests/test_listing.py fails when that output drifts from the committed record (a parser,
+repair, placing or gazetteer change), so such a change means running this script again.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trialfinder.listing import parse_listing
+from trialfinder.listing import load_listing
 from trialfinder.models import to_jsonable, trial_from_jsonable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +26,7 @@ OUT = ROOT / "data" / "trials" / "NCT02260505.json"
 
 def render() -> str:
     """The record's JSON text, as committed."""
-    trial = parse_listing(SOURCE.read_text(encoding="utf-8"))
+    trial = load_listing(SOURCE)
     text = json.dumps(to_jsonable(trial), ensure_ascii=False, indent=2) + "\n"
     if trial_from_jsonable(json.loads(text)) != trial:
         raise SystemExit("the record does not round-trip through trial_from_jsonable")

@@ -37,7 +37,7 @@ TITLE = (
 )
 HEADER = [
     f"NCT02260505: {TITLE}",
-    "Trial status: Recruiting",
+    "Trial status: “Open” (as the listing page says)",
     "Source: CenterWatch-style listing page, as of January 2019",
     STALE,
 ]
@@ -93,7 +93,7 @@ def test_nearest_details_say_where_statuses_and_positions_come_from(runner: CliR
         "",
         "1. Centre Léon Bérard — Lyon, France — 0.0 km",
         "   Investigator: Jean-Yves BLAY, Pr",
-        "   Status: Recruiting (the trial's status; the record gives none for this site)",
+        "   Status: “Open” (as the listing page says)",
         "   Position: city centre (city; bundled gazetteer)",
         "",
         "Registry page: https://clinicaltrials.gov/study/NCT02260505",
@@ -205,7 +205,9 @@ def test_nearest_json_contract(runner: CliRunner) -> None:
     assert {"name", "country", "latitude", "longitude"} <= data["place"].keys()
     assert data["place"]["name"] == "Lyon" and data["place"]["country"] == "FR"
     assert data["trial"]["nct_id"] == "NCT02260505"
-    assert data["trial"]["status"] == "RECRUITING"
+    # The bundled listing's status is the page's own words, not a registry status.
+    assert (data["trial"]["status"], data["trial"]["status_text"]) == (None, "Open")
+    assert data["trial"]["standing"] == "recruiting"
     assert data["trial"]["as_of"] == "2019-01"
     assert data["trial"]["source"] == "CenterWatch-style listing page"
     sites = data["sites"]
@@ -219,7 +221,7 @@ def test_nearest_json_contract(runner: CliRunner) -> None:
     assert sites[0]["investigator"] == "Jean-Yves BLAY, Pr"
     assert sites[0]["precision"] == "city centre"
     assert data["warnings"][0].startswith("This record dates from January 2019")
-    assert sites[0]["standing"] == "recruiting" and sites[0]["status_from"] == "trial"
+    assert sites[0]["standing"] == "recruiting" and sites[0]["status_from"] == "page"
     ranks = [s["rank"] for s in sites]
     assert ranks == sorted(ranks) and ranks[0] == 1
     # Paris (2), Marseille (2): sites at one city centre share one rank.
@@ -259,26 +261,90 @@ def test_sites_text_says_source_and_counts(runner: CliRunner) -> None:
 
 
 @pytest.mark.parametrize("page", [SEED, SEED_HTML])
-def test_listing_json_parses_the_seed_page(runner: CliRunner, page: Path) -> None:
-    """`listing PATH --json` gives the trial and its 16 sites, repaired names with raw kept."""
+def test_listing_json_is_the_record_scrape_stores(runner: CliRunner, page: Path) -> None:
+    """`listing PATH --json` prints the record: the page's status words, 16 sites with names
+    repaired (raw kept) and placed, the file's name as source."""
     result = invoke(runner, "listing", str(page), "--json")
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["trial"]["nct_id"] == "NCT02260505"
-    assert data["trial"]["status"] == "RECRUITING"
-    assert data["trial"]["as_of"] == "2019-01"
+    assert data["nct_id"] == "NCT02260505"
+    assert (data["status"], data["status_text"]) == (None, "Open")
+    assert data["source"]["as_of"] == "2019-01"
+    assert data["source"]["url"] == page.name
     assert len(data["sites"]) == 16
     lyon = next(s for s in data["sites"] if s["city"] == "Lyon")
     assert (lyon["facility"], lyon["facility_raw"]) == ("Centre Léon Bérard", "Centre L on B rard")
+    assert (lyon["latitude"], lyon["precision"]) == (pytest.approx(45.75, abs=0.01), "city centre")
 
 
-def test_listing_without_an_nct_id_fails_cleanly(runner: CliRunner, tmp_path: Path) -> None:
-    """A file that is not a listing page is refused in one line."""
-    page = tmp_path / "page.txt"
-    page.write_text("Hello\n<script>alert(1)</script>\n", encoding="utf-8")
-    result = invoke(runner, "listing", str(page))
-    assert result.exit_code != 0
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: ")
+def test_listing_of_the_bundled_source_prints_the_bundled_record(runner: CliRunner) -> None:
+    """The bundled record is exactly what `listing` prints for its source: no special case."""
+    root = Path(__file__).resolve().parents[1]
+    result = invoke(runner, "listing",
+                    str(root / "data" / "sources" / "NCT02260505-listing-2019-01.txt"), "--json")
+    assert result.exit_code == 0
+    committed = (root / "data" / "trials" / "NCT02260505.json").read_text(encoding="utf-8")
+    assert result.stdout == committed
+
+
+def test_listing_text_starts_with_the_trial(runner: CliRunner) -> None:
+    """`listing PATH` prints the trial's sites as `sites` does."""
+    result = invoke(runner, "listing", str(SEED_HTML))
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == HEADER[0]
+    assert "16 sites" in lines
+
+
+def test_listing_a_url(runner: CliRunner, httpserver: HTTPServer) -> None:
+    """`listing URL` fetches the page and prints the same record, the URL as its source."""
+    httpserver.expect_request("/trial").respond_with_data(
+        SEED_HTML.read_bytes(), content_type="text/html; charset=utf-8"
+    )
+    result = invoke(runner, "listing", httpserver.url_for("/trial"), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["source"]["url"] == httpserver.url_for("/trial")
+    assert data["source"]["retrieved"] is not None
+    assert [s["city"] for s in data["sites"]][:3] == ["Marseille", "Marseille", "Besançon"]
+
+
+def test_listing_refuses_bad_sources_in_one_line(
+    runner: CliRunner, httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a listing, binary, too large, unreadable: exit 2; a URL that fails: exit 1.
+    One line each, nothing on stdout."""
+    httpserver.expect_request("/gone").respond_with_data("no such page", status=404)
+    not_listing = tmp_path / "page.txt"
+    not_listing.write_text("Hello\n<script>alert(1)</script>\n", encoding="utf-8")
+    pdf = tmp_path / "page.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
+    cases = [
+        ([str(not_listing)], 2, "Error: page.txt is not a trial listing page: it has no "
+         "ClinicalTrials.gov identifier (expected 'Clinical Study Identifier: NCT' and 8 digits)"),
+        ([str(pdf)], 2, f"Error: {pdf} is a PDF document, not a listing page: save the page as "
+         "HTML or as text"),
+        (["/dev/zero"], 2, "Error: /dev/zero is larger than 20 MB, the limit for a listing page "
+         "(set TRIALFINDER_LISTING_MAX_BYTES to read larger pages)"),
+        ([str(tmp_path)], 2, f"Error: Cannot read {tmp_path}: Is a directory"),
+        ([httpserver.url_for("/gone")], 1,
+         f"Error: The listing page {httpserver.url_for('/gone')} answered HTTP 404 NOT FOUND"),
+        (["ftp://example.org/x"], 2, "Error: ftp://example.org/x is not an http(s) URL: give a "
+         "page's web address or a saved file"),
+    ]
+    for args, code, message in cases:
+        result = invoke(runner, "listing", *args)
+        assert (result.exit_code, result.stdout, result.stderr) == (code, "", message + "\n")
+    monkeypatch.setenv("TRIALFINDER_LISTING_MAX_BYTES", "1000")
+    result = invoke(runner, "listing", str(SEED))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {SEED} is larger than 1,000 bytes, the limit")
+    monkeypatch.setenv("TRIALFINDER_LISTING_MAX_BYTES", "a lot")
+    result = invoke(runner, "listing", str(SEED))
+    assert (result.exit_code, result.stderr) == (
+        2, "Error: TRIALFINDER_LISTING_MAX_BYTES='a lot' is not a positive number of bytes "
+        "(e.g. 20000000)\n",
+    )
 
 
 def test_help_mentions_privacy(runner: CliRunner) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trialfinder.repair import Repair, Vocabulary, repair_name
+from trialfinder.repair import CityRepair, Repair, Vocabulary, repair_city, repair_name
 
 
 @pytest.mark.parametrize(
@@ -142,3 +142,86 @@ def test_correct_french_names_are_unchanged(words: list[str]) -> None:
 def test_code_and_markup_get_no_dropped_letter_guess(text):
     """Words glued to code-like punctuation are not 'repaired' ("alert(1)" stays)."""
     assert repair_name(text).text == text
+
+
+# --- cities -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "country", "expected"),
+    [
+        ("N mes", "France", "Nîmes"),
+        ("Bziers", "France", "Béziers"),
+        ("Cr teil", "France", "Créteil"),
+        ("Besan on", "France", "Besançon"),
+        ("Saint- tienne", "France", "Saint-Étienne"),
+        ("Montb liard", "France", "Montbéliard"),
+        ("Ch teauroux", "France", "Châteauroux"),
+        ("Vitry-le-Fran ois", "France", "Vitry-le-François"),
+        ("Ch lons-en-Champagne", "France", "Châlons-en-Champagne"),
+        ("Saint-Andr", "France", "Saint-André"),
+        ("N?mes", "France", "Nîmes"),
+        ("N\ufffdmes", "France", "Nîmes"),
+        ("Pointe- -Pitre", "Guadeloupe", "Pointe-à-Pitre"),
+        ("Pointe- -Pitre", "France", "Pointe-à-Pitre"),
+        ("Z rich", "Switzerland", "Zürich"),
+        ("Li ge", "Belgium", "Liège"),
+        ("Alcal  de Henares", "Spain", "Alcalá de Henares"),
+        ("A Coru a", "Spain", "A Coruña"),
+        ("CR TEIL", "France", "CRÉTEIL"),
+        ("cr teil", "france", "créteil"),
+    ],
+)
+def test_repairs_cities_against_the_gazetteer(raw: str, country: str, expected: str) -> None:
+    """A city that lost letters (as a space, a '?', U+FFFD or nothing) gets them back from the
+    country's place names, in the case it was written in."""
+    repair = repair_city(raw, country)
+    assert (repair.text, repair.raw, repair.changed, repair.candidates) == (
+        expected, raw, True, ()
+    )
+
+
+@pytest.mark.parametrize(
+    ("city", "country"),
+    [
+        ("Lyon", "France"),
+        ("Besançon", "France"),
+        ("Nimes", "France"),  # unaccented but known: not damaged
+        ("Le Mans", "France"),
+        ("Saint-priest-en-jarez", "France"),
+        ("Vandoeuvre-les-Nancy", "France"),
+        ("Xyzzyville", "France"),  # unknown town
+        ("N mes", "Atlantis"),  # unknown country
+        ("N mes", ""),
+        ("M nchen", "Germany"),  # the gazetteer knows it as Munich only
+        ("Ly", "France"),  # too short to tell
+        ("Boston", "United States"),
+        ("", "France"),
+    ],
+)
+def test_leaves_cities_alone_when_sound_or_unknown(city: str, country: str) -> None:
+    """Known names, unknown towns and countries, and scraps are left exactly as given."""
+    assert repair_city(city, country) == CityRepair(text=city, raw=city, changed=False)
+
+
+def test_ambiguous_cities_name_their_candidates_and_postal_codes_decide() -> None:
+    """'Boc' may be Bocé (49150) or Boëcé (61560): no pick, unless a postal code says which."""
+    repair = repair_city("Boc", "France")
+    assert (repair.text, repair.changed, repair.candidates) == ("Boc", False, ("Bocé", "Boëcé"))
+    assert repair_city("Boc", "France", postal_code="61560").text == "Boëcé"
+    assert repair_city("Boc", "France", postal_code="49150").text == "Bocé"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=40),
+    st.sampled_from(["France", "Germany", "Spain", "", "Nowhere", "FR"]),
+)
+def test_city_repair_never_raises_and_only_restores_letters(city: str, country: str) -> None:
+    """Any text gives a CityRepair; a repair only adds letters the text had lost."""
+    repair = repair_city(city, country)
+    assert repair.raw == city
+    if repair.changed:
+        plain = "".join(c for c in city.lower() if c.isascii() and c.isalnum())
+        assert "".join(c for c in repair.text.lower() if c.isascii() and c.isalnum()) == plain
+        assert len(repair.text) >= len(city)

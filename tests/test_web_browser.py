@@ -231,7 +231,8 @@ def test_no_serious_accessibility_violation_on_any_page(
     pages = []
     page.goto(f"{v.base}?lang={lang}")
     assert page.locator("h1").inner_text() == {
-        "en": "Find a trial centre near you", "fr": "Trouver un centre de l'essai près de chez vous",
+        "en": "Find a trial centre near you",
+        "fr": "Trouver un centre de l'essai près de chez vous",
     }[lang]
     pages.append(("search", axe_violations(page)))
     no_horizontal_scroll(page)

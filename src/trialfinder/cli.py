@@ -319,26 +319,32 @@ def sites(
 
 @app.command()
 def listing(
-    path: Annotated[Path, typer.Argument(help="A listing page saved as HTML or as text.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH|URL",
+            help="A listing page: a file saved as HTML or as text, or its http(s) address.",
+        ),
+    ],
     as_json: JsonOption = False,
 ) -> None:
-    """What a listing page parses to (nothing is stored)."""
+    """What a listing page reads as: the trial, its sites with names repaired and positions,
+    and the page's own status words. Exactly what `scrape` stores; nothing is stored here.
+
+    Pages larger than 20 MB ($TRIALFINDER_LISTING_MAX_BYTES) or binary data are refused.
+    A URL is fetched (only the page's address is sent), within $TRIALFINDER_LISTING_DEADLINE
+    seconds (default 60).
+    """
     from trialfinder import render
-    from trialfinder.errors import BadInput
-    from trialfinder.listing import decode_listing, parse_listing
+    from trialfinder.listing import load_listing
+    from trialfinder.models import to_jsonable
     from trialfinder.queries import TrialView
 
-    try:
-        content = decode_listing(path.read_bytes())
-    except OSError as exc:
-        raise BadInput(_("Cannot read {path}: {reason}").format(
-            path=path, reason=exc.strerror or exc)) from None
-    trial = parse_listing(content, source_url=None)
-    view = TrialView(trial=trial)
+    trial = load_listing(source)
     if as_json:
-        _print_json(render.sites_json(view))
+        _print_json(to_jsonable(trial))
     else:
-        typer.echo(render.sites_text(view))
+        typer.echo(render.sites_text(TrialView(trial=trial)))
 
 
 @app.command("sync")

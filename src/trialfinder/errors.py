@@ -45,7 +45,20 @@ class TrialNotFound(TrialFinderError):
 
 
 class ListingError(TrialFinderError):
-    """A listing page that does not parse into a trial."""
+    """A listing page that could not be fetched or read into a trial."""
+
+
+class ListingFetchError(ListingError):
+    """A listing page's URL could not be fetched (network, HTTP error, deadline)."""
+
+    exit_code = 1
+
+
+class UnusableListing(ListingError, BadInput):
+    """A listing page that cannot be used: unreadable, too large, binary, not a trial
+    listing, or a URL that is not http(s)."""
+
+    exit_code = 2
 
 
 class RegistryError(TrialFinderError):

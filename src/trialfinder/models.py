@@ -138,6 +138,8 @@ class Site:
     unplaced_reason: str | None = None
     """Why a site has no position, as a short code ("ambiguous", "not found", …); None when
     it is placed or nobody tried."""
+    city_raw: str | None = None
+    """The city exactly as the source gave it, when repair changed it (a listing's "N mes")."""
 
     @property
     def investigators(self) -> tuple[Contact, ...]:

@@ -29,10 +29,15 @@ import functools
 import gzip
 import itertools
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from trialfinder.resources import data_path
+
+if TYPE_CHECKING:
+    from trialfinder.gazetteer import Gazetteer
 
 VOCABULARY_FILE = "vocabulary-fr.txt.gz"
 
@@ -386,3 +391,159 @@ def _damaged(text: str, vocab: Vocabulary) -> list[str]:
         if dangling or not set(low) & _VOWELS or _DAMAGED_ENDING.search(low):
             flag(w)
     return flagged
+
+
+# --- cities -------------------------------------------------------------------------------
+
+_LOST = frozenset(" ?\ufffd")
+"""What a lost letter of a city name became: a space, a question mark, U+FFFD (or nothing)."""
+_SEPARATOR = frozenset(" -‐'’")
+MIN_CITY_LETTERS = 3
+"""A city with fewer plain letters than this is not repaired (too many names fit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CityRepair:
+    """The outcome of ``repair_city``."""
+
+    text: str
+    """The city with its lost letters put back when exactly one of the country's places fits;
+    else as given."""
+    raw: str
+    changed: bool
+    candidates: tuple[str, ...] = ()
+    """When several places fit the damaged name equally well: their names (no repair)."""
+
+
+class _CityIndex:
+    """A country's place names by their plain letters ("Nîmes" and "N mes" -> "nmes")."""
+
+    __slots__ = ("by_letters",)
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.by_letters: dict[str, list[str]] = {}
+        for name in names:
+            self.by_letters.setdefault(_plain_letters(name), []).append(name)
+
+
+_NOT_PLAIN = re.compile(r"[^a-z0-9]+")
+
+
+def _plain_letters(text: str) -> str:
+    """The ASCII letters and digits of a name, lower case: what survives a lost letter."""
+    return _NOT_PLAIN.sub("", text.encode("ascii", "ignore").decode("ascii").lower())
+
+
+_CITY_INDEXES: weakref.WeakKeyDictionary[Gazetteer, dict[str, _CityIndex]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _city_index(gazetteer: Gazetteer, code: str) -> _CityIndex:
+    """The index of a country's place names ("FR": France and its overseas territories),
+    built once per gazetteer and country."""
+    per_gazetteer = _CITY_INDEXES.setdefault(gazetteer, {})
+    index = per_gazetteer.get(code)
+    if index is None:
+        index = per_gazetteer[code] = _CityIndex(gazetteer.place_names(code))
+    return index
+
+
+def repair_city(
+    city: str,
+    country: str,
+    gazetteer: Gazetteer | None = None,
+    *,
+    postal_code: str | None = None,
+) -> CityRepair:
+    """Put back the letters a city name lost in scraping, from the gazetteer's names for its
+    country: "N mes" -> "Nîmes", "Bziers" -> "Béziers", "Saint- tienne" -> "Saint-Étienne".
+
+    A name the gazetteer knows (accents aside) is left alone; so is a name no place of the
+    country fits, or that several places fit (``candidates`` names them; a postal code, when
+    given, first keeps only the places it covers). A place fits when its name, with some of its
+    non-ASCII letters turned into a space, a '?', U+FFFD or nothing, is the city as given
+    (case aside). The letters put back take the case of the name as given (all capitals stay
+    all capitals); everything else is kept as given.
+    """
+    unchanged = CityRepair(text=city, raw=city, changed=False)
+    letters = _plain_letters(city)
+    if len(letters) < MIN_CITY_LETTERS or len(city) > 120:
+        return unchanged
+    if gazetteer is None:
+        from trialfinder.gazetteer import Gazetteer
+
+        gazetteer = Gazetteer.bundled()
+    code = gazetteer.country_code(country)
+    if code is None:
+        return unchanged
+    from trialfinder.gazetteer import name_key
+
+    # A name the gazetteer knows as it is (accents aside) is sound: one indexed lookup.
+    known = gazetteer.locate(city, country)
+    if known is not None and name_key(known.name) == name_key(city):
+        return unchanged
+    fits: dict[str, str] = {}
+    for name in _city_index(gazetteer, code).by_letters.get(letters, ()):
+        repaired = _restore(city, name)
+        if repaired == city:
+            return unchanged  # a place of that very name ("Bard" is not "Béard" damaged)
+        if repaired is not None:
+            fits.setdefault(repaired, name)
+    if postal_code and len(fits) > 1:
+        covered = {
+            text: name for text, name in fits.items()
+            if (place := gazetteer.locate(name, country, postal_code)) is not None
+            and place.postal_code is not None
+            and place.postal_code.replace(" ", "") == postal_code.replace(" ", "")
+        }
+        fits = covered or fits
+    if len(fits) == 1:
+        (text,) = fits
+        return CityRepair(text=text, raw=city, changed=True)
+    return CityRepair(text=city, raw=city, changed=False, candidates=tuple(sorted(fits.values())))
+
+
+def _restore(raw: str, name: str) -> str | None:
+    """``raw`` with the letters it lost put back from ``name``; None when ``raw`` is not
+    ``name`` with some non-ASCII letters lost (see ``repair_city``)."""
+    n, m = len(name), len(raw)
+    # reach[i][j]: name[i:] can produce raw[j:]. Names are short: a table is cheapest.
+    reach = [[False] * (m + 1) for _ in range(n + 1)]
+    reach[n][m] = True
+    for i in range(n - 1, -1, -1):
+        letter = name[i]
+        lossy = not letter.isascii() and letter.isalpha()
+        row, below = reach[i], reach[i + 1]
+        for j in range(m, -1, -1):
+            ok = False
+            if j < m:
+                ch = raw[j]
+                same = ch.lower() == letter.lower() or (ch in _SEPARATOR and letter in _SEPARATOR)
+                if same or (lossy and ch in _LOST):
+                    ok = below[j + 1]
+            if not ok and lossy:
+                ok = below[j]
+            row[j] = ok
+    if not reach[0][0]:
+        return None
+    cased = [c for c in raw if c.isalpha()]
+    upper = bool(cased) and all(c.isupper() for c in cased) and len(cased) > 1
+    lower = bool(cased) and all(c.islower() for c in cased)
+    out: list[str] = []
+    i = j = 0
+    while i < n:
+        letter = name[i]
+        lossy = not letter.isascii() and letter.isalpha()
+        if j < m and (
+            raw[j].lower() == letter.lower() or (raw[j] in _SEPARATOR and letter in _SEPARATOR)
+        ) and reach[i + 1][j + 1]:
+            out.append(raw[j])
+            j += 1
+        else:
+            put = letter.upper() if upper else letter.lower() if lower else letter
+            out.append(put)
+            if j < m and raw[j] in _LOST and reach[i + 1][j + 1]:
+                j += 1
+        i += 1
+    return "".join(out)
