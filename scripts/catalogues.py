@@ -76,23 +76,23 @@ def extract() -> Catalog:
     ):
         catalog.add(message, None, [(Path(filename).as_posix(), lineno)],
                     auto_comments=comments, context=context)
-    for filename, lineno, message, context in _python_calls():
+    for filename, lineno, message, context in python_calls(ROOT / "src" / "trialfinder"):
         if catalog.get(message[0] if isinstance(message, tuple) else message,
                        context=context) is None:
             catalog.add(message, None, [(filename, lineno)], context=context)
     return catalog
 
 
-def _python_calls() -> Iterable[tuple[str, int, str | tuple[str, str], str | None]]:
+def python_calls(folder: Path) -> Iterable[tuple[str, int, str | tuple[str, str], str | None]]:
     """The messages of every ``_()``, ``ngettext()``, ``pgettext()`` and ``N_()`` call with
-    literal text in the package, read from Python's own syntax tree. Babel's Python
-    extractor misses calls nested inside an f-string (``f"{_('Contact')}"``): this finds
-    them too."""
+    literal text in the Python files under ``folder``, read from Python's own syntax tree:
+    (file, line, message or (singular, plural), context). Babel's Python extractor misses
+    calls nested inside an f-string (``f"{_('Contact')}"``); this finds them too."""
     import ast
 
-    for path in sorted((ROOT / "src" / "trialfinder").rglob("*.py")):
+    for path in sorted(folder.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        name = path.relative_to(ROOT).as_posix()
+        name = (path.relative_to(ROOT) if path.is_relative_to(ROOT) else path).as_posix()
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
@@ -207,33 +207,51 @@ def _strings(message: Message) -> list[str]:
 
 
 def problems() -> list[str]:
-    """Everything that keeps the catalogues from being current and complete: messages the
-    code uses that the template misses (or the reverse), .po files not updated, messages
-    untranslated or fuzzy, placeholders that differ between a message and its translation,
-    .mo files that are not what their .po compiles to."""
-    found: list[str] = []
-    fresh = extract()
-    template = read(TEMPLATE)
-    used = {(m.context, _key(m)) for m in fresh if m.id}
-    kept = {(m.context, _key(m)) for m in template if m.id}
-    found += [f"{TEMPLATE.name} misses {_show(k)}" for k in sorted(used - kept, key=str)]
-    found += [f"{TEMPLATE.name} keeps {_show(k)}, which the code no longer uses"
-              for k in sorted(kept - used, key=str)]
+    """Everything that keeps the catalogues from being current and complete (see
+    `template_problems`, `translation_problems`, `compiled_problems`)."""
+    found = template_problems()
     for lang in languages():
-        catalog = read(po_path(lang), locale=lang)
-        name = f"{lang}/{po_path(lang).name}"
-        have = {(m.context, _key(m)) for m in catalog if m.id}
-        found += [f"{name} misses {_show(k)}" for k in sorted(used - have, key=str)]
-        found += [f"{name} keeps {_show(k)}, which the code no longer uses"
-                  for k in sorted(have - used, key=str)]
-        for message in catalog:
-            if not message.id:
-                continue
-            found += [f"{name}: {issue}" for issue in message_problems(message, catalog)]
-        mo = mo_path(lang)
-        if not mo.exists() or mo.read_bytes() != compiled(catalog):
-            found.append(f"{lang}/{mo.name} is not what {po_path(lang).name} compiles to")
+        found += translation_problems(lang) + compiled_problems(lang)
     return found
+
+
+def template_problems(fresh: Catalog | None = None) -> list[str]:
+    """Messages the code uses that the template misses, and messages it keeps that the code
+    no longer uses."""
+    fresh = fresh if fresh is not None else extract()
+    used, kept = _keys(fresh), _keys(read(TEMPLATE))
+    return ([f"{TEMPLATE.name} misses {_show(k)}" for k in sorted(used - kept, key=str)]
+            + [f"{TEMPLATE.name} keeps {_show(k)}, which the code no longer uses"
+               for k in sorted(kept - used, key=str)])
+
+
+def translation_problems(lang: str) -> list[str]:
+    """What keeps ``lang``'s .po from translating the template exactly: missing or extra
+    messages, untranslated or fuzzy ones, placeholders that differ."""
+    catalog = read(po_path(lang), locale=lang)
+    name = f"{lang}/{po_path(lang).name}"
+    used, have = _keys(read(TEMPLATE)), _keys(catalog)
+    found = [f"{name} misses {_show(k)}" for k in sorted(used - have, key=str)]
+    found += [f"{name} keeps {_show(k)}, which the code no longer uses"
+              for k in sorted(have - used, key=str)]
+    for message in catalog:
+        if message.id:
+            found += [f"{name}: {issue}" for issue in message_problems(message, catalog)]
+    return found
+
+
+def compiled_problems(lang: str) -> list[str]:
+    """Whether ``lang``'s committed .mo is exactly what its .po compiles to."""
+    mo = mo_path(lang)
+    if not mo.exists():
+        return [f"{lang}/{mo.name} is missing"]
+    if mo.read_bytes() != compiled(read(po_path(lang), locale=lang)):
+        return [f"{lang}/{mo.name} is not what {po_path(lang).name} compiles to"]
+    return []
+
+
+def _keys(catalog: Catalog) -> set[tuple[str | None, str]]:
+    return {(m.context, _key(m)) for m in catalog if m.id}
 
 
 def message_problems(message: Message, catalog: Catalog) -> Iterable[str]:

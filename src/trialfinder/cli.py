@@ -168,8 +168,8 @@ def _use_lang(value: str | None) -> str | None:
     code = value.strip().lower()
     if code not in i18n.LANGUAGES:
         raise typer.BadParameter(i18n._("{value} is not a language trialfinder speaks; "
-                                        "choose {choices}").format(
-            value=repr(value), choices=" or ".join(i18n.LANGUAGES)))
+                                        "choose one of: {choices}").format(
+            value=repr(value), choices=", ".join(i18n.LANGUAGES)))
     return i18n.use(code)
 
 
@@ -253,6 +253,7 @@ def nearest(
             show_default=False,
         ),
     ] = None,
+    lang: LangOption = None,
 ) -> None:
     """The nearest sites of a trial to PLACE, ranked by great-circle distance: whom to ask
     for, how to reach them, how old the information is.
@@ -299,6 +300,7 @@ def sites(
         bool, typer.Option("--excel", help="With --csv: start with a byte-order mark for Excel.")
     ] = False,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Every site of a trial: investigator, contacts, address, status, position, precision.
 
@@ -327,6 +329,7 @@ def listing(
         ),
     ],
     as_json: JsonOption = False,
+    lang: LangOption = None,
 ) -> None:
     """What a listing page reads as: the trial, its sites with names repaired and positions,
     and the page's own status words. Exactly what `scrape` stores; nothing is stored here.
@@ -371,6 +374,7 @@ def sync_command(
         typer.Option("--registry-url", help="API base URL (default: $TRIALFINDER_REGISTRY_URL, "
                      "else https://clinicaltrials.gov/api/v2).", show_default=False),
     ] = None,
+    lang: LangOption = None,
 ) -> None:
     """Fetch trials from ClinicalTrials.gov into the local store; safe for cron.
 
@@ -422,6 +426,7 @@ def changes_command(
     ] = None,
     as_json: JsonOption = False,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """What the syncs saw change: trial and site statuses, sites added or removed, contacts."""
     from trialfinder.sync import recorded_changes
@@ -449,6 +454,7 @@ def geocode(
     ] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
+    lang: LangOption = None,
 ) -> None:
     """Place every site of a trial; report each site's position, precision and source.
 
@@ -502,6 +508,7 @@ def where(
         ),
     ] = False,
     as_json: JsonOption = False,
+    lang: LangOption = None,
 ) -> None:
     """How PLACE resolves: name, region, country, postal code, position, precision, other
     candidates and notes. Check an ambiguous name here before trusting an answer.
@@ -541,6 +548,7 @@ def map_command(
         ),
     ] = None,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Write a map of a trial's sites as one HTML file that opens anywhere, offline too.
 
@@ -560,6 +568,7 @@ def show(
     ] = DEFAULT_TRIAL,
     as_json: JsonOption = False,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """A clinician's summary of a trial: phase, status, dates, sponsor, arms, eligibility
     criteria, contacts, registry link, source and how fresh it is."""
@@ -588,6 +597,7 @@ def referral(
                      show_default=False),
     ] = None,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Write a one-page printable referral sheet (self-contained HTML, A4): the trial, its key
     criteria, the three nearest recruiting sites with contacts. Prints the file's path."""
@@ -618,6 +628,7 @@ def search(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many trials.")] = 10,
     as_json: JsonOption = False,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Trials in the local store (filled by `sync --condition …`) ranked by their nearest
     matching site to a place; a site's own status wins over the trial's."""

@@ -742,7 +742,8 @@ def where_text(resolution: Resolution) -> str:
         _("Region: {region}").format(region=place.region or unknown),
         _("Department: {department}").format(department=place.department or unknown),
         _("Country: {country}").format(country=country or unknown),
-        _("Postal code: {code}").format(code=place.postal_code or _("none")),
+        _("Postal code: {code}").format(code=place.postal_code or pgettext("postal code",
+                                                                            "none")),
         _("Position: {position}").format(position=_("{latitude}, {longitude} ({precision})")
                                          .format(latitude=f"{place.latitude:.4f}",
                                                  longitude=f"{place.longitude:.4f}",
@@ -752,6 +753,6 @@ def where_text(resolution: Resolution) -> str:
         lines.append(_("Corrected from: {text}").format(text=resolution.corrected_from))
     others = [p.label for p in resolution.alternatives]
     lines.append(_("Other candidates: {places}").format(
-        places="; ".join(others) if others else _("none")))
+        places="; ".join(others) if others else pgettext("other candidates", "none")))
     lines.extend(_("Note: {note}").format(note=n) for n in resolution.notes)
     return "\n".join(lines)
