@@ -22,7 +22,9 @@ from trialfinder.resources import DEFAULT_TRIAL
 
 def _fatal(message: str, code: int) -> NoReturn:
     # One line, whatever the message held: patients and cron logs read it alike.
-    text = " ".join(str(message).split()) or _("unknown error")
+    from trialfinder.text import one_line
+
+    text = one_line(str(message)) or _("unknown error")
     typer.echo(_("Error: {message}").format(message=text), err=True)
     sys.exit(code)
 

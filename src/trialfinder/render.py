@@ -68,6 +68,8 @@ def precision_words(precision: Precision) -> str:
         Precision.FACILITY: _("facility"),
         Precision.POSTAL_CODE: _("postal code area"),
         Precision.CITY: _("city centre"),
+        # TRANSLATORS: a patient's place that is a region, department or overseas territory.
+        Precision.REGION: pgettext("position precision", "region"),
         Precision.UNKNOWN: _("position of unknown precision"),
     }
     return words.get(precision, precision.value)

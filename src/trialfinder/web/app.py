@@ -234,7 +234,9 @@ class Web:
             return self.out_of_reach(ask)
         if isinstance(error, StoreError):
             return _("The trial records cannot be read right now. Please try again later.")
-        return " ".join(str(error).split())
+        from trialfinder.text import one_line
+
+        return one_line(str(error))
 
     def out_of_reach(self, ask: Ask) -> str:
         """No site within reach: say how far the nearest is, without command-line advice."""
