@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import datetime
 import json
-import math
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from referral_fixtures import fill_store
+from trialfinder import clock
+from trialfinder import search as search_module
 from trialfinder.cli import app
+from trialfinder.errors import BadInput
 from trialfinder.models import Precision, Site, Source, Status, Trial
 from trialfinder.nearest import haversine_km
 from trialfinder.recruitment import site_recruitment
 from trialfinder.search import (
-    boxes_around,
-    connection_of,
-    ensure_index,
-    index_ready,
+    SearchAnswer,
+    condition_words,
+    fts_phrase,
     nearest_trials,
+    search,
+    searchable_text,
+    text_matches,
+    words,
 )
 from trialfinder.store import Store
 
 runner = CliRunner()
+LYON = (45.75, 4.85)
 
 
 @pytest.fixture
@@ -40,21 +50,59 @@ def _search(db: Path, *args: str) -> tuple[int, dict]:
     return result.exit_code, (json.loads(result.output) if result.exit_code == 0 else {})
 
 
+def _trial(nct: int, *sites: Site, title: str = "A study", conditions: tuple[str, ...] = (),
+           terms: tuple[str, ...] = (), status: Status | None = Status.RECRUITING,
+           verified: str | None = "2025-01", kind: str = "registry") -> Trial:
+    return Trial(
+        nct_id=f"NCT{nct:08d}", title=title,
+        source=Source(kind, "ClinicalTrials.gov API v2", "2025-02-01",
+                      retrieved="2025-02-20T10:00:00+00:00"),
+        status=status, conditions=conditions, condition_terms=terms, verified_date=verified,
+        sites=tuple(sites),
+    )
+
+
+def _site(name: str, lat: float | None, lon: float | None, status: Status | None = None,
+          country: str = "France") -> Site:
+    return Site(name, f"{name} city", country, status=status, latitude=lat, longitude=lon,
+                precision=Precision.CITY if lat is not None else Precision.UNKNOWN)
+
+
+def _store(path: Path, *trials: Trial) -> Path:
+    with Store(path) as store:
+        for trial in trials:
+            store.save_trial(trial, None)
+    return path
+
+
+# -- the command ------------------------------------------------------------------------
+
+
 def test_json_contract_and_ranking_by_nearest_recruiting_site(db: Path) -> None:
-    """Nearest trial first, each with its nearest recruiting site and that site's status."""
+    """Nearest trial first, each with its nearest recruiting site, its standing and where
+    its status comes from, as the status rule reads them."""
     code, data = _search(db, "--near", "Lyon")
     assert code == 0
     assert data["place"]["name"] == "Lyon"
-    first = data["trials"][0]
-    assert set(first) >= {"nct_id", "title", "status", "site"}
-    assert set(first["site"]) >= {"facility", "city", "country", "status", "distance_km",
-                                  "latitude", "longitude"}
     assert [(t["nct_id"], t["site"]["facility"]) for t in data["trials"]] == [
         ("NCT03830788", "Hôpital Lyon Sud"),
         ("NCT06620835", "CLCC Antoine Lacassagne"),
         ("NCT06323538", "Max Rubner-Institut"),
     ]
-    assert all(t["site"]["status"] == "RECRUITING" for t in data["trials"])
+    first = data["trials"][0]
+    assert first["standing"] == "recruiting" and first["status"] == "RECRUITING"
+    site = first["site"]
+    assert {k: site[k] for k in ("facility", "city", "country", "status", "standing",
+                                  "status_from", "recorded_status", "distance_km",
+                                  "record_position")} == {
+        "facility": "Hôpital Lyon Sud", "city": "Pierre-Bénite", "country": "France",
+        "status": "RECRUITING", "standing": "recruiting", "status_from": "site",
+        "recorded_status": "RECRUITING", "distance_km": 5.6, "record_position": 7,
+    }
+    assert set(first) >= {"as_of", "stale", "freshness", "registry_url", "status_words"}
+    assert set(site) >= {"latitude", "longitude", "precision", "position", "contacts"}
+    assert data["index"]["method"] == "tree" and data["notes"] == []
+    assert data["unplaced_trials"] == [] and data["unplaced_total"] == 0
     distances = [t["site"]["distance_km"] for t in data["trials"]]
     assert distances == sorted(distances)
 
@@ -64,17 +112,17 @@ def test_a_nearer_withdrawn_or_not_yet_site_does_not_count(db: Path) -> None:
     CH Lyon Sud is NOT_YET_RECRUITING for NCT03830788, although both trials recruit."""
     _, recruiting = _search(db, "--near", "Lyon", "--condition", "nsclc")
     (hit,) = [t for t in recruiting["trials"] if t["nct_id"] == "NCT06620835"]
-    assert hit["status"] == "RECRUITING"
     assert hit["site"]["city"] == "Nice" and hit["site"]["distance_km"] > 250
     _, everything = _search(db, "--near", "Lyon", "--status", "all")
     by_id = {t["nct_id"]: t["site"] for t in everything["trials"]}
     assert by_id["NCT06620835"]["facility"] == "Centre Leon Bérard"
+    assert by_id["NCT06620835"]["standing"] == "not_recruiting"
     assert by_id["NCT06620835"]["status"] == "WITHDRAWN"
     assert by_id["NCT03830788"]["facility"] == "CH Lyon Sud"
-    assert by_id["NCT03830788"]["status"] == "NOT_YET_RECRUITING"
+    assert by_id["NCT03830788"]["standing"] == "not_yet_recruiting"
 
 
-def test_radius_and_condition_are_case_and_accent_insensitive(db: Path) -> None:
+def test_radius_and_condition_ignore_case_and_accents(db: Path) -> None:
     """--radius drops farther trials; --condition ignores case and accents."""
     _, near = _search(db, "--near", "Lyon", "--radius", "50")
     assert [t["nct_id"] for t in near["trials"]] == ["NCT03830788"]
@@ -87,15 +135,22 @@ def test_radius_and_condition_are_case_and_accent_insensitive(db: Path) -> None:
 
 
 def test_text_output(db: Path) -> None:
-    """The text names the place, the scope and each trial's nearest site."""
+    """The text names the place, the scope, each trial's status and age, and its site."""
     result = runner.invoke(app, ["search", "--near", "Lyon", "--radius", "50", "--db", str(db)])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert lines[0] == "Trials with recruiting sites near Lyon (69), France, within 50 km"
-    assert lines[1] == "3 trials in the store"
-    assert lines[3].startswith("1. NCT03830788: Erectile Dysfunction")
-    assert lines[5] == "   Nearest site: Hôpital Lyon Sud — Pierre-Bénite, France — 5.6 km — "\
-        "Recruiting"
+    assert result.output.splitlines() == [
+        "Trials with recruiting sites near Lyon (69), France, within 50 km",
+        "3 trials in the store",
+        "",
+        "1. NCT03830788: Erectile Dysfunction in Good Prognosis Prostate Cancer: a Phase III "
+        "Medico-economic Study Comparing Brachytherapy to Stereotactic Body Radiotherapy",
+        "   Trial status: Recruiting; record as of 7 February 2024, about a year ago",
+        "   Nearest site: Hôpital Lyon Sud — Pierre-Bénite, France — 5.6 km — Recruiting",
+        "",
+        "Warning: 1 of these records is a copy more than six months old (the oldest: 7 "
+        "February 2024, about a year ago): recruitment may have changed. Refresh it with "
+        "`trialfinder sync` (needs network) and confirm with the site.",
+    ]
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
@@ -113,72 +168,325 @@ def test_no_store_or_empty_store_says_to_sync(tmp_path: Path, make: str) -> None
     assert path.exists() == (make == "empty")  # searching never creates a store
 
 
-def test_bad_status_is_a_usage_error(db: Path) -> None:
-    result = runner.invoke(app, ["search", "--near", "Lyon", "--status", "open", "--db", str(db)])
-    assert result.exit_code == 2
-    assert result.output.startswith("Error: --status must be one of recruiting, all")
+@pytest.mark.parametrize(("args", "message"), [
+    (["--status", "open"], "Error: --status must be one of recruiting, all, not 'open'\n"),
+    (["--condition", " -- ; "], "Error: --condition has no letters or digits to look for\n"),
+    (["--radius", "0"], "Error: --radius must be a positive number of kilometres\n"),
+])
+def test_bad_options_are_usage_errors(db: Path, args: list[str], message: str) -> None:
+    """A bad option value is one line and exit 2."""
+    result = runner.invoke(app, ["search", "--near", "Lyon", *args, "--db", str(db)])
+    assert (result.exit_code, result.output) == (2, message)
+
+
+def test_search_takes_an_open_store(db: Path) -> None:
+    """The library call accepts an open Store as well as a path, and leaves it open."""
+    with Store(db) as store:
+        answer = search("Lyon", store, limit=1)
+        assert store.trial_ids()  # still open
+    assert [h.nct_id for h in answer.hits] == ["NCT03830788"]
+
+
+# -- conditions: whole words, phrases, MeSH terms -------------------------------------------
+
+
+def test_condition_matches_whole_words_only(tmp_path: Path) -> None:
+    """RET does not find "Retrospective", MET neither "Metastatic" nor "Pemetrexed"; the
+    genes themselves are found, whatever their case."""
+    path = _store(
+        tmp_path / "s.sqlite",
+        _trial(1, _site("A", 45.7, 4.8), title="A retrospective study of metastatic disease"),
+        _trial(2, _site("B", 45.8, 4.9), title="Pemetrexed in lung cancer"),
+        _trial(3, _site("C", 46.0, 5.0), title="Selpercatinib", conditions=("RET fusion",)),
+        _trial(4, _site("D", 46.1, 5.1), title="Tepotinib", conditions=("MET-amplified NSCLC",)),
+    )
+    found = {c: [h.nct_id for h in search("Lyon", path, condition=c).hits]
+             for c in ("RET", "met", "Retrospective", "metastatic disease")}
+    assert found == {"RET": ["NCT00000003"], "met": ["NCT00000004"],
+                     "Retrospective": ["NCT00000001"], "metastatic disease": ["NCT00000001"]}
+
+
+def test_cancer_neoplasm_and_tumour_are_one_word_and_mesh_terms_count(tmp_path: Path) -> None:
+    """"lung cancer" finds a trial whose conditions only say NSCLC through its MeSH ancestor
+    "Lung Neoplasms"; "lung tumour" and "pulmonary neoplasms" find what says so; a phrase
+    never runs from one field into the next."""
+    path = _store(
+        tmp_path / "s.sqlite",
+        _trial(1, _site("A", 45.7, 4.8), title="Brigatinib", conditions=("NSCLC",),
+               terms=("Carcinoma, Non-Small-Cell Lung", "Lung Neoplasms")),
+        _trial(2, _site("B", 45.8, 4.9), title="Screening", conditions=("Lung", "Cancer")),
+        _trial(3, _site("C", 45.9, 4.9), title="Pulmonary tumours in children"),
+    )
+
+    def found(condition: str) -> list[str]:
+        return [h.nct_id for h in search("Lyon", path, condition=condition).hits]
+
+    assert found("lung cancer") == ["NCT00000001"]
+    assert found("Lung Tumors") == ["NCT00000001"]
+    assert found("pulmonary neoplasms") == ["NCT00000003"]
+    assert found("cancer") == ["NCT00000001", "NCT00000002", "NCT00000003"]
+    assert found("non small cell lung carcinoma") == []  # MeSH says it the other way round
+
+
+def test_a_store_without_mesh_terms_says_so_and_how_to_refresh(tmp_path: Path) -> None:
+    """When most registry records lack MeSH terms (synced before trialfinder read them), a
+    condition search says so and names the command that refreshes them; not otherwise."""
+    old = _store(tmp_path / "old.sqlite", _trial(1, _site("A", 45.7, 4.8), conditions=("NSCLC",)),
+                 _trial(2, _site("B", 45.8, 4.9), conditions=("Asthma",)))
+    code, data = _search(old, "--near", "Lyon", "--condition", "lung cancer")
+    assert code == 0 and data["trials"] == []
+    assert data["index"]["records_without_condition_terms"] == 2
+    assert data["notes"] == [
+        "2 of the 2 registry records in the store have no MeSH condition terms (they were "
+        "synced before trialfinder read them), so a broader condition (\"lung cancer\" for "
+        "\"NSCLC\") may miss them. Refresh them with `trialfinder sync --full …` (needs "
+        "network)."]
+    text = runner.invoke(app, ["search", "--near", "Lyon", "--condition", "asthma", "--db",
+                               str(old)]).output
+    assert "Note: 2 of the 2 registry records in the store have no MeSH" in text
+    new = _store(tmp_path / "new.sqlite",
+                 _trial(1, _site("A", 45.7, 4.8), conditions=("NSCLC",), terms=("Lung Neoplasms",)),
+                 _trial(2, _site("B", 45.8, 4.9), conditions=("Asthma",), terms=("Asthma",)),
+                 _trial(3, _site("C", 45.8, 4.9), conditions=("Healthy",)))
+    code, data = _search(new, "--near", "Lyon", "--condition", "lung cancer")
+    assert data["notes"] == [] and data["index"]["records_without_condition_terms"] is None
+    assert [t["nct_id"] for t in data["trials"]] == ["NCT00000001"]
+
+
+@settings(deadline=None)
+@given(st.text(max_size=40))
+def test_any_condition_is_searched_or_refused_cleanly(condition: str) -> None:
+    """Hostile text (quotes, FTS5 operators, control characters) is only ever words: the
+    search answers, or refuses with a usage error when there is no word at all."""
+    with Store(":memory:") as store:
+        store.save_trial(_trial(1, _site("A", 45.7, 4.8), title='NEAR("x" OR y*) AND -z'), None)
+        try:
+            ranking = nearest_trials(store, *LYON, condition=condition)
+        except BadInput:
+            assert not words(condition)
+            return
+    assert ranking.matching in (0, 1)
+
+
+# -- statuses, days and unplaced sites ------------------------------------------------------
+
+
+def test_a_status_unverified_for_two_years_stops_counting_on_its_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial verified in March 2023 recruits until its verification runs out (2025-03-01)
+    and is "status unknown" the day after: the index filters on the day of the search."""
+    path = _store(tmp_path / "s.sqlite",
+                  _trial(1, _site("A", 45.7, 4.8, Status.RECRUITING), verified="2023-03"),
+                  _trial(2, _site("B", 48.0, 2.0, Status.RECRUITING)))
+    assert [h.nct_id for h in search("Lyon", path).hits] == ["NCT00000001", "NCT00000002"]
+    monkeypatch.setattr(clock, "today", lambda: datetime.date(2025, 3, 2))
+    assert [h.nct_id for h in search("Lyon", path).hits] == ["NCT00000002"]
+    result = runner.invoke(app, ["search", "--near", "Lyon", "--status", "all", "--db",
+                                 str(path)])
+    lines = result.output.splitlines()
+    assert lines[4:6] == [
+        "   Trial status: Status unknown (last known: recruiting, not verified since March "
+        "2023); record as of 20 February 2025, 10 days ago",
+        "   Nearest site: A — A city, France — 6.6 km — Status unknown (last known: "
+        "recruiting, not verified since March 2023) (the trial's status is unknown: the "
+        "site's own is not verified either)",
+    ]
+
+
+def test_trials_whose_matching_sites_have_no_position_come_last(tmp_path: Path) -> None:
+    """A trial whose only recruiting sites are unplaced is listed after the placed ones,
+    not counted in --limit, those with such a site in the place's country first."""
+    path = _store(
+        tmp_path / "s.sqlite",
+        _trial(1, _site("Near", 45.7, 4.8, Status.RECRUITING)),
+        _trial(2, _site("Far", 48.0, 2.0, Status.RECRUITING)),
+        _trial(3, _site("Closed", 45.7, 4.8, Status.COMPLETED),
+               _site("Somewhere", None, None, Status.RECRUITING, country="Germany")),
+        _trial(4, _site("Anywhere", None, None, Status.RECRUITING)),
+        _trial(5, _site("Nowhere", None, None, Status.COMPLETED)),
+    )
+    code, data = _search(path, "--near", "Lyon", "--limit", "1")
+    assert code == 0 and [t["nct_id"] for t in data["trials"]] == ["NCT00000001"]
+    assert [(t["nct_id"], t["site"]["distance_km"]) for t in data["unplaced_trials"]] == [
+        ("NCT00000004", None)]
+    assert data["unplaced_total"] == 2
+    result = runner.invoke(app, ["search", "--near", "Lyon", "--limit", "1", "--db", str(path)])
+    lines = result.output.splitlines()
+    at = lines.index("Trials whose matching sites have no known position (they may be near "
+                     "you):")
+    assert lines[at + 1] == "2. NCT00000004: A study"
+    assert lines[at + 3] == ("   Site: Anywhere — Anywhere city, France — position unknown, "
+                             "may be near you — Recruiting")
+    assert lines[at + 4] == "1 more such trial; use --limit to see more."
+    _, everything = _search(path, "--near", "Lyon", "--status", "all")
+    assert [t["nct_id"] for t in everything["trials"]] == [
+        "NCT00000001", "NCT00000003", "NCT00000002"]
+    assert [t["nct_id"] for t in everything["unplaced_trials"]] == ["NCT00000004",
+                                                                    "NCT00000005"]
+    indexed = [search("Lyon", path, status=s, limit=1) for s in ("recruiting", "all")]
+    with _unindexed(path):
+        scanned = [search("Lyon", path, status=s, limit=1) for s in ("recruiting", "all")]
+    assert [(_answer(a), a.unplaced_total, a.method) for a in scanned] == [
+        (_answer(a), a.unplaced_total, "scan") for a in indexed]
+
+
+def test_many_sites_sharing_one_position_tie_by_identifier(tmp_path: Path) -> None:
+    """Sixty trials with sites on the same city centre, one of them huge: equally near,
+    so they come in identifier order, each by its first site in the record."""
+    trials = [_trial(100 - i, *[_site(f"S{i}-{p}", 45.76, 4.84, Status.RECRUITING)
+                                for p in range(400 if i == 7 else 3)]) for i in range(60)]
+    path = _store(tmp_path / "s.sqlite", *trials)
+    with Store(path) as store:
+        ranking = nearest_trials(store, *LYON, limit=25)
+    assert [n for _d, n, _p in ranking.ranked] == sorted(t.nct_id for t in trials)[:25]
+    assert {p for _d, _n, p in ranking.ranked} == {0}
+    assert len({d for d, _n, _p in ranking.ranked}) == 1
+
+
+# -- the index -------------------------------------------------------------------------------
 
 
 def test_index_follows_later_writes(db: Path) -> None:
-    """After the index exists, a re-saved trial (a site now recruiting) is searched as saved."""
+    """After the index exists, a re-saved trial (a site now recruiting, a new keyword) is
+    searched as saved."""
     with Store(db) as store:
-        conn = connection_of(store)
-        assert ensure_index(conn) and index_ready(conn)
         trial = store.get_trial("NCT06620835")
-        assert trial is not None
-        sites = tuple(
-            s.__class__(**{**{f: getattr(s, f) for f in s.__slots__}, "status": Status.RECRUITING})
-            if s.facility == "Centre Leon Bérard" else s
-            for s in trial.sites
-        )
+        assert trial is not None and store.search_index_ready
+        sites = tuple(s.__class__(**{**{f: getattr(s, f) for f in s.__slots__},
+                                     "status": Status.RECRUITING})
+                      if s.facility == "Centre Leon Bérard" else s for s in trial.sites)
         store.save_trial(trial.replace(sites=sites, keywords=("Mésothéliome",)), None)
-        hits = nearest_trials(conn, 45.75, 4.85, limit=1, condition="mesotheliome")
-    assert [(h.nct_id, h.site.facility) for h in hits] == [("NCT06620835", "Centre Leon Bérard")]
+        ranking = nearest_trials(store, 45.75, 4.85, limit=1, condition="mesotheliome")
+        hits = search("Lyon", store, condition="mesotheliome").hits
+    assert [h.site.facility for h in hits] == ["Centre Leon Bérard"]
+    assert ranking.ranked[0][1] == "NCT06620835"
 
 
-# -- the index against brute force ---------------------------------------------------------
+def test_an_older_index_is_replaced_on_the_first_writable_open(db: Path) -> None:
+    """A store carrying the previous design's index (its triggers still on `sites`) gets this
+    one when opened, and searches the same."""
+    raw = sqlite3.connect(db)
+    for name in ("search_site_added", "search_site_changed", "search_site_removed",
+                 "search_trial_added", "search_trial_changed", "search_trial_removed"):
+        raw.execute(f"DROP TRIGGER {name}")
+    raw.execute("DROP TABLE search_meta")
+    raw.execute("CREATE VIRTUAL TABLE search_site_rtree USING rtree(id, a, b, c, d)")
+    raw.execute("CREATE TRIGGER search_sites_ai AFTER INSERT ON sites BEGIN "
+                "INSERT INTO search_site_rtree VALUES (new.rowid, 0, 0, 0, 0); END")
+    raw.commit()
+    raw.close()
+    with Store(db) as store:
+        names = {r[0] for r in store.connection.execute("SELECT name FROM sqlite_master")}
+        assert store.search_index_ready and "search_site_rtree" not in names
+        assert "search_sites_ai" not in names
+    assert [h.nct_id for h in search("Lyon", db).hits][:1] == ["NCT03830788"]
 
-latitudes = st.floats(min_value=-89.9, max_value=89.9, allow_nan=False)
+
+@contextmanager
+def _unindexed(db: Path) -> Iterator[None]:
+    """The store as one that lacks its index and cannot build it now (another process
+    writes; a read-only file is the same to the store)."""
+    raw = sqlite3.connect(db)
+    raw.execute("DROP TABLE search_meta")  # as if the index had never been built
+    raw.commit()
+    raw.close()
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def _answer(answer: SearchAnswer) -> list[tuple[str, int, float | None, str]]:
+    return [(h.nct_id, h.position, h.distance_km, h.site_recruitment.standing.value)
+            for h in answer.hits + answer.unplaced]
+
+
+def test_building_the_index_recomputes_the_searchable_text(db: Path) -> None:
+    """Texts written by another version (here: nonsense) are recomputed from the records when
+    the index is built, so conditions match what this version indexes (MeSH terms too)."""
+    raw = sqlite3.connect(db)
+    raw.execute("DROP TABLE search_meta")
+    raw.execute("UPDATE trials SET search_text = 'nothing to see'")
+    raw.commit()
+    raw.close()
+    with Store(db) as store:
+        assert store.search_index_ready
+        assert store.search_matching(fts_phrase(["lung", "cancer"])) != set()
+        texts = dict(store.connection.execute("SELECT nct_id, search_text FROM trials"))
+        trial = store.get_trial("NCT06620835")
+    assert trial is not None and texts["NCT06620835"] == searchable_text(trial)
+    assert [h.nct_id for h in search("Lyon", db, condition="thoracic neoplasms").hits] == [
+        "NCT06620835"]
+
+
+def test_a_store_that_cannot_be_indexed_now_is_scanned_with_the_same_answer(db: Path) -> None:
+    """Without its index, and unable to build it (another process writes, or the file is
+    read-only), the store is searched by reading every site: same answer, and a note."""
+    indexed = search("Lyon", db, condition="cancer", status="all")
+    with _unindexed(db):
+        with Store(db) as store:
+            assert not store.search_index_ready
+            scanned = search("Lyon", store, condition="cancer", status="all")
+        code, data = _search(db, "--near", "Lyon")
+    assert scanned.method == "scan" and indexed.method != "scan"
+    assert _answer(scanned) == _answer(indexed)
+    assert code == 0 and data["index"]["method"] == "scan"
+    assert data["notes"][0].startswith("This store has no search index and cannot be written")
+
+
+# -- the index against brute force -----------------------------------------------------------
+
+latitudes = st.floats(min_value=-90, max_value=90, allow_nan=False)
 longitudes = st.floats(min_value=-180, max_value=180, allow_nan=False)
-statuses = st.sampled_from([Status.RECRUITING, Status.NOT_YET_RECRUITING, Status.WITHDRAWN, None])
-cities = st.tuples(latitudes, longitudes)
+statuses = st.sampled_from([Status.RECRUITING, Status.NOT_YET_RECRUITING, Status.WITHDRAWN,
+                            None])
+VOCABULARY = ["Lung", "cancer", "Néoplasme", "tumours", "côlon", "Asthma", "RET", "retro",
+              "non-small", "cell", "MET", "Type-2 diabetes"]
+texts = st.lists(st.sampled_from(VOCABULARY), min_size=1, max_size=3).map(" ".join)
 
 
 @st.composite
 def stores(draw: st.DrawFn) -> list[Trial]:
-    shared = draw(st.lists(cities, min_size=1, max_size=4))  # sites share city centres
+    shared = draw(st.lists(st.tuples(latitudes, longitudes), min_size=1, max_size=4))
     trials = []
-    for t in range(draw(st.integers(0, 7))):
+    for t in range(draw(st.integers(0, 8))):
         sites = []
-        for p in range(draw(st.integers(0, 6))):
-            lat, lon = draw(st.one_of(st.sampled_from(shared), cities))
-            sites.append(Site(f"Site {p}", "City", "Country", status=draw(statuses),
-                              latitude=lat, longitude=lon, precision=Precision.CITY))
-        trials.append(Trial(
-            nct_id=f"NCT{10000000 + t:08d}", title=f"Trial {t}",
-            source=Source("registry", "ClinicalTrials.gov API v2", "2024-01-01"),
-            status=draw(st.sampled_from([Status.RECRUITING, Status.COMPLETED])),
-            conditions=(draw(st.sampled_from(["Cancer du côlon", "Asthma"])),),
-            sites=tuple(sites),
+        for p in range(draw(st.integers(0, 7))):
+            placed = draw(st.integers(0, 9)) > 0
+            lat, lon = draw(st.one_of(st.sampled_from(shared), st.tuples(latitudes, longitudes)))
+            sites.append(_site(f"Site {p}", lat if placed else None, lon if placed else None,
+                               draw(statuses)))
+        trials.append(_trial(
+            10_000_000 + t, *sites, title=draw(texts),
+            conditions=tuple(draw(st.lists(texts, max_size=2))),
+            terms=tuple(draw(st.lists(texts, max_size=2))),
+            status=draw(st.sampled_from([Status.RECRUITING, Status.COMPLETED, None])),
+            verified=draw(st.sampled_from(["2022-01", "2024-06", None])),
         ))
     return trials
 
 
 def brute_force(trials: list[Trial], lat: float, lon: float, limit: int, radius: float | None,
                 recruiting: bool, condition: str | None) -> list[tuple[str, float, int]]:
+    """Every site of every trial, the status rule asked directly."""
     best = {}
     for trial in trials:
-        if condition and condition not in trial.conditions[0].lower().replace("ô", "o"):
+        if condition and not text_matches(condition_words(condition), searchable_text(trial)):
             continue
         for position, site in enumerate(trial.sites):
+            if not site.has_position:
+                continue
             if recruiting and not site_recruitment(site, trial).recruiting:
                 continue
             d = haversine_km(lat, lon, site.latitude, site.longitude)  # type: ignore[arg-type]
             if radius is not None and d > radius:
                 continue
-            key = (d, position)
-            if trial.nct_id not in best or key < best[trial.nct_id]:
-                best[trial.nct_id] = key
+            if trial.nct_id not in best or (d, position) < best[trial.nct_id]:
+                best[trial.nct_id] = (d, position)
     ranked = sorted((d, nct, pos) for nct, (d, pos) in best.items())
     return [(nct, d, pos) for d, nct, pos in ranked[:limit]]
 
@@ -187,124 +495,41 @@ def brute_force(trials: list[Trial], lat: float, lon: float, limit: int, radius:
 @given(
     stores(), latitudes, longitudes, st.integers(1, 5),
     st.one_of(st.none(), st.floats(min_value=1, max_value=25000)),
-    st.booleans(), st.sampled_from([None, "colon"]), st.booleans(), st.booleans(),
+    st.booleans(), st.one_of(st.none(), texts),
+    st.sampled_from([None, "tree", "direct", "scan", "fallback"]),
 )
-def test_indexed_search_equals_brute_force(
-    trials, lat, lon, limit, radius, recruiting, condition, index_first, use_index
+def test_every_method_equals_brute_force(
+    trials, lat, lon, limit, radius, recruiting, condition, method
 ):
-    """On random small stores (index built before or after the writes, or not used at all),
-    the ranking is exactly a haversine over every site."""
-    with Store(":memory:") as store:
-        conn = connection_of(store)
-        if index_first:
-            ensure_index(conn)
-        for trial in trials:
-            store.save_trial(trial, None)
-        hits = nearest_trials(conn, lat, lon, limit=limit, radius_km=radius,
-                              recruiting_only=recruiting, condition=condition,
-                              use_index=use_index)
-    got = [(h.nct_id, h.site.distance_km, h.site.position) for h in hits]
+    """On random stores (sites sharing positions, unplaced ones, any place on Earth, random
+    words), the best-first walk, the direct ranking, the scan and the automatic choice (with
+    a walk that gives up at once and hands over to the direct ranking) all give exactly the
+    brute force's trials, distances and sites: ties by identifier, then record order."""
+    assume(method != "direct" or condition is not None)
+    saved = search_module.DIRECT_SITES, search_module.TREE_BUDGET
+    if method == "fallback":
+        method = None
+        search_module.DIRECT_SITES, search_module.TREE_BUDGET = 0, 0
+    try:
+        with Store(":memory:") as store:
+            for trial in trials:
+                store.save_trial(trial, None)
+            ranking = nearest_trials(store, lat, lon, limit=limit, radius_km=radius,
+                                     recruiting_only=recruiting, condition=condition,
+                                     method=method)
+    finally:
+        search_module.DIRECT_SITES, search_module.TREE_BUDGET = saved
+    got = [(nct, d, pos) for d, nct, pos in ranking.ranked]
     assert got == brute_force(trials, lat, lon, limit, radius, recruiting, condition)
 
 
-@given(latitudes, longitudes, st.floats(min_value=0.001, max_value=25000), latitudes, longitudes)
-def test_boxes_hold_every_point_within_the_radius(lat, lon, radius, plat, plon):
-    """A point within the radius lies in one of the boxes (antimeridian and poles too)."""
-    if haversine_km(lat, lon, plat, plon) > radius:
-        return
-    assert any(
-        lo_lat <= plat <= hi_lat and lo_lon <= plon <= hi_lon
-        for lo_lat, hi_lat, lo_lon, hi_lon in boxes_around(lat, lon, radius)
-    )
-    assert math.isfinite(radius)
-
-
-# -- the index built during a sync -------------------------------------------------------
-
-
-def _points(conn) -> set[tuple]:  # type: ignore[no-untyped-def]
-    return set(conn.execute(
-        "SELECT id, min_lat, min_lon, trial, status, latitude, longitude, position "
-        "FROM search_site_rtree"
-    ))
-
-
-def _expected_points(conn) -> set[tuple]:  # type: ignore[no-untyped-def]
-    """What a full build from `sites` holds (R*Tree boxes are 32-bit: compare through it)."""
-    conn.execute("CREATE VIRTUAL TABLE temp.check_rtree USING rtree(id, a, b, c, d, +trial, "
-                 "+status, +latitude, +longitude, +position)")
-    conn.execute("INSERT INTO temp.check_rtree SELECT rowid, latitude, latitude, longitude, "
-                 "longitude, trial, status, latitude, longitude, position FROM sites "
-                 "WHERE latitude IS NOT NULL AND longitude IS NOT NULL")
-    points = set(conn.execute("SELECT id, a, c, trial, status, latitude, longitude, position "
-                              "FROM temp.check_rtree"))
-    conn.execute("DROP TABLE temp.check_rtree")
-    return points
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(st.tuples(stores(), st.integers(0, 3)), min_size=1, max_size=4),
-    st.integers(1, 5), st.booleans(),
-)
-def test_index_built_during_a_sync_equals_a_full_build(rounds, step_rows, other_writer):
-    """Trials saved and re-saved (sites replaced, rowids reused) between builder steps, maybe
-    with another connection writing: the finished index holds exactly the points of a full
-    build, and searches work on it."""
-    import sqlite3
-    import tempfile
-
-    from trialfinder.search import IndexBuilder, _trial_texts, searchable_text
-
-    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "s.sqlite") as store:
-        conn = connection_of(store)
-        builder = IndexBuilder(conn)
-        builder.STEP_ROWS = step_rows
-        assert builder.active and not index_ready(conn)
-        for trials, steps in rounds:
-            for trial in trials:
-                if store.save_trial(trial, None).outcome == "updated":
-                    builder.replaced()
-                builder.saved(trial.nct_id, searchable_text(trial))
-            for _ in range(steps):
-                builder.step()
-        if other_writer:
-            other = sqlite3.connect(Path(tmp) / "s.sqlite")
-            other.execute("DELETE FROM sites WHERE rowid = (SELECT max(rowid) FROM sites)")
-            other.commit()
-            other.close()
-        assert builder.finish() and index_ready(conn)
-        assert _points(conn) == _expected_points(conn)
-        texts = dict(conn.execute("SELECT nct_id, folded FROM search_trial_text"))
-        assert texts == dict(_trial_texts(conn, None))
-
-
-def test_index_builder_leaves_an_index_built_by_someone_else(db: Path) -> None:
-    """A search that built the index while the sync ran: the builder finishes on it."""
-    from trialfinder.search import IndexBuilder, drop_index
-
-    with Store(db) as store:
-        conn = connection_of(store)
-        drop_index(conn)
-        builder = IndexBuilder(conn)
-        assert builder.active
-        assert ensure_index(conn)  # the other process, here on the same file
-        assert builder.finish() and index_ready(conn)
-        assert _points(conn) == _expected_points(conn)
-
-
-def test_unfinished_index_is_never_used_and_is_rebuilt(db: Path) -> None:
-    """A sync killed before `finish` leaves points without a version row: not ready, and the
-    next ensure_index rebuilds everything."""
-    from trialfinder.search import IndexBuilder, drop_index
-
-    with Store(db) as store:
-        conn = connection_of(store)
-        drop_index(conn)
-        builder = IndexBuilder(conn)
-        builder.STEP_ROWS = 1
-        assert builder.step()
-        assert not index_ready(conn)
-        conn.execute("UPDATE sites SET latitude = latitude + 1")  # the points are now stale
-        assert ensure_index(conn) and index_ready(conn)
-        assert _points(conn) == _expected_points(conn)
+@settings(deadline=None)
+@given(st.lists(texts, min_size=1, max_size=4), texts)
+def test_fts_and_the_python_matcher_agree(fields: list[str], condition: str) -> None:
+    """The index (FTS5) and the matcher used without it answer the same for any fields."""
+    trial = _trial(1, title=fields[0], conditions=tuple(fields[1:]))
+    phrase = condition_words(condition)
+    with Store(":memory:") as store:
+        store.save_trial(trial, None)
+        indexed = store.search_matching(fts_phrase(phrase))
+    assert bool(indexed) == text_matches(phrase, searchable_text(trial))

@@ -193,10 +193,8 @@ def test_condition_search_stores_every_study(
                     if s["protocolSection"]["identificationModule"]["nctId"] == nct)
         else:
             assert store.get_raw(ids[0]) is None
-        # A multi-trial sync builds the search index, so `search` never has to.
-        from trialfinder.search import index_ready
-
-        assert index_ready(store.connection)
+        # The store keeps the search index current through every write of the sync.
+        assert store.search_index_ready
 
 
 class FakeSearch:
@@ -510,9 +508,7 @@ def test_cli_search_sync_in_a_child_process(server: HTTPServer, tmp_path: Path) 
         f"{ids[0]} new: 1 site", f"{ids[1]} new: 26 sites", f"{ids[2]} new: 16 sites"]
     with Store(db) as store:
         assert store.trial_ids() == sorted(ids)
-        from trialfinder.search import index_ready
-
-        assert index_ready(store.connection)
+        assert store.search_index_ready
         assert store.last_sync()[3] == "ok"  # type: ignore[index]
 
 

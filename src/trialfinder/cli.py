@@ -617,8 +617,10 @@ def search(
     ],
     condition: Annotated[
         str | None,
-        typer.Option("--condition", help="Text in the trial's conditions, keywords or title "
-                     "(case and accents ignored).", show_default=False),
+        typer.Option("--condition", help="Words or a phrase in the trial's title, acronym, "
+                     "conditions, keywords or MeSH terms (whole words; case and accents "
+                     "ignored; cancer, neoplasm and tumour count as one word).",
+                     show_default=False),
     ] = None,
     radius: Annotated[
         float | None,
@@ -632,10 +634,10 @@ def search(
     db: DbOption = None,
     lang: LangOption = None,
 ) -> None:
-    """Trials in the local store (filled by `sync --condition …`) ranked by their nearest
-    matching site to a place; a site's own status wins over the trial's."""
+    """Trials in the local store (filled by `sync`) ranked by their nearest matching site to a
+    place, anywhere on Earth; trials whose matching sites have no position come last."""
+    from trialfinder.render import search_json, search_text
     from trialfinder.search import search as search_store
-    from trialfinder.search import search_json, search_text
 
     answer = search_store(near, _db(db), condition=condition, radius_km=radius,
                           status=status, limit=limit)

@@ -614,12 +614,15 @@ class NominatimGeocoder:
                 return _cached_position(cached)
         stale = cached if cached is not None and not _is_miss(cached) else None
 
-        centre = self._gazetteer.gazetteer.locate(site.city, site.country, None)
-        postal = self._gazetteer.gazetteer.locate(site.city, site.country, site.zip)
+        gazetteer = self._gazetteer.gazetteer
+        # The city centre under the same rules as offline placing (state and postal code must
+        # agree): the yardstick for a namesake; the country restricts the query either way.
+        centre = gazetteer.locate(site.city, site.country, None, site.state)
+        postal = gazetteer.locate(site.city, site.country, site.zip, site.state)
         query = {"amenity": site.facility, "city": site.city, "country": site.country}
         if site.zip and postal is not None and postal.precision is Precision.POSTAL_CODE:
             query["postalcode"] = site.zip  # only codes the gazetteer knows: not CEDEX ones
-        country_code = centre.country if centre is not None else None
+        country_code = gazetteer.country_code(site.country)
         try:
             location = self.client.search(query, country_code=country_code)
         except GeocodingError as error:

@@ -34,33 +34,6 @@ class Status(StrEnum):
     WITHHELD = "WITHHELD"
     UNKNOWN = "UNKNOWN"
 
-    @classmethod
-    def parse(cls, value: str | None) -> Status | None:
-        """Read an API enum value ("RECRUITING", "Active, not recruiting"); None if absent.
-
-        What a status means for a patient, and how it is said, is `trialfinder.recruitment`'s
-        to decide (`site_recruitment`, `status_label`), never this enum's."""
-        if value is None:
-            return None
-        text = value.strip()
-        if not text:
-            return None
-        key = text.upper().replace(" ", "_").replace(",", "").replace("-", "_")
-        if key in cls.__members__:
-            return cls[key]
-        return _LISTING_WORDS.get(text.lower(), cls.UNKNOWN)
-
-
-# Words CenterWatch-style listings use for "Recruitment Status". Goes once listing.py keeps
-# the page's words (Trial.status_text, read by recruitment.page_standing): the one mapping.
-_LISTING_WORDS = {
-    "open": Status.RECRUITING,
-    "recruiting": Status.RECRUITING,
-    "closed": Status.COMPLETED,
-    "not yet recruiting": Status.NOT_YET_RECRUITING,
-    "active, not recruiting": Status.ACTIVE_NOT_RECRUITING,
-}
-
 
 class Precision(StrEnum):
     """How precisely a coordinate places a site or a patient, best first."""

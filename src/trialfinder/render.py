@@ -758,3 +758,159 @@ def where_text(resolution: Resolution) -> str:
         places="; ".join(others) if others else pgettext("other candidates", "none")))
     lines.extend(_("Note: {note}").format(note=n) for n in resolution.notes)
     return "\n".join(lines)
+
+
+# =========================================================================================
+# search (search.py's section): `trialfinder search` as text and JSON, in the rules' words.
+# =========================================================================================
+
+if TYPE_CHECKING:
+    from trialfinder.search import SearchAnswer, TrialHit
+
+
+def _search_site_status(hit: TrialHit) -> str:
+    """The site's status, and where it comes from unless it is the site's own."""
+    from trialfinder.recruitment import status_with_source
+
+    answer = hit.site_recruitment
+    if answer.status_from is StatusFrom.SITE:
+        return status_words(answer)
+    return status_with_source(answer, hit.site)
+
+
+def _search_hit_json(hit: TrialHit) -> dict[str, Any]:
+    site = {
+        **site_json(hit.site, hit.site_recruitment),
+        "distance_km": round(hit.distance_km, 1) if hit.distance_km is not None else None,
+        "record_position": hit.position,
+    }
+    return {**trial_json(hit.view), "site": site}
+
+
+def search_notes(answer: SearchAnswer) -> list[str]:
+    """What the user must know about how the answer was found (one sentence each)."""
+    notes = []
+    if answer.method == "scan":
+        notes.append(_(
+            "This store has no search index and cannot be written here, so every site was "
+            "read (slower). Open it once with write access (e.g. `trialfinder sync`) to "
+            "index it."))
+    if answer.terms_missing is not None:
+        without, registry = answer.terms_missing
+        notes.append(_(
+            "{without} of the {registry} registry records in the store have no MeSH "
+            "condition terms (they were synced before trialfinder read them), so a broader "
+            "condition (\"lung cancer\" for \"NSCLC\") may miss them. Refresh them with "
+            "`trialfinder sync --full …` (needs network)."
+        ).format(without=without, registry=registry))
+    return notes
+
+
+def search_json(answer: SearchAnswer) -> dict[str, Any]:
+    missing = answer.terms_missing
+    return {
+        "place": place_json(answer.resolution.place),
+        "place_notes": list(answer.resolution.notes),
+        "condition": answer.condition,
+        "status": answer.status,
+        "radius_km": answer.radius_km,
+        "limit": answer.limit,
+        "trials_in_store": answer.trials_in_store,
+        "trials_matching": answer.trials_matching,
+        "index": {
+            "method": answer.method,
+            "records_without_condition_terms": missing[0] if missing else None,
+            "registry_records": missing[1] if missing else None,
+        },
+        "notes": search_notes(answer),
+        "trials": [_search_hit_json(h) for h in answer.hits],
+        "unplaced_trials": [_search_hit_json(h) for h in answer.unplaced],
+        "unplaced_total": answer.unplaced_total,
+    }
+
+
+def _search_hit_lines(number: int, hit: TrialHit) -> list[str]:
+    site, fresh = hit.site, hit.view.freshness
+    where = ", ".join(p for p in (site.city, site.country) if p)
+    facility = site.facility or _("(facility not named)")
+    status = _search_site_status(hit)
+    if hit.distance_km is None:
+        site_line = _("   Site: {facility} — {where} — {position}, may be near you — "
+                      "{status}").format(facility=facility, where=where,
+                                         position=position_text(site), status=status)
+    else:
+        site_line = _("   Nearest site: {facility} — {where} — {distance} — {status}").format(
+            facility=facility, where=where, distance=distance_words(hit.distance_km),
+            status=status)
+    return [
+        _("{number}. {nct_id}: {title}").format(number=number, nct_id=hit.nct_id,
+                                                 title=hit.trial.title),
+        _("   {status}; record as of {when}").format(
+            status=trial_status_line(hit.view),
+            when=as_of_words(fresh.copy_label, fresh.copy_date, fresh.today)),
+        site_line,
+    ]
+
+
+def search_text(answer: SearchAnswer) -> str:
+    place = place_title(answer.resolution.place)
+    recruiting = answer.status == "recruiting"
+    if answer.radius_km is None:
+        head = (_("Trials with recruiting sites near {place}") if recruiting
+                else _("Trials with sites (any status) near {place}")).format(place=place)
+    else:
+        head = (_("Trials with recruiting sites near {place}, within {km} km") if recruiting
+                else _("Trials with sites (any status) near {place}, within {km} km")).format(
+            place=place, km=f"{answer.radius_km:g}")
+    lines = [head]
+    lines.extend(_("Note: {note}").format(note=n) for n in answer.resolution.notes)
+    scope = ngettext("{n} trial in the store", "{n} trials in the store",
+                     answer.trials_in_store).format(n=answer.trials_in_store)
+    if answer.condition is not None:
+        scope = ngettext("{scope}, {n} matching “{condition}”",
+                         "{scope}, {n} matching “{condition}”", answer.trials_matching).format(
+            scope=scope, n=answer.trials_matching, condition=answer.condition)
+    lines.append(scope)
+    lines.extend(_("Note: {note}").format(note=n) for n in search_notes(answer))
+    lines.append("")
+    if not answer.hits and not answer.unplaced:
+        lines.append(_("No trial has a matching site within {km} km.").format(
+            km=f"{answer.radius_km:g}") if answer.radius_km is not None
+            else _("No trial has a matching site."))
+        if recruiting:
+            lines.append(_("Use --status all to see sites whatever their status."))
+    for number, hit in enumerate(answer.hits, start=1):
+        lines.extend(_search_hit_lines(number, hit))
+    if answer.unplaced:
+        lines.append("")
+        lines.append(_("Trials whose matching sites have no known position (they may be near "
+                       "you):"))
+        for number, hit in enumerate(answer.unplaced, start=len(answer.hits) + 1):
+            lines.extend(_search_hit_lines(number, hit))
+        more = answer.unplaced_total - len(answer.unplaced)
+        if more > 0:
+            lines.append(ngettext("{n} more such trial; use --limit to see more.",
+                                  "{n} more such trials; use --limit to see more.",
+                                  more).format(n=more))
+    hits = answer.hits + answer.unplaced
+    stale = [h.view.freshness for h in hits if h.view.freshness.stale]
+    if stale:
+        oldest = min(stale, key=lambda f: f.copy_date)
+        lines += ["", ngettext(
+            "Warning: {n} of these records is a copy more than six months old (the oldest: "
+            "{when}): recruitment may have changed. Refresh it with `trialfinder sync` "
+            "(needs network) and confirm with the site.",
+            "Warning: {n} of these records are copies more than six months old (the oldest: "
+            "{when}): recruitment may have changed. Refresh them with `trialfinder sync` "
+            "(needs network) and confirm with the site.", len(stale)).format(
+            n=len(stale), when=as_of_words(oldest.copy_label, oldest.copy_date, oldest.today))]
+    unconfirmed = [h for h in hits if h.view.freshness.unconfirmed
+                   and not h.view.freshness.stale]
+    if unconfirmed:
+        lines += ["", ngettext(
+            "Caution: the sponsor had not updated or verified {n} of these records for more "
+            "than six months when it was copied: confirm recruitment with the site.",
+            "Caution: the sponsor had not updated or verified {n} of these records for more "
+            "than six months when they were copied: confirm recruitment with the site.",
+            len(unconfirmed)).format(n=len(unconfirmed))]
+    return "\n".join(lines)

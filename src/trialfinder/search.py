@@ -1,499 +1,263 @@
 """Trials near a place across the whole store, each ranked by its nearest matching site.
 
-How it stays fast on a million sites
-------------------------------------
-An R*Tree virtual table (`search_site_rtree`) holds one point per placed row of `sites`
-(id = the row's rowid). SQL triggers on `sites` keep it in step with every write the store
-makes, so it is never rebuilt after the first time. A query looks in a bounding box around the
-patient that grows (×2, ×4 when empty) until it holds ``limit`` trials whose nearest matching
-site lies within the box's inscribed circle of radius r: every site outside the box is farther
-than r, so those trials and their distances are exact. The distances themselves are computed in
-Python with `nearest.haversine_km`, the function the rest of trialfinder uses.
+A *matching* site is placed (it has a stored position), recruiting on the day of the search
+unless ``status="all"`` (the status rule's answer, as the store derived it from
+`recruitment.py`: standing 'recruiting' and a verification that has not run out), within the
+radius if one is given, and belongs to a trial whose text holds the condition if one is
+given. The answer is the ``limit`` trials whose nearest matching site is nearest, ordered by
+that distance, then by identifier; a trial's equally near sites are taken in record order.
+Trials whose only matching sites have no position come after, saying so.
 
-Conditions are matched on a folded text per trial (`search_trial_text`: conditions, keywords,
-titles, acronym, accents and case removed). Folding needs Python, so a trigger on `trials`
-only marks the trial as dirty; the next search refolds dirty trials (and, when the store cannot
-be written, folds them on the fly). When the condition matches few trials, their sites are
-ranked directly from the `sites` primary key instead of growing the box.
+How it answers in milliseconds on a million sites, from anywhere on Earth
+--------------------------------------------------------------------------
+The store keeps every placed site in `search_cell` (store.py, "the search index"), keyed by
+its cell in an octree over the unit sphere: each cube of the octree is one range of keys.
+`_best_first` is a best-first (branch-and-bound) nearest-neighbour search over that octree
+(Hjaltason & Samet's incremental algorithm): a heap holds cubes, keyed by a lower bound of
+their great-circle distance (from the chord to the cube), and exact candidates. A cube
+holding few sites is read whole, a larger one is split in eight, an empty one costs one
+short range count; so sites leave the heap in exact distance order, wherever the nearest
+ones are (the next street or the other side of the Pacific), with no radius to guess. Each
+read row carries the site's trial, exact position and the last day it counts as recruiting;
+in a cube, only each trial's nearest site becomes a candidate, trials already ranked or not
+matching the condition are skipped, and distances are `nearest.haversine_km`, as
+everywhere else. Sites sharing a city centre share a cube of the finest level, read once.
 
-Everything here is created idempotently by `ensure_index`, which store.py does not need to
-know about. When the store cannot be written (read-only file, another writer), search falls
-back to the same bounding boxes read by scanning `sites`: slower, same answer.
+A condition is matched by FTS5 (whole words and phrases, see `words`). When the matching
+trials have few placed sites, they are ranked directly (`_rank_filtered`): SQLite computes
+each trial's nearest site with the haversine formula over `search_site` (about 1 µs a site),
+and the few trials that can be in the answer are then ranked exactly in Python. A walk
+with a condition that reads many cubes without meeting enough matching sites (they are
+far away) hands over to the same direct ranking. A store whose index is missing and cannot
+be written (a read-only file) is ranked the same way over every placed site of `sites`:
+same answer, slower (see the README's figures).
 """
 
 from __future__ import annotations
 
-import json
+import heapq
 import math
-import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trialfinder import clock
 from trialfinder.errors import BadInput, StoreError
-from trialfinder.models import Status, Trial
 from trialfinder.nearest import EARTH_RADIUS_KM, haversine_km
+from trialfinder.store import (
+    SEARCH_CELL_BITS,
+    SEARCH_TERMS_MARK,
+    Store,
+    StoreLike,
+    using_store,
+)
 from trialfinder.text import fold
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer, Resolution
-    from trialfinder.store import Store
+    from trialfinder.models import Site, Trial
+    from trialfinder.queries import TrialView
+    from trialfinder.recruitment import Recruitment
 
-INDEX_VERSION = "2"
-HALF_CIRCUMFERENCE_KM = math.pi * EARTH_RADIUS_KM
-INITIAL_RADIUS_KM = 16.0
-BRUTE_FORCE_SITES = 20_000
-"""When the condition's trials hold at most this many sites, rank them all directly."""
 STATUS_CHOICES = ("recruiting", "all")
+DIRECT_SITES = 25_000
+"""When the trials matching a condition have at most this many placed sites, they are ranked
+directly (about 1 µs a site: less than walking the tree to find them far away)."""
+TREE_BUDGET = 400
+"""Cubes a walk with a condition may read before it is judged to be searching where the
+matching sites are not (a few ms)..."""
+DIRECT_MAX = 200_000
+"""...then the matching trials are ranked directly if they have at most this many placed
+sites; else the walk goes on."""
+TERMS_NOTICE_SHARE = 0.5
+"""Say that the store lacks MeSH terms when more than this share of its registry records
+have none (records synced before trialfinder read them)."""
 
-_RTREE = "search_site_rtree"
-_TEXT = "search_trial_text"
-_DIRTY = "search_trial_dirty"
-_META = "search_meta"
-_TRIGGERS = (
-    "search_sites_ai", "search_sites_ad", "search_sites_au",
-    "search_trials_ai", "search_trials_au", "search_trials_ad",
+# -- words -------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\W_]+")
+_ONE_WORD = dict.fromkeys(
+    ("cancer", "cancers", "neoplasm", "neoplasms", "tumour", "tumours", "tumor", "tumors",
+     "neoplasme", "neoplasmes", "tumeur", "tumeurs"),
+    "cancer",
 )
-_OBJECTS = (_RTREE, _TEXT, _DIRTY, _META, *_TRIGGERS)
-
-_CREATE = (
-    # Auxiliary columns (+…) carry what ranking needs, so a query never leaves the R*Tree
-    # (whose pages are clustered in space) until it fetches the few winning rows of `sites`.
-    f"CREATE VIRTUAL TABLE {_RTREE} USING rtree(id, min_lat, max_lat, min_lon, max_lon, "
-    "+trial, +status, +latitude, +longitude, +position)",
-    f"CREATE TABLE {_TEXT} (nct_id TEXT PRIMARY KEY, folded TEXT NOT NULL) WITHOUT ROWID",
-    f"CREATE TABLE {_DIRTY} (nct_id TEXT PRIMARY KEY) WITHOUT ROWID",
-    f"CREATE TABLE {_META} (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID",
-    f"""CREATE TRIGGER search_sites_ai AFTER INSERT ON sites
-    WHEN new.latitude IS NOT NULL AND new.longitude IS NOT NULL BEGIN
-        INSERT OR REPLACE INTO {_RTREE} VALUES (new.rowid, new.latitude, new.latitude,
-            new.longitude, new.longitude, new.trial, new.status, new.latitude, new.longitude,
-            new.position);
-    END""",
-    f"""CREATE TRIGGER search_sites_ad AFTER DELETE ON sites BEGIN
-        DELETE FROM {_RTREE} WHERE id = old.rowid;
-    END""",
-    f"""CREATE TRIGGER search_sites_au AFTER UPDATE ON sites BEGIN
-        DELETE FROM {_RTREE} WHERE id = old.rowid;
-        INSERT OR REPLACE INTO {_RTREE}
-            SELECT new.rowid, new.latitude, new.latitude, new.longitude, new.longitude,
-                new.trial, new.status, new.latitude, new.longitude, new.position
-            WHERE new.latitude IS NOT NULL AND new.longitude IS NOT NULL;
-    END""",
-    f"""CREATE TRIGGER search_trials_ai AFTER INSERT ON trials BEGIN
-        INSERT OR IGNORE INTO {_DIRTY} VALUES (new.nct_id);
-    END""",
-    f"""CREATE TRIGGER search_trials_au AFTER UPDATE ON trials BEGIN
-        INSERT OR IGNORE INTO {_DIRTY} VALUES (old.nct_id);
-        INSERT OR IGNORE INTO {_DIRTY} VALUES (new.nct_id);
-    END""",
-    f"""CREATE TRIGGER search_trials_ad AFTER DELETE ON trials BEGIN
-        INSERT OR IGNORE INTO {_DIRTY} VALUES (old.nct_id);
-    END""",
-)
-
-# -- values -------------------------------------------------------------------------------
+"""Words a condition search treats as one: "lung cancer" finds "Lung Neoplasms"."""
+FIELD_BREAK = "|"
+"""Between two fields of the searchable text: a token of its own (store.py's FTS5 table
+declares it so), so no phrase runs from one field into the next."""
 
 
-@dataclass(frozen=True, slots=True)
-class SiteHit:
-    """The site that places a trial in the ranking: its nearest matching site."""
-
-    facility: str
-    city: str
-    state: str | None
-    zip: str | None
-    country: str
-    status: Status
-    """Effective status: the site's own, else the trial's."""
-    status_from: str
-    """"site" when the record gives the site's own status, else "trial"."""
-    latitude: float
-    longitude: float
-    precision: str
-    distance_km: float
-    position: int
-    """The site's index in the trial's record."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrialHit:
-    nct_id: str
-    title: str
-    status: Status | None
-    """The trial's overall status as recorded."""
-    as_of: str | None
-    site: SiteHit
-
-
-@dataclass(frozen=True, slots=True)
-class SearchAnswer:
-    resolution: Resolution
-    hits: tuple[TrialHit, ...]
-    condition: str | None
-    radius_km: float | None
-    status: str
-    trials_in_store: int
-    trials_matching: int
-    """Trials whose text matches the condition (all trials without a condition)."""
-    stale: tuple[str, ...]
-    """Identifiers of the hits whose record is more than six months old."""
-
-
-# -- the index ----------------------------------------------------------------------------
-
-
-def connection_of(store: Store) -> sqlite3.Connection:
-    """The store's SQLite connection (the store owns it; we only read and keep our index)."""
-    return store.connection
-
-
-def index_ready(conn: sqlite3.Connection) -> bool:
-    """True when every object of the search index exists and has this version."""
-    names = {
-        r[0]
-        for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE name IN "
-            f"({', '.join('?' for _ in _OBJECTS)})",
-            _OBJECTS,
-        )
-    }
-    if names != set(_OBJECTS):
-        return False
-    row = conn.execute(f"SELECT value FROM {_META} WHERE key = 'version'").fetchone()
-    return row is not None and row[0] == INDEX_VERSION
-
-
-def ensure_index(conn: sqlite3.Connection) -> bool:
-    """Create and fill the search index if it is missing or outdated; True when usable.
-
-    One transaction: either the whole index (tables, triggers, contents) exists or none of it.
-    False when the store cannot be written (read-only, locked): callers then fall back.
-    """
-    if index_ready(conn):
-        refresh_text(conn)
-        return True
-    return _complete_index(conn, partial=False)
-
-
-def _write(conn: sqlite3.Connection, body: Callable[[], object]) -> bool:
-    """Run ``body`` in one write transaction. False, with nothing written, when the store
-    cannot be written now (another writer, a read-only file); any other error rolls back
-    and propagates."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError:
-        return False
-    try:
-        body()
-        conn.execute("COMMIT")
-    except sqlite3.OperationalError:
-        conn.execute("ROLLBACK")
-        return False
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return True
-
-
-def _complete_index(
-    conn: sqlite3.Connection,
-    *,
-    partial: bool,
-    points_after: int | None = None,
-    texts: dict[str, str] | None = None,
-) -> bool:
-    """Build the index in one transaction. ``partial``: an `IndexBuilder` already put some
-    points in the R*Tree; keep those that still match `sites` exactly, add the rest. With
-    ``points_after``, the points are known to be exactly the rows of `sites` up to that
-    rowid: only the later rows are added. ``texts``: the searchable text of these trials,
-    known to match their stored records (the others are folded here)."""
-    def build() -> None:
-        if index_ready(conn):  # another process may have built it meanwhile
-            return
-        rtree_kept = partial and _has_table(conn, _RTREE)
-        if rtree_kept and points_after is not None:
-            conn.execute(f"INSERT INTO {_RTREE} {_RTREE_ROWS} AND rowid > ?", (points_after,))
-        elif rtree_kept:
-            _reconcile_rtree(conn)
-        if rtree_kept:
-            for trigger in _TRIGGERS:
-                conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
-            for name in (_TEXT, _DIRTY, _META):
-                conn.execute(f"DROP TABLE IF EXISTS {name}")
-        else:
-            drop_index(conn, in_transaction=True)
-        for statement in _CREATE[1 if rtree_kept else 0:]:
-            conn.execute(statement)
-        if not rtree_kept:
-            conn.execute(f"INSERT INTO {_RTREE} {_RTREE_ROWS}")
-        if texts:
-            conn.executemany(f"INSERT INTO {_TEXT} SELECT nct_id, ? FROM trials "
-                             "WHERE nct_id = ?", [(t, n) for n, t in texts.items()])
-        conn.execute(f"INSERT INTO {_DIRTY} SELECT nct_id FROM trials WHERE nct_id NOT IN "
-                     f"(SELECT nct_id FROM {_TEXT})")
-        conn.execute(f"INSERT INTO {_META} VALUES ('version', ?)", (INDEX_VERSION,))
-        _refold_dirty(conn)
-
-    return _write(conn, build)
-
-
-_RTREE_ROWS = (
-    "SELECT rowid, latitude, latitude, longitude, longitude, trial, status, latitude, "
-    "longitude, position FROM sites WHERE latitude IS NOT NULL AND longitude IS NOT NULL"
-)
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() \
-        is not None
-
-
-def _reconcile_rtree(conn: sqlite3.Connection) -> None:
-    """Make the R*Tree hold exactly one point per placed row of `sites`, whatever happened
-    to `sites` since the points were added (rows replaced, rowids reused). The ids are read
-    out first: an R*Tree cannot be written while a query reads it."""
-    stale = conn.execute(
-        f"SELECT r.id FROM {_RTREE} r LEFT JOIN sites s ON s.rowid = r.id "
-        "WHERE s.rowid IS NULL OR s.latitude IS NOT r.latitude "
-        "OR s.longitude IS NOT r.longitude OR s.trial IS NOT r.trial "
-        "OR s.status IS NOT r.status OR s.position IS NOT r.position"
-    ).fetchall()
-    conn.executemany(f"DELETE FROM {_RTREE} WHERE id = ?", stale)
-    missing = conn.execute(
-        f"{_RTREE_ROWS} AND NOT EXISTS (SELECT 1 FROM {_RTREE} r WHERE r.id = sites.rowid)"
-    ).fetchall()
-    conn.executemany(f"INSERT INTO {_RTREE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", missing)
-
-
-class IndexBuilder:
-    """Builds the search index of a store that has none while a sync fills it: slices of
-    points go into the R*Tree in the moments the writer would otherwise wait (`step`), and
-    `finish` completes the index in one transaction.
-
-    Until `finish`, the index has no version row: searches ignore it, and a sync that dies
-    leaves it to be rebuilt from scratch. `finish` trusts the points added so far only if
-    `sites` has just grown since (no trial replaced, no other connection writing);
-    otherwise it reconciles them with `sites` first.
-    """
-
-    STEP_ROWS = 4000
-    """Points per step at most (about 25 ms), so the writer is soon back when the
-    next batch arrives."""
-    MIN_STEP_ROWS = 250
-    """Fewer waiting points are left for later: tiny transactions cost more per point."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._after = 0  # sites rowids up to here are in the R*Tree
-        self._only_grown = True
-        self._texts: dict[str, str] = {}
-        self.active = not index_ready(conn) and self._start()
-        self._data_version = self._other_writes()
-
-    def _other_writes(self) -> int:
-        """Changes whenever another connection commits (``PRAGMA data_version``)."""
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-
-    def _start(self) -> bool:
-        def rtree_only() -> None:
-            drop_index(self._conn, in_transaction=True)
-            self._conn.execute(_CREATE[0])
-
-        return _write(self._conn, rtree_only)
-
-    def saved(self, nct_id: str, text: str) -> None:
-        """Tell the builder the searchable text of a trial just written (spares refolding)."""
-        self._texts[nct_id] = text
-
-    def replaced(self) -> None:
-        """Tell the builder that a trial's sites were rewritten (their old points are stale)."""
-        self._only_grown = False
-
-    def step(self) -> bool:
-        """Add the next slice of points; False when too few are waiting."""
-        if not self.active:
-            return False
-        conn = self._conn
-        last = conn.execute("SELECT max(rowid) FROM sites").fetchone()[0] or 0
-        if last - self._after < min(self.MIN_STEP_ROWS, self.STEP_ROWS):
-            return False
-        upto = min(last, self._after + self.STEP_ROWS)
-        added = _write(conn, lambda: conn.execute(
-            f"INSERT OR REPLACE INTO {_RTREE} {_RTREE_ROWS} AND rowid > ? AND rowid <= ?",
-            (self._after, upto),
-        ))
-        if not added:  # busy, or dropped/rebuilt by someone else: finish copes
-            self.active = False
-            return False
-        self._after = upto
-        return True
-
-    def finish(self) -> bool:
-        """Complete the index (or just refresh it if it is already there); True if usable."""
-        if index_ready(self._conn):
-            refresh_text(self._conn)
-            return True
-        alone = self._other_writes() == self._data_version
-        trusted = self.active and self._only_grown and alone
-        return _complete_index(self._conn, partial=self.active,
-                               points_after=self._after if trusted else None,
-                               texts=self._texts if alone else None)
-
-
-def drop_index(conn: sqlite3.Connection, *, in_transaction: bool = False) -> None:
-    """Remove every object of the search index (it is derived data: nothing is lost)."""
-    statements = [f"DROP TRIGGER IF EXISTS {t}" for t in _TRIGGERS] + [
-        f"DROP TABLE IF EXISTS {t}" for t in (_RTREE, _TEXT, _DIRTY, _META)
-    ]
-    if in_transaction:
-        for statement in statements:
-            conn.execute(statement)
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in statements:
-            conn.execute(statement)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def refresh_text(conn: sqlite3.Connection) -> None:
-    """Refold the trials written since the last search; skipped when the store is busy or
-    read-only (the dirty trials are then folded on the fly by `matching_trials`)."""
-    if conn.execute(f"SELECT 1 FROM {_DIRTY} LIMIT 1").fetchone() is None:
-        return
-    _write(conn, lambda: _refold_dirty(conn))
-
-
-def _refold_dirty(conn: sqlite3.Connection) -> None:
-    dirty = [r[0] for r in conn.execute(f"SELECT nct_id FROM {_DIRTY}")]
-    texts = dict(_trial_texts(conn, dirty))
-    conn.executemany(f"DELETE FROM {_TEXT} WHERE nct_id = ?", [(n,) for n in dirty])
-    conn.executemany(f"INSERT INTO {_TEXT} VALUES (?, ?)", list(texts.items()))
-    conn.execute(f"DELETE FROM {_DIRTY}")
-
-
-def _trial_texts(conn: sqlite3.Connection, ids: Sequence[str] | None) -> Iterable[tuple[str, str]]:
-    """(nct_id, folded searchable text) for the given trials (all when ids is None)."""
-    sql = (
-        "SELECT nct_id, title, json_extract(record_json, '$.brief_title'), "
-        "json_extract(record_json, '$.acronym'), json_extract(record_json, '$.conditions'), "
-        "json_extract(record_json, '$.keywords') FROM trials"
-    )
-    params: tuple[Any, ...] = ()
-    if ids is not None:
-        sql += " WHERE nct_id IN (SELECT value FROM json_each(?))"
-        params = (json.dumps(list(ids)),)
-    for nct_id, title, brief, acronym, conditions, keywords in conn.execute(sql, params):
-        yield nct_id, _folded_text(title, brief, acronym, _json_list(conditions),
-                                   _json_list(keywords))
+def words(text: str) -> list[str]:
+    """The words of a text as a condition search compares them: case and accents folded,
+    split at anything but letters and digits, "cancer", "neoplasm(s)", "tumour(s)",
+    "tumor(s)" (and the French "néoplasme(s)", "tumeur(s)") as the one word "cancer"."""
+    return [_ONE_WORD.get(w, w) for w in _WORD.findall(fold(text))]
 
 
 def searchable_text(trial: Trial) -> str:
     """What ``--condition`` is matched against (the store keeps it in `trials.search_text`):
-    titles, acronym, conditions and keywords, folded."""
-    return _folded_text(trial.title, trial.brief_title, trial.acronym, trial.conditions,
-                        trial.keywords)
+    titles, acronym, conditions and keywords, then the MeSH condition terms and their
+    ancestors (after `SEARCH_TERMS_MARK`, which tells the store the record has them), each
+    field as its `words` with `FIELD_BREAK` between fields."""
+    fields = [" ".join(w) for f in (trial.title, trial.brief_title, trial.acronym,
+                                     *trial.conditions, *trial.keywords) if f and (w := words(f))]
+    terms = [" ".join(w) for t in trial.condition_terms if (w := words(t))]
+    if trial.condition_terms:
+        fields.append(SEARCH_TERMS_MARK + (f" {FIELD_BREAK} ".join(terms)))
+    return f" {FIELD_BREAK} ".join(fields)
 
 
-def _folded_text(
-    title: Any, brief_title: Any, acronym: Any, conditions: Iterable[Any], keywords: Iterable[Any]
-) -> str:
-    parts = [title, brief_title, acronym, *conditions, *keywords]
-    return " | ".join(fold(str(p)) for p in parts if p)
-
-
-def _json_list(text: str | None) -> list[Any]:
-    if not text:
-        return []
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def matching_trials(conn: sqlite3.Connection, condition: str, *, indexed: bool) -> set[str]:
-    """Trials whose conditions, keywords or titles contain the condition (case and accents
-    ignored)."""
-    needle = fold(condition)
-    if not needle:
-        raise BadInput("--condition is empty")
-    if not indexed:
-        return {n for n, text in _trial_texts(conn, None) if needle in text}
-    dirty = [r[0] for r in conn.execute(f"SELECT nct_id FROM {_DIRTY}")]
-    found = {
-        r[0]
-        for r in conn.execute(f"SELECT nct_id FROM {_TEXT} WHERE instr(folded, ?) > 0", (needle,))
-    }
-    if dirty:
-        found.difference_update(dirty)
-        found.update(n for n, text in _trial_texts(conn, dirty) if needle in text)
+def condition_words(condition: str) -> list[str]:
+    """The words of a ``--condition``; BadInput when it has none."""
+    found = words(condition)
+    if not found:
+        raise BadInput("--condition has no letters or digits to look for")
     return found
 
 
-# -- geometry -----------------------------------------------------------------------------
-
-Box = tuple[float, float, float, float]
-"""(min_lat, max_lat, min_lon, max_lon) in degrees."""
-
-_MARGIN_DEG = 1e-7  # a site exactly r away must not fall out of the box by rounding
+def fts_phrase(phrase: Sequence[str]) -> str:
+    """The FTS5 query for a phrase of `words` (letters and digits only: nothing to escape)."""
+    return '"' + " ".join(phrase) + '"'
 
 
-def boxes_around(latitude: float, longitude: float, radius_km: float) -> list[Box]:
-    """Boxes (one, or two across the antimeridian) that contain every point within
-    ``radius_km`` of the point: the bounding box of a spherical cap."""
-    angle = radius_km / EARTH_RADIUS_KM
-    if angle >= math.pi:
-        return [(-90.0, 90.0, -180.0, 180.0)]
-    dlat = math.degrees(angle) + _MARGIN_DEG
-    lat_lo, lat_hi = latitude - dlat, latitude + dlat
-    if lat_lo <= -90.0 or lat_hi >= 90.0 or angle >= math.pi / 2:
-        return [(max(lat_lo, -90.0), min(lat_hi, 90.0), -180.0, 180.0)]
-    ratio = math.sin(angle) / math.cos(math.radians(latitude))
-    if ratio >= 1.0:
-        return [(lat_lo, lat_hi, -180.0, 180.0)]
-    dlon = math.degrees(math.asin(ratio)) + _MARGIN_DEG
-    lon_lo, lon_hi = longitude - dlon, longitude + dlon
-    if lon_lo < -180.0:
-        return [(lat_lo, lat_hi, lon_lo + 360.0, 180.0), (lat_lo, lat_hi, -180.0, lon_hi)]
-    if lon_hi > 180.0:
-        return [(lat_lo, lat_hi, lon_lo, 180.0), (lat_lo, lat_hi, -180.0, lon_hi - 360.0)]
-    return [(lat_lo, lat_hi, lon_lo, lon_hi)]
+def text_matches(phrase: Sequence[str], text: str) -> bool:
+    """Whether a searchable text holds the phrase within one field (what FTS5 answers, for
+    a store searched without its index)."""
+    wanted = f" {' '.join(phrase)} "
+    return any(wanted in f" {' '.join(field.split())} " for field in text.split(FIELD_BREAK))
 
 
-# -- ranking ------------------------------------------------------------------------------
+# -- ranking -----------------------------------------------------------------------------
+
+Ranked = tuple[float, str, int]
+"""(distance_km, nct_id, position of the site in the trial's record)."""
+
+_BOUND_SLACK_KM = 1e-3
+"""Taken off every lower bound, so that rounding (haversine near the antipode is good to
+about 0.1 m) never puts a bound above the exact distance it bounds."""
+LEAF_SITES = 32
+"""A cube holding at most this many sites is read whole; a larger one is split in eight."""
+_CELL, _EXACT = 0, 1  # heap entry kinds; on equal keys, cubes open first
 
 
-Candidate = tuple[float, str, int, int]
-"""(distance_km, nct_id, position, rowid of the site in `sites`)."""
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    ranked: list[Ranked]
+    matching: int | None
+    """Trials matching the condition (None without one)."""
+    method: str
+    """"tree" (best-first over the index), "direct" (the matching trials' sites read
+    directly) or "scan" (no index: every placed site read)."""
 
 
-def _best_per_trial(
-    rows: Iterable[tuple[str, int, float, float, int]], latitude: float, longitude: float
-) -> dict[str, Candidate]:
-    """Each trial's nearest row (ties: the record's order) from (trial, position, latitude,
-    longitude, rowid) rows."""
-    best: dict[str, Candidate] = {}
+def _best_first(
+    store: Store, latitude: float, longitude: float, limit: int, radius_km: float | None,
+    day: date | None, keys: set[int] | None, budget: int | None,
+) -> list[Ranked] | None:
+    """The ``limit`` nearest trials by their nearest matching site: the octree's cubes taken
+    in order of a lower bound of their distance (see the module's docstring); None when
+    more than ``budget`` cubes would have to be read."""
+    phi, lam = math.radians(latitude), math.radians(longitude)
+    qx, qy, qz = math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)
+    reach = math.inf if radius_km is None else radius_km
+    # (bound, _CELL, level, prefix, ix, iy, iz) or (distance, _EXACT, nct_id, position, key)
+    heap: list[tuple[Any, ...]] = [(0.0, _CELL, 0, 0, 0, 0, 0)]
+    ranked: list[Ranked] = []
+    done: set[int] = set()
+    reads = 0
+    while heap and len(ranked) < limit:
+        entry = heapq.heappop(heap)
+        if entry[0] > reach:
+            break
+        if entry[1] == _EXACT:
+            if entry[4] not in done:
+                done.add(entry[4])
+                ranked.append((entry[0], entry[2], entry[3]))
+            continue
+        _bound, _kind, level, prefix, ix, iy, iz = entry
+        reads += 1
+        if budget is not None and reads > budget:
+            return None
+        shift = 3 * (SEARCH_CELL_BITS - level)
+        first, last = prefix << shift, ((prefix + 1) << shift) - 1
+        if level < SEARCH_CELL_BITS:
+            count = store.search_cell_count(first, last, LEAF_SITES)
+            if count == 0:
+                continue
+            if count > LEAF_SITES:
+                size = 2.0 / (1 << (level + 1))
+                for child in range(8):
+                    cx, cy, cz = 2 * ix + (child & 1), 2 * iy + (child >> 1 & 1), \
+                        2 * iz + (child >> 2)
+                    x0, y0, z0 = cx * size - 1.0, cy * size - 1.0, cz * size - 1.0
+                    dx = x0 - qx if qx < x0 else (qx - x0 - size if qx > x0 + size else 0.0)
+                    dy = y0 - qy if qy < y0 else (qy - y0 - size if qy > y0 + size else 0.0)
+                    dz = z0 - qz if qz < z0 else (qz - z0 - size if qz > z0 + size else 0.0)
+                    chord = math.sqrt(dx * dx + dy * dy + dz * dz)
+                    bound = _EARTH_DIAMETER_KM * math.asin(min(1.0, chord / 2))
+                    if bound - _BOUND_SLACK_KM <= reach:
+                        heapq.heappush(heap, (bound - _BOUND_SLACK_KM, _CELL, level + 1,
+                                              prefix << 3 | child, cx, cy, cz))
+                continue
+        # A cube read whole: each trial's nearest site in it becomes an exact candidate.
+        best: dict[str, tuple[float, int, int]] = {}
+        distances: dict[tuple[float, float], float] = {}  # sites share city centres
+        for key, position, nct_id, lat, lon in store.search_cell_rows(first, last, day):
+            if key in done or (keys is not None and key not in keys):
+                continue
+            distance = distances.get((lat, lon))
+            if distance is None:
+                distance = distances[(lat, lon)] = haversine_km(latitude, longitude, lat, lon)
+            candidate = (distance, position, key)
+            if candidate < best.get(nct_id, _FAR):
+                best[nct_id] = candidate
+        for nct_id, (distance, position, key) in best.items():
+            if distance <= reach:
+                heapq.heappush(heap, (distance, _EXACT, nct_id, position, key))
+    return ranked
+
+
+_EARTH_DIAMETER_KM = 2 * EARTH_RADIUS_KM
+_FAR = (math.inf, 0, 0)
+
+
+_SQL_SLACK_KM = 1e-3
+"""How far SQLite's haversine may be from `nearest.haversine_km` (they differ at most in
+the last bits; near the antipode those bits are worth about 0.1 m)."""
+
+
+def _rank_filtered(
+    store: Store, latitude: float, longitude: float, limit: int, radius_km: float | None,
+    day: date | None, *, keys: set[int] | None = None, nct_ids: set[str] | None = None,
+) -> list[Ranked]:
+    """The ``limit`` nearest trials among these (by key, by identifier, or all), every
+    matching site read: SQLite finds each trial's nearest site, then the few trials that
+    can be in the answer (the ``limit`` nearest and any within a rounding of the last) are
+    ranked exactly with `nearest.haversine_km`, ties by identifier then record order."""
+    within = None if radius_km is None else radius_km + _SQL_SLACK_KM
+    minima = store.search_minima(latitude, longitude, day, keys=keys, nct_ids=nct_ids,
+                                 within_km=within)
+    if not minima:
+        return []
+    last = minima[min(limit, len(minima)) - 1][1] + 2 * _SQL_SLACK_KM
+    candidates = [nct_id for nct_id, d in minima if d <= last]
+    best: dict[str, tuple[float, int]] = {}
     distances: dict[tuple[float, float], float] = {}  # sites share city centres
-    for trial, position, lat, lon, rowid in rows:
+    for nct_id, position, lat, lon in store.search_sites_of(day, nct_ids=candidates):
         distance = distances.get((lat, lon))
         if distance is None:
             distance = distances[(lat, lon)] = haversine_km(latitude, longitude, lat, lon)
-        current = best.get(trial)
-        if current is None or (distance, position) < (current[0], current[2]):
-            best[trial] = (distance, trial, position, rowid)
-    return best
+        if (distance, position) < best.get(nct_id, (math.inf, 0)):
+            best[nct_id] = (distance, position)
+    ranked = sorted((d, nct_id, p) for nct_id, (d, p) in best.items()
+                    if radius_km is None or d <= radius_km)
+    return ranked[:limit]
 
 
 def nearest_trials(
-    conn: sqlite3.Connection,
+    store: Store,
     latitude: float,
     longitude: float,
     *,
@@ -501,175 +265,113 @@ def nearest_trials(
     radius_km: float | None = None,
     recruiting_only: bool = True,
     condition: str | None = None,
-    use_index: bool | None = None,
-) -> list[TrialHit]:
-    """The ``limit`` trials nearest to a point, each by its nearest matching site.
-
-    Matching sites: placed, recruiting (effective status RECRUITING) unless
-    ``recruiting_only`` is False, within ``radius_km`` if given, of a trial whose text
-    contains ``condition`` if given. Trials are ordered by distance, then identifier; within
-    a trial, equally near sites by their order in the record.
-    ``use_index`` None builds/uses the R*Tree when it can; False forces the fallback.
-    """
+    today: date | None = None,
+    method: str | None = None,
+) -> Ranking:
+    """The ``limit`` trials nearest to a point, each by its nearest matching site (see the
+    module's docstring). ``method`` forces "tree", "direct" (with a condition) or "scan";
+    None chooses. Call it inside ``store.search_snapshot()`` for one consistent read."""
     if limit < 1:
         raise BadInput("--limit must be at least 1")
     if radius_km is not None and not radius_km > 0:
         raise BadInput("--radius must be a positive number of kilometres")
-    indexed = ensure_index(conn) if use_index is None else (use_index and ensure_index(conn))
-    alias = "r" if indexed else "s"
-    where: list[str] = []
-    params: list[Any] = []
-    if recruiting_only:
-        where.append(f"+{alias}.status = ?")
-        params.append(Status.RECRUITING.value)
-    if condition is not None:
-        matched = matching_trials(conn, condition, indexed=indexed)
-        if not matched:
-            return []
-        ids = json.dumps(sorted(matched))
-        if _few_sites(conn, ids):
-            return _hits(conn, _rank_trials_directly(conn, ids, latitude, longitude,
-                                                     recruiting_only), limit, radius_km)
-        where.append(f"{alias}.trial IN (SELECT value FROM json_each(?))")
-        params.append(ids)
-    max_radius = min(radius_km or HALF_CIRCUMFERENCE_KM, HALF_CIRCUMFERENCE_KM)
+    day = (today or clock.today()) if recruiting_only else None
+    phrase = condition_words(condition) if condition is not None else None
+    if method is None and not store.search_index_ready:
+        method = "scan"
+    if method == "scan":
+        matched = None
+        if phrase is not None:
+            matched = {n for n, text in store.search_texts() if text_matches(phrase, text)}
+            if not matched:
+                return Ranking([], 0, "scan")
+        ranked = _rank_filtered(store, latitude, longitude, limit, radius_km, day,
+                                nct_ids=matched)
+        return Ranking(ranked, None if matched is None else len(matched), "scan")
+    if not store.search_index_ready:
+        raise StoreError("The search index is not available in this store")
+    if phrase is None:
+        return Ranking(_best_first(store, latitude, longitude, limit, radius_km, day, None,
+                                   None) or [], None, "tree")
+    keys = store.search_matching(fts_phrase(phrase))
+    if not keys:
+        return Ranking([], 0, method or "tree")
 
-    radius = min(INITIAL_RADIUS_KM, max_radius)
-    while True:
-        best: dict[str, Candidate] = {}
-        for box in boxes_around(latitude, longitude, radius):
-            found = _best_per_trial(
-                _rows_in_box(conn, box, where, params, indexed=indexed), latitude, longitude
-            )
-            for trial, candidate in found.items():
-                current = best.get(trial)
-                if current is None or candidate[::2] < current[::2]:
-                    best[trial] = candidate
-        ranked = sorted(best.values())
-        # Every site outside the box is farther than `radius`: trials whose nearest site in
-        # the box is within `radius` are exact.
-        if len(ranked) >= limit and ranked[limit - 1][0] <= radius:
-            return _hits(conn, ranked, limit, radius_km)
-        if radius >= max_radius:
-            return _hits(conn, ranked, limit, radius_km)
-        if len(ranked) >= limit:
-            # The k-th trial seen is at most this far: one more box of that size is exact.
-            radius = min(ranked[limit - 1][0], max_radius)
-        else:
-            radius = min(radius * (2.0 if ranked else 4.0), max_radius)
+    def direct() -> Ranking:
+        ranked = _rank_filtered(store, latitude, longitude, limit, radius_km, day, keys=keys)
+        return Ranking(ranked, len(keys), "direct")
+
+    if method == "direct" or (method is None and len(keys) <= DIRECT_SITES
+                              and store.search_count_sites(keys, DIRECT_SITES) <= DIRECT_SITES):
+        return direct()
+    budget = TREE_BUDGET if method is None else None
+    found = _best_first(store, latitude, longitude, limit, radius_km, day, keys, budget)
+    if found is None:  # the walk meets too few matching sites: they are far, or rare here
+        if store.search_count_sites(keys, DIRECT_MAX) <= DIRECT_MAX:
+            return direct()
+        found = _best_first(store, latitude, longitude, limit, radius_km, day, keys, None)
+    return Ranking(found or [], len(keys), "tree")
 
 
-def _rank_trials_directly(
-    conn: sqlite3.Connection, ids: str, latitude: float, longitude: float, recruiting_only: bool
-) -> list[Candidate]:
-    """Every matching site of a few trials, read through the `sites` primary key."""
-    sql = (
-        "SELECT s.trial, s.position, s.latitude, s.longitude, s.rowid "
-        "FROM json_each(?) j CROSS JOIN sites s ON s.trial = j.value "
-        "WHERE s.latitude IS NOT NULL AND s.longitude IS NOT NULL"
-    )
-    params: list[Any] = [ids]
-    if recruiting_only:
-        sql += " AND +s.status = ?"
-        params.append(Status.RECRUITING.value)
-    return sorted(_best_per_trial(conn.execute(sql, params), latitude, longitude).values())
+# -- the answer ---------------------------------------------------------------------------
 
 
-def _few_sites(conn: sqlite3.Connection, ids_json: str) -> bool:
-    count = conn.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM json_each(?) j CROSS JOIN sites s "
-        "ON s.trial = j.value LIMIT ?)",
-        (ids_json, BRUTE_FORCE_SITES + 1),
-    ).fetchone()[0]
-    return bool(count <= BRUTE_FORCE_SITES)
+@dataclass(frozen=True, slots=True)
+class TrialHit:
+    """One trial of the answer, with the site that places it."""
+
+    view: TrialView
+    """The stored record (with only ``site`` among its sites) and what the rules say of it
+    on the day of the search: its status and its age."""
+    site: Site
+    site_recruitment: Recruitment
+    position: int
+    """The site's index in the trial's record."""
+    distance_km: float | None
+    """None for a site without a position."""
+
+    @property
+    def nct_id(self) -> str:
+        return self.view.trial.nct_id
+
+    @property
+    def trial(self) -> Trial:
+        return self.view.trial
 
 
-def _rows_in_box(
-    conn: sqlite3.Connection, box: Box, where: list[str], params: list[Any], *, indexed: bool
-) -> sqlite3.Cursor:
-    lat_lo, lat_hi, lon_lo, lon_hi = box
-    extra = "".join(" AND " + w for w in where)
-    if indexed:
-        sql = (
-            f"SELECT r.trial, r.position, r.latitude, r.longitude, r.id FROM {_RTREE} r "
-            "WHERE r.max_lat >= ? AND r.min_lat <= ? AND r.max_lon >= ? AND r.min_lon <= ?"
-            + extra
-        )
-    else:
-        sql = (
-            "SELECT s.trial, s.position, s.latitude, s.longitude, s.rowid FROM sites s "
-            "WHERE s.latitude BETWEEN ? AND ? "
-            "AND s.longitude BETWEEN ? AND ?" + extra
-        )
-    return conn.execute(sql, [lat_lo, lat_hi, lon_lo, lon_hi, *params])
+@dataclass(frozen=True, slots=True)
+class SearchAnswer:
+    resolution: Resolution
+    hits: tuple[TrialHit, ...]
+    unplaced: tuple[TrialHit, ...]
+    """Trials whose only matching sites have no position (at most ``limit`` of them), those
+    with such a site in the place's country first."""
+    unplaced_total: int
+    condition: str | None
+    radius_km: float | None
+    status: str
+    limit: int
+    trials_in_store: int
+    trials_matching: int
+    """Trials whose text holds the condition (all trials without a condition)."""
+    method: str
+    """How the store was searched: "tree", "direct" or "scan" (see `Ranking`)."""
+    terms_missing: tuple[int, int] | None
+    """With a condition, when most registry records of the store lack MeSH terms:
+    (records without, registry records)."""
+    today: date
 
 
-def _hits(
-    conn: sqlite3.Connection, ranked: list[Candidate], limit: int, radius_km: float | None
-) -> list[TrialHit]:
-    """The first ``limit`` candidates (within ``radius_km``) with their trial and site rows."""
-    chosen = [c for c in ranked if radius_km is None or c[0] <= radius_km][:limit]
-    if not chosen:
-        return []
-    trials = {
-        r[0]: r[1:]
-        for r in conn.execute(
-            "SELECT nct_id, title, overall_status, as_of FROM trials "
-            "WHERE nct_id IN (SELECT value FROM json_each(?))",
-            (json.dumps([c[1] for c in chosen]),),
-        )
-    }
-    sites = {
-        r[0]: r[1:]
-        for r in conn.execute(
-            "SELECT s.rowid, s.facility, s.city, s.state, s.zip, s.country, s.status, "
-            "s.site_status, s.latitude, s.longitude, s.precision FROM json_each(?) j "
-            "CROSS JOIN sites s ON s.rowid = j.value",
-            (json.dumps([c[3] for c in chosen]),),
-        )
-    }
-    hits = []
-    for distance, nct_id, position, rowid in chosen:
-        title, overall, as_of = trials.get(nct_id, ("", None, None))
-        facility, city, state, zip_code, country, status, own, lat, lon, precision = sites[rowid]
-        hits.append(
-            TrialHit(
-                nct_id=nct_id,
-                title=title,
-                status=Status.parse(overall),
-                as_of=as_of,
-                site=SiteHit(
-                    facility=facility,
-                    city=city,
-                    state=state,
-                    zip=zip_code,
-                    country=country,
-                    status=Status.parse(status) or Status.UNKNOWN,
-                    status_from="site" if own else "trial",
-                    latitude=lat,
-                    longitude=lon,
-                    precision=precision,
-                    distance_km=distance,
-                    position=position,
-                ),
-            )
-        )
-    return hits
-
-
-# -- the command's entry point ------------------------------------------------------------
-
-
-def _no_store(db_path: Path) -> StoreError:
+def _no_store(db: StoreLike) -> StoreError:
     return StoreError(
-        f"No trials in the store at {db_path}; fill it first with "
+        f"No trials in the store at {db}; fill it first with "
         "`trialfinder sync --condition …` (needs network)"
     )
 
 
 def search(
     place_query: str,
-    db_path: Path,
+    db: StoreLike,
     *,
     condition: str | None = None,
     radius_km: float | None = None,
@@ -678,151 +380,75 @@ def search(
     gazetteer: Gazetteer | None = None,
     today: date | None = None,
 ) -> SearchAnswer:
-    """`trialfinder search`: every stored trial ranked by its nearest matching site to a place
-    the patient typed (resolved offline)."""
-    from trialfinder.store import Store
+    """`trialfinder search`: stored trials ranked by their nearest matching site to a place
+    the patient typed (resolved offline). ``db``: an open `Store` or a path."""
+    from trialfinder.queries import TrialView
 
     status_key = status.strip().lower()
     if status_key not in STATUS_CHOICES:
         raise BadInput(f"--status must be one of {', '.join(STATUS_CHOICES)}, not '{status}'")
-    if condition is not None and not fold(condition):
-        raise BadInput("--condition is empty")
-    if not Path(db_path).exists():
-        raise _no_store(db_path)
-    if gazetteer is None:
-        from trialfinder.gazetteer import Gazetteer
-
-        gazetteer = Gazetteer.bundled()
-    resolution = gazetteer.resolve(place_query)
-    place = resolution.place
-    with Store(db_path) as store:
-        conn = connection_of(store)
-        total = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
+    phrase = condition_words(condition) if condition is not None else None
+    if limit < 1:
+        raise BadInput("--limit must be at least 1")
+    if radius_km is not None and not radius_km > 0:
+        raise BadInput("--radius must be a positive number of kilometres")
+    day = today or clock.today()
+    with using_store(db) as store:
+        if store is None:
+            raise _no_store(db)
+        total = store.search_trial_count()
         if not total:
-            raise _no_store(db_path)
-        try:
-            hits = nearest_trials(
-                conn,
-                place.latitude,
-                place.longitude,
-                limit=limit,
-                radius_km=radius_km,
-                recruiting_only=status_key == "recruiting",
-                condition=condition,
-            )
-            matching = (
-                total
-                if condition is None
-                else len(matching_trials(conn, condition, indexed=index_ready(conn)))
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"Cannot search the store at {db_path}: {exc}") from None
-    stale = tuple(
-        h.nct_id for h in hits if h.as_of and _stale(_as_of_date(h.as_of), today)
-    )
+            raise _no_store(store.path)
+        if gazetteer is None:
+            from trialfinder.gazetteer import Gazetteer
+
+            gazetteer = Gazetteer.bundled()
+        resolution = gazetteer.resolve(place_query)
+        place = resolution.place
+        recruiting = status_key == "recruiting"
+        with store.search_snapshot():
+            ranking = nearest_trials(store, place.latitude, place.longitude, limit=limit,
+                                     radius_km=radius_km, recruiting_only=recruiting,
+                                     condition=condition, today=day)
+            filter_day = day if recruiting else None
+            found = {nct for _d, nct, _p in ranking.ranked}
+            if ranking.method == "scan" or phrase is None:
+                ids = None
+                if phrase is not None:
+                    ids = [n for n, t in store.search_texts() if text_matches(phrase, t)]
+                unplaced = store.search_unplaced(filter_day, place.country_name, nct_ids=ids)
+            else:
+                unplaced = store.search_unplaced(filter_day, place.country_name,
+                                                 phrase=fts_phrase(phrase))
+            unplaced = [u for u in unplaced if u[0] not in found]
+
+            def hit(nct_id: str, position: int, distance: float | None) -> TrialHit | None:
+                trial = store.search_trial_site(nct_id, position)
+                if trial is None or not trial.sites:
+                    return None
+                view = TrialView(trial, today=day)
+                return TrialHit(view, trial.sites[0], view.site_recruitment(trial.sites[0]),
+                                position, distance)
+
+            hits = [h for d, n, p in ranking.ranked if (h := hit(n, p, d)) is not None]
+            shown = [h for n, p, _here in unplaced[:limit] if (h := hit(n, p, None))]
+            terms_missing = None
+            if phrase is not None:
+                without, registry = store.search_terms_missing()
+                if registry and without > TERMS_NOTICE_SHARE * registry:
+                    terms_missing = (without, registry)
     return SearchAnswer(
         resolution=resolution,
         hits=tuple(hits),
+        unplaced=tuple(shown),
+        unplaced_total=len(unplaced),
         condition=condition,
         radius_km=radius_km,
         status=status_key,
+        limit=limit,
         trials_in_store=total,
-        trials_matching=matching,
-        stale=stale,
+        trials_matching=total if ranking.matching is None else ranking.matching,
+        method=ranking.method,
+        terms_missing=terms_missing,
+        today=day,
     )
-
-
-def _stale(as_of: date, today: date | None) -> bool:
-    # Interim (the search helper moves search to freshness.freshness on stored records).
-    from trialfinder import clock
-    from trialfinder.freshness import STALE_AFTER_DAYS
-
-    return ((today or clock.today()) - as_of).days > STALE_AFTER_DAYS
-
-
-def _as_of_date(as_of: str) -> date:
-    from trialfinder.models import Source
-
-    return Source(kind="", description="", as_of=as_of).as_of_date()
-
-
-# -- rendering ----------------------------------------------------------------------------
-
-
-def search_json(answer: SearchAnswer) -> dict[str, Any]:
-    from trialfinder.render import place_json
-
-    return {
-        "place": place_json(answer.resolution.place),
-        "place_notes": list(answer.resolution.notes),
-        "condition": answer.condition,
-        "status": answer.status,
-        "radius_km": answer.radius_km,
-        "trials_in_store": answer.trials_in_store,
-        "trials_matching": answer.trials_matching,
-        "trials": [
-            {
-                "nct_id": h.nct_id,
-                "title": h.title,
-                "status": h.status.value if h.status else None,
-                "as_of": h.as_of,
-                "stale": h.nct_id in answer.stale,
-                "registry_url": f"https://clinicaltrials.gov/study/{h.nct_id}",
-                "site": {
-                    "facility": h.site.facility,
-                    "city": h.site.city,
-                    "state": h.site.state,
-                    "zip": h.site.zip,
-                    "country": h.site.country,
-                    "status": h.site.status.value,
-                    "status_from": h.site.status_from,
-                    "distance_km": round(h.site.distance_km, 1),
-                    "latitude": h.site.latitude,
-                    "longitude": h.site.longitude,
-                    "precision": h.site.precision,
-                },
-            }
-            for h in answer.hits
-        ],
-    }
-
-
-def search_text(answer: SearchAnswer) -> str:
-    from trialfinder.recruitment import status_label
-
-    place = answer.resolution.place
-    which = "recruiting sites" if answer.status == "recruiting" else "sites (any status)"
-    head = f"Trials with {which} near {place.label}, {place.country_name}"
-    if answer.radius_km is not None:
-        head += f", within {answer.radius_km:g} km"
-    lines = [head]
-    lines.extend(f"Note: {n}" for n in answer.resolution.notes)
-    scope = f"{answer.trials_in_store} trials in the store"
-    if answer.condition is not None:
-        scope += f", {answer.trials_matching} matching '{answer.condition}'"
-    lines += [scope, ""]
-    if not answer.hits:
-        lines.append("No trial has a matching site" + (
-            f" within {answer.radius_km:g} km." if answer.radius_km is not None else "."))
-        if answer.status == "recruiting":
-            lines.append("Use --status all to see sites whatever their status.")
-    for i, hit in enumerate(answer.hits, start=1):
-        site = hit.site
-        where = ", ".join(p for p in (site.city, site.country) if p)
-        trial_status = status_label(hit.status) if hit.status else "not stated"
-        lines.append(f"{i}. {hit.nct_id}: {hit.title}")
-        lines.append(f"   Trial status: {trial_status}; record as of {hit.as_of or 'unknown'}")
-        site_status = status_label(site.status) + ("" if site.status_from == "site" else
-                                           " (the trial's status)")
-        lines.append(
-            f"   Nearest site: {site.facility or '(facility not named)'} — {where} — "
-            f"{site.distance_km:.1f} km — {site_status}"
-        )
-    if answer.stale:
-        lines += [
-            "",
-            f"Warning: {len(answer.stale)} of these records are more than six months old: "
-            "recruitment may have changed. Refresh them with `trialfinder sync` and confirm "
-            "with the site.",
-        ]
-    return "\n".join(lines)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -24,7 +25,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.models import (
@@ -287,7 +288,469 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class Store:
+# =========================================================================================
+# The search index: search.py's section of the store (tables, triggers, their creation and
+# back-fill, and the reads `trialfinder search` makes). Everything here is derived from the
+# `trials` and `sites` rows: dropping it loses nothing, and it is rebuilt when missing.
+#
+# - `search_trial`: a small, stable integer key per trial (kept across re-saves of the trial,
+#   which may change `trials.rowid`), and whether a registry record carries MeSH terms.
+# - `search_words`: FTS5 over `trials.search_text` (search.searchable_text), rowid = key.
+# - `search_cell`: one row per placed site, keyed by its octree cell: the site's point on the
+#   unit sphere, each coordinate cut into 2**SEARCH_CELL_BITS steps, the three step numbers'
+#   bits interleaved (Morton order), so every cube of the octree is one range of keys. The
+#   row carries what ranking needs: trial, position, exact latitude and longitude, and u,
+#   the last day the site counts as recruiting. A B-tree insert per site (a few µs; an
+#   R*Tree insert costs about 30 µs), and a search reads cubes as key ranges.
+# - `search_site`: the same rows clustered by trial (direct ranking, unplaced trials).
+# - `search_unplaced`: a partial index of `sites` over the rows without a position.
+# Triggers on `trials` and `sites` keep all of it current through every write of the store.
+# =========================================================================================
+
+SEARCH_INDEX_VERSION = "8"
+SEARCH_CELL_BITS = 20
+"""Octree depth: the finest cube is 2 / 2**20 of the Earth's radius across (about 12 m)."""
+SEARCH_FOREVER = 100_000
+"""u of a recruiting site whose standing has no end date (a day number in year 2243)."""
+SEARCH_NEVER = -1
+"""u of a site whose standing is not recruiting: below every day."""
+SEARCH_TERMS_MARK = "\x1f"
+"""Put by search.searchable_text before a record's MeSH terms (FTS5 reads it as a space)."""
+_EPOCH_JULIAN_DAY = 2440587.5  # julianday('1970-01-01')
+# Spreading 21 bits to every third of 63 (Morton order in 3D), one step per line.
+_SPREAD = ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
+           (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249))
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def search_day(day: date) -> int:
+    """A day as the index's u dimension counts it (days since 1970-01-01)."""
+    return day.toordinal() - _EPOCH_ORDINAL
+
+
+def _search_until_sql(row: str) -> str:
+    """u of a row of `sites`: the last day it counts as recruiting (the status rule's answer
+    as the store derived it), SEARCH_NEVER when its standing is not recruiting."""
+    return (
+        f"CASE WHEN {row}.standing = 'recruiting' THEN coalesce(CAST(julianday("
+        f"{row}.recruiting_until) - {_EPOCH_JULIAN_DAY} AS INTEGER), {SEARCH_FOREVER}) "
+        f"ELSE {SEARCH_NEVER} END"
+    )
+
+
+def _search_cell_sql(row: str) -> str:
+    """The octree cell of a row of `sites` (an SQL expression: subqueries compute each step
+    once)."""
+    lat, lon = f"radians({row}.latitude)", f"radians({row}.longitude)"
+    steps = 1 << SEARCH_CELL_BITS
+    axes = [f"max(0, min({steps - 1}, CAST((({axis}) + 1) * {steps // 2} AS INTEGER)))"
+            for axis in (f"cos({lat}) * cos({lon})", f"cos({lat}) * sin({lon})", f"sin({lat})")]
+    sql = f"SELECT {axes[0]} AS x, {axes[1]} AS y, {axes[2]} AS z"
+    for shift, mask in _SPREAD:
+        spread = ", ".join(f"({a} | ({a} << {shift})) & {mask} AS {a}" for a in "xyz")
+        sql = f"SELECT {spread} FROM ({sql})"
+    return f"(SELECT x | (y << 1) | (z << 2) FROM ({sql}))"
+
+
+def _search_site_sql(row: str, key: str) -> str:
+    """The values of `search_site` for a row of `sites`."""
+    return (f"{key}, {row}.position, {row}.latitude, {row}.longitude, "
+            f"{_search_until_sql(row)}, {_search_cell_sql(row)}")
+
+
+def _search_key_sql(nct: str) -> str:
+    return f"(SELECT key FROM search_trial WHERE nct_id = {nct})"
+
+
+def _search_placed(row: str) -> str:
+    return f"{row}.latitude IS NOT NULL AND {row}.longitude IS NOT NULL"
+
+
+_SEARCH_TERMS_SQL = (
+    f"CASE WHEN new.source_kind = 'registry' THEN instr(new.search_text, char("
+    f"{ord(SEARCH_TERMS_MARK)})) > 0 END"
+)
+def _search_drop_site(row: str) -> str:
+    """Statements that remove a site (by trial and position) from the index."""
+    key = _search_key_sql(f"{row}.trial")
+    return (
+        "DELETE FROM search_cell WHERE (cell, key, position) = (SELECT cell, key, position "
+        f"FROM search_site WHERE key = {key} AND position = {row}.position);"
+        f"DELETE FROM search_site WHERE key = {key} AND position = {row}.position;"
+    )
+
+
+_SEARCH_ADD_SITE = (
+    "INSERT OR IGNORE INTO search_trial (nct_id) VALUES (new.trial);"
+    # A replaced row (INSERT OR REPLACE) fires no delete trigger: clear it first.
+    + _search_drop_site("new")
+    + f"INSERT INTO search_site SELECT {_search_site_sql('new', 'k.key')} FROM search_trial k "
+    f"WHERE k.nct_id = new.trial AND {_search_placed('new')};"
+    "INSERT INTO search_cell SELECT p.cell, p.key, p.position, new.trial, p.latitude, "
+    "p.longitude, p.u FROM search_site p WHERE p.key = "
+    f"{_search_key_sql('new.trial')} AND p.position = new.position;"
+)
+_SEARCH_REMOVE_SITE = _search_drop_site("old")
+_SEARCH_ADD_TRIAL = (
+    "INSERT OR IGNORE INTO search_trial (nct_id) VALUES (new.nct_id);"
+    f"UPDATE search_trial SET terms = {_SEARCH_TERMS_SQL} WHERE nct_id = new.nct_id;"
+    f"DELETE FROM search_words WHERE rowid = {_search_key_sql('new.nct_id')};"
+    "INSERT INTO search_words (rowid, text) SELECT key, new.search_text FROM search_trial "
+    "WHERE nct_id = new.nct_id;"
+)
+_SEARCH_SCHEMA = (
+    "CREATE TABLE search_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE search_trial (key INTEGER PRIMARY KEY, nct_id TEXT NOT NULL UNIQUE, "
+    "terms INTEGER)",
+    "CREATE INDEX search_trial_terms ON search_trial(terms) WHERE terms IS NOT NULL",
+    # '|' is a token of its own: search_text puts it between fields, so that a phrase never
+    # runs from one field into the next (and no query can contain it).
+    "CREATE VIRTUAL TABLE search_words USING fts5(text, columnsize=0, "
+    "tokenize=\"unicode61 remove_diacritics 2 tokenchars '|'\")",
+    "CREATE TABLE search_cell (cell INTEGER NOT NULL, key INTEGER NOT NULL, "
+    "position INTEGER NOT NULL, nct_id TEXT NOT NULL, latitude REAL NOT NULL, "
+    "longitude REAL NOT NULL, u INTEGER NOT NULL, PRIMARY KEY (cell, key, position)) "
+    "WITHOUT ROWID",
+    "CREATE TABLE search_site (key INTEGER NOT NULL, position INTEGER NOT NULL, "
+    "latitude REAL NOT NULL, longitude REAL NOT NULL, u INTEGER NOT NULL, "
+    "cell INTEGER NOT NULL, PRIMARY KEY (key, position)) WITHOUT ROWID",
+    # Covering: a search reads the unplaced sites from the index alone.
+    "CREATE INDEX search_unplaced ON sites(trial, position, standing, recruiting_until, "
+    "country, latitude, longitude) WHERE latitude IS NULL OR longitude IS NULL",
+    f"CREATE TRIGGER search_trial_added AFTER INSERT ON trials BEGIN {_SEARCH_ADD_TRIAL} END",
+    "CREATE TRIGGER search_trial_changed AFTER UPDATE OF nct_id, search_text, source_kind "
+    f"ON trials BEGIN DELETE FROM search_words WHERE rowid = {_search_key_sql('old.nct_id')};"
+    f"UPDATE search_trial SET terms = NULL WHERE nct_id = old.nct_id; {_SEARCH_ADD_TRIAL} END",
+    "CREATE TRIGGER search_trial_removed AFTER DELETE ON trials BEGIN "
+    f"DELETE FROM search_words WHERE rowid = {_search_key_sql('old.nct_id')};"
+    "UPDATE search_trial SET terms = NULL WHERE nct_id = old.nct_id; END",
+    f"CREATE TRIGGER search_site_added AFTER INSERT ON sites BEGIN {_SEARCH_ADD_SITE} END",
+    "CREATE TRIGGER search_site_changed AFTER UPDATE OF trial, position, latitude, longitude, "
+    f"standing, recruiting_until ON sites BEGIN {_SEARCH_REMOVE_SITE} {_SEARCH_ADD_SITE} END",
+    f"CREATE TRIGGER search_site_removed AFTER DELETE ON sites BEGIN {_SEARCH_REMOVE_SITE} END",
+)
+_SEARCH_TABLES = ("search_words", "search_cell", "search_site", "search_trial",
+                  "search_meta")
+_SEARCH_INDEXES = ("search_trial_terms", "search_unplaced")
+_SEARCH_TRIGGERS = ("search_trial_added", "search_trial_changed", "search_trial_removed",
+                    "search_site_added", "search_site_changed", "search_site_removed")
+_SEARCH_OBJECTS = (*_SEARCH_TABLES, *_SEARCH_INDEXES, *_SEARCH_TRIGGERS)
+# What earlier versions of the index left in a store (dropped before building this one).
+_SEARCH_OLD_TRIGGERS = ("search_sites_ai", "search_sites_ad", "search_sites_au",
+                        "search_trials_ai", "search_trials_au", "search_trials_ad")
+_SEARCH_OLD_TABLES = ("search_site_rtree", "search_trial_text", "search_trial_dirty",
+                      "search_point")
+
+
+def _search_recruiting(row: str) -> str:
+    """The status rule's answer on a day (the parameter), from the columns the store derived
+    with recruitment.py: recruiting then, or not."""
+    return (f"{row}.standing = 'recruiting' AND ({row}.recruiting_until IS NULL "
+            f"OR {row}.recruiting_until >= ?)")
+
+
+class _SearchIndex:
+    """The `Store` methods of the search index (mixed into `Store`)."""
+
+    _db: sqlite3.Connection
+    _label: str
+    _search_ready: bool = False
+
+    if TYPE_CHECKING:  # Store's own
+        def _read(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor: ...
+        def get_trial(self, nct_id: str) -> Trial | None: ...
+
+    # -- creation ----------------------------------------------------------------------
+
+    def _search_index_ensure(self) -> bool:
+        """Make the index exist and be current; True when searches can use it. Builds it (one
+        transaction) when missing or outdated; a store that cannot be written now (read-only,
+        or another process writing) is left as it is and searched without it."""
+        if self._search_index_current():
+            return True
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            return False  # an older schema this connection could not upgrade
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 0")  # a reader must not wait for a running sync
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            if not self._search_index_current():  # another process may have built it
+                self._search_index_build()
+            db.execute("COMMIT")
+        except sqlite3.OperationalError:
+            db.execute("ROLLBACK")  # read-only file: BEGIN succeeds, the first write fails
+            return False
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return True
+
+    def _search_index_current(self) -> bool:
+        names = {r[0] for r in self._db.execute(
+            f"SELECT name FROM sqlite_master WHERE name IN "
+            f"({', '.join('?' for _ in _SEARCH_OBJECTS)})", _SEARCH_OBJECTS)}
+        if names != set(_SEARCH_OBJECTS):
+            return False
+        row = self._db.execute("SELECT value FROM search_meta WHERE key = 'version'").fetchone()
+        return row is not None and row[0] == SEARCH_INDEX_VERSION
+
+    def _search_index_build(self) -> None:
+        """Drop whatever index there is and build this version's, inside the caller's
+        transaction: the searchable text of every trial is recomputed from its record (the
+        text's form belongs to this version), then the tables are filled from the rows."""
+        db = self._db
+        self._search_index_drop()
+        self._search_refresh_texts()
+        for statement in _SEARCH_SCHEMA:
+            db.execute(statement)
+        db.execute("INSERT INTO search_trial (nct_id) SELECT nct_id FROM trials ORDER BY nct_id")
+        db.execute(
+            "UPDATE search_trial SET terms = (SELECT CASE WHEN t.source_kind = 'registry' THEN "
+            f"instr(t.search_text, char({ord(SEARCH_TERMS_MARK)})) > 0 END FROM trials t "
+            "WHERE t.nct_id = search_trial.nct_id)"
+        )
+        db.execute("INSERT INTO search_words (rowid, text) SELECT k.key, t.search_text "
+                   "FROM trials t JOIN search_trial k ON k.nct_id = t.nct_id")
+        db.execute(f"INSERT INTO search_site SELECT {_search_site_sql('s', 'k.key')} FROM "
+                   f"sites s JOIN search_trial k ON k.nct_id = s.trial WHERE "
+                   f"{_search_placed('s')}")
+        db.execute("INSERT INTO search_cell SELECT p.cell, p.key, p.position, k.nct_id, "
+                   "p.latitude, p.longitude, p.u FROM search_site p JOIN search_trial k ON "
+                   "k.key = p.key ORDER BY p.cell, p.key, p.position")
+        db.execute("INSERT INTO search_meta VALUES ('version', ?)", (SEARCH_INDEX_VERSION,))
+
+    def _search_index_drop(self) -> None:
+        """Remove every object of the search index (this version's and earlier ones'), inside
+        the caller's transaction. A schema upgrade that alters `trials` or `sites` calls this
+        first (the triggers read their columns); the next open builds the index again."""
+        db = self._db
+        for name in (*_SEARCH_TRIGGERS, *_SEARCH_OLD_TRIGGERS):
+            db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        for name in _SEARCH_INDEXES:
+            db.execute(f"DROP INDEX IF EXISTS {name}")
+        for name in (*_SEARCH_TABLES, *_SEARCH_OLD_TABLES):
+            db.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def _search_refresh_texts(self, batch: int = 500) -> None:
+        """Recompute `trials.search_text` from each record (without its sites: SQLite strips
+        them before Python decodes the rest)."""
+        from trialfinder.search import searchable_text
+
+        db = self._db
+        ids = [r[0] for r in db.execute("SELECT nct_id FROM trials")]
+        for start in range(0, len(ids), batch):
+            chunk = json.dumps(ids[start:start + batch])
+            rows = db.execute(
+                "SELECT t.nct_id, json_remove(t.record_json, '$.sites', '$.site_rows') FROM "
+                "json_each(?) j JOIN trials t ON t.nct_id = j.value", (chunk,)
+            ).fetchall()
+            db.executemany("UPDATE trials SET search_text = ? WHERE nct_id = ?", [
+                (searchable_text(_trial_from_record(json.loads(record))), nct)
+                for nct, record in rows
+            ])
+
+    # -- reads -------------------------------------------------------------------------
+
+    @property
+    def search_index_ready(self) -> bool:
+        """True when `search` can use the index (else it scans `sites`)."""
+        return self._search_ready
+
+    @contextmanager
+    def search_snapshot(self) -> Iterator[None]:
+        """One read transaction around a search: every read sees the same committed state,
+        even while a sync writes (a walk over the tree must not see it half-changed)."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+
+    def search_cell_count(self, first: int, last: int, cap: int) -> int:
+        """How many placed sites lie in cells ``first``..``last`` (counting stops past
+        ``cap``)."""
+        return int(self._read(
+            "SELECT count(*) FROM (SELECT 1 FROM search_cell WHERE cell BETWEEN ? AND ? "
+            "LIMIT ?)", (first, last, cap + 1)).fetchone()[0])
+
+    def search_cell_rows(
+        self, first: int, last: int, day: date | None
+    ) -> list[tuple[int, int, str, float, float]]:
+        """(key, position, nct_id, latitude, longitude) of the placed sites in cells
+        ``first``..``last`` that match on ``day`` (None: any standing)."""
+        sql = ("SELECT key, position, nct_id, latitude, longitude FROM search_cell "
+               "WHERE cell BETWEEN ? AND ?")
+        params: list[Any] = [first, last]
+        if day is not None:
+            sql += " AND u >= ?"
+            params.append(search_day(day))
+        return self._read(sql, params).fetchall()
+
+    def search_matching(self, phrase: str) -> set[int]:
+        """Keys of the trials whose searchable text holds the phrase (FTS5 query syntax: the
+        caller quotes it). One row comes back, so a large answer costs little."""
+        row = self._read("SELECT json_group_array(rowid) FROM search_words WHERE "
+                         "search_words MATCH ?", (phrase,)).fetchone()
+        return set(json.loads(row[0])) if row and row[0] else set()
+
+    def search_count_sites(self, keys: Iterable[int], cap: int) -> int:
+        """How many placed sites these trials have (counting stops past ``cap``)."""
+        return int(self._read(
+            "SELECT count(*) FROM (SELECT 1 FROM json_each(?) j CROSS JOIN search_site p "
+            "ON p.key = j.value LIMIT ?)", (json.dumps(list(keys)), cap + 1)).fetchone()[0])
+
+    def _search_rows_sql(
+        self, keys: Iterable[int] | None, nct_ids: Iterable[str] | None, day: date | None
+    ) -> tuple[str, list[Any]]:
+        """FROM/WHERE of the placed sites matching on ``day`` (None: any standing) of these
+        trials: by key, from `search_site`; else by identifier (None: all) from `sites`,
+        which works without the index. Columns: trial, position, lat, lon."""
+        params: list[Any] = []
+        if keys is not None:
+            sql = ("k.nct_id AS trial, p.position AS position, p.latitude AS lat, p.longitude "
+                   "AS lon FROM json_each(?) j CROSS JOIN search_trial k ON k.key = j.value "
+                   "CROSS JOIN search_site p ON p.key = k.key")
+            params.append(json.dumps(list(keys)))
+            if day is not None:
+                sql += " WHERE p.u >= ?"
+                params.append(search_day(day))
+            return sql, params
+        sql = ("s.trial AS trial, s.position AS position, s.latitude AS lat, s.longitude AS lon "
+               f"FROM sites s WHERE {_search_placed('s')}")
+        if nct_ids is not None:
+            sql += " AND s.trial IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(nct_ids)))
+        if day is not None:
+            sql += f" AND {_search_recruiting('s')}"
+            params.append(day.isoformat())
+        return sql, params
+
+    def search_sites_of(
+        self, day: date | None, *, keys: Iterable[int] | None = None,
+        nct_ids: Iterable[str] | None = None,
+    ) -> list[tuple[str, int, float, float]]:
+        """(nct_id, position, latitude, longitude) of every placed site of these trials (by
+        key, or by identifier; neither: every trial) that matches on ``day``."""
+        columns, params = self._search_rows_sql(keys, nct_ids, day)
+        return self._read(f"SELECT {columns}", params).fetchall()
+
+    def search_minima(
+        self, latitude: float, longitude: float, day: date | None, *,
+        keys: Iterable[int] | None = None, nct_ids: Iterable[str] | None = None,
+        within_km: float | None = None,
+    ) -> list[tuple[str, float]]:
+        """Each trial's nearest matching placed site (see `search_sites_of`) as (nct_id,
+        distance), nearest first, computed by SQLite with the haversine formula: to pick the
+        candidates that `nearest.haversine_km` then ranks exactly (the last bits may differ)."""
+        from trialfinder.nearest import EARTH_RADIUS_KM
+
+        columns, params = self._search_rows_sql(keys, nct_ids, day)
+        phi = math.radians(latitude)
+        distance = (
+            f"{2 * EARTH_RADIUS_KM} * asin(min(1.0, sqrt(pow(sin((radians(lat) - {phi!r}) / 2), "
+            f"2) + {math.cos(phi)!r} * cos(radians(lat)) * pow(sin(radians(lon - "
+            f"{float(longitude)!r}) / 2), 2))))"
+        )
+        sql = f"SELECT trial, min({distance}) AS d FROM (SELECT {columns}) GROUP BY trial"
+        if within_km is not None:
+            sql += " HAVING d <= ?"
+            params.append(within_km)
+        return self._read(sql + " ORDER BY d, trial", params).fetchall()
+
+    def search_texts(self) -> Iterator[tuple[str, str]]:
+        """(nct_id, searchable text) of every trial (for a search without the index)."""
+        yield from self._read("SELECT nct_id, search_text FROM trials")
+
+    def search_unplaced(
+        self, day: date | None, country: str, *, phrase: str | None = None,
+        nct_ids: Iterable[str] | None = None,
+    ) -> list[tuple[str, int, bool]]:
+        """Trials that have matching sites (on ``day``; None: any standing) but none placed:
+        (nct_id, position of the first such site, whether one is in ``country``), those in
+        the country first, then by identifier. ``phrase`` (an FTS5 query, needs the index)
+        or ``nct_ids`` limit the trials."""
+        match = "" if day is None else f" AND {_search_recruiting('s')}"
+        params: list[Any] = [country]
+        where = ""
+        if phrase is not None:
+            where = (" AND s.trial IN (SELECT k.nct_id FROM search_words w JOIN search_trial "
+                     "k ON k.key = w.rowid WHERE search_words MATCH ?)")
+            params.append(phrase)
+        elif nct_ids is not None:
+            where = " AND s.trial IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(nct_ids)))
+        if day is not None:
+            params.append(day.isoformat())
+        if self._search_ready:  # the placed sites, by trial, with their u
+            placed = ("SELECT 1 FROM search_trial k CROSS JOIN search_site p ON p.key = k.key "
+                      "WHERE k.nct_id = s.trial" + ("" if day is None else " AND p.u >= ?"))
+            if day is not None:
+                params.append(search_day(day))
+        else:
+            placed = f"SELECT 1 FROM sites p WHERE p.trial = s.trial AND {_search_placed('p')}"
+            if day is not None:
+                placed += f" AND {_search_recruiting('p')}"
+                params.append(day.isoformat())
+        sql = (
+            "SELECT trial, position, here FROM (SELECT s.trial AS trial, min(s.position) AS "
+            "position, max(lower(s.country) = lower(?)) AS here FROM sites s WHERE "
+            f"(s.latitude IS NULL OR s.longitude IS NULL){where}{match} GROUP BY s.trial) s "
+            f"WHERE NOT EXISTS ({placed}) ORDER BY here DESC, trial"
+        )
+        return [(n, p, bool(h)) for n, p, h in self._read(sql, params)]
+
+    def search_trial_site(self, nct_id: str, position: int) -> Trial | None:
+        """The trial with only the site at ``position`` among its sites (the rest of the
+        record as stored): what the rules need to word one hit, without decoding every
+        site of a large trial."""
+        row = self._read(
+            "SELECT json_remove(record_json, '$.sites'), json_extract(record_json, ?), "
+            "json_type(record_json, '$.site_rows') FROM trials WHERE nct_id = ?",
+            (f"$.sites[{int(position)}]", nct_id)).fetchone()
+        if row is None:
+            return None
+        if row[2] is not None:  # a schema-2 record (sites as arrays): read it whole
+            trial = self.get_trial(nct_id)
+            if trial is None or position >= len(trial.sites):
+                return None
+            return trial.replace(sites=(trial.sites[position],))
+        data = json.loads(row[0])
+        data["sites"] = [json.loads(row[1])] if row[1] is not None else []
+        return _trial_from_record(data)
+
+    def search_terms_missing(self) -> tuple[int, int]:
+        """(registry records without MeSH condition terms, registry records)."""
+        if not self._search_ready:  # reads every record's row: slow, as a scan is
+            row = self._read(
+                "SELECT count(*), total(instr(search_text, char(?)) = 0) FROM trials "
+                "WHERE source_kind = 'registry'", (ord(SEARCH_TERMS_MARK),)).fetchone()
+            return int(row[1]), int(row[0])
+        without = self._read("SELECT count(*) FROM search_trial WHERE terms = 0").fetchone()[0]
+        total = self._read("SELECT count(*) FROM search_trial WHERE terms IS NOT NULL")\
+            .fetchone()[0]
+        return int(without), int(total)
+
+    def search_trial_count(self) -> int:
+        return int(self._read("SELECT count(*) FROM trials").fetchone()[0])
+
+
+
+# ==================================== end of the search index ============================
+
+
+class Store(_SearchIndex):
     """One trialfinder SQLite database. Use as a context manager, or call close()."""
 
     def __init__(self, path: str | Path) -> None:
@@ -331,6 +794,7 @@ class Store:
             self._create_schema()
         elif version < SCHEMA_VERSION:
             self._upgrade()
+        self._search_ready = self._search_index_ensure()
 
     def _check_version(self, version: int, app_id: int) -> None:
         if version == 0 and app_id == 0:

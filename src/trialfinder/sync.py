@@ -18,15 +18,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from trialfinder.errors import BadInput, StoreBusy, StoreError, TrialFinderError
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Trial
 from trialfinder.store import Change, ChangeKind, PreparedTrial, Store, prepare_trial, utc_now
-
-if TYPE_CHECKING:
-    from trialfinder.search import IndexBuilder
 
 LOCK_POLL_SECONDS = 0.1
 LOCK_TIMEOUT = 10.0
@@ -184,7 +181,6 @@ def sync(
             on_progress(outcome, len(outcomes), total)
 
     timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
-    index: IndexBuilder | None = None
     with store_lock(store_path, timeout) as lock_fd, Store(store_path) as store:
         sync_id = store.start_sync(now=started)
         try:
@@ -199,13 +195,8 @@ def sync(
                         keep_raw=keep_raw,
                     )
 
-                from trialfinder.search import IndexBuilder, connection_of
-
-                # A search fills the store for `search`: its index is built while the
-                # writer waits for the child, not all at the end.
-                index = IndexBuilder(connection_of(store))
                 use_child = _can_fork() if in_child is None else in_child
-                items = (_from_child(search_items, lock_fd, on_idle=index.step,
+                items = (_from_child(search_items, lock_fd,
                                      in_child=getattr(client, "after_fork", None))
                          if use_child else search_items())
                 for item in items:
@@ -214,22 +205,9 @@ def sync(
                     elif isinstance(item, _SearchFailed):
                         done(TrialOutcome("search", "failed", error=item.error))
                     elif isinstance(item, _Prepared):
-                        outcome = _save_one(store, item, sync_id, now)
-                        if outcome.outcome == "updated":
-                            index.replaced()
-                        if not outcome.failed and item.search_text is not None:
-                            index.saved(outcome.nct_id, item.search_text)
-                        done(outcome)
+                        done(_save_one(store, item, sync_id, now))
             failed = sum(o.failed for o in outcomes)
             result = "ok" if not failed else ("failed" if failed == len(outcomes) else "partial")
-            if index is not None:
-                index.finish()
-            elif len(outcomes) > 1:
-                # A multi-trial store is for `search`: build its index here, under the lock,
-                # so a search never pays for it (triggers keep it current afterwards).
-                from trialfinder.search import connection_of, ensure_index
-
-                ensure_index(connection_of(store))
             finished = now or utc_now()
             store.finish_sync(sync_id, result, now=finished)
         except BaseException:
@@ -254,8 +232,6 @@ class _Prepared(NamedTuple):
     sites: int = 0
     warnings: tuple[str, ...] = ()
     error: str | None = None
-    search_text: str | None = None
-    """What ``search --condition`` matches, folded here rather than by the writer."""
 
 
 class _SearchTotal(NamedTuple):
@@ -304,11 +280,8 @@ def _prepare_one(
             from trialfinder.merge import merge
 
             trial = merge(trial, listing)
-        from trialfinder.search import searchable_text
-
-        text = searchable_text(trial)
         return _Prepared(trial.nct_id, prepare_trial(trial, raw), len(trial.sites),
-                         tuple(parsed.warnings), search_text=text)
+                         tuple(parsed.warnings))
     except StoreError:
         raise
     except TrialFinderError as exc:
