@@ -449,6 +449,7 @@ def _leaves(data: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
     ["show", "NCT90000003", "--json"],
     ["show", "NCT90000002", "--json"],
     ["where", "Saint-Denis", "--json"],
+    ["search", "--near", "Lyon", "--status", "all", "--json"],
 ])
 def test_json_keys_and_values_stay_english(runner: CliRunner, rules_store: Path,
                                            args: list[str]) -> None:
