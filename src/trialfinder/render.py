@@ -480,8 +480,9 @@ def _limit_lines(answer: NearestAnswer) -> list[str]:
         lines.append(_("The limit of {limit} fell among equally near sites: all {shown} are "
                        "shown.").format(limit=answer.limit, shown=shown))
     if total > shown:
-        lines.append(_("Showing {shown} of {total}; use --limit to see more.").format(
-            shown=shown, total=total))
+        lines.append(ngettext("Showing {shown} of {total}; use --limit to see more.",
+                              "Showing {shown} of {total}; use --limit to see more.",
+                              shown).format(shown=shown, total=total))
     return lines
 
 
