@@ -296,10 +296,9 @@ def refresh() -> list[str]:
     if _write_if_changed(TEMPLATE, po_text(template, template=True)):
         changed.append(TEMPLATE)
     for lang in languages():
-        catalog = updated(lang, template)
-        if _write_if_changed(po_path(lang), po_text(catalog)):
+        if _write_if_changed(po_path(lang), po_text(updated(lang, template))):
             changed.append(po_path(lang))
-        data = compiled(catalog)
+        data = compiled(read(po_path(lang), locale=lang))  # the file as kept, dates included
         mo = mo_path(lang)
         if not mo.exists() or mo.read_bytes() != data:
             mo.write_bytes(data)
