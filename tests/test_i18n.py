@@ -570,7 +570,7 @@ def test_map_legend_and_popups_in_french(tmp_path: Path) -> None:
     page = result.path.read_text(encoding="utf-8")  # popups: HTML in JSON in a script
     page = html.unescape(re.sub(r"\\u([0-9a-f]{4})", lambda m: chr(int(m.group(1), 16)), page))
     assert '<html lang="fr">' in page
-    for expected in ["Votre lieu : Besançon (25)", "Qui recrute le plus proche : ",
+    for expected in ["Votre lieu : Besançon (25)", "Centre qui recrute le plus proche : ",
                      "Statut :", "Position :", "Distance :", "à vol d'oiseau",
                      "Contours : Natural Earth (domaine public)",
                      "Source : page d'annonce de type CenterWatch (date : janvier 2019)."]:
