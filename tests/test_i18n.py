@@ -4,6 +4,7 @@ it: the command line, its errors, JSON prose, the web pages, maps and referral s
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import importlib.util
 import json
@@ -590,3 +591,64 @@ def test_referral_sheet_in_french(tmp_path: Path) -> None:
                      "Statut : « Open » (selon la page d'annonce)"]:
         assert french(expected) in page, expected
     assert "Key eligibility" not in page
+
+
+# -- sync, status and changes: what is for scripts stays English, what is for people is not ----
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_sync_log_lines_stay_english_its_verdict_is_french(tmp_path: Path) -> None:
+    """Under a French locale, sync's stdout lines (read by scripts) keep their English
+    words; only the failure's reason, and the verdict on stderr, are for people: French."""
+    db = tmp_path / "store.sqlite"
+    url = f"http://127.0.0.1:{_free_port()}"
+    result = CliRunner().invoke(app, ["sync", "--db", str(db), "--registry-url", url],
+                                env={"LANG": "fr_FR.UTF-8", "TRIALFINDER_REGISTRY_GIVE_UP": "1"})
+    assert result.exit_code == 1
+    line, summary = result.stdout.splitlines()
+    assert line.startswith("NCT02260505 failed: Impossible de joindre ClinicalTrials.gov à ")
+    assert summary == "sync: 1 asked, 0 new, 0 updated, 0 unchanged, 1 failed (1 trial by id)"
+    assert result.stderr.startswith(french(
+        "Erreur : 1 essai sur 1 en échec ; NCT02260505 : Impossible de joindre "))
+    assert result.stderr.count("\n") == 1
+
+
+def test_status_and_changes_in_french(tmp_path: Path) -> None:
+    """`status` and `changes` are for people: French with --lang fr; their JSON keeps its
+    keys and kinds, the change's description follows the language."""
+    from conftest import shared_trial
+    from trialfinder.models import Status
+    from trialfinder.store import Store
+
+    db = tmp_path / "store.sqlite"
+    runner = CliRunner()
+    never = runner.invoke(app, ["status", "--db", str(db), "--max-age", "24", "--lang", "fr"])
+    assert never.exit_code == 1
+    assert never.stdout == french(
+        f"Pas encore de base à {db} ; remplissez-la avec `trialfinder sync`.\n")
+    assert never.stderr == french("Erreur : aucune synchronisation réussie dans cette base\n")
+    trial = shared_trial()
+    with Store(db) as store:
+        store.save_trial(trial, None, now="2025-02-27T03:00:00+00:00")
+        closed = trial.replace(sites=(dataclasses.replace(trial.sites[0],
+                                                          status=Status.COMPLETED),
+                                      *trial.sites[1:]))
+        store.save_trial(closed, None, now="2025-02-28T03:00:00+00:00")
+    lines = runner.invoke(app, ["changes", "--db", str(db), "--lang", "fr"]).stdout.splitlines()
+    assert lines == [
+        "2025-02-27 NCT90000004: " + french("essai ajouté (Recrute)"),
+        "2025-02-28 NCT90000004: " + french("Hôpital Saint-Louis : Recrute → Terminé"),
+    ]
+    data = json.loads(runner.invoke(app, ["changes", "--db", str(db), "--json", "--lang",
+                                          "fr"]).stdout)
+    assert [c["kind"] for c in data] == ["trial_added", "site_status_changed"]
+    assert data[1]["description"] == lines[1]
+    status = runner.invoke(app, ["status", "--db", str(db), "--lang", "fr"]).stdout
+    assert french("Dernière synchronisation réussie : jamais") in status.splitlines()

@@ -8,10 +8,21 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+import unprivileged
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.models import Contact, Precision, Site, Source, Status, Trial
-from trialfinder.store import SCHEMA_VERSION, Change, ChangeKind, Store
+from trialfinder.store import (
+    SCHEMA_VERSION,
+    Change,
+    ChangeKind,
+    QueryState,
+    Store,
+    prepare_trial,
+    same_phone,
+)
 
 T1 = "2024-01-10T08:00:00+00:00"
 T2 = "2024-03-15T08:00:00+00:00"
@@ -54,44 +65,86 @@ def store() -> Iterator[Store]:
 def test_schema_is_versioned_and_marked(store: Store) -> None:
     """A new store carries the schema version and every table the library uses."""
     tables = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"trials", "sites", "contacts", "changes", "syncs", "geocode_cache"} <= tables
+    assert {"trials", "sites", "contacts", "changes", "syncs", "geocode_cache",
+            "trial_sources", "sync_queries", "query_trials"} <= tables
     assert store.schema_version == SCHEMA_VERSION
     indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert indexes.isdisjoint({"sites_lat_lon", "sites_status"})  # dropped in schema 2
 
 
-def _as_version_1(path: Path) -> None:
-    """Turn a store into what trialfinder wrote with schema 1 (two more indexes on sites)."""
+def _as_version(path: Path, version: int) -> None:
+    """Turn a store into what trialfinder wrote with an older schema: 3 (no history by source,
+    no run details, no query memory), 2 (no derived columns either), 1 (two more indexes)."""
     raw = sqlite3.connect(path)
     for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         raw.execute(f"DROP TRIGGER {name}")  # the search index's: they read the columns below
-    raw.execute("DROP INDEX search_unplaced")  # the search index's too (schema 1 had none)
-    for table, column in (("trials", "search_text"), ("trials", "placed_by"),
-                          ("sites", "standing"), ("sites", "recruiting_until"),
-                          ("sites", "matched"), ("sites", "unplaced_reason")):
-        raw.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # added by schema 3
-    raw.execute("CREATE INDEX sites_lat_lon ON sites(latitude, longitude)")
-    raw.execute("CREATE INDEX sites_status ON sites(status)")
-    raw.execute("PRAGMA user_version = 1")
+    raw.execute("DROP INDEX IF EXISTS search_unplaced")  # the search index's too
+    for table in ("trial_sources", "query_trials", "sync_queries"):
+        raw.execute(f"DROP TABLE {table}")
+    for column in ("arguments", "counts", "pid", "note"):
+        raw.execute(f"ALTER TABLE syncs DROP COLUMN {column}")
+    raw.execute("ALTER TABLE changes DROP COLUMN source")
+    if version <= 2:
+        for table, column in (("trials", "search_text"), ("trials", "placed_by"),
+                              ("sites", "standing"), ("sites", "recruiting_until"),
+                              ("sites", "matched"), ("sites", "unplaced_reason")):
+            raw.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # added by schema 3
+    if version <= 1:
+        raw.execute("CREATE INDEX sites_lat_lon ON sites(latitude, longitude)")
+        raw.execute("CREATE INDEX sites_status ON sites(status)")
+    raw.execute(f"PRAGMA user_version = {version}")
     raw.commit()
     raw.close()
 
 
-def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
-    """Opening a schema-1 store drops its unused indexes, adds the derived columns of schema 3
-    (recomputed from the records) and keeps every record."""
+def _as_version_1(path: Path) -> None:
+    _as_version(path, 1)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_old_store_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
+    """Opening a store of schema 1, 2 or 3 brings it to the current schema in place: unused
+    indexes dropped, derived columns recomputed from the records, the new tables made, every
+    record, raw copy and change kept; history goes on from the stored records."""
     path = tmp_path / "store.sqlite"
     with Store(path) as db:
         db.save_trial(trial(CLB, HEGP), "v1", now=T1)
-    _as_version_1(path)
+    _as_version(path, version)
     with Store(path) as db:
-        assert db.schema_version == SCHEMA_VERSION == 3
+        assert db.schema_version == SCHEMA_VERSION == 4
         names = {r[0] for r in db._db.execute("SELECT name FROM sqlite_master")}
         assert names.isdisjoint({"sites_lat_lon", "sites_status"})
+        assert {"trial_sources", "sync_queries", "query_trials"} <= names
         assert db.get_trial("NCT02260505") == trial(CLB, HEGP)
         assert db.get_raw("NCT02260505") == "v1"
         standings = db._db.execute("SELECT DISTINCT standing FROM sites").fetchall()
         assert standings == [("recruiting",)]
+        assert [(c.kind, c.source) for c in db.changes()] == [
+            (ChangeKind.TRIAL_ADDED, "registry")]
+        # Until the trial has a basis of its own again, only its recorded status compares.
+        closed = db.save_trial(trial(CLB, HEGP, status=Status.COMPLETED,
+                                     last_update="2024-03-01"), None, now=T2)
+        assert [c.kind for c in closed.changes] == [ChangeKind.TRIAL_STATUS_CHANGED]
+        later = db.save_trial(trial(CLB, status=Status.COMPLETED, last_update="2024-04-01"),
+                              None, now=T3)
+        assert [c.kind for c in later.changes] == [ChangeKind.SITE_REMOVED]
+
+
+def test_upgrade_that_fails_is_one_error_for_a_writer(tmp_path: Path) -> None:
+    """A writer that cannot upgrade the store says so in one line (a reader reads the old
+    schema as it is)."""
+    path = tmp_path / "store.sqlite"
+    Store(path).close()
+    _as_version(path, 3)
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE sync_queries (key TEXT)")  # in the upgrade's way
+    raw.commit()
+    raw.close()
+    with Store(path) as reader:
+        assert reader.schema_version == 3
+    with pytest.raises(StoreError, match=r"^Cannot upgrade the store at .*: table "
+                       r"sync_queries already exists$"):
+        Store(path, mode="write")
 
 
 def test_schema_1_store_is_read_as_it_is_while_a_writer_holds_it(tmp_path: Path) -> None:
@@ -176,7 +229,8 @@ def test_same_content_is_not_rewritten(store: Store) -> None:
 
 
 def test_history_of_site_changes(store: Store) -> None:
-    """A site status change, a site removed, a site added and a contact change are recorded."""
+    """A site's recorded status change, a site removed, a site added and a contact change
+    are recorded, each with what it was and what it is."""
     store.save_trial(trial(CLB, HEGP, IPC), None, now=T1)
     clb_closed = site("Centre Leon Berard", "LYON", status=Status.ACTIVE_NOT_RECRUITING,
                       contacts=CLB.contacts)
@@ -190,25 +244,113 @@ def test_history_of_site_changes(store: Store) -> None:
     assert lines == [
         "2024-03-15 NCT02260505: Centre Leon Berard: Recruiting → Active, not recruiting",
         "2024-03-15 NCT02260505: site added: Centre Oscar Lambret (Recruiting)",
-        "2024-03-15 NCT02260505: site removed: Institut Paoli-Calmettes (was Recruiting)",
+        "2024-03-15 NCT02260505: site removed: Institut Paoli-Calmettes (was no status)",
         "2024-03-15 NCT02260505: Hôpital Européen Georges Pompidou: contacts none → "
         "Bruno Landi (PRINCIPAL_INVESTIGATOR)",
     ]
     assert store.changes("NCT02260505") == [store.changes()[0], *result.changes]
+    assert {c.source for c in result.changes} == {"registry"}
 
 
-def test_effective_status_drives_site_changes(store: Store) -> None:
-    """A site without its own status changes when the trial's status does, and so does a site
-    still marked recruiting once the trial closes (its stale RECRUITING is not believed)."""
-    store.save_trial(trial(CLB, IPC), None, now=T1)
-    result = store.save_trial(trial(CLB, IPC, status=Status.COMPLETED, last_update="2024-03-01"),
-                              None, now=T2)
-    kinds = [(c.kind, c.facility, c.old, c.new) for c in result.changes]
-    assert kinds == [
-        (ChangeKind.TRIAL_STATUS_CHANGED, None, "RECRUITING", "COMPLETED"),
-        (ChangeKind.SITE_STATUS_CHANGED, "Centre Léon Bérard", "RECRUITING", "COMPLETED"),
-        (ChangeKind.SITE_STATUS_CHANGED, "Institut Paoli-Calmettes", "RECRUITING", "COMPLETED"),
-    ]
+def test_a_trial_status_change_is_one_entry(store: Store) -> None:
+    """When the trial closes, one entry says so: the sites whose status is the trial's, or
+    whose own RECRUITING is no longer believed, get no entry of their own (nothing was
+    recorded about them)."""
+    many = [site(f"Centre {i}", "Lyon", status=None) for i in range(30)]
+    store.save_trial(trial(CLB, *many), None, now=T1)
+    result = store.save_trial(trial(CLB, *many, status=Status.COMPLETED,
+                                    last_update="2024-03-01"), None, now=T2)
+    assert [(c.kind, c.old, c.new) for c in result.changes] == [
+        (ChangeKind.TRIAL_STATUS_CHANGED, "RECRUITING", "COMPLETED")]
+    assert result.changes[0].describe() == (
+        "2024-03-15 NCT02260505: trial status Recruiting → Completed")
+    standings = {r[0] for r in store._db.execute("SELECT standing FROM sites")}
+    assert standings == {"not_recruiting"}  # what the rule derives is still kept, per site
+
+
+def test_contact_changes_say_old_and_new_phone_and_email(store: Store) -> None:
+    """A new phone number or e-mail is reported with the old and the new one; the same
+    number written nationally or internationally is no change."""
+    desk = Contact("QUESNEL", role="CONTACT", phone="03 22 45 59 14", email="q@chu-amiens.fr")
+    store.save_trial(trial(site("CHU Amiens", "Amiens", contacts=(desk,))), None, now=T1)
+    same = Contact("Quesnel", role="CONTACT", phone="+33 3 22 45 59 14",
+                   email="Q@CHU-Amiens.fr")
+    unchanged = store.save_trial(trial(site("CHU Amiens", "Amiens", contacts=(same,)),
+                                       last_update="2024-02-01"), None, now=T2)
+    assert unchanged.outcome == "updated" and unchanged.changes == ()
+    moved = Contact("QUESNEL", role="CONTACT", phone="+33 3 22 45 60 00",
+                    email="quesnel@chu-amiens.fr")
+    result = store.save_trial(trial(site("CHU Amiens", "Amiens", contacts=(moved,)),
+                                    last_update="2024-03-01"), None, now=T3)
+    (change,) = result.changes
+    assert change.kind is ChangeKind.SITE_CONTACT_CHANGED
+    assert change.describe() == (
+        "2024-05-20 NCT02260505: CHU Amiens: contacts Quesnel (CONTACT): +33 3 22 45 59 14, "
+        "Q@CHU-Amiens.fr → QUESNEL (CONTACT): +33 3 22 45 60 00, quesnel@chu-amiens.fr")
+
+
+def test_central_contact_change_is_a_trial_entry(store: Store) -> None:
+    """The study desk (central contact) changing its e-mail is one trial-level entry."""
+    store.save_trial(trial(CLB), None, now=T1)
+    desk = Contact("Study desk", role="CONTACT", email="trials@example.org")
+    result = store.save_trial(trial(CLB, last_update="2024-02-01").replace(
+        central_contacts=(desk,)), None, now=T2)
+    assert [(c.kind, c.old, c.new) for c in result.changes] == [
+        (ChangeKind.TRIAL_CONTACT_CHANGED, "Study desk (CONTACT): desk@example.org",
+         "Study desk (CONTACT): trials@example.org")]
+
+
+@pytest.mark.parametrize(("a", "b", "country", "same"), [
+    ("03 22 45 59 14", "+33 3 22 45 59 14", "France", True),
+    ("03.22.45.59.14", "+33 (0)3 22 45 59 14", "France", True),
+    ("0322455914", "0033 3 22 45 59 14", "France", True),
+    ("(212) 555-0100", "+1 212 555 0100", "United States", True),
+    ("030 1234567", "+49 30 1234567", "Germany", True),
+    ("03 22 45 59 14", "03 22 45 59 15", "France", False),
+    ("03 22 45 59 14", "+32 3 22 45 59 14", "France", False),
+    ("03 22 45 59 14", "+33 3 22 45 59 14", None, False),  # no region: not provably one
+    ("+33 3 22 45 59 14 ext. 12", "+33 3 22 45 59 14", "France", False),
+    (None, "", "France", True),
+    (None, "03 22 45 59 14", "France", False),
+    ("not a number", "+33 3 22 45 59 14", "France", False),
+])
+def test_phone_numbers_compared_as_numbers(a: str | None, b: str | None, country: str | None,
+                                           same: bool) -> None:
+    """Formatting, a national or international prefix and the trunk 0 do not make two numbers
+    differ; other digits, another country's prefix or an extension do."""
+    assert same_phone(a, b, country) is same
+    assert same_phone(b, a, country) is same
+
+
+@given(st.from_regex(r"0[1-9]( ?[0-9]{2}){4}", fullmatch=True))
+def test_a_french_number_in_any_form_is_the_same(national: str) -> None:
+    """Any French national number equals its international and dotted forms."""
+    digits = national.replace(" ", "")
+    international = "+33 " + digits[1:]
+    dotted = ".".join(digits[i:i + 2] for i in range(0, 10, 2))
+    assert same_phone(national, international, "France")
+    assert same_phone(dotted, international, "France")
+    assert same_phone(national, national, None)
+
+
+def test_history_compares_each_source_with_itself(store: Store) -> None:
+    """A listing scrape saved between two registry copies is never diffed against them:
+    registry, listing, registry again, listing again record nothing; a real registry
+    change is then recorded against the previous registry copy."""
+    registry = trial(CLB, HEGP)
+    listing = Trial(
+        nct_id="NCT02260505", title="Imatinib maintenance or interruption in GIST",
+        source=Source("listing", "CenterWatch-style listing page", "2019-01"),
+        status_text="Open", sites=(site("Centre Leon Berard", "Lyon", status=None),),
+    )
+    store.save_trial(registry, None, now=T1)
+    flips = [store.save_trial(listing, None, now=T2), store.save_trial(registry, None, now=T2),
+             store.save_trial(listing, None, now=T3), store.save_trial(registry, None, now=T3)]
+    assert [(r.outcome, r.changes) for r in flips] == [("updated", ())] * 4
+    closed = store.save_trial(trial(CLB, status=Status.COMPLETED, last_update="2024-06-01"),
+                              None, now=T3)
+    assert [(c.kind, c.source) for c in closed.changes] == [
+        (ChangeKind.TRIAL_STATUS_CHANGED, "registry"), (ChangeKind.SITE_REMOVED, "registry")]
 
 
 def test_contact_title_and_order_are_not_changes(store: Store) -> None:
@@ -268,10 +410,10 @@ def test_failed_save_rolls_back(store: Store, monkeypatch: pytest.MonkeyPatch) -
     first = trial(CLB, HEGP)
     store.save_trial(first, "v1", now=T1)
 
-    def broken(self: Store, nct: str, sites: list) -> None:
+    def broken(self: Store, changes: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(Store, "_insert_sites", broken)
+    monkeypatch.setattr(Store, "_record", broken)
     with pytest.raises(StoreError, match="disk I/O error"):
         store.save_trial(trial(HEGP, last_update="2024-02-01"), "v2", now=T2)
     monkeypatch.undo()
@@ -283,12 +425,23 @@ def test_failed_save_rolls_back(store: Store, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_syncs_are_recorded(store: Store) -> None:
-    """A sync has a start, an end and an outcome; changes point at it."""
-    sync_id = store.start_sync(now=T1)
+    """A sync has a start, its arguments, an end, an outcome and its counts; changes point at
+    it; a run that never finished is marked aborted when asked."""
+    sync_id = store.start_sync(now=T1, arguments={"nct_ids": ["NCT02260505"]}, pid=42)
     store.save_trial(trial(CLB), None, sync_id=sync_id, now=T1)
-    store.finish_sync(sync_id, "ok", now=T2)
+    store.finish_sync(sync_id, "ok", now=T2, counts={"asked": 1, "new": 1})
     assert store.last_sync() == (sync_id, T1, T2, "ok")
     assert store.changes()[0].sync_id == sync_id
+    dead = store.start_sync(now=T3)
+    success = store.last_success()
+    assert success is not None and success.id == sync_id
+    assert store.abandon_unfinished(now=T3) == 1
+    assert store.abandon_unfinished(now=T3) == 0
+    latest, first = store.runs()
+    assert (latest.id, latest.outcome, latest.note) == (
+        dead, "aborted", "the process ended without finishing the run")
+    assert (first.arguments, first.counts, first.pid) == (
+        {"nct_ids": ["NCT02260505"]}, {"asked": 1, "new": 1}, 42)
 
 
 def test_geocode_cache(store: Store) -> None:
@@ -415,3 +568,227 @@ def test_contact_phone_digits_in_any_script() -> None:
     assert _digits("+33 (0)4 78-78") == "330478" + "78"
     assert _digits("٠١٢ 34²") == "٠١٢34²"
     assert _digits(None) == ""
+
+
+def other(nct: str, *sites: Site, status: Status = Status.RECRUITING) -> Trial:
+    return trial(*sites, status=status).replace(nct_id=nct)
+
+
+def test_a_page_is_saved_whole_or_not_at_all(store: Store) -> None:
+    """save_page writes every trial of a page in one transaction: a row that cannot be
+    written leaves none of the page stored (and the previous page's trials in place)."""
+    store.save_page([prepare_trial(other("NCT00000001", CLB))], query=None)
+    good = prepare_trial(other("NCT00000002", CLB))
+    bad = prepare_trial(other("NCT00000003", HEGP))
+    broken_row = list(bad.site_rows[0])
+    broken_row[3] = None  # facility NOT NULL
+    bad = bad._replace(site_rows=[tuple(broken_row)])
+    with pytest.raises(StoreError, match=r"^Cannot write to the store at :memory:: NOT NULL"):
+        store.save_page([good, bad], query=None)
+    assert store.trial_ids() == ["NCT00000001"]
+    assert not store._db.in_transaction
+
+
+def _search_query(store: Store, key: str, *ids: str, statuses: tuple[str, ...] = ()) -> None:
+    state = QueryState(key, "search", "gist", None, statuses)
+    store.record_queries([(state, T1, True)], sync_id=store.start_sync(now=T1))
+    store.save_page([prepare_trial(other(n, CLB)) for n in ids], query=key, members=ids,
+                    now=T1)
+
+
+def test_full_refresh_marks_trials_it_no_longer_returns(store: Store) -> None:
+    """A trial a full refresh no longer returns leaves the query; if no other query holds it
+    and its stored status does not explain it, it is marked "not seen since", no longer
+    recruiting, with one change; returned again later, it says so."""
+    _search_query(store, "search:a", "NCT00000001", "NCT00000002", "NCT00000003",
+                  statuses=("RECRUITING",))
+    _search_query(store, "search:b", "NCT00000003")
+    store.save_trial(other("NCT00000002", CLB, status=Status.COMPLETED).replace(
+        last_update="2024-02-01"), None, now=T2)  # its absence is explained
+    marked = store.end_full_refresh("search:a", {"NCT00000004"}, day="2024-03-15",
+                                    statuses=("RECRUITING",), now=T2)
+    assert marked == ["NCT00000001"]
+    assert store.query_members("search:a") == set()
+    assert store.query_members("search:b") == {"NCT00000003"}
+    lost = store.get_trial("NCT00000001")
+    assert lost is not None and lost.not_seen_since == "2024-03-15"
+    standing = store._db.execute("SELECT DISTINCT standing FROM sites WHERE trial = ?",
+                                 ("NCT00000001",)).fetchall()
+    assert standing == [("unknown",)]
+    (change,) = store.changes("NCT00000001", since="2024-03-15")
+    assert change.describe() == (
+        "2024-03-15 NCT00000001: no longer returned by the registry (not seen since "
+        "2024-03-15); no longer called recruiting")
+    back = store.save_trial(other("NCT00000001", CLB), None, now=T3)
+    assert [c.kind for c in back.changes] == [ChangeKind.TRIAL_SEEN_AGAIN]
+    assert store.end_full_refresh("search:a", set(), day="2024-05-20") == []
+
+
+def test_a_trial_named_by_id_is_never_marked_not_seen(store: Store) -> None:
+    """A trial that a sync fetches by id is asked for directly: a search that stops
+    returning it does not mark it."""
+    _search_query(store, "search:a", "NCT00000001")
+    store.record_queries([(QueryState("trial:NCT00000001", "trial", nct_id="NCT00000001"),
+                           T1, False)], sync_id=1)
+    assert store.end_full_refresh("search:a", set(), day="2024-03-15") == []
+
+
+def test_query_memory(store: Store) -> None:
+    """The store remembers each query's last run, last success and last full refresh."""
+    state = QueryState("search:x", "search", "lung cancer", "France", ("RECRUITING",))
+    assert store.query_state("search:x") is None
+    store.record_queries([(state, None, False)], sync_id=1)
+    assert store.query_state("search:x") == QueryState(
+        "search:x", "search", "lung cancer", "France", ("RECRUITING",), last_run_id=1)
+    store.record_queries([(state, T1, True)], sync_id=2)
+    store.record_queries([(state, T2, False)], sync_id=3)
+    remembered = store.query_state("search:x")
+    assert remembered is not None
+    assert (remembered.last_success, remembered.last_full, remembered.last_success_id) == (
+        T2, T1, 3)
+    assert [q.key for q in store.queries()] == ["search:x"]
+
+
+def test_rewriting_a_record_keeps_its_raw_copy_and_history(store: Store) -> None:
+    """Positions decided again are written in place: raw JSON, fetch time, basis and
+    history stay; the next save of the same content is a change of nothing."""
+    store.save_trial(trial(CLB, HEGP), '{"raw": 1}', now=T1)
+    moved = trial(CLB, HEGP).replace(placed_by="rules 9", sites=(
+        CLB, site("Hôpital Européen Georges Pompidou", "Paris", latitude=48.84,
+                  longitude=2.27, precision=Precision.FACILITY)))
+    assert store.rewrite_trials([moved, other("NCT09999999", CLB)]) == 1
+    assert store.get_trial("NCT02260505") == moved
+    assert store.get_raw("NCT02260505") == '{"raw": 1}'
+    assert store._db.execute("SELECT fetched_at, placed_by FROM trials").fetchone() == (
+        T1, "rules 9")
+    assert len(store.changes()) == 1
+    again = store.save_trial(trial(CLB, HEGP, last_update="2024-02-01"), None, now=T2)
+    assert again.changes == ()
+
+
+def test_rewrite_without_waiting_leaves_a_busy_store_alone(tmp_path: Path) -> None:
+    """A reader placing a record again does not wait for a running writer: nothing written."""
+    path = tmp_path / "store.sqlite"
+    with Store(path) as db:
+        db.save_trial(trial(CLB), None, now=T1)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with Store(path) as db:
+            assert db.rewrite_trials([trial(CLB).replace(placed_by="x")], wait=False) == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_store_mode_read_never_writes(tmp_path: Path) -> None:
+    """mode="read" opens an existing store read-only and refuses a missing one."""
+    path = tmp_path / "store.sqlite"
+    with pytest.raises(StoreError, match=r"^No store at "):
+        Store(path, mode="read")
+    with Store(path) as db:
+        db.save_trial(trial(CLB), None, now=T1)
+    with Store(path, mode="read") as db:
+        assert db.read_only and db.get_trial("NCT02260505") == trial(CLB)
+        with pytest.raises(StoreError, match="cannot be written by this user"):
+            db.prepare_for_writing()
+        with pytest.raises(StoreError, match=r"^Cannot write NCT02260505 to the store"):
+            db.save_trial(trial(HEGP), None)
+
+
+READ_AS_NOBODY = """
+import sys
+from trialfinder.store import Store
+try:
+    with Store(sys.argv[1]) as db:
+        trial = db.get_trial("NCT02260505")
+        print(db.read_only, len(trial.sites) if trial else None, db.counts())
+    Store(sys.argv[1], mode="write")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("layout", ["read-only folder", "read-only file", "leftover log"])
+def test_a_store_that_cannot_be_written_is_read(layout: str) -> None:
+    """A user who cannot write the store (its folder or file read-only, or a write-ahead log
+    left by its owner) still reads it, the log's commits included; writing is refused in one
+    line. (Run as an unprivileged user: root ignores permissions.)"""
+    with unprivileged.shared_folder() as folder:
+        path = folder / "store.sqlite"
+        owner = Store(path)
+        owner.save_trial(trial(CLB, HEGP), None, now=T1)
+        if layout == "leftover log":
+            owner.save_trial(trial(CLB, HEGP, IPC, last_update="2024-02-01"), None, now=T2)
+            assert (folder / "store.sqlite-wal").exists()
+        else:
+            owner.close()
+        if layout == "read-only file":
+            folder.chmod(0o777)
+            path.chmod(0o444)
+        done = unprivileged.run(READ_AS_NOBODY, str(path))
+        if layout == "leftover log":
+            owner.close()
+    assert done.stderr == ""
+    sites = 3 if layout == "leftover log" else 2
+    assert done.stdout.splitlines() == [
+        f"True {sites} (1, {sites})",
+        f"StoreError The store at {path} cannot be written by this user (read-only file or "
+        "folder)",
+    ]
+
+
+def _damaged_store(path: Path) -> Path:
+    """A store of 30 trials whose pages are overwritten every 20 KB past the header."""
+    with Store(path) as db:
+        many = tuple(site(f"Centre {i}", "Lyon") for i in range(400))
+        for n in range(30):
+            db.save_trial(other(f"NCT{n:08d}", *many), None, now=T1)
+    size = path.stat().st_size
+    with path.open("r+b") as raw:
+        for offset in range(8192, size, 4096 * 5):
+            raw.seek(offset)
+            raw.write(b"\xde\xad\xbe\xef" * 256)
+    return path
+
+
+def test_a_damaged_store_fails_every_read_in_one_line(tmp_path: Path) -> None:
+    """Pages overwritten in the middle of the file: a read that meets them is one StoreError
+    naming the store (exit 1), never an SQLite error escaping; whole scans always meet
+    them."""
+    path = _damaged_store(tmp_path / "store.sqlite")
+    reads = {
+        "trial_ids": lambda db: db.trial_ids(), "counts": lambda db: db.counts(),
+        "changes": lambda db: db.changes(), "runs": lambda db: db.runs(),
+        "iter_trials": lambda db: list(db.iter_trials()),
+        "iter_sites": lambda db: list(db.iter_sites()),
+        "get_trial": lambda db: db.get_trial("NCT00000007"),
+        "read": lambda db: db.read("SELECT count(*), sum(length(facility)) FROM sites"),
+    }
+    failed = set()
+    for name, read in reads.items():
+        try:
+            with Store(path) as db:
+                read(db)
+        except StoreError as error:
+            assert "\n" not in str(error) and str(path) in str(error)
+            failed.add(name)
+    assert {"iter_trials", "iter_sites", "read", "counts"} <= failed
+
+
+@pytest.mark.parametrize("command", [["search", "--near", "Lyon"], ["status"], ["changes"],
+                                     ["show", "NCT00000007"], ["sites", "-t", "NCT00000007"],
+                                     ["nearest", "Lyon", "-t", "NCT00000007"]])
+def test_every_command_on_a_damaged_store_exits_1(tmp_path: Path, command: list[str]) -> None:
+    """search, status, changes, show, sites, nearest on a damaged store: one line saying so,
+    exit 1 (never 70)."""
+    from typer.testing import CliRunner
+
+    from trialfinder.cli import app
+
+    path = _damaged_store(tmp_path / "store.sqlite")
+    result = CliRunner().invoke(app, [*command, "--db", str(path)])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"Error: The store at {path} is damaged (database disk image is malformed); move it "
+        "aside and fill a new one with `trialfinder sync`\n")

@@ -1,8 +1,10 @@
 """Registry sync end to end: a real HTTP server on 127.0.0.1 replays registry answers.
 
 The NCT02260505 answers are BUILT fixtures (see tests/fixtures/ctgov/PROVENANCE.md); the
-search page is a recorded one. Failures (network down, 500s, truncated bodies, a process
-killed mid-write, a second sync at the same time) must never lose the previous record.
+search pages come from `fake_registry.FakeRegistry`, which filters and paginates the way the
+real API does, over studies made from the recorded ones. Failures (network down, 500s,
+truncated bodies, a process killed mid-write, a second sync at the same time) must never lose
+the previous record.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,22 +26,28 @@ from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 from werkzeug import Request, Response
 
+import unprivileged
+from fake_registry import FakeRegistry, nct_of, set_nct, synthetic_studies, touch
 from seed_listing import seed_listing_trial
 from trialfinder.cli import app
-from trialfinder.errors import StoreBusy
+from trialfinder.errors import BadInput, StoreBusy, StoreError
+from trialfinder.geocode import placing_version
 from trialfinder.models import Status
 from trialfinder.records import load_trial
+from trialfinder.recruitment import Standing, trial_recruitment
 from trialfinder.registry import RegistryClient
 from trialfinder.resources import data_path
 from trialfinder.store import ChangeKind, Store
-from trialfinder.sync import store_lock, sync
+from trialfinder.sync import Query, _Prefetch, lock_path, store_lock, sync
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ctgov"
 NCT = "NCT02260505"
 V1 = (FIXTURES / "built_NCT02260505_v1.json").read_text(encoding="utf-8")
 V2 = (FIXTURES / "built_NCT02260505_v2.json").read_text(encoding="utf-8")
-SEARCH = (FIXTURES / "search_page_2studies_nextPageToken.json").read_text(encoding="utf-8")
 LISTINGS = {NCT: seed_listing_trial()}
+NIGHT1 = "2025-03-01T03:17:00+00:00"
+NIGHT2 = "2025-03-02T03:17:00+00:00"
+NIGHT3 = "2025-03-03T03:17:00+00:00"
 
 
 @pytest.fixture
@@ -50,6 +59,14 @@ def server() -> Iterator[HTTPServer]:
     srv.clear()
     if srv.is_running():
         srv.stop()
+
+
+@pytest.fixture
+def registry(server: HTTPServer) -> FakeRegistry:
+    """A fake registry of 30 recruiting studies (NCT90000000…), last updated in January."""
+    fake = FakeRegistry(synthetic_studies(30))
+    fake.attach(server)
+    return fake
 
 
 def base_url(server: HTTPServer) -> str:
@@ -69,9 +86,20 @@ def serve(server: HTTPServer, body: str, status: int = 200) -> None:
 
 
 def run(server: HTTPServer, db: Path, *ids: str, **kw: object):  # type: ignore[no-untyped-def]
+    if not ids and "condition" not in kw and "statuses" not in kw:
+        ids = (NCT,)
     with client(server) as c:
-        return sync(ids or (NCT,), store_path=db, client=c,
-                    listing_records=kw.pop("listing_records", LISTINGS), **kw)  # type: ignore[arg-type]
+        return sync(ids, db=db, client=c,  # type: ignore[arg-type]
+                    listing_records=kw.pop("listing_records", LISTINGS), **kw)
+
+
+def standings(db: Path, nct: str) -> set[str]:
+    with Store(db) as store:
+        return {r[0] for r in store.connection.execute(
+            "SELECT standing FROM sites WHERE trial = ?", (nct,))}
+
+
+# -- trials named by id ---------------------------------------------------------------------
 
 
 def test_sync_v1_then_v2_records_the_changes(server: HTTPServer, tmp_path: Path) -> None:
@@ -114,13 +142,15 @@ def test_sync_v1_then_v2_records_the_changes(server: HTTPServer, tmp_path: Path)
     [
         ("500", "answered 500"),
         ("truncated", "unreadable"),
+        ("deep", "NCT02260505 failed: "),
         ("down", "NCT02260505 failed: "),
     ],
 )
 def test_failures_keep_the_previous_record(
     server: HTTPServer, tmp_path: Path, respond: str, reason: str
 ) -> None:
-    """Registry erroring, a truncated body or no network: failed, and v1 stays intact."""
+    """Registry erroring, a truncated body, a record nested too deep to decode, or no
+    network: that trial failed (one line), and v1 stays intact."""
     db = tmp_path / "store.sqlite"
     serve(server, V1)
     run(server, db)
@@ -129,6 +159,8 @@ def test_failures_keep_the_previous_record(
         serve(server, "Internal Server Error", status=500)
     elif respond == "truncated":
         serve(server, V2[: len(V2) // 2])
+    elif respond == "deep":
+        serve(server, "[" * 100_000 + "]" * 100_000)
     else:
         server.stop()
     report = run(server, db)
@@ -141,140 +173,48 @@ def test_failures_keep_the_previous_record(
 
 
 def test_one_failure_does_not_stop_the_others(server: HTTPServer, tmp_path: Path) -> None:
-    """An unknown trial fails; the next one is still stored."""
+    """An unknown trial and an undecodable one fail; the next one is still stored."""
     db = tmp_path / "store.sqlite"
     serve(server, V1)
     server.expect_request("/studies/NCT00000001").respond_with_data(
         "Study not found", status=404, content_type="text/plain"
     )
-    report = run(server, db, "NCT00000001", NCT)
-    assert [t.summary() for t in report.trials] == [
-        f"NCT00000001 failed: No study NCT00000001 in ClinicalTrials.gov (at {base_url(server)})",
-        f"{NCT} new: 16 sites",
-    ]
+    server.expect_request("/studies/NCT00000002").respond_with_data(
+        b"\xff\xfe{not json", content_type="application/json"
+    )
+    report = run(server, db, "NCT00000001", "NCT00000002", NCT)
+    summaries = [t.summary() for t in report.trials]
+    assert summaries[0] == (f"NCT00000001 failed: No study NCT00000001 in ClinicalTrials.gov "
+                            f"(at {base_url(server)})")
+    assert summaries[1].startswith("NCT00000002 failed: ")
+    assert summaries[2] == f"{NCT} new: 16 sites"
     with Store(db) as store:
         assert store.trial_ids() == [NCT]
         assert store.last_sync()[3] == "partial"  # type: ignore[index]
 
 
-@pytest.mark.parametrize(("in_child", "keep_raw"), [(True, False), (False, False),
-                                                    (True, True), (False, True)],
-                         ids=["child-process", "in-process", "child-raw", "in-process-raw"])
-def test_condition_search_stores_every_study(
-    server: HTTPServer, tmp_path: Path, in_child: bool, keep_raw: bool
-) -> None:
-    """--condition stores each study of the search from the page itself (no refetch), read
-    in a child process or in this one alike; with keep_raw, each study's text as served."""
+def test_positions_are_decided_at_sync(server: HTTPServer, tmp_path: Path) -> None:
+    """Every synced trial is placed by the offline chain before it is saved, stamped with
+    the placing version: a site the registry gives no position gets the gazetteer's, and
+    what the store holds is what loading returns."""
     db = tmp_path / "store.sqlite"
-    page = json.loads(SEARCH)
-    page.pop("nextPageToken", None)  # one page only
-    served = json.dumps(page, indent="\t", ensure_ascii=False)
-    server.expect_request("/studies").respond_with_data(served, content_type="application/json")
-    progress: list[tuple[str, int, int | None]] = []
-    with client(server) as c:
-        report = sync([], store_path=db, client=c, listing_records={}, condition="cancer",
-                      country="France", in_child=in_child, keep_raw=keep_raw,
-                      on_progress=lambda o, done, total: progress.append((o.nct_id, done, total)))
-    ids = [s["protocolSection"]["identificationModule"]["nctId"] for s in page["studies"]]
-    assert [t.nct_id for t in report.trials] == ids
-    assert all(t.outcome == "new" for t in report.trials)
-    assert [p[:2] for p in progress] == [(ids[0], 1), (ids[1], 2)]
-    (request, _response), = server.log
-    assert request.args["query.cond"] == "cancer"
-    assert request.args["query.locn"] == "France"
+    study = json.loads((FIXTURES / "study_NCT03830788_prostate_FR16sites_sitestatus_contacts"
+                        ".json").read_text(encoding="utf-8"))
+    first = study["protocolSection"]["contactsLocationsModule"]["locations"][0]
+    del first["geoPoint"]  # Clinique Claude Bernard, Albi
+    nct = nct_of(study)
+    server.expect_request(f"/studies/{nct}").respond_with_json(study)
+    run(server, db, nct, listing_records={})
     with Store(db) as store:
-        assert store.trial_ids() == sorted(ids)
-        if keep_raw:
-            for nct in ids:
-                raw = store.get_raw(nct)
-                assert raw is not None  # the study as decoded, re-encoded
-                assert json.loads(raw) == next(
-                    s for s in page["studies"]
-                    if s["protocolSection"]["identificationModule"]["nctId"] == nct)
-        else:
-            assert store.get_raw(ids[0]) is None
-        # The store keeps the search index current through every write of the sync.
-        assert store.search_index_ready
-
-
-class FakeSearch:
-    """A registry whose search yields the recorded page's studies, then misbehaves."""
-
-    def __init__(self, then: str) -> None:
-        self.studies = json.loads(SEARCH)["studies"]
-        self.then = then
-
-    def get_study_text(self, nct_id: str) -> tuple[dict, str]:
-        raise AssertionError("a search never refetches")
-
-    def search(self, **kwargs: object) -> Iterator[dict]:
-        return FakePages(self._studies(**kwargs))
-
-    def _studies(self, **kwargs: object) -> Iterator[dict]:
-        yield self.studies[0]
-        if self.then == "exit":
-            os._exit(3)  # the child dies as if killed (out of memory …)
-        if self.then == "bug":
-            raise RuntimeError("boom")
-        if self.then == "lock":
-            try:
-                os.fstat(int(kwargs["condition"]))  # type: ignore[arg-type]
-            except OSError:
-                yield self.studies[1]  # closed in the child: proves it
-        else:
-            yield self.studies[1]
-
-
-class FakePages:
-    """Like StudySearch: says when nothing is buffered (a page ends, one study per page)."""
-
-    buffered = 0
-
-    def __init__(self, studies: Iterator[dict]) -> None:
-        self._studies = studies
-
-    def __iter__(self) -> FakePages:
-        return self
-
-    def __next__(self) -> dict:
-        return next(self._studies)
-
-
-@pytest.mark.parametrize(("then", "error"), [
-    ("exit", "search failed: the process reading the registry stopped unexpectedly "
-             "(exit code 3)"),
-    ("bug", "search failed: reading the registry failed: RuntimeError: boom"),
-])
-def test_search_child_that_dies_is_reported_and_keeps_what_arrived(
-    tmp_path: Path, then: str, error: str
-) -> None:
-    """A child process that dies or hits a bug: one failed outcome, the studies it sent
-    before are stored, and the run ends normally (exit code 1)."""
-    db = tmp_path / "store.sqlite"
-    report = sync([], store_path=db, client=FakeSearch(then), listing_records={},
-                  condition="x", in_child=True)
-    first = FakeSearch(then).studies[0]["protocolSection"]["identificationModule"]["nctId"]
-    assert [t.summary() for t in report.trials] == [f"{first} new: 1 site", error]
-    assert report.exit_code == 1
-    with Store(db) as store:
-        assert store.trial_ids() == [first]
-        assert store.last_sync()[3] == "partial"  # type: ignore[index]
-
-
-def test_search_child_does_not_hold_the_store_lock(tmp_path: Path) -> None:
-    """The child closes its copy of the lock file, so a dead parent never leaves the lock
-    held by an orphaned child."""
-    from trialfinder.sync import _from_child, _prepared_search
-
-    with store_lock(tmp_path / "store.sqlite") as fd:
-        assert fd is not None
-        items = list(_from_child(
-            lambda: _prepared_search(FakeSearch("lock"), condition=str(fd), country=None,
-                                     page_size=10, listing_records={}, now=None, skip=set()),
-            fd,
-        ))
-        os.fstat(fd)  # still open here
-    assert [type(i).__name__ for i in items] == ["_SearchTotal", "_Prepared", "_Prepared"]
+        stored = store.get_trial(nct)
+        row = store.connection.execute("SELECT placed_by FROM trials").fetchone()
+    assert stored is not None and row == (placing_version(),)
+    assert stored.placed_by == placing_version()
+    albi = stored.sites[0]
+    assert (albi.city, albi.has_position) == ("Albi", True)
+    assert albi.latitude is not None and abs(albi.latitude - 43.93) < 0.1
+    assert albi.coordinate_source and "gazetteer" in albi.coordinate_source
+    assert load_trial(nct, db) == stored
 
 
 def test_bundled_listing_is_merged_by_default(server: HTTPServer, tmp_path: Path) -> None:
@@ -283,9 +223,304 @@ def test_bundled_listing_is_merged_by_default(server: HTTPServer, tmp_path: Path
         pytest.skip("bundled record not built yet")
     serve(server, V1)
     with client(server) as c:
-        sync([NCT], store_path=tmp_path / "s.sqlite", client=c)
+        sync([NCT], db=tmp_path / "s.sqlite", client=c)
     trial = load_trial(NCT, tmp_path / "s.sqlite")
     assert len(trial.sites) == 16 and all(s.listing_match for s in trial.sites)
+
+
+# -- searches: incremental, full, statuses ----------------------------------------------------
+
+
+def test_two_nightly_runs_over_an_unchanged_registry(registry: FakeRegistry, server: HTTPServer,
+                                                     tmp_path: Path) -> None:
+    """The first run of a query stores everything it finds; the second, over an unchanged
+    registry, asks only for what was updated since (a day of overlap) and downloads
+    nothing."""
+    db = tmp_path / "store.sqlite"
+    first = run(server, db, condition="cancer", now=NIGHT1, page_size=7)
+    matching = {nct_of(s) for s in registry.studies.values()
+                if "cancer" in json.dumps(s["protocolSection"]["conditionsModule"]).lower()}
+    assert {t.nct_id for t in first.trials} == matching and len(matching) > 7
+    assert {t.outcome for t in first.trials} == {"new"}
+    served = registry.studies_served
+    pages = -(-len(matching) // 7)
+    assert [p.get("filter.advanced") for p in registry.pages] == [None] * pages
+
+    second = run(server, db, condition="  CANCER ", now=NIGHT2, page_size=7)
+    assert registry.studies_served == served  # nothing downloaded
+    assert registry.pages[-1]["filter.advanced"] == (
+        "AREA[LastUpdatePostDate]RANGE[2025-02-28,MAX]")
+    assert second.trials == ()
+    assert second.summary() == ("sync: 0 asked, 0 new, 0 updated, 0 unchanged, 0 failed "
+                                "('CANCER': incremental since 2025-02-28)")
+
+
+def test_five_updated_studies_are_downloaded_and_their_changes_reported(
+    registry: FakeRegistry, server: HTTPServer, tmp_path: Path
+) -> None:
+    """After five studies are updated, the next run downloads those five only and reports
+    what changed in them."""
+    db = tmp_path / "store.sqlite"
+    run(server, db, statuses="RECRUITING", now=NIGHT1)
+    updated = sorted(registry.studies)[3:8]
+    for nct in updated:
+        study = registry.studies[nct]
+        touch(study, "2025-03-01")
+        locations = study["protocolSection"].get("contactsLocationsModule", {}).get(
+            "locations", [])
+        if locations:
+            locations[0]["status"] = "COMPLETED"
+        else:
+            touch(study, "2025-03-01", status="ACTIVE_NOT_RECRUITING")
+    served = registry.studies_served
+    report = run(server, db, statuses="RECRUITING", now=NIGHT2)
+    assert registry.studies_served - served == 5
+    assert sorted(t.nct_id for t in report.trials) == updated
+    assert {t.outcome for t in report.trials} == {"updated"}
+    assert all(t.changes for t in report.trials)
+    with Store(db) as store:
+        kinds = {c.kind for c in store.changes(since="2025-03-02")}
+    assert kinds <= {ChangeKind.SITE_STATUS_CHANGED, ChangeKind.TRIAL_STATUS_CHANGED}
+
+
+def test_a_study_that_stopped_recruiting_is_no_longer_offered(
+    registry: FakeRegistry, server: HTTPServer, tmp_path: Path
+) -> None:
+    """A mirror of recruiting studies asks for updates without the status filter, so a study
+    that closed reaches the store: after the next run it is not recruiting."""
+    db = tmp_path / "store.sqlite"
+    closing = sorted(registry.studies)[0]
+    run(server, db, statuses="RECRUITING,NOT_YET_RECRUITING", now=NIGHT1)
+    assert registry.pages[0]["filter.overallStatus"] == "NOT_YET_RECRUITING,RECRUITING"
+    assert "recruiting" in standings(db, closing)
+    touch(registry.studies[closing], "2025-03-01", status="COMPLETED")
+    report = run(server, db, statuses="RECRUITING,NOT_YET_RECRUITING", now=NIGHT2)
+    assert "filter.overallStatus" not in registry.pages[-1]
+    assert [t.summary() for t in report.trials] == [
+        f"{closing} updated: 1 trial status changed"]
+    assert "recruiting" not in standings(db, closing)
+    assert not trial_recruitment(load_trial(closing, db)).recruiting
+
+
+def test_a_status_mirror_keeps_only_what_matches(registry: FakeRegistry, server: HTTPServer,
+                                                 tmp_path: Path) -> None:
+    """Without a condition, --status mirrors every study with those statuses; an update of a
+    study the store does not hold and whose status does not match is skipped, not stored."""
+    db = tmp_path / "store.sqlite"
+    outsider = synthetic_studies(1, first_id=91_000_000, status="COMPLETED")[0]
+    registry.put(outsider)
+    first = run(server, db, statuses="RECRUITING", now=NIGHT1)
+    assert len(first.trials) == 30
+    for study in (outsider, *synthetic_studies(1, first_id=92_000_000)):
+        touch(study, "2025-03-01")
+        registry.put(study)
+    second = run(server, db, statuses="RECRUITING", now=NIGHT2)
+    assert [(t.nct_id, t.outcome) for t in second.trials] == [("NCT92000000", "new")]
+    assert second.counts["skipped"] == 1
+    assert second.summary().endswith(
+        ", 1 skipped (every study, statuses RECRUITING: incremental since 2025-02-28)")
+    with Store(db) as store:
+        assert nct_of(outsider) not in store.trial_ids()
+
+
+def test_full_refresh_marks_what_the_registry_no_longer_returns(
+    registry: FakeRegistry, server: HTTPServer, tmp_path: Path
+) -> None:
+    """--full asks for everything again; a study it no longer finds is kept, marked "not
+    seen since", and no longer called recruiting; one that comes back says so."""
+    db = tmp_path / "store.sqlite"
+    run(server, db, statuses="RECRUITING", now=NIGHT1)
+    gone = sorted(registry.studies)[5]
+    study = registry.studies[gone]
+    registry.remove(gone)
+    incremental = run(server, db, statuses="RECRUITING", now=NIGHT2)
+    assert incremental.searches[0].marked_not_seen == ()
+    full = run(server, db, statuses="RECRUITING", full=True, now=NIGHT3)
+    assert full.searches[0].since is None
+    assert full.searches[0].marked_not_seen == (gone,)
+    assert {t.outcome for t in full.trials} == {"unchanged"}
+    kept = load_trial(gone, db)
+    assert kept.not_seen_since == "2025-03-03"  # the day of the full refresh
+    assert trial_recruitment(kept).standing is Standing.UNKNOWN
+    assert standings(db, gone) == {"unknown"}
+    touch(study, "2025-03-02")
+    registry.put(study)
+    back = run(server, db, statuses="RECRUITING", now=NIGHT3)
+    assert [t.summary() for t in back.trials] == [f"{gone} updated: 1 returned again"]
+    assert "recruiting" in standings(db, gone)
+
+
+def test_a_page_that_cannot_be_decoded_stores_nothing(registry: FakeRegistry,
+                                                      server: HTTPServer,
+                                                      tmp_path: Path) -> None:
+    """Page 2 cut short: page 1 is stored, page 2 stores nothing, the run exits 1 and the
+    query is not marked successful (the next run asks again from the start)."""
+    db = tmp_path / "store.sqlite"
+    registry.broken_page = 2
+    report = run(server, db, statuses="RECRUITING", page_size=10, now=NIGHT1)
+    assert report.exit_code == 1
+    assert report.trials[-1].nct_id == "search" and report.trials[-1].failed
+    assert len([t for t in report.trials if t.outcome == "new"]) == 10
+    with Store(db) as store:
+        assert len(store.trial_ids()) == 10
+        state = store.query_state(Query.of(None, None, "RECRUITING").key)
+        assert state is not None and state.last_success is None
+        assert store.last_sync()[3] == "partial"  # type: ignore[index]
+    again = run(server, db, statuses="RECRUITING", page_size=10, now=NIGHT2)
+    assert again.searches[0].since is None and again.ok
+    assert len([t for t in again.trials if t.outcome == "new"]) == 20
+
+
+def test_a_study_that_cannot_be_parsed_fails_alone(registry: FakeRegistry, server: HTTPServer,
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study that decodes but cannot be parsed (here: the parser raises on it) fails, in
+    one line; the rest of its page is stored; the run exits 1, never 70."""
+    from trialfinder import registry as registry_module
+
+    db = tmp_path / "store.sqlite"
+    bad = sorted(registry.studies)[2]
+    careful = registry_module.parse_study
+
+    def parse(study: dict, **kwargs: object):  # type: ignore[no-untyped-def]
+        if nct_of(study) == bad:
+            raise RecursionError("maximum recursion depth exceeded")
+        return careful(study, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(registry_module, "parse_study", parse)
+    report = run(server, db, statuses="RECRUITING", now=NIGHT1)
+    failed = [t for t in report.trials if t.failed]
+    assert [t.summary() for t in failed] == [
+        f"{bad} failed: unreadable registry record (RecursionError: maximum recursion depth "
+        "exceeded)"]
+    assert report.exit_code == 1
+    key = Query.of(None, None, "RECRUITING").key
+    with Store(db) as store:
+        assert len(store.trial_ids()) == 29
+        state = store.query_state(key)
+        assert state is not None and state.retry == (bad,) and state.last_success == NIGHT1
+    # The next night is incremental, and asks for the study that failed by id first.
+    monkeypatch.undo()
+    again = run(server, db, statuses="RECRUITING", now=NIGHT2)
+    assert (again.searches[0].since is not None, again.searches[0].retried) == (True, 1)
+    assert [(t.nct_id, t.outcome) for t in again.trials] == [(bad, "new")]
+    assert registry.by_id == [bad]
+    with Store(db) as store:
+        state = store.query_state(key)
+        assert state is not None and state.retry == () and state.trials == 30
+
+
+def test_malformed_and_duplicated_search_results(registry: FakeRegistry, server: HTTPServer,
+                                                 tmp_path: Path) -> None:
+    """A result whose id is not an ASCII NCT id is skipped with a warning; a study returned
+    on two pages is counted once, with a warning."""
+    db = tmp_path / "store.sqlite"
+    wide, twice = synthetic_studies(2, first_id=93_000_000)
+    set_nct(wide, "NCT０３８３０７８８")
+    registry.put(wide)
+    original = registry.search
+
+    def repeat_one(args: dict[str, str]) -> tuple[int, str, bytes]:
+        status, kind, body = original(args)
+        page = json.loads(body)
+        if "pageToken" in args:
+            page["studies"].append(twice)
+        else:
+            page["studies"].insert(0, twice)
+        return status, kind, json.dumps(page).encode()
+
+    registry.search = repeat_one  # type: ignore[method-assign]
+    warnings: list[str] = []
+    with client(server) as c:
+        report = sync([], db=db, client=c, statuses="RECRUITING", page_size=10,
+                      listing_records={}, on_warning=warnings.append)
+    repeats = sum("pageToken" in p for p in registry.pages)
+    assert repeats >= 2
+    assert sorted(warnings) == [
+        *["NCT93000001 was returned twice by the search; counted once"] * repeats,
+        "skipped a search result whose identifier ('NCT\\uff10\\uff13\\uff18\\uff13\\uff10"
+        "\\uff17\\uff18\\uff18') is not a ClinicalTrials.gov identifier",
+    ]
+    assert report.ok and report.warnings == tuple(warnings)
+    assert [t.nct_id for t in report.trials].count("NCT93000001") == 1
+    with Store(db) as store:
+        assert len(store.trial_ids()) == 31
+
+
+def test_trials_by_id_and_a_search_in_one_run(registry: FakeRegistry, server: HTTPServer,
+                                              tmp_path: Path) -> None:
+    """A trial named by id is fetched (one request) and not stored again from the search;
+    both are remembered as queries."""
+    db = tmp_path / "store.sqlite"
+    named = sorted(registry.studies)[0]
+    report = run(server, db, named, statuses="RECRUITING", now=NIGHT1)
+    assert [t.nct_id for t in report.trials].count(named) == 1
+    assert report.counts["asked"] == 30
+    assert registry.by_id == [named]
+    run(server, db, named, statuses="RECRUITING", now=NIGHT2)
+    assert registry.by_id == [named, named]  # fetched every run
+    with Store(db) as store:
+        assert [q.kind for q in store.queries()] == ["search", "trial"]
+
+
+def test_options_that_cannot_be_used(tmp_path: Path) -> None:
+    """Bad combinations and values are refused before anything is stored."""
+    db = tmp_path / "s.sqlite"
+    c = client("http://127.0.0.1:9")
+    cases = [
+        ({"country": "France"}, "--country filters a search: give --condition or --status too"),
+        ({"condition": "  "}, "--condition is empty: give the condition to search for"),
+        ({"statuses": "RECRUITING,OPEN"}, "Unknown registry status 'OPEN' (expected some of "),
+        ({"full": True}, "--full refreshes a search: give --condition or --status too"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(BadInput) as caught:
+            sync([NCT], db=db, client=c, **kwargs)  # type: ignore[arg-type]
+        assert str(caught.value).startswith(message)
+    with pytest.raises(BadInput, match=r"^Nothing to sync"):
+        sync([], db=db, client=c)
+    assert not db.exists()
+
+
+def test_query_keys_ignore_case_accents_and_spacing() -> None:
+    """One query however it is typed; statuses in any order and case."""
+    assert Query.of(" Cancer  du sein", "FRANCE", "recruiting,NOT_YET_RECRUITING").key == \
+        Query.of("cancer du  SEIN", "France", ["Not yet recruiting", "RECRUITING"]).key
+    assert Query.of("cancer", None, None).key != Query.of("cancer", "France", None).key
+
+
+# -- the prefetch thread --------------------------------------------------------------------
+
+
+def test_prefetch_runs_ahead_and_hands_errors_over() -> None:
+    """The next page downloads while one is processed; an error in the thread is raised in
+    the consumer after the pages before it; closing stops the thread."""
+    fetched: list[int] = []
+
+    def pages() -> Iterator[int]:
+        for n in range(3):
+            fetched.append(n)
+            yield n
+        raise ValueError("page 4 unreadable")
+
+    prefetch = _Prefetch(pages)
+    got = []
+    with pytest.raises(ValueError, match="page 4 unreadable"):
+        for page in prefetch:
+            time.sleep(0.05)
+            assert len(fetched) >= page + 1  # at least this one, often the next
+            got.append(page)
+    assert got == [0, 1, 2]
+    prefetch.close()
+    assert not prefetch.alive
+
+    endless = _Prefetch(lambda: iter(range(10**9)))
+    next(iter(endless))
+    endless.close()
+    assert not endless.alive
+
+
+# -- locks, kills, signals ------------------------------------------------------------------
 
 
 def test_second_sync_waits_then_gives_up(tmp_path: Path) -> None:
@@ -294,12 +529,25 @@ def test_second_sync_waits_then_gives_up(tmp_path: Path) -> None:
     with store_lock(db):
         started = time.monotonic()
         with pytest.raises(StoreBusy) as caught:
-            sync([NCT], store_path=db, client=client("http://127.0.0.1:9"), lock_timeout=0.4)
+            sync([NCT], db=db, client=client("http://127.0.0.1:9"), lock_timeout=0.4)
         assert time.monotonic() - started >= 0.4
     assert str(caught.value) == (
         f"Another trialfinder sync is running on {db}; try again later"
     )
     assert caught.value.exit_code == 75
+
+
+def test_the_lock_follows_the_file_through_symlinks(tmp_path: Path) -> None:
+    """Two syncs through a symlink and its target exclude each other: the lock is beside
+    the real file."""
+    target = tmp_path / "real" / "store.sqlite"
+    target.parent.mkdir()
+    Store(target).close()
+    link = tmp_path / "link.sqlite"
+    link.symlink_to(target)
+    assert lock_path(link) == lock_path(target) == Path(f"{target}.lock")
+    with store_lock(target), pytest.raises(StoreBusy):
+        sync([NCT], db=link, client=client("http://127.0.0.1:9"), lock_timeout=0.2)
 
 
 SLOW_SYNC = """
@@ -310,7 +558,7 @@ clock.today = lambda: datetime.date(2025, 3, 1)  # as tests/conftest.py
 from trialfinder.sync import sync
 db, url = sys.argv[1], sys.argv[2]
 with RegistryClient(url, timeout=(5.0, 60.0)) as client:
-    report = sync(["NCT02260505"], store_path=db, client=client, listing_records={})
+    report = sync(["NCT02260505"], db=db, client=client, listing_records={})
 print(report.trials[0].summary())
 """
 
@@ -320,15 +568,15 @@ from trialfinder import store
 from trialfinder.registry import RegistryClient
 from trialfinder.sync import sync
 
-original = store.Store._insert_sites
+original = store.Store._write
 
-def insert_then_die(self, nct, sites):
-    original(self, nct, sites)  # old sites deleted, new ones half written: then SIGKILL
+def write_then_die(self, *args, **kwargs):
+    original(self, *args, **kwargs)  # old rows deleted, new ones written: then SIGKILL
     os.kill(os.getpid(), signal.SIGKILL)
 
-store.Store._insert_sites = insert_then_die
+store.Store._write = write_then_die
 with RegistryClient(sys.argv[2]) as client:
-    sync(["NCT02260505"], store_path=sys.argv[1], client=client, listing_records={})
+    sync(["NCT02260505"], db=sys.argv[1], client=client, listing_records={})
 """
 
 
@@ -349,8 +597,8 @@ def slow_study(started: threading.Event, release: threading.Event):  # type: ign
     return handler
 
 
-def spawn(script: str, db: Path, url: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", script, str(db), url],
+def spawn(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", script, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -363,7 +611,7 @@ def test_concurrent_sync_exits_75_then_first_finishes(server: HTTPServer, tmp_pa
     started, release = threading.Event(), threading.Event()
     server.clear()
     server.expect_request(f"/studies/{NCT}").respond_with_handler(slow_study(started, release))
-    first = spawn(SLOW_SYNC, db, base_url(server))
+    first = spawn(SLOW_SYNC, str(db), base_url(server))
     try:
         assert started.wait(20), first.stderr.read() if first.stderr else ""
         env = {"TRIALFINDER_REGISTRY_URL": base_url(server)}
@@ -383,7 +631,8 @@ def test_concurrent_sync_exits_75_then_first_finishes(server: HTTPServer, tmp_pa
 
 
 def test_killed_while_the_registry_answers(server: HTTPServer, tmp_path: Path) -> None:
-    """A sync killed while the answer streams in leaves the store as it was, and unlocked."""
+    """A sync killed while the answer streams in leaves the store as it was, and unlocked;
+    the next sync marks the dead run aborted."""
     db = tmp_path / "store.sqlite"
     serve(server, V1)
     run(server, db)
@@ -391,7 +640,7 @@ def test_killed_while_the_registry_answers(server: HTTPServer, tmp_path: Path) -
     started, release = threading.Event(), threading.Event()
     server.clear()
     server.expect_request(f"/studies/{NCT}").respond_with_handler(slow_study(started, release))
-    child = spawn(SLOW_SYNC, db, base_url(server))
+    child = spawn(SLOW_SYNC, str(db), base_url(server))
     try:
         assert started.wait(20)
         child.send_signal(signal.SIGKILL)
@@ -400,8 +649,12 @@ def test_killed_while_the_registry_answers(server: HTTPServer, tmp_path: Path) -
         release.set()
     assert child.returncode == -signal.SIGKILL
     assert load_trial(NCT, db) == before
+    with Store(db) as store:
+        assert store.runs()[0].outcome is None  # unfinished: nobody said anything
     serve(server, V1)
     assert run(server, db).trials[0].outcome == "unchanged"  # the lock died with the process
+    with Store(db) as store:
+        assert [r.outcome for r in store.runs()] == ["ok", "aborted", "ok"]
 
 
 def test_killed_inside_the_transaction(server: HTTPServer, tmp_path: Path) -> None:
@@ -411,7 +664,7 @@ def test_killed_inside_the_transaction(server: HTTPServer, tmp_path: Path) -> No
     run(server, db, listing_records={})
     before = load_trial(NCT, db)
     serve(server, V2)
-    child = spawn(KILLED_IN_TRANSACTION, db, base_url(server))
+    child = spawn(KILLED_IN_TRANSACTION, str(db), base_url(server))
     child.communicate(timeout=30)
     assert child.returncode == -signal.SIGKILL
     assert os.path.exists(f"{db}-wal")  # noqa: PTH110 - the WAL the dead process left
@@ -424,6 +677,54 @@ def test_killed_inside_the_transaction(server: HTTPServer, tmp_path: Path) -> No
     assert report.trials[0].summary() == f"{NCT} updated: 1 site status changed, 1 site removed"
 
 
+SEARCH_THEN_WAIT = """
+import datetime, sys
+from trialfinder import clock
+clock.today = lambda: datetime.date(2025, 3, 1)  # as tests/conftest.py
+from trialfinder.cli import app
+sys.argv = ["trialfinder", "sync", "NCT02260505", "--status", "RECRUITING", "--db",
+            sys.argv[1], "--registry-url", sys.argv[2]]
+app()
+"""
+
+
+def test_sigterm_ends_a_sync_like_ctrl_c(registry: FakeRegistry, server: HTTPServer,
+                                        tmp_path: Path) -> None:
+    """SIGTERM while the prefetch thread waits for a search page: what was written stays,
+    the run is recorded as aborted, the process ends at once (exit 130, one line) and frees
+    the lock."""
+    db = tmp_path / "store.sqlite"
+    registry.put(json.loads(V1))
+    started, release = threading.Event(), threading.Event()
+    original = registry.search
+
+    def slow(args: dict[str, str]) -> tuple[int, str, bytes]:
+        started.set()
+        release.wait(30)
+        return original(args)
+
+    registry.search = slow  # type: ignore[method-assign]
+    writer = spawn(SEARCH_THEN_WAIT, str(db), base_url(server))
+    try:
+        assert started.wait(30)
+        writer.send_signal(signal.SIGTERM)
+        out, err = writer.communicate(timeout=10)
+    finally:
+        release.set()
+    assert writer.returncode == 130
+    assert out == f"{NCT} new: 16 sites\n"
+    assert err == "Error: interrupted\n"
+    with Store(db) as store:
+        assert store.trial_ids() == [NCT]
+        (latest,) = store.runs(1)
+        assert latest.outcome == "aborted"
+    with store_lock(db, timeout=0.5):
+        pass  # nobody holds it
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -431,13 +732,21 @@ def free_port() -> int:
 
 
 def test_cli_sync_and_changes(server: HTTPServer, tmp_path: Path) -> None:
-    """`trialfinder sync` prints one line a trial for cron; `changes` lists the history."""
+    """`trialfinder sync` prints a line per new or updated trial and one summary line for
+    cron; `changes` lists the history."""
     db = tmp_path / "store.sqlite"
     serve(server, V1)
     runner = CliRunner()
     url = base_url(server)
     first = runner.invoke(app, ["sync", "--db", str(db), "--registry-url", url])
-    assert (first.exit_code, first.stdout, first.stderr) == (0, f"{NCT} new: 16 sites\n", "")
+    assert (first.exit_code, first.stdout, first.stderr) == (
+        0, f"{NCT} new: 16 sites\nsync: 1 asked, 1 new, 0 updated, 0 unchanged, 0 failed "
+           "(1 trial by id)\n", "")
+    again = runner.invoke(app, ["sync", "--db", str(db), "--registry-url", url])
+    assert again.stdout == ("sync: 1 asked, 0 new, 0 updated, 1 unchanged, 0 failed "
+                            "(1 trial by id)\n")
+    verbose = runner.invoke(app, ["sync", "-v", "--db", str(db), "--registry-url", url])
+    assert verbose.stdout.splitlines()[0] == f"{NCT} unchanged"
     serve(server, V2)
     second = runner.invoke(app, ["sync", NCT, "--db", str(db), "--registry-url", url, "--json"])
     assert second.exit_code == 0
@@ -454,8 +763,9 @@ def test_cli_sync_and_changes(server: HTTPServer, tmp_path: Path) -> None:
     assert lines[1].endswith("Centre Léon Bérard: Recruiting → Active, not recruiting")
     assert lines[2].endswith("site removed: Hôpital Saint-Antoine (was Recruiting)")
     as_json = runner.invoke(app, ["changes", "--db", str(db), "--json", "--since", "2000-01-01"])
-    assert [c["kind"] for c in json.loads(as_json.stdout)] == [
-        "trial_added", "site_status_changed", "site_removed"]
+    assert [(c["kind"], c["source"]) for c in json.loads(as_json.stdout)] == [
+        ("trial_added", "registry"), ("site_status_changed", "registry"),
+        ("site_removed", "registry")]
     future = runner.invoke(app, ["changes", "--db", str(db), "--since", "2999-01-01"])
     assert future.stdout == "No changes recorded.\n"
     bad = runner.invoke(app, ["changes", "--db", str(db), "--since", "yesterday"])
@@ -471,163 +781,33 @@ def test_cli_sync_failure_exits_1_with_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["sync", "--db", str(db), "--registry-url", url],
                                 env={"TRIALFINDER_REGISTRY_GIVE_UP": "1"})
     assert result.exit_code == 1
-    (line,) = result.stdout.splitlines()
+    line, summary = result.stdout.splitlines()
     assert line.startswith(f"{NCT} failed: ")
+    assert summary == "sync: 1 asked, 0 new, 0 updated, 0 unchanged, 1 failed (1 trial by id)"
+    assert result.stderr.startswith(f"Error: 1 of 1 trials failed; {NCT}: ")
+    assert result.stderr.count("\n") == 1
 
 
-def _two_pages(server: HTTPServer, second: object = None) -> list[str]:
-    """Page 1: the recorded two-study page (with its token); page 2: one more study, or
-    ``second`` (a handler) when given."""
-    page = json.loads(SEARCH)
-    token = page["nextPageToken"]
-    extra = json.loads(V1)
-    server.expect_request("/studies", query_string={"query.cond": "cancer",
-                                                   "pageSize": "100", "countTotal": "true"}
-                          ).respond_with_json(page)
-    if second is None:
-        server.expect_request("/studies").respond_with_json({"studies": [extra]})
-    else:
-        server.expect_request("/studies").respond_with_handler(second)  # type: ignore[arg-type]
-    return [s["protocolSection"]["identificationModule"]["nctId"] for s in page["studies"]] + [
-        extra["protocolSection"]["identificationModule"]["nctId"]] + [token]
-
-
-def test_cli_search_sync_in_a_child_process(server: HTTPServer, tmp_path: Path) -> None:
-    """The real command in its own (single-threaded) process reads the search in a forked
-    child: same lines, same store, the search index built."""
+def test_cli_search_sync_in_its_own_process(registry: FakeRegistry, server: HTTPServer,
+                                            tmp_path: Path) -> None:
+    """The real command in its own process: a line per new trial, the summary line, exit 0;
+    the next night only the summary."""
     db = tmp_path / "store.sqlite"
-    *ids, _token = _two_pages(server)
-    done = subprocess.run(
-        [sys.executable, "-m", "trialfinder.cli", "sync", "--condition", "cancer", "--db",
-         str(db), "--registry-url", base_url(server)],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "TRIALFINDER_DEBUG": "1"},
-    )
+    command = [sys.executable, "-c", unprivileged.CLI, "sync", "--status", "RECRUITING",
+               "--condition", "cancer", "--db", str(db), "--registry-url", base_url(server)]
+    env = {**os.environ, "TRIALFINDER_DEBUG": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout.splitlines() == [
-        f"{ids[0]} new: 1 site", f"{ids[1]} new: 26 sites", f"{ids[2]} new: 16 sites"]
-    with Store(db) as store:
-        assert store.trial_ids() == sorted(ids)
-        assert store.search_index_ready
-        assert store.last_sync()[3] == "ok"  # type: ignore[index]
-
-
-WRITER_THEN_SLOW_PAGE = """
-import os, sys
-from trialfinder.registry import RegistryClient
-from trialfinder.sync import sync
-db, url = sys.argv[1], sys.argv[2]
-with RegistryClient(url, timeout=(5.0, 60.0), min_interval=0) as client:
-    sync([], store_path=db, client=client, listing_records={}, condition="cancer")
-"""
-
-
-def test_killed_writer_leaves_no_reader_behind(server: HTTPServer, tmp_path: Path) -> None:
-    """The writer killed while its reader child waits for page 2: what was written stays,
-    the child exits as soon as it has something to send, and the store is not locked."""
-    db = tmp_path / "store.sqlite"
-    started, release = threading.Event(), threading.Event()
-
-    def slow(request: Request) -> Response:
-        started.set()
-        release.wait(30)
-        return Response(json.dumps({"studies": [json.loads(V1)]}), mimetype="application/json")
-
-    *ids, _token = _two_pages(server, slow)
-    writer = spawn(WRITER_THEN_SLOW_PAGE, db, base_url(server))
-    try:
-        assert started.wait(30)
-        deadline = time.monotonic() + 10
-        written: list[str] = []
-        while time.monotonic() < deadline and len(written) < 2:  # page 1 written
-            with Store(db) as store:
-                written = store.trial_ids()
-            time.sleep(0.05)
-        assert written == sorted(ids[:2])  # sent before the child waited on page 2
-        readers = subprocess.run(["pgrep", "-P", str(writer.pid)], capture_output=True,
-                                 text=True).stdout.split()
-        assert len(readers) == 1
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(10)
-    finally:
-        release.set()
-    reader = int(readers[0])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _running(reader):
-        time.sleep(0.05)
-    assert not _running(reader)
-    with Store(db) as store:
-        assert store.trial_ids() == sorted(ids[:2])
-    with store_lock(db, timeout=0.5):
-        pass  # nobody holds it
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a container's init may be slow to reap orphans)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
-
-
-@pytest.mark.parametrize("keep_raw", [True, False])
-def test_cli_keep_raw(server: HTTPServer, tmp_path: Path, keep_raw: bool) -> None:
-    """`sync --condition … --keep-raw` keeps each result's JSON as served; without it, none."""
-    db = tmp_path / "store.sqlite"
-    *ids, _token = _two_pages(server)
-    result = CliRunner().invoke(app, ["sync", "--condition", "cancer", "--db", str(db),
-                                      "--registry-url", base_url(server),
-                                      *(["--keep-raw"] if keep_raw else [])])
-    assert (result.exit_code, result.stderr) == (0, "")
-    assert len(result.stdout.splitlines()) == 3
-    with Store(db) as store:
-        raws = [store.get_raw(n) for n in ids]
-    if keep_raw:
-        assert all(r is not None and json.loads(r)["protocolSection"]["identificationModule"]
-                   ["nctId"] == n for r, n in zip(raws, ids, strict=True))
-    else:
-        assert raws == [None, None, None]
-
-
-def test_client_still_works_after_a_search_read_in_a_child(server: HTTPServer,
-                                                           tmp_path: Path) -> None:
-    """The child drops the connections it inherited (after_fork) and opens its own; the
-    parent's client, which fetched by id before the fork, keeps working afterwards."""
-    db = tmp_path / "store.sqlite"
-    *ids, _token = _two_pages(server)
-    server.expect_request(f"/studies/{NCT}").respond_with_data(V1,
-                                                               content_type="application/json")
-    with client(server) as c:
-        c.min_interval = 0
-        report = sync([NCT], store_path=db, client=c, listing_records={}, condition="cancer",
-                      in_child=True)
-        # NCT02260505 is also on page 2: fetched by id once, then skipped by the search.
-        assert [(t.nct_id, t.outcome) for t in report.trials] == [
-            (NCT, "new"), (ids[0], "new"), (ids[1], "new")]
-        study, _raw = c.get_study_text(NCT)  # the parent's pooled connection still serves
-    assert study["protocolSection"]["identificationModule"]["nctId"] == NCT
-
-
-def test_after_fork_empties_the_connection_pool() -> None:
-    from trialfinder.registry import RegistryClient
-
-    with RegistryClient("http://127.0.0.1:9") as c:
-        adapter = c._session.get_adapter("http://127.0.0.1:9/")
-        adapter.poolmanager.connection_from_url("http://127.0.0.1:9/")
-        assert len(adapter.poolmanager.pools) == 1
-        c.after_fork()
-        assert len(adapter.poolmanager.pools) == 0
-
-
-def test_keep_raw_without_a_search_is_a_usage_error(tmp_path: Path) -> None:
-    """--keep-raw only changes --condition results: alone, it is refused in one line."""
-    result = CliRunner().invoke(app, ["sync", NCT, "--keep-raw", "--db",
-                                      str(tmp_path / "s.sqlite")])
-    assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == ("Error: --keep-raw is for --condition results (a trial named by "
-                             "id always keeps its JSON)\n")
-    assert not (tmp_path / "s.sqlite").exists()
+    *lines, summary = done.stdout.splitlines()
+    assert lines and all(" new: " in line for line in lines)
+    assert summary == (f"sync: {len(lines)} asked, {len(lines)} new, 0 updated, 0 unchanged, "
+                       "0 failed ('cancer', statuses RECRUITING: full refresh)")
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    since = (date.today() - timedelta(days=1)).isoformat()  # the run's real start, less a day
+    assert again.stdout in [
+        "sync: 0 asked, 0 new, 0 updated, 0 unchanged, 0 failed ('cancer', statuses "
+        f"RECRUITING: incremental since {day})\n"
+        for day in (since, (date.today() - timedelta(days=2)).isoformat())]
 
 
 def test_empty_condition_is_a_usage_error(tmp_path: Path) -> None:
@@ -638,3 +818,143 @@ def test_empty_condition_is_a_usage_error(tmp_path: Path) -> None:
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == "Error: --condition is empty: give the condition to search for\n"
     assert not (tmp_path / "s.sqlite").exists()
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+def test_status_for_cron_monitoring(registry: FakeRegistry, server: HTTPServer,
+                                    tmp_path: Path) -> None:
+    """`trialfinder status` sums up the store and its runs; --max-age exits 1 when the last
+    success is too old or missing; a dead unfinished run is marked aborted."""
+    db = tmp_path / "store.sqlite"
+    runner = CliRunner()
+    never = runner.invoke(app, ["status", "--db", str(db), "--max-age", "24"])
+    assert never.exit_code == 1
+    assert never.stdout == f"No store at {db} yet; fill it with `trialfinder sync`.\n"
+    assert never.stderr == "Error: no successful sync recorded in this store\n"
+    run(server, db, statuses="RECRUITING", now=NIGHT1, listing_records={})
+    with Store(db) as store:
+        store.start_sync(now=NIGHT2, arguments={"nct_ids": [], "statuses": ["RECRUITING"]})
+    status = runner.invoke(app, ["status", "--db", str(db)])
+    assert status.exit_code == 0
+    lines = status.stdout.splitlines()
+    with Store(db) as store:
+        sites = store.counts()[1]
+    assert lines[:3] == [f"Store: {db} (schema 4)", f"Trials: 30; sites: {sites}",
+                         f"Last successful sync: {NIGHT1} ("
+                         f"{lines[2].split('(')[1]}"]
+    assert lines[3:] == [
+        "1 unfinished run marked aborted (its process is gone)",
+        "Last runs:",
+        f"  #2 {NIGHT2} aborted [--status RECRUITING] — the process ended without "
+        "finishing the run",
+        f"  #1 {NIGHT1} ok: 30 asked, 30 new, 0 updated, 0 unchanged, 0 failed [--status "
+        "RECRUITING]",
+        "Queries:",
+        f"  every study, statuses RECRUITING — 30 trials: last success {NIGHT1}, last full "
+        f"refresh {NIGHT1}",
+    ]
+    data = json.loads(runner.invoke(app, ["status", "--db", str(db), "--json"]).stdout)
+    assert (data["schema"], data["trials"], data["last_success"]["id"]) == (4, 30, 1)
+    assert [r["outcome"] for r in data["runs"]] == ["aborted", "ok"]
+    assert data["queries"][0]["statuses"] == ["RECRUITING"]
+    old = runner.invoke(app, ["status", "--db", str(db), "--max-age", "1"])
+    assert old.exit_code == 1
+    assert old.stderr.startswith("Error: the last successful sync was ")
+    assert old.stderr.endswith(" hours ago (more than 1)\n")
+    fresh = runner.invoke(app, ["status", "--db", str(db), "--max-age", "1000000"])
+    assert fresh.exit_code == 0
+
+
+def test_status_leaves_a_running_sync_alone(tmp_path: Path) -> None:
+    """While a sync holds the lock, its unfinished run is shown running, not aborted."""
+    db = tmp_path / "store.sqlite"
+    with Store(db) as store:
+        store.start_sync(now=NIGHT1)
+    with store_lock(db):
+        result = CliRunner().invoke(app, ["status", "--db", str(db)])
+    assert "A sync is running now." in result.stdout
+    assert f"  #1 {NIGHT1} running" in result.stdout.splitlines()
+
+
+# -- read-only stores -----------------------------------------------------------------------
+
+
+def test_a_store_that_cannot_be_written(server: HTTPServer) -> None:
+    """As a user who cannot write the store's folder: `status`, `changes` and `show` read
+    it; `sync` says in one line that it cannot write, exit 1, and nothing is lost."""
+    serve(server, V1)
+    with unprivileged.shared_folder() as folder:
+        db = folder / "store.sqlite"
+        run(server, db)
+        status = unprivileged.cli("status", "--db", str(db))
+        changes = unprivileged.cli("changes", "--db", str(db))
+        show = unprivileged.cli("show", NCT, "--db", str(db))
+        refused = unprivileged.cli("sync", NCT, "--db", str(db), "--registry-url",
+                                   base_url(server))
+        kept = load_trial(NCT, db)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0] == f"Store: {db} (schema 4, read-only)"
+    assert (changes.returncode, changes.stdout.count("trial added")) == (0, 1)
+    assert show.returncode == 0 and NCT in show.stdout
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (f"Error: The store at {db} cannot be written by this user "
+                              "(read-only file or folder)\n")
+    assert len(kept.sites) == 16
+
+
+# -- positions refreshed ----------------------------------------------------------------------
+
+
+def test_outdated_positions_are_placed_again(server: HTTPServer, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record placed by older rules is placed again when loaded (and written back);
+    `geocode --refresh` does every stored trial at once."""
+    db = tmp_path / "store.sqlite"
+    serve(server, V1)
+    run(server, db)
+    with Store(db) as store:
+        store.connection.execute("UPDATE trials SET placed_by = 'rules 0', record_json = "
+                                 "json_set(record_json, '$.placed_by', 'rules 0')")
+    loaded = load_trial(NCT, db)
+    assert loaded.placed_by == placing_version()
+    with Store(db) as store:
+        assert store.connection.execute("SELECT placed_by FROM trials").fetchone() == (
+            placing_version(),)
+        store.connection.execute("UPDATE trials SET placed_by = 'rules 0', record_json = "
+                                 "json_set(record_json, '$.placed_by', 'rules 0')")
+    result = CliRunner().invoke(app, ["geocode", "--refresh", "--db", str(db)])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (f"Placed 1 trials again (16 sites, 16 with a position) with "
+                             f"{placing_version()}.\n")
+    with Store(db) as store:
+        assert store.get_trial(NCT).placed_by == placing_version()  # type: ignore[union-attr]
+    both = CliRunner().invoke(app, ["geocode", "--refresh", "--online", "--db", str(db)])
+    assert both.exit_code == 2
+
+
+def test_sync_refuses_a_read_only_store_before_fetching(tmp_path: Path) -> None:
+    """A store opened read-only cannot be synced into (one StoreError line)."""
+    db = tmp_path / "store.sqlite"
+    Store(db).close()
+    with Store(db, mode="read") as store, pytest.raises(StoreError, match="cannot be written"):
+        sync([NCT], db=store, client=client("http://127.0.0.1:9"))
+
+
+def test_status_reads_an_older_store_it_cannot_upgrade(server: HTTPServer,
+                                                       tmp_path: Path) -> None:
+    """A schema-3 store opened read-only (it cannot be upgraded) still gets a status: its
+    runs without the details schema 4 keeps."""
+    from test_store import _as_version
+    from trialfinder.sync import store_status
+
+    db = tmp_path / "store.sqlite"
+    serve(server, V1)
+    run(server, db, now=NIGHT1)
+    _as_version(db, 3)
+    with Store(db, mode="read") as store:
+        status = store_status(store, now=NIGHT2)
+    assert (status.schema, status.read_only, status.trials, status.sites) == (3, True, 1, 16)
+    assert status.last_success is not None and status.last_success.counts == {}
+    assert status.queries == () and status.age_hours() == 24.0

@@ -71,9 +71,13 @@ def hostile_trial(nct_id: str = OTHER, facility: str = "Centre <b>Hostile</b>") 
 
 
 def store_with(path: Path, *trials: Trial) -> Path:
+    from trialfinder.geocode import placing_version
+
     with Store(path) as store:
         for trial in trials:
-            store.save_trial(trial, None)
+            # As a sync stores them: placed by this version (an older one is placed again,
+            # and written back, when first loaded).
+            store.save_trial(trial.replace(placed_by=placing_version()), None)
     return path
 
 

@@ -356,18 +356,30 @@ def listing(
 def sync_command(
     nct_ids: Annotated[
         list[str] | None,
-        typer.Argument(help=f"Trials to fetch (default: {DEFAULT_TRIAL} unless --condition).",
-                       show_default=False),
+        typer.Argument(help=f"Trials to fetch (default: {DEFAULT_TRIAL} unless --condition or "
+                       "--status).", show_default=False),
     ] = None,
     condition: Annotated[
-        str | None, typer.Option("--condition", help="Also store every study a search finds.")
+        str | None, typer.Option("--condition", help="Also mirror every study a search for "
+                                 "this condition finds.", show_default=False)
     ] = None,
     country: Annotated[
-        str | None, typer.Option("--country", help="Limit the --condition search to a place.")
+        str | None, typer.Option("--country", help="Limit the search to a place.",
+                                 show_default=False)
     ] = None,
-    keep_raw: Annotated[
-        bool, typer.Option("--keep-raw", help="Also keep each search result's JSON as the "
-                           "registry sent it (trials named by id always keep it).")
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Also mirror every study with these registry statuses "
+                     "(comma-separated, e.g. RECRUITING,NOT_YET_RECRUITING), with or without "
+                     "--condition.", show_default=False),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Ask for the whole search again, not only the "
+                           "studies updated since its last successful run (once a week).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="A line for every trial, unchanged ones "
+                           "too.")
     ] = False,
     as_json: JsonOption = False,
     db: DbOption = None,
@@ -380,30 +392,40 @@ def sync_command(
 ) -> None:
     """Fetch trials from ClinicalTrials.gov into the local store; safe for cron.
 
-    One line per trial; exit 0 if all were stored, 1 if any failed (the previous record of a
-    failed trial is kept), 75 if another sync holds the store.
+    A search (--condition, --status) asks only for the studies updated since its last
+    successful run; --full asks for all of them again. One summary line per run, and a line
+    per new, updated or failed trial (--verbose: every trial). Exit 0 if all were stored,
+    1 if any failed (the previous record of a failed trial is kept), 75 if another sync
+    holds the store.
     """
     from trialfinder.registry import RegistryClient
     from trialfinder.sync import TrialOutcome, sync
 
-    ids = list(nct_ids or ([] if condition else [DEFAULT_TRIAL]))
+    searching = condition is not None or status is not None
+    ids = list(nct_ids or ([] if searching else [DEFAULT_TRIAL]))
     on_tty = not as_json and sys.stderr.isatty()
 
     def progress(outcome: TrialOutcome, done: int, total: int | None) -> None:
         if on_tty:
             _control("\r\x1b[2K")  # clear the progress line
-        if not as_json:
+        if not as_json and (verbose or outcome.outcome != "unchanged"):
             typer.echo(outcome.summary())
         if on_tty:
             _control(_("syncing: {done}/{total} done").format(done=done, total=total or "?"))
 
+    def warning(message: str) -> None:
+        if not as_json:
+            typer.echo(f"warning: {message}")
+
     with RegistryClient(registry_url) as client:
-        report = sync(ids, store_path=_db(db), client=client, condition=condition,
-                      country=country, on_progress=progress, keep_raw=keep_raw)
+        report = sync(ids, db=_db(db), client=client, condition=condition, country=country,
+                      statuses=status, full=full, on_progress=progress, on_warning=warning)
     if on_tty:
         _control("\r\x1b[2K")
     if as_json:
         _print_json(report.to_jsonable())
+    else:
+        typer.echo(report.summary())
     failed = [t for t in report.trials if t.outcome == "failed"]
     if failed:
         # The per-trial lines went to stdout for the log; stderr gets the one-line verdict.
@@ -443,6 +465,38 @@ def changes_command(
             typer.echo(change.describe())
 
 
+@app.command("status")
+def status_command(
+    as_json: JsonOption = False,
+    max_age: Annotated[
+        float | None,
+        typer.Option("--max-age", min=0, metavar="HOURS", help="Exit 1 when the most recent "
+                     "successful sync is older than this, or there has never been one (for "
+                     "monitoring).", show_default=False),
+    ] = None,
+    db: DbOption = None,
+    lang: LangOption = None,
+) -> None:
+    """The store and its syncs, for cron monitoring: path and schema, trials and sites, the
+    most recent successful sync, the last runs with their arguments and outcomes, and the
+    last successful run of each query."""
+    from trialfinder.i18n import _
+    from trialfinder.sync import status_text, store_status
+
+    status = store_status(_db(db))
+    if as_json:
+        _print_json(status.to_jsonable())
+    else:
+        typer.echo(status_text(status))
+    if max_age is not None:
+        age = status.age_hours()
+        if age is None:
+            _fatal(_("no successful sync recorded in this store"), 1)
+        if age > max_age:
+            _fatal(_("the last successful sync was {age:.1f} hours ago (more than {limit:g})")
+                   .format(age=age, limit=max_age), 1)
+
+
 @app.command()
 def geocode(
     trial: TrialOption = DEFAULT_TRIAL,
@@ -456,6 +510,11 @@ def geocode(
     ] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
+    refresh: Annotated[
+        bool,
+        typer.Option("--refresh", help="Place every trial of the store again with the current "
+                     "offline rules and gazetteer, and store the positions (offline)."),
+    ] = False,
     lang: LangOption = None,
 ) -> None:
     """Place every site of a trial; report each site's position, precision and source.
@@ -471,6 +530,9 @@ def geocode(
     from trialfinder import render
     from trialfinder.geocode import NominatimClient, geocode_trial, online_requested
 
+    if refresh:
+        _refresh_positions(db, online=online, as_json=as_json)
+        return
     online = online_requested(online)
     client = NominatimClient() if online else None
     with ExitStack() as stack:
@@ -491,6 +553,23 @@ def geocode(
         _print_json(render.geocode_json(placement, online=online))
     else:
         typer.echo(render.geocode_text(placement, online=online))
+
+
+def _refresh_positions(db: Path | None, *, online: bool, as_json: bool) -> None:
+    from trialfinder.i18n import _
+    from trialfinder.records import refresh_positions
+
+    if online:
+        raise typer.BadParameter(_("--refresh places offline; it cannot be combined with "
+                                   "--online"))
+    done = refresh_positions(_db(db))
+    if as_json:
+        _print_json({"trials": done.trials, "sites": done.sites, "placed": done.placed,
+                     "placed_by": done.version})
+    else:
+        typer.echo(_("Placed {trials} trials again ({sites} sites, {placed} with a position) "
+                     "with {version}.").format(trials=done.trials, sites=done.sites,
+                                               placed=done.placed, version=done.version))
 
 
 @app.command()

@@ -1,46 +1,127 @@
-"""Where a trial record comes from: the local store if it holds one, else the bundled data."""
+"""Where a trial record comes from: the local store if it holds one, else the bundled data.
+
+Positions are decided once, by the offline placing chain (`sync.placer`), and kept with the
+version of the rules and gazetteer that decided them (`Trial.placed_by`). A record placed by
+another version is placed again when it is loaded (and written back when the store can be
+written); `refresh_positions` (`trialfinder geocode --refresh`) does it for every stored
+trial at once. So `nearest`, `search`, maps and exports all read the same positions.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
 
 from trialfinder.errors import TrialNotFound
+from trialfinder.i18n import _
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Trial, trial_from_jsonable
 from trialfinder.resources import data_path
+from trialfinder.store import StoreLike, using_store
 
-if TYPE_CHECKING:
-    from trialfinder.store import StoreLike
+REFRESH_BATCH = 500
+"""Trials re-placed per transaction by `refresh_positions`."""
 
 
-def bundled_trial(nct_id: str) -> Trial | None:
-    """The record shipped with trialfinder for this trial, if there is one."""
+@lru_cache(maxsize=8)
+def bundled_record(nct_id: str) -> Trial | None:
+    """The record shipped with trialfinder for this trial, as built (positions as the source
+    gave them): what a sync merges with the registry's record."""
     path = data_path(f"trials/{nct_id}.json")
     if not path.is_file():
         return None
     return trial_from_jsonable(json.loads(path.read_text(encoding="utf-8")))
 
 
+@lru_cache(maxsize=8)
+def bundled_trial(nct_id: str) -> Trial | None:
+    """The bundled record with its sites placed by the current placing rules (placed once
+    per process)."""
+    record = bundled_record(nct_id)
+    if record is None or record.placed_by == _placing_version():
+        return record
+    from trialfinder.sync import placer
+
+    return placer(None)(record)
+
+
+def _placing_version() -> str:
+    from trialfinder.geocode import placing_version
+
+    return placing_version()
+
+
 def load_trial(nct_id: str, db: StoreLike) -> Trial:
     """The store's copy (kept fresh by `sync`) if it has one, else the bundled record.
 
-    ``db``: an open `Store`, a path, or None (the bundled record only). A store that does not
-    exist yet is not created here: reading never writes.
+    Stored positions are returned as they are, unless another version of the placing rules
+    decided them: then the trial is placed again, and written back if the store can be
+    written now (never waiting for a running sync). A store that does not exist yet is not
+    created here.
     """
     nct_id = normalise_nct_id(nct_id)
-    if db is not None and (not isinstance(db, (str, Path)) or Path(db).exists()):
-        from trialfinder.store import using_store
+    with using_store(db) as store:
+        stored = store.get_trial(nct_id) if store is not None else None
+        if store is not None and stored is not None:
+            if stored.placed_by == _placing_version():
+                return stored
+            from trialfinder.sync import placer
 
-        with using_store(db) as store:
-            stored = store.get_trial(nct_id) if store is not None else None
-        if stored is not None:
-            return stored
+            placed = placer(store)(stored)
+            if not store.read_only:
+                store.rewrite_trials([placed], wait=False)
+            return placed
     bundled = bundled_trial(nct_id)
     if bundled is not None:
         return bundled
-    from trialfinder.i18n import _
+    raise TrialNotFound(_(
+        "No record of {nct} here; fetch it with `trialfinder sync {nct}` (needs network)"
+    ).format(nct=nct_id))
 
-    raise TrialNotFound(_("No record of {nct_id} here; fetch it with `trialfinder sync "
-                          "{nct_id}` (needs network)").format(nct_id=nct_id))
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What `refresh_positions` did."""
+
+    trials: int
+    sites: int
+    placed: int
+    """Sites with a position after the refresh."""
+    version: str
+    """The placing version now stamped on every stored trial."""
+
+
+def refresh_positions(
+    db: StoreLike, *, on_trial: Callable[[int, int], None] | None = None
+) -> Refreshed:
+    """Place every stored trial again with the current offline rules and gazetteer, and
+    write the positions back (`trialfinder geocode --refresh`), ``REFRESH_BATCH`` trials a
+    transaction. ``on_trial(done, total)`` after each trial."""
+    from trialfinder.sync import placer
+
+    with using_store(db, mode="write") as store:
+        if store is None:
+            raise TrialNotFound(_("No store at {path}; fill it with `trialfinder sync`").format(
+                path=db))
+        store.prepare_for_writing()
+        total = store.counts()[0]
+        place = placer(store)
+        done = sites = placed = 0
+        batch: list[Trial] = []
+        for trial in store.iter_trials():
+            again = place(trial)
+            batch.append(again)
+            done += 1
+            sites += len(again.sites)
+            placed += sum(1 for s in again.sites if s.has_position)
+            if len(batch) >= REFRESH_BATCH:
+                store.rewrite_trials(batch)
+                batch = []
+            if on_trial is not None:
+                on_trial(done, total)
+        if batch:
+            store.rewrite_trials(batch)
+    return Refreshed(done, sites, placed, _placing_version())
+

@@ -1,13 +1,24 @@
-"""The local SQLite store: trial records, their sites, a history of changes, a geocode cache.
+"""The local SQLite store: trial records, their sites, a history of changes, the sync runs.
 
-One `Store` owns one database file. Every write of a trial is one transaction
-(``BEGIN IMMEDIATE`` … ``COMMIT``), so a sync that dies half-way (network gone, process
-killed) leaves the previous good record in place. The schema is versioned with
-``PRAGMA user_version`` and marked as ours with ``PRAGMA application_id``.
+One `Store` owns one database file. Every write is one transaction (``BEGIN IMMEDIATE`` …
+``COMMIT``): a trial named by id, or a whole search page, so a sync that dies half-way
+(network gone, process killed) leaves the previous good records in place. The schema is
+versioned with ``PRAGMA user_version``, marked as ours with ``PRAGMA application_id``, and
+upgraded here from every earlier version.
 
-The ``record_json`` column is the truth (``models.to_jsonable(trial)``, its sites as compact
-arrays: see ``_serialise``); the ``sites`` and ``contacts`` tables are derived from it for
-querying across trials and for diffing.
+The ``record_json`` column is the truth (``models.to_jsonable(trial)``); the ``sites`` and
+``contacts`` tables and the derived columns are computed from it in Python by
+`prepare_trial`, with the rule modules (recruitment.py, search.py), never in SQL.
+
+History compares like with like: each source of a trial (the registry, a listing page) keeps
+its own *basis* in ``trial_sources`` — the recorded statuses, sites and contacts of the last
+copy from that source, before any merge — and a new copy is compared with the basis of its
+own source only. So a registry copy is never diffed against a listing scrape: alternating
+the two cannot flip-flop the history. Every change row says its ``source``.
+
+A store that this process cannot write (a read-only file or directory) is opened read-only
+(SQLite ``mode=ro``, else ``immutable=1`` when the write-ahead log's index cannot be made):
+readers work, writers get one clear error.
 """
 
 from __future__ import annotations
@@ -15,19 +26,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
+import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
+from urllib.parse import quote
 
 from trialfinder.errors import BadInput, StoreError
+from trialfinder.i18n import _
 from trialfinder.models import (
     Contact,
     Status,
@@ -37,13 +50,60 @@ from trialfinder.models import (
 )
 from trialfinder.text import fold
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # 2: no (latitude, longitude) and (status) indexes on `sites`. Nothing read through them (the
 # search has its own R*Tree) and keeping them cost a third of the write time of a sync.
 # 3: what the rules derive, kept beside the record for queries across trials: each site's
 # standing (recruitment.py) and the day a recruiting-type status stops counting as verified,
 # how its position was decided, the trial's searchable text and placing version. Derived
 # rows are recomputed from the records on upgrade (`_rederive`).
+# 4: history by source (`trial_sources`, `changes.source`, new change kinds), what each sync
+# run was asked and did (`syncs.arguments/counts/pid/note`), and the incremental sync's
+# memory: the last successful run per query (`sync_queries`) and the trials each search
+# query brought in (`query_trials`). `sites.contacts_hash` is no longer written (the bases
+# replaced it) and keeps its default.
+_TRIAL_SOURCES = """CREATE TABLE trial_sources (
+    trial TEXT NOT NULL REFERENCES trials(nct_id) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    basis TEXT NOT NULL,
+    PRIMARY KEY (trial, source)
+) WITHOUT ROWID"""
+_SYNC_QUERIES = """CREATE TABLE sync_queries (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('search', 'trial')),
+    condition TEXT,
+    country TEXT,
+    statuses TEXT,
+    nct_id TEXT,
+    last_run_id INTEGER,
+    last_success TEXT,
+    last_success_id INTEGER,
+    last_full TEXT,
+    retry TEXT
+)"""
+_QUERY_TRIALS = """CREATE TABLE query_trials (
+    query TEXT NOT NULL REFERENCES sync_queries(key) ON DELETE CASCADE,
+    trial TEXT NOT NULL,
+    PRIMARY KEY (query, trial)
+) WITHOUT ROWID"""
+_CHANGES = """CREATE TABLE {name} (
+    id INTEGER PRIMARY KEY,
+    sync_id INTEGER REFERENCES syncs(id),
+    trial TEXT NOT NULL,
+    at TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'registry',
+    kind TEXT NOT NULL,
+    site_key TEXT,
+    facility TEXT,
+    old TEXT,
+    new TEXT
+)"""
+_CHANGES_INDEXES = (
+    "CREATE INDEX changes_trial_at ON changes(trial, at)",
+    "CREATE INDEX changes_at ON changes(at)",
+)
 _UPGRADES: dict[int, tuple[str, ...]] = {
     1: ("DROP INDEX IF EXISTS sites_lat_lon", "DROP INDEX IF EXISTS sites_status"),
     2: (
@@ -54,13 +114,29 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         "ALTER TABLE sites ADD COLUMN matched TEXT",
         "ALTER TABLE sites ADD COLUMN unplaced_reason TEXT",
     ),
+    3: (
+        "ALTER TABLE syncs ADD COLUMN arguments TEXT",
+        "ALTER TABLE syncs ADD COLUMN counts TEXT",
+        "ALTER TABLE syncs ADD COLUMN pid INTEGER",
+        "ALTER TABLE syncs ADD COLUMN note TEXT",
+        # The kind CHECK of schema 3 goes (kinds are checked in Python): rebuild the table.
+        _CHANGES.format(name="changes_v4"),
+        "INSERT INTO changes_v4 (id, sync_id, trial, at, source, kind, site_key, facility, "
+        "old, new) SELECT id, sync_id, trial, at, 'registry', kind, site_key, facility, old, "
+        "new FROM changes",
+        "DROP TABLE changes",
+        "ALTER TABLE changes_v4 RENAME TO changes",
+        *_CHANGES_INDEXES,
+        _TRIAL_SOURCES,
+        _SYNC_QUERIES,
+        _QUERY_TRIALS,
+    ),
 }
 _REDERIVE_FROM = 3
 """Upgrading to this version (or past it) recomputes every trial's derived rows."""
 APPLICATION_ID = 0x54464E44  # "TFND": tells our files from any other SQLite database
 BUSY_TIMEOUT_MS = 5000
-
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE trials (
     nct_id TEXT PRIMARY KEY,
     title TEXT NOT NULL,
@@ -91,7 +167,7 @@ CREATE TABLE sites (
     precision TEXT NOT NULL,
     coordinate_source TEXT,
     listing_only INTEGER NOT NULL DEFAULT 0,
-    contacts_hash TEXT NOT NULL,
+    contacts_hash TEXT NOT NULL DEFAULT '',
     standing TEXT NOT NULL DEFAULT 'not_stated',
     recruiting_until TEXT,
     matched TEXT,
@@ -114,22 +190,14 @@ CREATE TABLE syncs (
     id INTEGER PRIMARY KEY,
     started TEXT NOT NULL,
     finished TEXT,
-    outcome TEXT
+    outcome TEXT,
+    arguments TEXT,
+    counts TEXT,
+    pid INTEGER,
+    note TEXT
 );
-CREATE TABLE changes (
-    id INTEGER PRIMARY KEY,
-    sync_id INTEGER REFERENCES syncs(id),
-    trial TEXT NOT NULL,
-    at TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('trial_added', 'trial_status_changed', 'site_added',
-        'site_removed', 'site_status_changed', 'site_contact_changed')),
-    site_key TEXT,
-    facility TEXT,
-    old TEXT,
-    new TEXT
-);
-CREATE INDEX changes_trial_at ON changes(trial, at);
-CREATE INDEX changes_at ON changes(at);
+{_CHANGES.format(name="changes")};
+{";".join(_CHANGES_INDEXES)};
 CREATE TABLE geocode_cache (
     key TEXT PRIMARY KEY,
     latitude REAL,
@@ -139,6 +207,9 @@ CREATE TABLE geocode_cache (
     fetched_at TEXT NOT NULL,
     raw TEXT
 );
+{_TRIAL_SOURCES};
+{_SYNC_QUERIES};
+{_QUERY_TRIALS};
 """
 # The columns of `sites`: `status` is the registry status the site's standing rests on (its
 # own, else the trial's; recruitment.py), `site_status` the site's own, NULL if none.
@@ -146,22 +217,37 @@ CREATE TABLE geocode_cache (
 # day a recruiting-type status still counts as verified (recruitment.verification_expires):
 # a site is recruiting on day D when standing = 'recruiting' and (recruiting_until IS NULL or
 # recruiting_until >= D). `matched` lists the address fields its position agrees with
-# (comma-separated). `contacts_hash` fingerprints the site's contacts so a re-sync can tell
-# a contact change without reading the contacts back.
+# (comma-separated).
+#
+# `syncs`: one row per run; `arguments` (JSON) what it was asked, `counts` (JSON) what it
+# did, `pid` the process that ran it, `note` the first failure. A run whose `finished` is
+# NULL while nobody holds the sync lock died without a word: `abandon_unfinished` marks it.
+#
+# `sync_queries`: per search query (normalised condition, country, statuses) and per trial
+# named by id, the last run that asked it and the start of the last successful one (and of
+# the last successful full refresh): an incremental sync asks the registry only for what
+# changed since. `query_trials`: the trials a search query returned, so a full refresh can
+# tell which ones the registry no longer returns.
 
 
 class ChangeKind(StrEnum):
     TRIAL_ADDED = "trial_added"
     TRIAL_STATUS_CHANGED = "trial_status_changed"
+    TRIAL_CONTACT_CHANGED = "trial_contact_changed"
+    """The trial's central contacts (the study desk), with old and new phone/e-mail."""
+    TRIAL_NOT_SEEN = "trial_not_seen"
+    """A full refresh of the queries that brought the trial in no longer returned it."""
+    TRIAL_SEEN_AGAIN = "trial_seen_again"
     SITE_ADDED = "site_added"
     SITE_REMOVED = "site_removed"
     SITE_STATUS_CHANGED = "site_status_changed"
+    """The site's own *recorded* status, never one derived from the trial's."""
     SITE_CONTACT_CHANGED = "site_contact_changed"
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One recorded difference between two successive records of a trial."""
+    """One recorded difference between two successive copies of a trial from one source."""
 
     at: str
     """ISO timestamp of the save that saw the change."""
@@ -170,32 +256,53 @@ class Change:
     site_key: str | None = None
     facility: str | None = None
     old: str | None = None
-    """Before: a status value, or the contacts as "Name (ROLE); …"; None for an addition."""
+    """Before: a status value, or the contacts that changed as "Name (ROLE): phone, e-mail;
+    …"; None for an addition."""
     new: str | None = None
     sync_id: int | None = None
+    source: str = "registry"
+    """Which source's copies were compared: "registry", "listing"."""
 
     def describe(self) -> str:
         """One line for people: '2024-03-15 NCT02260505: Centre Léon Bérard: Recruiting → …'."""
         day = self.at[:10]
         where = self.facility or self.site_key or "?"
         prefix = f"{day} {self.nct_id}"
-        if self.kind is ChangeKind.TRIAL_ADDED:
-            return f"{prefix}: trial added ({_label(self.new)})"
-        if self.kind is ChangeKind.TRIAL_STATUS_CHANGED:
-            return f"{prefix}: trial status {_label(self.old)} → {_label(self.new)}"
-        if self.kind is ChangeKind.SITE_ADDED:
-            return f"{prefix}: site added: {where} ({_label(self.new)})"
-        if self.kind is ChangeKind.SITE_REMOVED:
-            return f"{prefix}: site removed: {where} (was {_label(self.old)})"
-        if self.kind is ChangeKind.SITE_STATUS_CHANGED:
-            return f"{prefix}: {where}: {_label(self.old)} → {_label(self.new)}"
-        return f"{prefix}: {where}: contacts {self.old or 'none'} → {self.new or 'none'}"
+        kind = self.kind
+        if kind is ChangeKind.TRIAL_ADDED:
+            text = _("trial added ({status})").format(status=status_words(self.new))
+        elif kind is ChangeKind.TRIAL_STATUS_CHANGED:
+            text = _("trial status {old} → {new}").format(old=status_words(self.old),
+                                                          new=status_words(self.new))
+        elif kind is ChangeKind.TRIAL_CONTACT_CHANGED:
+            text = _("trial contacts {old} → {new}").format(old=self.old or _("none"),
+                                                            new=self.new or _("none"))
+        elif kind is ChangeKind.TRIAL_NOT_SEEN:
+            text = _("no longer returned by the registry (not seen since {day}); no longer "
+                     "called recruiting").format(day=self.new)
+        elif kind is ChangeKind.TRIAL_SEEN_AGAIN:
+            text = _("returned by the registry again (not seen since {day})").format(
+                day=self.old)
+        elif kind is ChangeKind.SITE_ADDED:
+            text = _("site added: {site} ({status})").format(site=where,
+                                                             status=status_words(self.new))
+        elif kind is ChangeKind.SITE_REMOVED:
+            text = _("site removed: {site} (was {status})").format(
+                site=where, status=status_words(self.old))
+        elif kind is ChangeKind.SITE_STATUS_CHANGED:
+            text = _("{site}: {old} → {new}").format(site=where, old=status_words(self.old),
+                                                      new=status_words(self.new))
+        else:
+            text = _("{site}: contacts {old} → {new}").format(
+                site=where, old=self.old or _("none"), new=self.new or _("none"))
+        return f"{prefix}: {text}"
 
     def to_jsonable(self) -> dict[str, Any]:
         return {
             "at": self.at,
             "nct_id": self.nct_id,
             "kind": self.kind.value,
+            "source": self.source,
             "site_key": self.site_key,
             "facility": self.facility,
             "old": self.old,
@@ -205,11 +312,12 @@ class Change:
         }
 
 
-def _label(status: str | None) -> str:
+def status_words(status: str | None) -> str:
+    """A recorded registry status as people read it ("Active, not recruiting")."""
     from trialfinder.recruitment import status_label
 
     if not status:
-        return "no status"
+        return _("no status")
     try:
         return status_label(Status(status))
     except ValueError:
@@ -255,7 +363,7 @@ class StoredSite:
     zip: str | None
     country: str
     status: Status
-    """Effective status: the site's own, else the trial's."""
+    """The registry status the site's standing rests on: its own, else the trial's."""
     site_status: Status | None
     latitude: float | None
     longitude: float | None
@@ -264,12 +372,66 @@ class StoredSite:
     listing_only: bool
 
 
+@dataclass(frozen=True, slots=True)
+class SyncRun:
+    """One run of `trialfinder sync`, as recorded."""
+
+    id: int
+    started: str
+    finished: str | None
+    outcome: str | None
+    """"ok", "partial" (some trials failed), "failed", "aborted"; None while running."""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    """asked, new, updated, unchanged, failed, skipped (a run's summary)."""
+    pid: int | None = None
+    note: str | None = None
+
+    def to_jsonable(self) -> dict[str, Any]:
+        return {"id": self.id, "started": self.started, "finished": self.finished,
+                "outcome": self.outcome, "arguments": self.arguments, "counts": self.counts,
+                "note": self.note}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryState:
+    """What the store remembers of one sync query (a search, or a trial named by id)."""
+
+    key: str
+    kind: Literal["search", "trial"]
+    condition: str | None = None
+    country: str | None = None
+    statuses: tuple[str, ...] = ()
+    nct_id: str | None = None
+    last_run_id: int | None = None
+    last_success: str | None = None
+    """ISO timestamp of the start of the last successful run of this query."""
+    last_success_id: int | None = None
+    last_full: str | None = None
+    """Start of the last successful full refresh (a search asked without a date filter)."""
+    trials: int = 0
+    """Trials this search query returned (and the store keeps)."""
+    retry: tuple[str, ...] = ()
+    """Studies of this search that failed to be read or stored on its last run: the next run
+    asks for them by id (an incremental search would not return them again)."""
+
+    def to_jsonable(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "condition": self.condition,
+                "country": self.country, "statuses": list(self.statuses),
+                "nct_id": self.nct_id, "last_run_id": self.last_run_id,
+                "last_success": self.last_success, "last_success_id": self.last_success_id,
+                "last_full": self.last_full, "trials": self.trials, "retry": list(self.retry)}
+
+
 StoreLike = Union["Store", str, Path, None]
 """What library calls accept for the store: an open `Store`, a path, or None (no store)."""
+Mode = Literal["auto", "read", "write"]
 
 
 @contextmanager
-def using_store(db: StoreLike, *, create: bool = False) -> Iterator[Store | None]:
+def using_store(
+    db: StoreLike, *, create: bool = False, mode: Mode = "auto"
+) -> Iterator[Store | None]:
     """The store ``db`` designates, open for the block: an open `Store` is used as is (and
     left open), a path is opened and closed; None, or a path to no file (unless ``create``),
     gives None: reading never creates a store."""
@@ -280,12 +442,23 @@ def using_store(db: StoreLike, *, create: bool = False) -> Iterator[Store | None
                       and not Path(db).expanduser().exists()):
         yield None
         return
-    with Store(db) as store:
+    with Store(db, mode=mode) as store:
         yield store
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def can_write(path: str | Path) -> bool:
+    """Whether this process may write the store at ``path`` (and its -wal/-shm beside it)."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # a store not made yet: its nearest existing folder decides
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    return not target.exists() or os.access(target, os.R_OK | os.W_OK)
 
 
 # =========================================================================================
@@ -459,7 +632,7 @@ class _SearchIndex:
     _search_ready: bool = False
 
     if TYPE_CHECKING:  # Store's own
-        def _read(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor: ...
+        def _read(self, sql: str, params: Iterable[Any] = ()) -> Rows: ...
         def get_trial(self, nct_id: str) -> Trial | None: ...
 
     # -- creation ----------------------------------------------------------------------
@@ -751,31 +924,72 @@ class _SearchIndex:
 
 
 class Store(_SearchIndex):
-    """One trialfinder SQLite database. Use as a context manager, or call close()."""
+    """One trialfinder SQLite database. Use as a context manager, or call close().
 
-    def __init__(self, path: str | Path) -> None:
+    ``mode``: "auto" opens read-only when this process cannot write the file or its folder,
+    "write" raises StoreError then, "read" always opens read-only (and never creates).
+    """
+
+    def __init__(self, path: str | Path, *, mode: Mode = "auto") -> None:
         self.path = str(path)
         self._label = self.path
+        self._mode = mode
         memory = self.path == ":memory:"
+        file = Path(self.path).expanduser()
+        writable = memory or (mode != "read" and can_write(file))
+        if not writable and mode == "write":
+            raise StoreError(_("The store at {path} cannot be written by this user (read-only "
+                               "file or folder)").format(path=self._label))
+        if not writable and not file.exists():
+            raise StoreError(_("No store at {path}").format(path=self._label))
+        self.read_only = not writable
+        self._ours = False
+        """The header says this is a trialfinder store (a later error means damage)."""
         try:
-            if not memory:
-                Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
-            )
+            if self.read_only:
+                self._db = self._connect_read_only(file)
+            else:
+                if not memory:
+                    file.parent.mkdir(parents=True, exist_ok=True)
+                # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
+                self._db = sqlite3.connect(
+                    self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+                )
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"Cannot open the store at {self._label}: {exc}") from None
+            raise StoreError(_("Cannot open the store at {path}: {reason}").format(
+                path=self._label, reason=exc)) from None
         try:
             self._setup(memory)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise StoreError(f"The store at {self._label} is locked; try again") from None
-            raise StoreError(f"The store at {self._label} is not a trialfinder database") from None
+                raise StoreError(_("The store at {path} is locked; try again").format(
+                    path=self._label)) from None
+            if self._ours:
+                raise StoreError(_("The store at {path} is damaged ({reason}); move it aside "
+                                   "and fill a new one with `trialfinder sync`").format(
+                    path=self._label, reason=exc)) from None
+            raise StoreError(self._not_ours()) from None
         except StoreError:
             self._db.close()
             raise
+
+    def _connect_read_only(self, file: Path) -> sqlite3.Connection:
+        """``mode=ro`` reads the write-ahead log too, but needs its index (-shm) to exist or
+        be creatable; without it (a read-only folder, no writer around) ``immutable=1``
+        reads the database file alone, which then holds every committed write."""
+        uri = "file:" + quote(str(file.resolve()))
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
+                             timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+        return db
+
+    def _not_ours(self) -> str:
+        return _("The store at {path} is not a trialfinder database").format(path=self._label)
 
     def _setup(self, memory: bool) -> None:
         db = self._db
@@ -785,6 +999,12 @@ class Store(_SearchIndex):
         version = db.execute("PRAGMA user_version").fetchone()[0]
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         self._check_version(version, app_id)
+        self._ours = app_id == APPLICATION_ID
+        if self.read_only:
+            if version == 0:
+                raise StoreError(self._not_ours())
+            self._search_ready = self._search_index_ensure()  # used as it is, never built
+            return
         if not memory:
             # WAL: readers (nearest) never wait for a sync; synchronous=NORMAL is safe
             # against a killed process (only a power cut may drop the last commits).
@@ -802,17 +1022,17 @@ class Store(_SearchIndex):
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
             ).fetchone()[0]
             if tables:
-                raise StoreError(f"The store at {self._label} is not a trialfinder database")
+                raise StoreError(self._not_ours())
             return
         if app_id != APPLICATION_ID:
-            raise StoreError(f"The store at {self._label} is not a trialfinder database")
+            raise StoreError(self._not_ours())
         if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"The store at {self._label} was written by a newer trialfinder (schema "
-                f"{version}; this one knows {SCHEMA_VERSION}): upgrade trialfinder"
-            )
+            raise StoreError(_(
+                "The store at {path} was written by a newer trialfinder (schema {version}; "
+                "this one knows {known}): upgrade trialfinder"
+            ).format(path=self._label, version=version, known=SCHEMA_VERSION))
         if version < 1:
-            raise StoreError(f"The store at {self._label} is not a trialfinder database")
+            raise StoreError(self._not_ours())
 
     def _create_schema(self) -> None:
         db = self._db
@@ -833,10 +1053,11 @@ class Store(_SearchIndex):
 
     def _upgrade(self) -> None:
         """Bring an older schema up to date in one transaction. A store that cannot be
-        written now (read-only, or a sync holds it) is read as it is: every version this
-        code knows is readable, and the next writer upgrades it."""
+        written now (a sync holds it) is read as it is: every version this code knows is
+        readable, and the next writer upgrades it."""
         db = self._db
-        db.execute("PRAGMA busy_timeout = 0")  # a reader must not wait for a running sync
+        if self._mode != "write":
+            db.execute("PRAGMA busy_timeout = 0")  # a reader must not wait for a running sync
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:
@@ -854,8 +1075,12 @@ class Store(_SearchIndex):
                 self._rederive()
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
-        except sqlite3.OperationalError:
-            db.execute("ROLLBACK")  # read-only file: BEGIN succeeds, the first write fails
+        except sqlite3.OperationalError as exc:
+            db.execute("ROLLBACK")
+            if self._mode == "write":
+                raise StoreError(_("Cannot upgrade the store at {path}: {reason}").format(
+                    path=self._label, reason=exc)) from None
+            # A reader (e.g. on a full disk) reads the old schema as it is.
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -869,7 +1094,9 @@ class Store(_SearchIndex):
             "SELECT record_json, raw_json, fetched_at FROM trials"
         ).fetchall():
             trial = _trial_from_record(json.loads(record_json))
-            self._write(prepare_trial(trial, raw_json), fetched_at, True)
+            # No basis: a record of before schema 4 may hold a listing's contacts merged in;
+            # its next copy is compared by status only (see `_save_one`).
+            self._write(prepare_trial(trial, raw_json, basis=""), fetched_at, True)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -894,11 +1121,25 @@ class Store(_SearchIndex):
 
     @property
     def journal_mode(self) -> str:
-        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+        return str(self._read("PRAGMA journal_mode").fetchone()[0])
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return int(self._read("PRAGMA user_version").fetchone()[0])
+
+    def _has_table(self, name: str) -> bool:
+        return self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                          (name,)).fetchone() is not None
+
+    def prepare_for_writing(self) -> None:
+        """Ready this connection for a run of writes (a sync): a clear error now rather than
+        at the first write if the store is read-only or not upgraded."""
+        if self.read_only:
+            raise StoreError(_("The store at {path} cannot be written by this user (read-only "
+                               "file or folder)").format(path=self._label))
+        if self.schema_version < SCHEMA_VERSION:
+            raise StoreError(_("The store at {path} is busy being upgraded by another process; "
+                               "try again").format(path=self._label))
 
     # -- trials ------------------------------------------------------------------------
 
@@ -908,13 +1149,30 @@ class Store(_SearchIndex):
         ).fetchone()
         if row is None:
             return None
+        return self._decode(nct_id, row[0])
+
+    def _decode(self, nct_id: str, record_json: str) -> Trial:
         try:
-            return _trial_from_record(json.loads(row[0]))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise StoreError(
-                f"The store at {self._label} holds an unreadable record of {nct_id} ({exc}); "
-                f"run `trialfinder sync {nct_id}` to replace it"
-            ) from None
+            return _trial_from_record(json.loads(record_json))
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise StoreError(_(
+                "The store at {path} holds an unreadable record of {nct} ({reason}); run "
+                "`trialfinder sync {nct}` to replace it"
+            ).format(path=self._label, nct=nct_id, reason=exc)) from None
+
+    def iter_trials(self) -> Iterator[Trial]:
+        """Every stored trial, in identifier order (read in slices: memory stays flat)."""
+        after = ""
+        while True:
+            rows = self._read(
+                "SELECT nct_id, record_json FROM trials WHERE nct_id > ? ORDER BY nct_id "
+                "LIMIT 500", (after,)
+            ).fetchall()
+            if not rows:
+                return
+            for nct_id, record_json in rows:
+                yield self._decode(nct_id, record_json)
+            after = rows[-1][0]
 
     def get_raw(self, nct_id: str) -> str | None:
         """The registry's JSON text as received for the stored record, if kept."""
@@ -924,6 +1182,19 @@ class Store(_SearchIndex):
     def trial_ids(self) -> list[str]:
         return [r[0] for r in self._read("SELECT nct_id FROM trials ORDER BY nct_id")]
 
+    def stored_ids(self, nct_ids: Iterable[str]) -> set[str]:
+        """Which of these trials the store holds."""
+        wanted = json.dumps(list(nct_ids))
+        return {r[0] for r in self._read(
+            "SELECT nct_id FROM trials WHERE nct_id IN (SELECT value FROM json_each(?))",
+            (wanted,))}
+
+    def counts(self) -> tuple[int, int]:
+        """(trials, sites) held."""
+        trials = self._read("SELECT count(*) FROM trials").fetchone()[0]
+        sites = self._read("SELECT count(*) FROM sites").fetchone()[0]
+        return int(trials), int(sites)
+
     def save_trial(
         self,
         trial: Trial,
@@ -931,149 +1202,287 @@ class Store(_SearchIndex):
         *,
         sync_id: int | None = None,
         now: str | None = None,
+        basis_of: Trial | None = None,
     ) -> SaveResult:
-        """Store ``trial`` in one transaction and record what changed since the stored copy.
-
-        Nothing is written when the record's last update and content are both unchanged.
-        """
-        return self.save_prepared(prepare_trial(trial, raw_json), sync_id=sync_id, now=now)
+        """Store ``trial`` in one transaction and record what changed since the previous
+        copy from the same source (``basis_of``: that source's own copy, before any merge;
+        default ``trial``). Nothing is written when the content is unchanged."""
+        return self.save_prepared(prepare_trial(trial, raw_json, basis_of=basis_of),
+                                  sync_id=sync_id, now=now)
 
     def save_prepared(
         self, prepared: PreparedTrial, *, sync_id: int | None = None, now: str | None = None
     ) -> SaveResult:
-        """``save_trial`` for a trial already turned into rows by `prepare_trial` (which may
-        have run in another process: a sync parses while this one writes)."""
+        """``save_trial`` for a trial already turned into rows by `prepare_trial`."""
+        return self.save_page([prepared], sync_id=sync_id, now=now)[0]
+
+    def save_page(
+        self,
+        prepared: Sequence[PreparedTrial],
+        *,
+        sync_id: int | None = None,
+        now: str | None = None,
+        query: str | None = None,
+        members: Iterable[str] = (),
+    ) -> list[SaveResult]:
+        """Save several trials in ONE transaction (a search page): all of them, or, if
+        anything fails, none. ``members``: identifiers the search ``query`` returned on this
+        page, remembered in the same transaction."""
         now = now or utc_now()
-        nct = prepared.nct_id
         db = self._db
+        nct = prepared[0].nct_id if len(prepared) == 1 else None
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                previous = db.execute(
-                    "SELECT last_update, content_hash, overall_status FROM trials "
-                    "WHERE nct_id = ?",
-                    (nct,),
-                ).fetchone()
-                if (
-                    previous is not None
-                    and previous[0] == prepared.last_update
-                    and previous[1] == prepared.content_hash
-                ):
-                    db.execute("ROLLBACK")
-                    return SaveResult("unchanged")
-                if previous is None:
-                    changes = [
-                        Change(now, nct, ChangeKind.TRIAL_ADDED, new=prepared.status,
-                               sync_id=sync_id)
-                    ]
-                else:
-                    changes = self._diff(prepared, previous[2], now, sync_id)
-                self._write(prepared, now, previous is not None)
-                db.executemany(
-                    "INSERT INTO changes (sync_id, trial, at, kind, site_key, facility, old, new)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (c.sync_id, c.nct_id, c.at, c.kind.value, c.site_key, c.facility,
-                         c.old, c.new)
-                        for c in changes
-                    ],
-                )
+                results = [self._save_one(p, sync_id, now) for p in prepared]
+                if query is not None:
+                    db.executemany(
+                        "INSERT OR IGNORE INTO query_trials (query, trial) VALUES (?, ?)",
+                        [(query, m) for m in members])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(f"Cannot write {nct} to the store at {self._label}: {exc}")\
-                from None
+            raise self._write_error(exc, nct) from None
+        return results
+
+    def _write_error(self, exc: sqlite3.Error, nct: str | None = None) -> StoreError:
+        if nct is not None:
+            return StoreError(_("Cannot write {nct} to the store at {path}: {reason}").format(
+                nct=nct, path=self._label, reason=exc))
+        return StoreError(_("Cannot write to the store at {path}: {reason}").format(
+            path=self._label, reason=exc))
+
+    def _save_one(self, prepared: PreparedTrial, sync_id: int | None, now: str) -> SaveResult:
+        db = self._db
+        nct = prepared.nct_id
+        previous = db.execute(
+            "SELECT content_hash, overall_status, source_kind FROM trials WHERE nct_id = ?",
+            (nct,),
+        ).fetchone()
+        if previous is not None and previous[0] == prepared.content_hash:
+            return SaveResult("unchanged")
+        old_basis = db.execute(
+            "SELECT basis FROM trial_sources WHERE trial = ? AND source = ?",
+            (nct, prepared.source),
+        ).fetchone()
+        if previous is None:
+            changes = [Change(now, nct, ChangeKind.TRIAL_ADDED, new=prepared.status,
+                              sync_id=sync_id, source=prepared.source)]
+        elif old_basis is not None:
+            changes = diff_bases(json.loads(old_basis[0]), json.loads(prepared.basis),
+                                 nct=nct, at=now, sync_id=sync_id, source=prepared.source)
+        else:
+            # No basis: a record stored before schema 4 (compare the recorded status only),
+            # or the first copy from this source (nothing of its own to compare with).
+            changes = []
+            if previous[2] == prepared.source and previous[1] != prepared.status:
+                changes.append(Change(now, nct, ChangeKind.TRIAL_STATUS_CHANGED,
+                                      old=previous[1], new=prepared.status, sync_id=sync_id,
+                                      source=prepared.source))
+        self._write(prepared, now, previous is not None)
+        self._record(changes)
         return SaveResult("new" if previous is None else "updated", tuple(changes))
 
-    def _write(self, prepared: PreparedTrial, now: str, replacing: bool) -> None:
+    def _record(self, changes: Iterable[Change]) -> None:
+        self._db.executemany(
+            "INSERT INTO changes (sync_id, trial, at, source, kind, site_key, facility, old, "
+            "new) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(c.sync_id, c.nct_id, c.at, c.source, c.kind.value, c.site_key, c.facility,
+              c.old, c.new) for c in changes],
+        )
+
+    def _write(
+        self, prepared: PreparedTrial, now: str, replacing: bool, *, in_place: bool = False
+    ) -> None:
+        """Write the rows of a trial (inside the caller's transaction). ``in_place``: keep the
+        stored raw JSON and fetch time (a record rewritten in place, not fetched again)."""
         db = self._db
         nct = prepared.nct_id
         if replacing:
             db.execute("DELETE FROM contacts WHERE trial = ?", (nct,))
             db.execute("DELETE FROM sites WHERE trial = ?", (nct,))
+        raw, fetched_at = prepared.raw_json, now
+        if in_place:
+            kept = db.execute("SELECT raw_json, fetched_at FROM trials WHERE nct_id = ?",
+                              (nct,)).fetchone()
+            if kept is not None:
+                raw, fetched_at = kept
         db.execute(
             "INSERT OR REPLACE INTO trials (nct_id, title, overall_status, last_update, as_of, "
             "source_kind, content_hash, fetched_at, record_json, raw_json, search_text, "
             "placed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (nct, prepared.title, prepared.status, prepared.last_update, prepared.as_of,
-             prepared.source_kind, prepared.content_hash, now, prepared.record_json,
-             prepared.raw_json, prepared.search_text, prepared.placed_by),
+             prepared.source, prepared.content_hash, fetched_at, prepared.record_json,
+             raw, prepared.search_text, prepared.placed_by),
         )
-        self._insert_sites(nct, prepared.site_rows)
+        db.executemany(
+            "INSERT INTO sites (trial, position, site_key, facility, city, state, zip, country, "
+            "status, site_status, latitude, longitude, precision, coordinate_source, "
+            "listing_only, standing, recruiting_until, matched, unplaced_reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            prepared.site_rows,
+        )
         db.executemany(
             "INSERT INTO contacts (trial, site_position, scope, name, role, title, phone, email) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             prepared.contact_rows,
         )
+        if prepared.basis:
+            db.execute(
+                "INSERT OR REPLACE INTO trial_sources (trial, source, content_hash, fetched_at, "
+                "basis) VALUES (?, ?, ?, ?, ?)",
+                (nct, prepared.source, prepared.content_hash, fetched_at, prepared.basis),
+            )
 
-    def _insert_sites(self, nct: str, rows: list[SiteInsert]) -> None:
-        self._db.executemany(
-            "INSERT INTO sites (trial, position, site_key, facility, city, state, zip, country, "
-            "status, site_status, latitude, longitude, precision, coordinate_source, "
-            "listing_only, contacts_hash, standing, recruiting_until, matched, unplaced_reason) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    def rewrite_trials(self, trials: Iterable[Trial], *, wait: bool = True) -> int:
+        """Rewrite stored records in place, in one transaction (positions decided again):
+        the records and their derived rows change; the raw JSON, fetch time, bases and
+        history stay. Returns how many were rewritten (stored trials only). Without
+        ``wait``, a store another process is writing is left alone (0)."""
+        db = self._db
+        done = 0
+        try:
+            if not wait:
+                db.execute("PRAGMA busy_timeout = 0")
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError:
+                    return 0
+                finally:
+                    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            else:
+                db.execute("BEGIN IMMEDIATE")
+            try:
+                for trial in trials:
+                    if db.execute("SELECT 1 FROM trials WHERE nct_id = ?",
+                                  (trial.nct_id,)).fetchone() is None:
+                        continue
+                    self._write(prepare_trial(trial, None, basis=""), utc_now(), True,
+                                in_place=True)
+                    done += 1
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from None
+        return done
 
-    def _diff(
-        self, prepared: PreparedTrial, old_status: str | None, now: str, sync_id: int | None
-    ) -> list[Change]:
-        nct = prepared.nct_id
-        changes: list[Change] = []
-        new_status = prepared.status
-        if old_status != new_status:
-            changes.append(Change(now, nct, ChangeKind.TRIAL_STATUS_CHANGED, old=old_status,
-                                  new=new_status, sync_id=sync_id))
-        old_rows = self._db.execute(
-            "SELECT position, site_key, facility, status, contacts_hash FROM sites "
-            "WHERE trial = ? AND listing_only = 0 ORDER BY position",
-            (nct,),
-        ).fetchall()
-        # A key may repeat (sites without facility names in one city): pair them in order.
-        old_by_key: dict[str, list[tuple[Any, ...]]] = {}
-        for row in old_rows:
-            old_by_key.setdefault(row[1], []).append(row)
-        contact_changed: list[tuple[int, SiteInsert]] = []
-        for new in prepared.site_rows:
-            if new[_LISTING_ONLY]:
-                continue  # not in the registry: not a site of the trial any more
-            key, facility, status = new[_KEY], new[_FACILITY], new[_STATUS]
-            bucket = old_by_key.get(key)
-            if not bucket:
-                changes.append(Change(now, nct, ChangeKind.SITE_ADDED, key, facility, None,
-                                      status, sync_id))
-                continue
-            old = bucket.pop(0)
-            if old[3] != status:
-                changes.append(Change(now, nct, ChangeKind.SITE_STATUS_CHANGED, key, facility,
-                                      old[3], status, sync_id))
-            if old[4] != new[_CONTACTS_HASH]:
-                contact_changed.append((old[0], new))
-        for bucket in old_by_key.values():
-            for old in bucket:
-                changes.append(Change(now, nct, ChangeKind.SITE_REMOVED, old[1], old[2],
-                                      old[3], None, sync_id))
-        for old_position, new in contact_changed:
-            before = self._db.execute(
-                "SELECT name, role FROM contacts WHERE trial = ? AND site_position = ?",
-                (nct, old_position),
-            ).fetchall()
-            after = [(c[3], c[4]) for c in prepared.contact_rows
-                     if c[1] == new[_POSITION] and c[2] == "site"]
-            changes.append(Change(
-                now, nct, ChangeKind.SITE_CONTACT_CHANGED, new[_KEY], new[_FACILITY],
-                _contacts_text(before) or None, _contacts_text(after) or None, sync_id,
-            ))
-        return changes
+    # -- the incremental sync's memory --------------------------------------------------
+
+    def query_state(self, key: str) -> QueryState | None:
+        if not self._has_table("sync_queries"):
+            return None
+        row = self._read(f"{_QUERY_SELECT} WHERE q.key = ?", (key,)).fetchone()
+        return None if row is None else _query_state(row)
+
+    def queries(self) -> list[QueryState]:
+        """Every query the syncs remember, most recently successful first."""
+        if not self._has_table("sync_queries"):
+            return []
+        return [_query_state(r) for r in self._read(
+            f"{_QUERY_SELECT} ORDER BY q.last_success IS NULL, q.last_success DESC, q.key")]
+
+    def record_queries(
+        self, asked: Iterable[tuple[QueryState, str | None, bool]], sync_id: int
+    ) -> None:
+        """Remember, in one transaction, that run ``sync_id`` asked these queries: each as
+        (query, the run's start when the query succeeded else None, full refresh or not);
+        a success also replaces the query's list of studies to ask again (``retry``)."""
+        with self._transaction():
+            for state, success_at, full in asked:
+                self._db.execute(
+                    "INSERT INTO sync_queries (key, kind, condition, country, statuses, "
+                    "nct_id, last_run_id) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO "
+                    "UPDATE SET last_run_id = excluded.last_run_id",
+                    (state.key, state.kind, state.condition, state.country,
+                     ",".join(state.statuses) or None, state.nct_id, sync_id))
+                if success_at is not None:
+                    self._db.execute(
+                        "UPDATE sync_queries SET last_success = ?, last_success_id = ?, "
+                        "last_full = CASE WHEN ? THEN ? ELSE last_full END, retry = ? "
+                        "WHERE key = ?",
+                        (success_at, sync_id, full, success_at,
+                         ",".join(state.retry) or None, state.key))
+
+    def end_full_refresh(
+        self,
+        query: str,
+        seen: set[str],
+        *,
+        day: str,
+        statuses: Sequence[str] = (),
+        sync_id: int | None = None,
+        now: str | None = None,
+    ) -> list[str]:
+        """After a full refresh of search ``query`` that returned ``seen``: the trials it
+        returned before and not now leave the query; those that no other query holds are
+        marked "not seen since ``day``" (no longer called recruiting), with a change each,
+        unless their stored status already explains their absence (it is not among the
+        query's ``statuses``). One transaction; returns the marked identifiers."""
+        now = now or utc_now()
+        db = self._db
+        marked: list[str] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                before = {r[0] for r in db.execute(
+                    "SELECT trial FROM query_trials WHERE query = ?", (query,))}
+                gone = sorted(before - seen)
+                db.executemany("DELETE FROM query_trials WHERE query = ? AND trial = ?",
+                               [(query, n) for n in gone])
+                for nct in gone:
+                    held = db.execute(
+                        "SELECT 1 FROM query_trials WHERE trial = ? UNION ALL SELECT 1 FROM "
+                        "sync_queries WHERE nct_id = ? LIMIT 1", (nct, nct)).fetchone()
+                    if held is None and self._mark_not_seen(nct, day, statuses, sync_id, now):
+                        marked.append(nct)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from None
+        return marked
+
+    def _mark_not_seen(self, nct: str, day: str, statuses: Sequence[str], sync_id: int | None,
+                       now: str) -> bool:
+        db = self._db
+        row = db.execute("SELECT record_json, source_kind, overall_status FROM trials "
+                         "WHERE nct_id = ?", (nct,)).fetchone()
+        if row is None or (statuses and row[2] not in statuses):
+            return False
+        trial = self._decode(nct, row[0])
+        if trial.not_seen_since:
+            return False
+        marked = trial.replace(not_seen_since=day)
+        basis_row = db.execute("SELECT basis FROM trial_sources WHERE trial = ? AND source = ?",
+                               (nct, row[1])).fetchone()
+        basis = json.loads(basis_row[0]) if basis_row else trial_basis(trial)
+        basis["n"] = day
+        self._write(prepare_trial(marked, None, basis=_DUMPS(basis)), now, True, in_place=True)
+        self._record([Change(now, nct, ChangeKind.TRIAL_NOT_SEEN, new=day, sync_id=sync_id,
+                             source=row[1])])
+        return True
+
+    def query_members(self, query: str) -> set[str]:
+        if not self._has_table("query_trials"):
+            return set()
+        return {r[0] for r in self._read("SELECT trial FROM query_trials WHERE query = ?",
+                                         (query,))}
 
     # -- history -----------------------------------------------------------------------
 
     def changes(self, nct_id: str | None = None, since: date | str | None = None) -> list[Change]:
         """Recorded changes, oldest first; ``since`` is a date or an ISO date/time, inclusive."""
-        sql = "SELECT at, trial, kind, site_key, facility, old, new, sync_id FROM changes"
+        source = "source" if self.schema_version >= 4 else "'registry'"
+        sql = (f"SELECT at, trial, kind, site_key, facility, old, new, sync_id, {source} "
+               "FROM changes")
         where: list[str] = []
         params: list[Any] = []
         if nct_id is not None:
@@ -1085,31 +1494,64 @@ class Store(_SearchIndex):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY at, id"
+        known = {k.value for k in ChangeKind}
         return [
-            Change(r[0], r[1], ChangeKind(r[2]), r[3], r[4], r[5], r[6], r[7])
-            for r in self._read(sql, params)
+            Change(r[0], r[1], ChangeKind(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
+            for r in self._read(sql, params) if r[2] in known
         ]
 
-    def start_sync(self, now: str | None = None) -> int:
+    # -- sync runs ---------------------------------------------------------------------
+
+    def start_sync(self, now: str | None = None, *, arguments: dict[str, Any] | None = None,
+                   pid: int | None = None) -> int:
         with self._transaction():
-            cursor = self._db.execute("INSERT INTO syncs (started) VALUES (?)",
-                                      (now or utc_now(),))
+            cursor = self._db.execute(
+                "INSERT INTO syncs (started, arguments, pid) VALUES (?, ?, ?)",
+                (now or utc_now(), _DUMPS(arguments or {}), pid))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def finish_sync(self, sync_id: int, outcome: str, now: str | None = None) -> None:
+    def finish_sync(self, sync_id: int, outcome: str, now: str | None = None, *,
+                    counts: dict[str, int] | None = None, note: str | None = None) -> None:
         with self._transaction():
             self._db.execute(
-                "UPDATE syncs SET finished = ?, outcome = ? WHERE id = ?",
-                (now or utc_now(), outcome, sync_id),
+                "UPDATE syncs SET finished = ?, outcome = ?, counts = ?, note = ? WHERE id = ?",
+                (now or utc_now(), outcome, _DUMPS(counts or {}), note, sync_id),
             )
+
+    def abandon_unfinished(self, now: str | None = None) -> int:
+        """Mark every run that never finished as aborted. Call it only while holding the
+        sync lock, or having seen it free: such a run died (killed, out of memory)."""
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE syncs SET finished = ?, outcome = 'aborted', note = coalesce(note, ?) "
+                "WHERE finished IS NULL",
+                (now or utc_now(), "the process ended without finishing the run"))
+        return cursor.rowcount
+
+    def runs(self, limit: int = 10) -> list[SyncRun]:
+        """The latest sync runs, newest first."""
+        extra = ("arguments, counts, pid, note" if self.schema_version >= 4
+                 else "NULL, NULL, NULL, NULL")
+        rows = self._read(f"SELECT id, started, finished, outcome, {extra} FROM syncs "
+                          "ORDER BY id DESC LIMIT ?", (limit,))
+        return [_sync_run(r) for r in rows]
+
+    def last_success(self) -> SyncRun | None:
+        """The most recent run that succeeded completely."""
+        extra = ("arguments, counts, pid, note" if self.schema_version >= 4
+                 else "NULL, NULL, NULL, NULL")
+        row = self._read(f"SELECT id, started, finished, outcome, {extra} FROM syncs WHERE "
+                         "outcome = 'ok' ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else _sync_run(row)
 
     def last_sync(self) -> tuple[int, str, str | None, str | None] | None:
         """(id, started, finished, outcome) of the latest sync, if any."""
-        row = self._read(
-            "SELECT id, started, finished, outcome FROM syncs ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else tuple(row)  # type: ignore[return-value]
+        runs = self.runs(1)
+        if not runs:
+            return None
+        run = runs[0]
+        return run.id, run.started, run.finished, run.outcome
 
     # -- geocode cache -----------------------------------------------------------------
 
@@ -1147,8 +1589,8 @@ class Store(_SearchIndex):
         statuses: Iterable[Status] | None = None,
         within: tuple[float, float, float, float] | None = None,
     ) -> Iterator[tuple[str, StoredSite]]:
-        """Every stored site as (nct_id, site); optionally only some effective statuses, or
-        only inside a (min_lat, min_lon, max_lat, max_lon) box (uses the position index)."""
+        """Every stored site as (nct_id, site); optionally only some statuses, or only inside
+        a (min_lat, min_lon, max_lat, max_lon) box."""
         sql = (
             "SELECT trial, position, site_key, facility, city, state, zip, country, status, "
             "site_status, latitude, longitude, precision, coordinate_source, listing_only "
@@ -1166,7 +1608,7 @@ class Store(_SearchIndex):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY trial, position"
-        for r in self._read(sql, params):
+        for r in self.stream(sql, params):
             yield r[0], StoredSite(
                 r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], Status(r[8]),
                 Status(r[9]) if r[9] else None, r[10], r[11], r[12], r[13], bool(r[14]),
@@ -1174,14 +1616,68 @@ class Store(_SearchIndex):
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _read(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> Rows:
+        """The rows of a query, all read now: a damaged store fails here, as one StoreError
+        (exit 1), whether SQLite notices at the first step or at a later one."""
         try:
-            return self._db.execute(sql, tuple(params))
+            return Rows(self._db.execute(sql, tuple(params)).fetchall())
         except sqlite3.Error as exc:
-            raise StoreError(f"Cannot read the store at {self._label}: {exc}") from None
+            raise StoreError(_("Cannot read the store at {path}: {reason}").format(
+                path=self._label, reason=exc)) from None
+
+    def read(self, sql: str, params: Iterable[Any] = ()) -> Rows:
+        """Rows of a read-only query over the store's tables, for the modules that keep a
+        section of the store (search); errors become StoreError."""
+        return self._read(sql, params)
+
+    def stream(self, sql: str, params: Iterable[Any] = ()) -> Iterator[Any]:
+        """The rows of a query one at a time (memory stays flat over a big table); an error
+        at any step becomes StoreError."""
+        try:
+            cursor = self._db.execute(sql, tuple(params))
+            while rows := cursor.fetchmany(1000):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise StoreError(_("Cannot read the store at {path}: {reason}").format(
+                path=self._label, reason=exc)) from None
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db, self._label)
+
+
+class Rows(list[Any]):
+    """A query's rows, already read, with the cursor's ``fetchone``/``fetchall``."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+
+_QUERY_SELECT = (
+    "SELECT q.key, q.kind, q.condition, q.country, q.statuses, q.nct_id, q.last_run_id, "
+    "q.last_success, q.last_success_id, q.last_full, "
+    "(SELECT count(*) FROM query_trials m WHERE m.query = q.key), q.retry FROM sync_queries q"
+)
+
+
+def _query_state(row: Sequence[Any]) -> QueryState:
+    return QueryState(row[0], row[1], row[2], row[3],
+                      tuple(row[4].split(",")) if row[4] else (), row[5], row[6], row[7],
+                      row[8], row[9], int(row[10]), tuple(row[11].split(",")) if row[11] else ())
+
+
+def _sync_run(row: Sequence[Any]) -> SyncRun:
+    def loads(text: str | None) -> dict[str, Any]:
+        try:
+            value = json.loads(text) if text else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    return SyncRun(row[0], row[1], row[2], row[3], loads(row[4]), loads(row[5]), row[6],
+                   row[7])
 
 
 class _Transaction:
@@ -1189,11 +1685,15 @@ class _Transaction:
         self._db = db
         self._label = label
 
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(_("Cannot write to the store at {path}: {reason}").format(
+            path=self._label, reason=exc))
+
     def __enter__(self) -> None:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"Cannot write to the store at {self._label}: {exc}") from None
+            raise self._error(exc) from None
 
     def __exit__(
         self,
@@ -1207,31 +1707,29 @@ class _Transaction:
                 return
             except sqlite3.Error as error:
                 self._db.execute("ROLLBACK")
-                raise StoreError(f"Cannot write to the store at {self._label}: {error}") \
-                    from None
+                raise self._error(error) from None
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"Cannot write to the store at {self._label}: {exc}") from None
+            raise self._error(exc) from None
 
 
 SiteInsert = tuple[Any, ...]
 """A row of `sites` as inserted: (trial, position, site_key, facility, city, state, zip,
 country, status, site_status, latitude, longitude, precision, coordinate_source,
-listing_only, contacts_hash, standing, recruiting_until, matched, unplaced_reason)."""
-_POSITION, _KEY, _FACILITY, _STATUS, _LISTING_ONLY, _CONTACTS_HASH = 1, 2, 3, 8, 14, 15
+listing_only, standing, recruiting_until, matched, unplaced_reason)."""
 
 
 class PreparedTrial(NamedTuple):
-    """A trial turned into the rows the store writes, by `prepare_trial`. Plain values only,
-    so it crosses a process boundary as cheaply as a tuple of strings can."""
+    """A trial turned into the rows the store writes, by `prepare_trial` (plain values)."""
 
     nct_id: str
     title: str
     status: str | None
     last_update: str | None
     as_of: str | None
-    source_kind: str
+    source: str
+    """The record's source kind ("registry", "listing"): whose history it continues."""
     content_hash: str
     record_json: str
     raw_json: str | None
@@ -1239,16 +1737,25 @@ class PreparedTrial(NamedTuple):
     contact_rows: list[tuple[Any, ...]]
     search_text: str = ""
     placed_by: str | None = None
+    basis: str = ""
+    """The source's own copy as history compares it (`trial_basis`), compact JSON."""
 
 
 _fold = lru_cache(maxsize=16384)(fold)
 
 
 def prepare_trial(
-    trial: Trial, raw_json: str | None = None, *, today: date | None = None
+    trial: Trial,
+    raw_json: str | None = None,
+    *,
+    today: date | None = None,
+    basis_of: Trial | None = None,
+    basis: str | None = None,
 ) -> PreparedTrial:
     """The rows of ``trial`` for `Store.save_prepared` (pure: no store needed). Standings are
-    the status rule's answer on ``today`` (default: the real today)."""
+    the status rule's answer on ``today`` (default: `clock.today()`). History compares
+    ``basis_of`` (the source's own copy before any merge; default ``trial``), or the given
+    ``basis`` text as is."""
     from trialfinder.recruitment import site_recruitment, trial_recruitment, verification_expires
     from trialfinder.search import searchable_text
 
@@ -1269,57 +1776,206 @@ def prepare_trial(
     for position, s in enumerate(trial.sites):
         answer = site_recruitment(s, trial, today, overall=overall)
         site_rows.append((
-            nct, position,
-            f"{_fold(s.facility)}|{_fold(s.city)}|{_fold(s.country)}",  # Site.key()
+            nct, position, _site_key(s.facility, s.city, s.country),
             s.facility, s.city, s.state, s.zip, s.country,
             _value(answer.status) or _value(Status.UNKNOWN),
             _value(s.status),
             s.latitude, s.longitude, s.precision.value, s.coordinate_source,
-            int(s.listing_only), _contacts_hash(s.contacts),
+            int(s.listing_only),
             answer.standing.value, until, ",".join(s.matched) or None, s.unplaced_reason,
         ))
         contact_rows += [
             (nct, position, "site", c.name, c.role, c.title, c.phone, c.email)
             for c in s.contacts
         ]
+    if basis is None:
+        basis = _DUMPS(trial_basis(basis_of or trial))
     return PreparedTrial(
         nct, trial.title, _value(trial.status), trial.last_update, trial.source.as_of,
         trial.source.kind, content_hash, record_json, raw_json, site_rows, contact_rows,
-        searchable_text(trial), trial.placed_by,
+        searchable_text(trial), trial.placed_by, basis,
     )
 
 
-def _contacts_hash(contacts: tuple[Contact, ...]) -> str:
-    """What counts as a contact change: a person added or removed at the site, or their role,
-    phone or e-mail changed. Order, titles ("Pr") and case/accents of names do not count."""
-    if not contacts:
-        return ""
-    keys = sorted(
-        "\x1f".join((
-            _fold(c.name),
-            c.role or "",
-            _digits(c.phone),
-            (c.email or "").strip().lower(),
-        ))
-        for c in contacts
-    )
-    return hashlib.blake2b("\x1e".join(keys).encode(), digest_size=12).hexdigest()
+def _site_key(facility: str, city: str, country: str) -> str:
+    """`Site.key()`, with the folding cached (sites repeat cities and countries)."""
+    return f"{_fold(facility)}|{_fold(city)}|{_fold(country)}"
 
 
-_NOT_ASCII_DIGITS = re.compile(r"[^0-9]+")
+# -- history: what a source recorded, compared with its previous copy ----------------------
+
+
+def trial_basis(trial: Trial) -> dict[str, Any]:
+    """What history compares of one source's copy of a trial: its recorded status, whether a
+    full refresh lost it, its central contacts, and each site it lists (not the sites only a
+    listing names) with the site's own recorded status and contacts.
+
+    {"s": status, "n": not_seen_since, "c": contacts,
+     "sites": [[key, facility, own status, country, contacts], …]}; a contact is
+    [name, role, phone, e-mail].
+    """
+    return {
+        "s": _value(trial.status),
+        "n": trial.not_seen_since,
+        "c": [_contact_basis(c) for c in trial.central_contacts],
+        "sites": [
+            [_site_key(s.facility, s.city, s.country), s.facility, _value(s.status), s.country,
+             [_contact_basis(c) for c in s.contacts]]
+            for s in trial.sites if not s.listing_only
+        ],
+    }
+
+
+def _contact_basis(c: Contact) -> list[str | None]:
+    return [c.name, c.role, c.phone, c.email]
+
+
+def diff_bases(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    nct: str,
+    at: str,
+    sync_id: int | None = None,
+    source: str = "registry",
+) -> list[Change]:
+    """The recorded changes between two bases of one source (`trial_basis`): the trial's
+    status, its being seen by the registry, its central contacts, sites added or removed,
+    sites' own recorded statuses, and their contacts (phone numbers compared as numbers)."""
+    changes: list[Change] = []
+
+    def change(kind: ChangeKind, key: str | None = None, facility: str | None = None,
+               before: str | None = None, after: str | None = None) -> None:
+        changes.append(Change(at, nct, kind, key, facility, before, after, sync_id, source))
+
+    if old.get("s") != new.get("s"):
+        change(ChangeKind.TRIAL_STATUS_CHANGED, before=old.get("s"), after=new.get("s"))
+    if old.get("n") and not new.get("n"):
+        change(ChangeKind.TRIAL_SEEN_AGAIN, before=old["n"])
+    elif new.get("n") and not old.get("n"):
+        change(ChangeKind.TRIAL_NOT_SEEN, after=new["n"])
+    contacts = _contacts_change(old.get("c"), new.get("c"), None)
+    if contacts is not None:
+        change(ChangeKind.TRIAL_CONTACT_CHANGED, before=contacts[0], after=contacts[1])
+    # A key may repeat (sites without facility names in one city): pair them in order.
+    old_by_key: dict[str, list[list[Any]]] = {}
+    for site in old.get("sites", ()):
+        old_by_key.setdefault(site[0], []).append(site)
+    contact_changes: list[tuple[str, str, tuple[str | None, str | None]]] = []
+    for site in new.get("sites", ()):
+        key, facility, status, country, site_contacts = site
+        bucket = old_by_key.get(key)
+        if not bucket:
+            change(ChangeKind.SITE_ADDED, key, facility, after=status)
+            continue
+        before = bucket.pop(0)
+        if before[2] != status:
+            change(ChangeKind.SITE_STATUS_CHANGED, key, facility, before[2], status)
+        contacts = _contacts_change(before[4], site_contacts, country)
+        if contacts is not None:
+            contact_changes.append((key, facility, contacts))
+    for bucket in old_by_key.values():
+        for before in bucket:
+            change(ChangeKind.SITE_REMOVED, before[0], before[1], before=before[2])
+    for key, facility, (before_text, after_text) in contact_changes:
+        change(ChangeKind.SITE_CONTACT_CHANGED, key, facility, before_text, after_text)
+    return changes
+
+
+def _contacts_change(
+    old: list[list[Any]] | None, new: list[list[Any]] | None, country: str | None
+) -> tuple[str | None, str | None] | None:
+    """(before, after) texts of the contacts that differ, or None when none does. A person
+    is matched by name (case, accents and titles aside); a difference is a person added or
+    removed, or their role, phone number (as a number) or e-mail changed."""
+    if old is None or new is None:
+        return None
+    old_by_name: dict[str, list[list[Any]]] = {}
+    for c in old:
+        old_by_name.setdefault(_person(c[0]), []).append(c)
+    before: list[str] = []
+    after: list[str] = []
+    for c in new:
+        bucket = old_by_name.get(_person(c[0]))
+        if not bucket:
+            after.append(_contact_text(c))
+            continue
+        previous = bucket.pop(0)
+        if (previous[1] != c[1] or not same_phone(previous[2], c[2], country)
+                or (previous[3] or "").strip().lower() != (c[3] or "").strip().lower()):
+            before.append(_contact_text(previous))
+            after.append(_contact_text(c))
+    before += [_contact_text(c) for bucket in old_by_name.values() for c in bucket]
+    if not before and not after:
+        return None
+    return "; ".join(before) or None, "; ".join(after) or None
+
+
+def _person(name: str) -> str:
+    return " ".join(_fold(name).replace(".", " ").replace(",", " ").split())
+
+
+def _contact_text(contact: Sequence[str | None]) -> str:
+    """'QUESNEL (CONTACT): 03 22 45 59 14, quesnel@chu.fr'."""
+    name, role, phone, email = contact
+    who = f"{name} ({role})" if role else str(name)
+    reach = ", ".join(p for p in (phone, email) if p)
+    return f"{who}: {reach}" if reach else who
+
+
+def same_phone(a: str | None, b: str | None, country: str | None = None) -> bool:
+    """Whether two phone numbers are the same number: the same digits, or the same number as
+    the `phonenumbers` library reads them (national or international form, spaces, dots, a
+    leading 0 or +33), with the region of the site's ``country`` for national forms."""
+    if (a or "").strip() == (b or "").strip():
+        return True
+    if not a or not b:
+        return False
+    if _digits(a) == _digits(b):
+        return True
+    first, second = _e164(a, country), _e164(b, country)
+    return first is not None and first == second
+
+
+@lru_cache(maxsize=4096)
+def _e164(phone: str, country: str | None) -> str | None:
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(phone, region_of(country))
+    except phonenumbers.NumberParseException:
+        return None
+    text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return f"{text};ext={number.extension}" if number.extension else text
+
+
+@lru_cache(maxsize=512)
+def region_of(country: str | None) -> str | None:
+    """The ISO region code of a country as the registry names it ("France" -> "FR"), from
+    Babel's English and French territory names; None when unknown."""
+    if not country:
+        return None
+    key = _fold(country)
+    return _regions().get(key) or _regions().get(_fold(country.split(",")[0]))
+
+
+@lru_cache(maxsize=1)
+def _regions() -> dict[str, str]:
+    from babel import Locale
+
+    names: dict[str, str] = {}
+    for language in ("fr", "en"):  # English last: its names win
+        for code, name in Locale.parse(language).territories.items():
+            if len(code) == 2 and code.isalpha():
+                names[_fold(name)] = code
+    return names
 
 
 def _digits(phone: str | None) -> str:
     """The digits of a phone number (any script's, as ``str.isdigit`` sees them)."""
     if not phone:
         return ""
-    if phone.isascii():
-        return _NOT_ASCII_DIGITS.sub("", phone)
     return "".join(ch for ch in phone if ch.isdigit())
-
-
-def _contacts_text(contacts: Iterable[tuple[str, str | None]]) -> str:
-    return "; ".join(f"{name} ({role})" if role else name for name, role in contacts)
 
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -1375,4 +2031,5 @@ def parse_since(since: date | str) -> str:
             return datetime.fromisoformat(text).isoformat()
         return date.fromisoformat(text).isoformat()
     except ValueError:
-        raise BadInput(f"'{since}' is not a date (expected YYYY-MM-DD)") from None
+        raise BadInput(_("'{since}' is not a date (expected YYYY-MM-DD)").format(
+            since=since)) from None
