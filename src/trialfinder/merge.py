@@ -193,12 +193,13 @@ def status_origin(trial: Trial) -> str | None:
     if origin is None or other is None:
         return None
     from trialfinder.freshness import date_words
+    from trialfinder.render import record_source_words
 
     return _(
         "Trial status from: {source}, as of {date} (of the two merged sources, the more recent "
         "that states a status; the other: {other}, as of {other_date})"
-    ).format(source=origin.description, date=date_words(origin.as_of),
-             other=other.description, other_date=date_words(other.as_of))
+    ).format(source=record_source_words(origin.description), date=date_words(origin.as_of),
+             other=record_source_words(other.description), other_date=date_words(other.as_of))
 
 
 def status_origin_json(trial: Trial) -> dict[str, Any] | None:

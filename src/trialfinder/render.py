@@ -16,8 +16,8 @@ from trialfinder.freshness import (
     messages,
     sponsor_caution,
 )
-from trialfinder.i18n import _, format_decimal, ngettext
-from trialfinder.models import Contact, Precision, Site, Trial
+from trialfinder.i18n import _, format_decimal, ngettext, pgettext
+from trialfinder.models import Contact, Precision, Site, Source, Trial
 from trialfinder.recruitment import (
     Recruitment,
     Standing,
@@ -68,9 +68,24 @@ def precision_words(precision: Precision) -> str:
         Precision.FACILITY: _("facility"),
         Precision.POSTAL_CODE: _("postal code area"),
         Precision.CITY: _("city centre"),
+        # TRANSLATORS: a patient's place that is a region, department or overseas territory.
+        Precision.REGION: pgettext("position precision", "region"),
         Precision.UNKNOWN: _("position of unknown precision"),
     }
     return words.get(precision, precision.value)
+
+
+def precision_name(precision: Precision) -> str:
+    """A precision by its own name ("city centre", "postal code", "facility"), as `where`
+    and `geocode` show it; `precision_words` says it for a site's position."""
+    names = {
+        Precision.FACILITY: pgettext("precision", "facility"),
+        Precision.POSTAL_CODE: pgettext("precision", "postal code"),
+        Precision.CITY: pgettext("precision", "city centre"),
+        Precision.REGION: pgettext("precision", "region"),
+        Precision.UNKNOWN: pgettext("precision", "unknown"),
+    }
+    return names.get(precision, precision.value)
 
 
 def unplaced_words(reason: str | None) -> str:
@@ -84,8 +99,55 @@ def unplaced_words(reason: str | None) -> str:
         "not found": _("the city is not in the gazetteer"),
         "country unknown": _("the record's country is not known"),
         "no city": _("the record gives no city"),
+        "registry position outside country": _("the registry's coordinates are not in the "
+                                               "record's country"),
     }
     return _("position unknown ({reason})").format(reason=reasons.get(reason, reason))
+
+
+def matched_words(field: str) -> str:
+    """An address field a position agrees with (`Site.matched`): "city", "state", "postal
+    code"."""
+    words = {
+        "city": pgettext("address field", "city"),
+        "state": pgettext("address field", "state"),
+        "postal code": pgettext("address field", "postal code"),
+        "country": pgettext("address field", "country"),
+    }
+    return words.get(field, field)
+
+
+def source_words(source: str) -> str:
+    """Where a position comes from (`Site.coordinate_source`), as a person reads it: the
+    labels trialfinder itself stores are translated; others (a geocoder's name and date)
+    are shown as they are."""
+    words = {  # geocode.GAZETTEER_SOURCE, registry.GEOPOINT_SOURCE (not imported: they
+        # would load the geocoder and the HTTP client into every presentation)
+        "bundled gazetteer": _("bundled gazetteer"),
+        "ClinicalTrials.gov geoPoint (city centre)": _(
+            "ClinicalTrials.gov geoPoint (city centre)"),
+    }
+    return words.get(source, source)
+
+
+def record_source_words(description: str) -> str:
+    """What a record was read from (`Source.description`), as a person reads it: the labels
+    trialfinder itself stores are translated, others shown as they are."""
+    words = {  # listing.SOURCE_DESCRIPTION, registry.SOURCE_DESCRIPTION
+        "CenterWatch-style listing page": _("CenterWatch-style listing page"),
+        "ClinicalTrials.gov API v2": _("ClinicalTrials.gov API v2"),
+    }
+    return words.get(description, description)
+
+
+def as_of_text(source: Source) -> str:
+    """`Source.as_of` as a source line gives it: "January 2019" ("janvier 2019"), a full date
+    as written ("2024-03-15"), "an unknown date"."""
+    if not source.as_of:
+        return _("an unknown date")
+    if len(source.as_of.split("-")) == 2:
+        return date_words(source.as_of)
+    return source.as_of
 
 
 def position_text(site: Site) -> str:
@@ -93,13 +155,15 @@ def position_text(site: Site) -> str:
     (registry geoPoint)", "position unknown (…why…)"."""
     if not site.has_position:
         return unplaced_words(site.unplaced_reason)
-    bits = []
-    if site.matched:
-        bits.append(" + ".join(site.matched))
-    if site.coordinate_source:
-        bits.append(site.coordinate_source)
     text = precision_words(site.precision)
-    return f"{text} ({'; '.join(bits)})" if bits else text
+    matched = " + ".join(matched_words(f) for f in site.matched) if site.matched else None
+    source = source_words(site.coordinate_source) if site.coordinate_source else None
+    if matched and source:
+        return _("{precision} ({matched}; {source})").format(precision=text, matched=matched,
+                                                             source=source)
+    if matched or source:
+        return _("{precision} ({how})").format(precision=text, how=matched or source)
+    return text
 
 
 def shared_words(site: Site, count: int) -> str:
@@ -419,8 +483,9 @@ def _limit_lines(answer: NearestAnswer) -> list[str]:
         lines.append(_("The limit of {limit} fell among equally near sites: all {shown} are "
                        "shown.").format(limit=answer.limit, shown=shown))
     if total > shown:
-        lines.append(_("Showing {shown} of {total}; use --limit to see more.").format(
-            shown=shown, total=total))
+        lines.append(ngettext("Showing {shown} of {total}; use --limit to see more.",
+                              "Showing {shown} of {total}; use --limit to see more.",
+                              shown).format(shown=shown, total=total))
     return lines
 
 
@@ -439,7 +504,7 @@ def age_lines(view: TrialView, *, terminal: bool = True) -> list[str]:
     if caution:
         lines.append(_("Caution: {caution}").format(caution=caution))
     if not lines:
-        lines.append(age_sentence(fresh, view.trial.source.description))
+        lines.append(age_sentence(fresh, record_source_words(view.trial.source.description)))
     lines.extend(_("Warning: {warning}").format(warning=n) for n in view.notes)
     return lines
 
@@ -449,15 +514,16 @@ def provenance_lines(view: TrialView) -> list[str]:
     source = trial.source
     if source.retrieved:
         where = _("Source: {source}, as of {as_of} (fetched {fetched})").format(
-            source=source.description, as_of=source.as_of_label, fetched=source.retrieved[:10])
+            source=record_source_words(source.description), as_of=as_of_text(source),
+            fetched=source.retrieved[:10])
     else:
         where = _("Source: {source}, as of {as_of}").format(
-            source=source.description, as_of=source.as_of_label)
+            source=record_source_words(source.description), as_of=as_of_text(source))
     from trialfinder.merge import status_origin
 
     origin = status_origin(trial)  # a merged record: which source the status comes from
     return [
-        f"{trial.nct_id}: {trial.title}",
+        _("{nct_id}: {title}").format(nct_id=trial.nct_id, title=trial.title),
         trial_status_line(view),
         where,
         *([origin] if origin else []),
@@ -656,10 +722,11 @@ def geocode_text(placement: Placement, *, online: bool) -> str:
         )
         lines.append("   " + _("Position: {position}").format(
             position=point + position_text(site)))
-    counts = Counter(s.precision.value for s in trial.sites)
+    counts = Counter(s.precision for s in trial.sites)
     lines.append("")
     lines.append(_("Precision: {counts}").format(
-        counts=", ".join(f"{n} {p}" for p, n in counts.most_common())))
+        counts=", ".join(_("{count} {precision}").format(count=n, precision=precision_name(p))
+                         for p, n in counts.most_common())))
     lines.extend(_("Warning: {warning}").format(warning=w) for w in placement.warnings)
     return "\n".join(lines)
 
@@ -685,15 +752,18 @@ def where_text(resolution: Resolution) -> str:
         _("Region: {region}").format(region=place.region or unknown),
         _("Department: {department}").format(department=place.department or unknown),
         _("Country: {country}").format(country=country or unknown),
-        _("Postal code: {code}").format(code=place.postal_code or _("none")),
-        _("Position: {position}").format(position=f"{place.latitude:.4f}, "
-                                         f"{place.longitude:.4f} ({place.precision.value})"),
+        _("Postal code: {code}").format(code=place.postal_code or pgettext("postal code",
+                                                                            "none")),
+        _("Position: {position}").format(position=_("{latitude}, {longitude} ({precision})")
+                                         .format(latitude=f"{place.latitude:.4f}",
+                                                 longitude=f"{place.longitude:.4f}",
+                                                 precision=precision_name(place.precision))),
     ]
     if resolution.corrected_from:
         lines.append(_("Corrected from: {text}").format(text=resolution.corrected_from))
     others = [p.label for p in resolution.alternatives]
     lines.append(_("Other candidates: {places}").format(
-        places="; ".join(others) if others else _("none")))
+        places="; ".join(others) if others else pgettext("other candidates", "none")))
     lines.extend(_("Note: {note}").format(note=n) for n in resolution.notes)
     return "\n".join(lines)
 

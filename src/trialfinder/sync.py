@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, Protocol
 
 from trialfinder import clock
 from trialfinder.errors import BadInput, StoreBusy, StoreError, TrialFinderError
-from trialfinder.i18n import _
+from trialfinder.i18n import DEFAULT_LANGUAGE, _, language, ngettext
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Status, Trial
 from trialfinder.store import (
@@ -156,8 +156,13 @@ class TrialOutcome:
         return {kind.value: counts[kind.value] for kind in ChangeKind if counts[kind.value]}
 
     def summary(self) -> str:
-        """'NCT02260505 updated: 1 site status changed, 1 site removed' (the outcome word
-        stays English: scripts read it)."""
+        """'NCT02260505 updated: 1 site status changed, 1 site removed': a log line that
+        scripts read, in English whatever the language (only a failure's reason, a message
+        for people, is in the command's language)."""
+        with language(DEFAULT_LANGUAGE):
+            return self._summary()
+
+    def _summary(self) -> str:
         if self.outcome == "failed":
             reason = " ".join((self.error or "unknown error").split())
             return f"{self.nct_id} failed: {reason}"
@@ -194,9 +199,8 @@ _COUNT_WORDS = {
 
 
 def _count(n: int, singular: str, plural: str) -> str:
-    from trialfinder.i18n import ngettext
-
-    return f"{n} {ngettext(singular, plural, n)}"
+    """"3 sites added": the counts of the log lines (English: scripts read them)."""
+    return f"{n} {singular if n == 1 else plural}"
 
 
 OUTCOMES = ("new", "updated", "unchanged", "failed")
@@ -267,8 +271,12 @@ class SyncReport:
         return counts
 
     def summary(self) -> str:
-        """The run's one line for a cron log (its keywords stay English for scripts):
-        'sync: 3012 asked, 12 new, 5 updated, 2990 unchanged, 0 failed; …'."""
+        """The run's one line for a cron log, in English whatever the language (scripts read
+        it): 'sync: 3012 asked, 12 new, 5 updated, 2990 unchanged, 0 failed; …'."""
+        with language(DEFAULT_LANGUAGE):
+            return self._summary()
+
+    def _summary(self) -> str:
         counts = self.counts
         line = "sync: " + ", ".join(f"{counts[k]} {k}" for k in ("asked", *OUTCOMES))
         if counts["skipped"]:
@@ -919,9 +927,9 @@ def status_text(status: StoreStatus) -> str:
     if status.running:
         lines.append(_("A sync is running now."))
     if status.marked_aborted:
-        lines.append(_count(status.marked_aborted, "unfinished run marked aborted "
-                            "(its process is gone)", "unfinished runs marked aborted (their "
-                            "process is gone)"))
+        lines.append(ngettext("{n} unfinished run marked aborted (its process is gone)",
+                              "{n} unfinished runs marked aborted (their process is gone)",
+                              status.marked_aborted).format(n=status.marked_aborted))
     if status.runs:
         lines.append(_("Last runs:"))
         lines += [f"  {run_line(r)}" for r in status.runs]
@@ -962,12 +970,14 @@ def query_line(state: QueryState) -> str:
         what = state.nct_id or state.key
     else:
         what = Query(state.condition, state.country, state.statuses).describe()
-        what += " — " + _count(state.trials, "trial", "trials")
+        what += " — " + ngettext("{n} trial", "{n} trials", state.trials).format(
+            n=state.trials)
     success = state.last_success or _("never")
     line = _("{what}: last success {when}").format(what=what, when=success)
     if state.kind == "search" and state.last_full:
         line += _(", last full refresh {when}").format(when=state.last_full)
     if state.retry:
-        line += "; " + _count(len(state.retry), "study to ask again by id",
-                              "studies to ask again by id")
+        line += "; " + ngettext("{n} study to ask again by id",
+                                "{n} studies to ask again by id",
+                                len(state.retry)).format(n=len(state.retry))
     return line

@@ -153,7 +153,7 @@ def tile_origin(url: str) -> str:
     "https://*.tile.example.org"."""
     match = re.match(r"^(https?)://([^/?#]+)", url)
     if not match:
-        raise BadInput(f"Not a tile URL: {url}")
+        raise BadInput(_("Not a tile URL: {url}").format(url=url))
     host = match.group(2).replace("{s}", "*")
     return f"{match.group(1)}://{host}"
 
@@ -234,7 +234,9 @@ class Web:
             return self.out_of_reach(ask)
         if isinstance(error, StoreError):
             return _("The trial records cannot be read right now. Please try again later.")
-        return " ".join(str(error).split())
+        from trialfinder.text import one_line
+
+        return one_line(str(error))
 
     def out_of_reach(self, ask: Ask) -> str:
         """No site within reach: say how far the nearest is, without command-line advice."""
@@ -471,12 +473,12 @@ async def _read_form(request: Request) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge("request body too large")
+        raise PayloadTooLarge(_("request body too large"))
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge("request body too large")
+            raise PayloadTooLarge(_("request body too large"))
     if kind not in ("application/x-www-form-urlencoded", ""):
         raise BadInput(_("Send the form as the page does."))
     text = body.decode("utf-8", errors="replace")
@@ -542,7 +544,7 @@ def _finalize(value: Any) -> Any:
 def _environment() -> jinja2.Environment:
     import jinja2
 
-    from trialfinder import i18n
+    from trialfinder import i18n, render, summary
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -555,7 +557,10 @@ def _environment() -> jinja2.Environment:
     env.globals.update(
         _=i18n._, ngettext=i18n.ngettext, km=lambda value: format_decimal(value, 1), tel=_tel,
         where=_where, section_heading=_section_heading,
+        sex_words=summary.sex_words, record_age_words=summary.record_age_words,
+        arm_type_words=summary.arm_type_words, record_source_words=render.record_source_words,
     )
+    env.filters["field_words"] = summary.field_words
     return env
 
 
