@@ -309,3 +309,16 @@ def test_combine_does_not_depend_on_placing_first(listed: set[int], unplaced: se
     place = placer(None)
     page = place(page)
     assert combine(reg, page, place) == combine(place(reg), page, place)
+
+
+def test_status_origin_in_french() -> None:
+    """The status origin is a sentence for people: in French, its sources and dates too."""
+    from trialfinder.i18n import language
+
+    merged = merge(dated_registry(), dated_page("2024-06"))
+    with language("fr"):
+        words = status_origin(merged)
+    assert words == (
+        "Statut de l'essai tiré de\xa0: page d'annonce de type CenterWatch (date\xa0: juin "
+        "2024), la plus récente des deux sources fusionnées qui indique un statut\xa0; "
+        "l'autre\xa0: registre ClinicalTrials.gov (date\xa0: 15 mars 2024)")

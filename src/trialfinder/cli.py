@@ -365,6 +365,7 @@ def scrape_command(
     ],
     as_json: JsonOption = False,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Store a listing page's trial in the local store, with its history; safe for cron.
 

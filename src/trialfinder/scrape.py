@@ -68,7 +68,7 @@ class ScrapeResult:
 
         line = TrialOutcome(self.nct_id, self.outcome, self.changes, self.sites).summary()
         if self.merged:
-            line += " " + _("(merged with the registry record)")
+            line += " (merged with the registry record)"  # a log line: English, as sync's
         return line
 
     def to_jsonable(self) -> dict[str, Any]:
