@@ -583,3 +583,56 @@ def test_scraped_sites_recruit_as_the_page_says() -> None:
         scrape(saved(Path(folder), OPEN), db=db)
         trial = stored(db, OPEN.nct)
     assert {site_recruitment(s, trial).standing for s in trial.sites} == {Standing.RECRUITING}
+
+
+def test_a_store_merged_before_copies_were_kept(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """A store whose record was merged with the bundled listing before each source's copy was
+    kept beside it (schema 4): a scrape merges the page with the registry's part of that
+    record, and stores what a fresh store stores."""
+    legacy, fresh = tmp_path / "legacy.sqlite", tmp_path / "fresh.sqlite"
+    page = seed_page(tmp_path)
+    for db in (legacy, fresh):
+        sync_once(httpserver, db, V2, T1)
+    with Store(legacy) as store:
+        store.connection.execute("UPDATE trial_sources SET record = NULL")
+        assert len(store.source_copies([NCT], "registry")[NCT].sites) == 16  # merged
+    for db in (legacy, fresh):
+        scrape(page, db=db, now=T2)
+    assert to_jsonable(stored(legacy, NCT)) == to_jsonable(stored(fresh, NCT))
+    assert sum(s.listing_only for s in stored(legacy, NCT).sites) == 1
+
+
+def test_a_merged_trial_the_registry_no_longer_returns(tmp_path: Path) -> None:
+    """When a full refresh no longer returns a merged trial, the record and the registry's
+    own copy are both marked "not seen since"; the page's copy is untouched, and scraping it
+    again changes nothing."""
+    from conftest import recorded_trial
+    from trialfinder.store import QueryState, prepare_trial
+    from trialfinder.sync import placer
+
+    db = tmp_path / "store.sqlite"
+    tempos = recorded_trial()
+    with Store(db) as store:
+        run = store.start_sync(T1)
+        store.record_queries([(QueryState("search:x", "search"), T1, True)], run)
+        store.save_page([prepare_trial(placer(store)(tempos))], query="search:x",
+                        members=[tempos.nct_id], now=T1)
+    sites = tuple((f"{name} PREMIER, Dr", s.facility, f"{s.city}, France")
+                  for name, s in zip(("Anne", "Bruno", "Chloé"), tempos.sites[:3], strict=True))
+    page = saved(tmp_path, Page(tempos.nct_id, tempos.title, "June 2024", "Open", sites))
+    assert scrape(page, db=db, now=T2).merged
+    with Store(db) as store:
+        assert store.end_full_refresh("search:x", set(), day="2025-03-03", now=T3) == [
+            tempos.nct_id]
+    kept = copies(db, tempos.nct_id)
+    assert kept["registry"].not_seen_since == "2025-03-03"
+    assert kept["listing"].not_seen_since is None
+    assert stored(db, tempos.nct_id).not_seen_since == "2025-03-03"
+    assert trial_recruitment(stored(db, tempos.nct_id)).standing is Standing.UNKNOWN
+    assert scrape(page, db=db, now=T4).outcome == "unchanged"
+    renamed = saved(tmp_path, Page(tempos.nct_id, tempos.title, "June 2024", "Open", tuple(
+        ("Zoé NOUVELLE, Dr", facility, place) for _who, facility, place in sites)))
+    scrape(renamed, db=db, now=T5)
+    names = {c.name for s in stored(db, tempos.nct_id).sites for c in s.contacts}
+    assert "Zoé NOUVELLE" in names
+    assert not names & {who.split(",")[0] for who, _f, _p in sites}  # the page's old names

@@ -486,7 +486,8 @@ def changes_command(
     db: DbOption = None,
     lang: LangOption = None,
 ) -> None:
-    """What the syncs saw change: trial and site statuses, sites added or removed, contacts."""
+    """What the syncs and scrapes saw change: trial and site statuses, sites added or removed,
+    contacts (each source compared with its own previous copy)."""
     from trialfinder.sync import recorded_changes
 
     found = recorded_changes(_db(db), nct_id=trial, since=since)
