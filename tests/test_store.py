@@ -73,9 +73,16 @@ def test_schema_is_versioned_and_marked(store: Store) -> None:
 
 
 def _as_version(path: Path, version: int) -> None:
-    """Turn a store into what trialfinder wrote with an older schema: 3 (no history by source,
-    no run details, no query memory), 2 (no derived columns either), 1 (two more indexes)."""
+    """Turn a store into what trialfinder wrote with an older schema: 4 (no copies of each
+    source beside a merged record), 3 (no history by source, no run details, no query
+    memory), 2 (no derived columns either), 1 (two more indexes)."""
     raw = sqlite3.connect(path)
+    raw.execute("ALTER TABLE trial_sources DROP COLUMN record")
+    if version == 4:
+        raw.execute(f"PRAGMA user_version = {version}")
+        raw.commit()
+        raw.close()
+        return
     for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         raw.execute(f"DROP TRIGGER {name}")  # the search index's: they read the columns below
     raw.execute("DROP INDEX IF EXISTS search_unplaced")  # the search index's too
@@ -111,7 +118,7 @@ def test_old_store_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
         db.save_trial(trial(CLB, HEGP), "v1", now=T1)
     _as_version(path, version)
     with Store(path) as db:
-        assert db.schema_version == SCHEMA_VERSION == 4
+        assert db.schema_version == SCHEMA_VERSION == 5
         names = {r[0] for r in db._db.execute("SELECT name FROM sqlite_master")}
         assert names.isdisjoint({"sites_lat_lon", "sites_status"})
         assert {"trial_sources", "sync_queries", "query_trials"} <= names
@@ -127,6 +134,22 @@ def test_old_store_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
         assert [c.kind for c in closed.changes] == [ChangeKind.TRIAL_STATUS_CHANGED]
         later = db.save_trial(trial(CLB, status=Status.COMPLETED, last_update="2024-04-01"),
                               None, now=T3)
+        assert [c.kind for c in later.changes] == [ChangeKind.SITE_REMOVED]
+
+
+def test_schema_4_store_gains_the_copies_column(tmp_path: Path) -> None:
+    """A schema-4 store is upgraded in place (the column for sources' own copies added): its
+    records, bases and history stay, and the next copy is compared with the kept basis."""
+    path = tmp_path / "store.sqlite"
+    with Store(path) as db:
+        db.save_trial(trial(CLB, HEGP), "v1", now=T1)
+    _as_version(path, 4)
+    with Store(path) as db:
+        assert db.schema_version == SCHEMA_VERSION == 5
+        assert db.get_trial("NCT02260505") == trial(CLB, HEGP)
+        assert db.source_copies(["NCT02260505"], "registry") == {
+            "NCT02260505": trial(CLB, HEGP)}
+        later = db.save_trial(trial(CLB, last_update="2024-04-01"), None, now=T2)
         assert [c.kind for c in later.changes] == [ChangeKind.SITE_REMOVED]
 
 
@@ -351,6 +374,28 @@ def test_history_compares_each_source_with_itself(store: Store) -> None:
                               None, now=T3)
     assert [(c.kind, c.source) for c in closed.changes] == [
         (ChangeKind.TRIAL_STATUS_CHANGED, "registry"), (ChangeKind.SITE_REMOVED, "registry")]
+
+
+def test_each_source_keeps_its_basis_through_the_others_saves(store: Store) -> None:
+    """A listing's basis survives a registry save and a rewrite in place of the record: the
+    next copy of the listing is compared with its own last copy (a site it dropped, its
+    status words changed), not with nothing."""
+    page = Trial(
+        nct_id="NCT02260505", title="Imatinib maintenance or interruption in GIST",
+        source=Source("listing", "CenterWatch-style listing page", "2019-01"),
+        status_text="Open", sites=(site("Centre Leon Berard", "Lyon", status=None),
+                                   site("Institut Bergonie", "Bordeaux", status=None)),
+    )
+    store.save_trial(page, None, now=T1)
+    store.save_trial(trial(CLB, HEGP), None, now=T2)
+    assert store.rewrite_trials([trial(CLB, HEGP)]) == 1
+    closed = page.replace(status_text="Closed", sites=page.sites[:1])
+    result = store.save_trial(closed, None, now=T3)
+    assert [c.describe() for c in result.changes] == [
+        "2024-05-20 NCT02260505 (listing page): trial status Open → Closed",
+        "2024-05-20 NCT02260505 (listing page): site removed: Institut Bergonie (was no "
+        "status)",
+    ]
 
 
 def test_contact_title_and_order_are_not_changes(store: Store) -> None:

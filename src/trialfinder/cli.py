@@ -331,25 +331,59 @@ def listing(
         ),
     ],
     as_json: JsonOption = False,
+    db: DbOption = None,
     lang: LangOption = None,
 ) -> None:
     """What a listing page reads as: the trial, its sites with names repaired and positions,
-    and the page's own status words. Exactly what `scrape` stores; nothing is stored here.
+    and the page's own status words. Exactly the page's copy that `scrape` stores (placed with
+    the store's position cache, when the store exists); nothing is stored here.
 
     Pages larger than 20 MB ($TRIALFINDER_LISTING_MAX_BYTES) or binary data are refused.
     A URL is fetched (only the page's address is sent), within $TRIALFINDER_LISTING_DEADLINE
     seconds (default 60).
     """
     from trialfinder import render
-    from trialfinder.listing import load_listing
     from trialfinder.models import to_jsonable
     from trialfinder.queries import TrialView
+    from trialfinder.scrape import listing_copy
 
-    trial = load_listing(source)
+    trial = listing_copy(source, db=_db(db))
     if as_json:
         _print_json(to_jsonable(trial))
     else:
         typer.echo(render.sites_text(TrialView(trial=trial)))
+
+
+@app.command("scrape")
+def scrape_command(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH|URL",
+            help="A listing page: a file saved as HTML or as text, or its http(s) address.",
+        ),
+    ],
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    lang: LangOption = None,
+) -> None:
+    """Store a listing page's trial in the local store, with its history; safe for cron.
+
+    The page is read as `listing` reads it (names repaired, sites placed offline, the page's
+    own status words, its "last updated" date as the record's date). When the store holds
+    the registry's record of the trial, the two are merged as `sync` merges them, and the
+    trial's status is the more recent one's. One summary line (new / updated / unchanged);
+    `changes` shows what the page changed since its last scrape. Exit 1 if a URL cannot be
+    fetched, 2 for a page that cannot be used (nothing is stored then), 75 if a sync holds
+    the store.
+    """
+    from trialfinder.scrape import scrape
+
+    result = scrape(source, db=_db(db))
+    if as_json:
+        _print_json(result.to_jsonable())
+    else:
+        typer.echo(result.summary())
 
 
 @app.command("sync")
@@ -452,7 +486,8 @@ def changes_command(
     db: DbOption = None,
     lang: LangOption = None,
 ) -> None:
-    """What the syncs saw change: trial and site statuses, sites added or removed, contacts."""
+    """What the syncs and scrapes saw change: trial and site statuses, sites added or removed,
+    contacts (each source compared with its own previous copy)."""
     from trialfinder.sync import recorded_changes
 
     found = recorded_changes(_db(db), nct_id=trial, since=since)

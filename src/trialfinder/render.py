@@ -246,6 +246,8 @@ def freshness_json(view: TrialView) -> dict[str, Any]:
 
 
 def trial_json(view: TrialView) -> dict[str, Any]:
+    from trialfinder.merge import status_origin_json
+
     trial = view.trial
     overall = recruitment_json(view.recruitment)
     return {
@@ -259,6 +261,7 @@ def trial_json(view: TrialView) -> dict[str, Any]:
         "source": trial.source.description,
         "source_kind": trial.source.kind,
         "source_url": trial.source.url,
+        "status_origin": status_origin_json(trial),
         "stale": view.stale,
         "freshness": freshness_json(view),
         "registry_url": trial.registry_url,
@@ -516,10 +519,14 @@ def provenance_lines(view: TrialView) -> list[str]:
     else:
         where = _("Source: {source}, as of {as_of}").format(
             source=record_source_words(source.description), as_of=as_of_text(source))
+    from trialfinder.merge import status_origin
+
+    origin = status_origin(trial)  # a merged record: which source the status comes from
     return [
         _("{nct_id}: {title}").format(nct_id=trial.nct_id, title=trial.title),
         trial_status_line(view),
         where,
+        *([origin] if origin else []),
         *age_lines(view),
     ]
 

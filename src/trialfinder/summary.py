@@ -212,6 +212,7 @@ def readable(text: str | None) -> str | None:
 def summary_json(view: TrialView, *, terminal: bool = True) -> dict[str, Any]:
     """`show --json`: everything a referring clinician reads, as plain JSON. Text fields are
     readable (Markdown escapes removed); ``eligibility.criteria`` is the record's own text."""
+    from trialfinder.merge import status_origin_json
     from trialfinder.render import freshness_json, recruitment_json, warnings
 
     trial = view.trial
@@ -253,6 +254,7 @@ def summary_json(view: TrialView, *, terminal: bool = True) -> dict[str, Any]:
         "source": trial.source.description,
         "source_kind": trial.source.kind,
         "source_url": trial.source.url,
+        "status_origin": status_origin_json(trial),
         "stale": view.stale,
         "freshness": freshness_json(view),
         "warnings": warnings(view, terminal=terminal),
@@ -266,6 +268,7 @@ def _label_value(label: str, value: str | None, missing: str) -> str:
 
 def summary_text(view: TrialView, *, width: int = 100) -> str:
     """`show`: the trial as a clinician reads it, most useful first."""
+    from trialfinder.merge import status_origin
     from trialfinder.recruitment import status_words
     from trialfinder.render import age_lines, as_of_text, record_source_words
 
@@ -328,6 +331,7 @@ def summary_text(view: TrialView, *, width: int = 100) -> str:
         _("Source: {source}, as of {as_of}").format(
             source=record_source_words(trial.source.description),
             as_of=as_of_text(trial.source)),
+        *([origin] if (origin := status_origin(trial)) else []),
         *age_lines(view),
     ]
     return "\n".join(lines)
