@@ -297,15 +297,13 @@ Centres les plus proches de Lyon (69), France, qui recrutaient à la date de la 
 Essai NCT02260505 : Efficiency of Imatinib Treatment Maintenance or Interruption After 3 Years \
 of Adjuvant Treatment in Patients With Gastrointestinal Stromal Tumours (GIST)
 
-1. Centre Léon Bérard (Lyon, France) — 0,0 km
+1. Centre Léon Bérard (Lyon, France) — à moins d'1 km
    Demandez : Jean-Yves BLAY, Pr (médecin investigateur)
-   Pas de téléphone ni d'e-mail dans la fiche : demandez à votre oncologue de contacter le \
-médecin investigateur (page du registre ci-dessous).
 2. Institut de cancérologie LUCIEN NEUWIRTH (Saint-priest-en-jarez, France) — 47,7 km
    Demandez : Olivier COLLARD, Dr (médecin investigateur)
-   Pas de téléphone ni d'e-mail dans la fiche : demandez à votre oncologue de contacter le \
-médecin investigateur (page du registre ci-dessous).
 
+Pas de téléphone ni d'e-mail dans la fiche pour ces centres : demandez à votre oncologue de \
+contacter le médecin investigateur (page du registre ci-dessous).
 Attention : Cette fiche est ancienne (janvier 2019, il y a environ 6 ans) ; le recrutement a \
 pu changer depuis. Mettez-la à jour avec `trialfinder sync NCT02260505` (connexion Internet \
 nécessaire) et confirmez auprès du centre.

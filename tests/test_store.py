@@ -8,8 +8,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import unprivileged
 from trialfinder.errors import BadInput, StoreError
@@ -21,7 +19,6 @@ from trialfinder.store import (
     QueryState,
     Store,
     prepare_trial,
-    same_phone,
 )
 
 T1 = "2024-01-10T08:00:00+00:00"
@@ -323,39 +320,6 @@ def test_central_contact_change_is_a_trial_entry(store: Store) -> None:
          "Study desk (CONTACT): trials@example.org")]
 
 
-@pytest.mark.parametrize(("a", "b", "country", "same"), [
-    ("03 22 45 59 14", "+33 3 22 45 59 14", "France", True),
-    ("03.22.45.59.14", "+33 (0)3 22 45 59 14", "France", True),
-    ("0322455914", "0033 3 22 45 59 14", "France", True),
-    ("(212) 555-0100", "+1 212 555 0100", "United States", True),
-    ("030 1234567", "+49 30 1234567", "Germany", True),
-    ("03 22 45 59 14", "03 22 45 59 15", "France", False),
-    ("03 22 45 59 14", "+32 3 22 45 59 14", "France", False),
-    ("03 22 45 59 14", "+33 3 22 45 59 14", None, False),  # no region: not provably one
-    ("+33 3 22 45 59 14 ext. 12", "+33 3 22 45 59 14", "France", False),
-    (None, "", "France", True),
-    (None, "03 22 45 59 14", "France", False),
-    ("not a number", "+33 3 22 45 59 14", "France", False),
-])
-def test_phone_numbers_compared_as_numbers(a: str | None, b: str | None, country: str | None,
-                                           same: bool) -> None:
-    """Formatting, a national or international prefix and the trunk 0 do not make two numbers
-    differ; other digits, another country's prefix or an extension do."""
-    assert same_phone(a, b, country) is same
-    assert same_phone(b, a, country) is same
-
-
-@given(st.from_regex(r"0[1-9]( ?[0-9]{2}){4}", fullmatch=True))
-def test_a_french_number_in_any_form_is_the_same(national: str) -> None:
-    """Any French national number equals its international and dotted forms."""
-    digits = national.replace(" ", "")
-    international = "+33 " + digits[1:]
-    dotted = ".".join(digits[i:i + 2] for i in range(0, 10, 2))
-    assert same_phone(national, international, "France")
-    assert same_phone(dotted, international, "France")
-    assert same_phone(national, national, None)
-
-
 def test_history_compares_each_source_with_itself(store: Store) -> None:
     """A listing scrape saved between two registry copies is never diffed against them:
     registry, listing, registry again, listing again record nothing; a real registry
@@ -605,14 +569,6 @@ def test_schema_1_record_with_site_objects_still_reads(tmp_path: Path) -> None:
     _as_version_1(path)
     with Store(path) as db:
         assert db.get_trial("NCT02260505") == stored
-
-
-def test_contact_phone_digits_in_any_script() -> None:
-    from trialfinder.store import _digits
-
-    assert _digits("+33 (0)4 78-78") == "330478" + "78"
-    assert _digits("٠١٢ 34²") == "٠١٢34²"
-    assert _digits(None) == ""
 
 
 def other(nct: str, *sites: Site, status: Status = Status.RECRUITING) -> Trial:

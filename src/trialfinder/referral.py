@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trialfinder import clock
+from trialfinder.contacts import reach
 from trialfinder.criteria import Criterion, parse_criteria
 from trialfinder.i18n import _, ngettext
 from trialfinder.models import Contact, Trial
@@ -164,13 +165,13 @@ def _site_html(ranked: RankedSite, trial: Trial) -> str:
                 else _("position unknown — may be near you"))
     status = status_with_source(ranked.recruitment, site)
     contacts = "".join(f"<li>{_contact_html(c)}</li>" for c in site.contacts)
-    central = [c for c in trial.central_contacts if c.phone or c.email]
-    if not any(c.phone or c.email for c in site.contacts):
-        reach = (_("No phone or e-mail for this site in the record: see the central contacts.")
-                 if central else
-                 _("No phone or e-mail in the record: contact the investigator through the "
-                   "registry page."))
-        contacts += f"<li>{_e(reach)}</li>"
+    scope = reach(site, trial).scope
+    if scope != "site":
+        advice = (_("No phone or e-mail for this site in the record: see the central contacts.")
+                  if scope == "trial" else
+                  _("No phone or e-mail in the record: contact the investigator through the "
+                    "registry page."))
+        contacts += f"<li>{_e(advice)}</li>"
     number = f"{ranked.rank}. " if ranked.rank is not None else ""
     shared = ""
     if ranked.group_size > 1 and ranked.rank is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trialfinder.contacts import reach, tel_uri
 from trialfinder.freshness import (
     age_sentence,
     as_of_words,
@@ -57,8 +58,12 @@ def place_json(place: Place) -> dict[str, Any]:
 # --- the rules in words (status: recruitment.py; age: freshness.py) ------------------------
 
 
-def distance_words(km: float) -> str:
-    """"3.8 km", "8,650.0 km" (as the current language writes numbers)."""
+def distance_words(km: float, *, plain: bool = False) -> str:
+    """"3.8 km", "8,650.0 km" (as the current language writes numbers). ``plain`` (the
+    answer a patient reads first, as on the web page): "less than 1 km" under a kilometre,
+    since positions are rarely that precise (often both are a town's centre)."""
+    if plain and km < 1:
+        return _("less than 1 km")
     return _("{km} km").format(km=format_decimal(km, 1))
 
 
@@ -269,9 +274,10 @@ def trial_json(view: TrialView) -> dict[str, Any]:
 
 
 def site_json(site: Site, answer: Recruitment, ranked: RankedSite | None = None,
-              *, with_distance: bool = False) -> dict[str, Any]:
+              *, with_distance: bool = False, trial: Trial | None = None) -> dict[str, Any]:
     """One site: where, its status by the rule (``status`` is the registry value it rests on,
-    or null), and, in an answer, its distance and rank (equally near sites share one)."""
+    or null), and, in an answer, its distance and rank (equally near sites share one); with
+    its ``trial``, how to reach it (`contacts.reach`: whom, phone links included)."""
     investigators = site.investigators
     data: dict[str, Any] = {
         "facility": site.facility,
@@ -309,7 +315,23 @@ def site_json(site: Site, answer: Recruitment, ranked: RankedSite | None = None,
             "listing_match": site.listing_match,
         }
     )
+    if trial is not None:
+        data["reach"] = reach_json(site, trial)
     return data
+
+
+def reach_json(site: Site, trial: Trial) -> dict[str, Any]:
+    """`contacts.reach` as JSON: the scope ("site", "trial" or "none") and the people, each
+    phone with its international ``tel:`` link (null when it is no phone number)."""
+    found = reach(site, trial)
+    return {
+        "scope": found.scope,
+        "contacts": [
+            {"name": c.name, "title": c.title, "role": c.role, "phone": c.phone,
+             "tel": tel_uri(c.phone, site.country), "email": c.email}
+            for c in found.contacts
+        ],
+    }
 
 
 def nearest_json(answer: NearestAnswer, *, terminal: bool = True) -> dict[str, Any]:
@@ -322,7 +344,7 @@ def nearest_json(answer: NearestAnswer, *, terminal: bool = True) -> dict[str, A
         "place_alternatives": [p.label for p in answer.resolution.alternatives],
         "trial": trial_json(view),
         "warnings": warnings(view, terminal=terminal),
-        "sites": [site_json(r.site, r.recruitment, r, with_distance=True)
+        "sites": [site_json(r.site, r.recruitment, r, with_distance=True, trial=view.trial)
                   for r in answer.ranked],
         "sites_matching": answer.total_matching,
         "sites_unplaced": len(answer.unplaced),
@@ -335,7 +357,8 @@ def sites_json(view: TrialView, *, terminal: bool = True) -> dict[str, Any]:
     return {
         "trial": trial_json(view),
         "warnings": warnings(view, terminal=terminal),
-        "sites": [site_json(s, view.site_recruitment(s)) for s in view.trial.sites],
+        "sites": [site_json(s, view.site_recruitment(s), trial=view.trial)
+                  for s in view.trial.sites],
     }
 
 
@@ -359,18 +382,22 @@ def ask_for_line(site: Site) -> str | None:
 
 
 def reach_lines(site: Site, trial: Trial) -> list[str]:
-    """How to reach the site: its contacts' phones and e-mails, else the trial's central
-    contacts, else to ask one's oncologist to contact the investigator."""
-    lines = [_("Contact: {who}").format(who=_contact_words(c))
-             for c in site.contacts if c.phone or c.email]
-    if lines:
-        return lines
-    central = [c for c in trial.central_contacts if c.phone or c.email]
-    if central:
-        return [_("Contact (for the whole trial): {who}").format(who=_contact_words(c))
-                for c in central]
-    return [_("No phone or e-mail in the record: ask your oncologist to contact the "
-              "investigator (registry page below).")]
+    """How to reach the site (`contacts.reach`): its people's phones and e-mails, else the
+    trial's central contacts; nothing when nobody can be reached (`NO_CONTACT_ADVICE`)."""
+    found = reach(site, trial)
+    if found.scope == "site":
+        return [_("Contact: {who}").format(who=_contact_words(c)) for c in found.contacts]
+    return [_("Contact (for the whole trial): {who}").format(who=_contact_words(c))
+            for c in found.contacts]
+
+
+def no_contact_advice(count: int) -> str:
+    """What a patient does when the record gives no phone or e-mail for ``count`` sites."""
+    return ngettext(
+        "No phone or e-mail in the record for this centre: ask your oncologist to contact the "
+        "investigator (registry page below).",
+        "No phone or e-mail in the record for these centres: ask your oncologist to contact "
+        "the investigator (registry page below).", count)
 
 
 def _contact_words(contact: Contact) -> str:
@@ -384,14 +411,19 @@ def _site_head(site: Site) -> str:
 
 
 def _plain_site(site: Site, trial: Trial, answer: Recruitment, include_all: bool,
-                indent: str) -> list[str]:
+                indent: str, unreachable: list[Site]) -> list[str]:
+    """A site's lines in the plain answer; a site nobody can be reached at goes into
+    ``unreachable`` (the advice is given once, after the list)."""
     lines = []
     if include_all or not answer.recruiting:
         lines.append(indent + status_line(answer))
     ask = ask_for_line(site)
     if ask:
         lines.append(indent + ask)
-    lines.extend(indent + line for line in reach_lines(site, trial))
+    reach_now = reach_lines(site, trial)
+    if not reach_now:
+        unreachable.append(site)
+    lines.extend(indent + line for line in reach_now)
     return lines
 
 
@@ -445,20 +477,21 @@ def nearest_text(answer: NearestAnswer, *, details: bool = False) -> str:
     lines.append(_("Trial {nct_id}: {title}").format(nct_id=trial.nct_id, title=trial.title))
     lines.append("")
     placed = [g for g in _groups(answer.ranked) if g[0].rank is not None]
+    unreachable: list[Site] = []
     for group in placed:
         first = group[0]
-        distance = distance_words(first.distance_km or 0.0)
+        distance = distance_words(first.distance_km or 0.0, plain=True)
         if len(group) == 1:
             lines.append(f"{first.rank}. {_site_head(first.site)} — {distance}")
             lines.extend(_plain_site(first.site, trial, first.recruitment, answer.include_all,
-                                     "   "))
+                                     "   ", unreachable))
             continue
         lines.append(_("{rank}. Equally near, {distance}: {shared}").format(
             rank=first.rank, distance=distance, shared=shared_words(first.site, len(group))))
         for item in group:
             lines.append("   " + _site_head(item.site))
             lines.extend(_plain_site(item.site, trial, item.recruitment, answer.include_all,
-                                     "      "))
+                                     "      ", unreachable))
     if not placed and not answer.unplaced:
         lines.extend(_nothing_lines(answer))
     if answer.unplaced:
@@ -468,8 +501,10 @@ def nearest_text(answer: NearestAnswer, *, details: bool = False) -> str:
         for item in answer.unplaced:
             lines.append("   " + _site_head(item.site))
             lines.extend(_plain_site(item.site, trial, item.recruitment, answer.include_all,
-                                     "      "))
+                                     "      ", unreachable))
     lines.append("")
+    if unreachable:
+        lines.append(no_contact_advice(len(unreachable)))
     lines.extend(age_lines(view))
     lines.append(_("Registry page: {url}").format(url=trial.registry_url))
     lines.extend(_limit_lines(answer))
@@ -788,7 +823,7 @@ def _search_site_status(hit: TrialHit) -> str:
 
 def _search_hit_json(hit: TrialHit) -> dict[str, Any]:
     site = {
-        **site_json(hit.site, hit.site_recruitment),
+        **site_json(hit.site, hit.site_recruitment, trial=hit.view.trial),
         "distance_km": round(hit.distance_km, 1) if hit.distance_km is not None else None,
         "record_position": hit.position,
     }

@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 from urllib.parse import quote
 
+from trialfinder.contacts import same_phone
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.i18n import _
 from trialfinder.models import (
@@ -2022,61 +2023,6 @@ def _contact_text(contact: Sequence[str | None]) -> str:
     who = f"{name} ({role})" if role else str(name)
     reach = ", ".join(p for p in (phone, email) if p)
     return f"{who}: {reach}" if reach else who
-
-
-def same_phone(a: str | None, b: str | None, country: str | None = None) -> bool:
-    """Whether two phone numbers are the same number: the same digits, or the same number as
-    the `phonenumbers` library reads them (national or international form, spaces, dots, a
-    leading 0 or +33), with the region of the site's ``country`` for national forms."""
-    if (a or "").strip() == (b or "").strip():
-        return True
-    if not a or not b:
-        return False
-    if _digits(a) == _digits(b):
-        return True
-    first, second = _e164(a, country), _e164(b, country)
-    return first is not None and first == second
-
-
-@lru_cache(maxsize=4096)
-def _e164(phone: str, country: str | None) -> str | None:
-    import phonenumbers
-
-    try:
-        number = phonenumbers.parse(phone, region_of(country))
-    except phonenumbers.NumberParseException:
-        return None
-    text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return f"{text};ext={number.extension}" if number.extension else text
-
-
-@lru_cache(maxsize=512)
-def region_of(country: str | None) -> str | None:
-    """The ISO region code of a country as the registry names it ("France" -> "FR"), from
-    Babel's English and French territory names; None when unknown."""
-    if not country:
-        return None
-    key = _fold(country)
-    return _regions().get(key) or _regions().get(_fold(country.split(",")[0]))
-
-
-@lru_cache(maxsize=1)
-def _regions() -> dict[str, str]:
-    from babel import Locale
-
-    names: dict[str, str] = {}
-    for language in ("fr", "en"):  # English last: its names win
-        for code, name in Locale.parse(language).territories.items():
-            if len(code) == 2 and code.isalpha():
-                names[_fold(name)] = code
-    return names
-
-
-def _digits(phone: str | None) -> str:
-    """The digits of a phone number (any script's, as ``str.isdigit`` sees them)."""
-    if not phone:
-        return ""
-    return "".join(ch for ch in phone if ch.isdigit())
 
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from trialfinder.contacts import tel_uri
 from trialfinder.errors import (
     BadInput,
     OutOfReach,
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from trialfinder.mapping import Tiles
+    from trialfinder.models import Trial
     from trialfinder.queries import NearestAnswer, TrialView
 
 HERE = Path(__file__).resolve().parent
@@ -382,7 +383,6 @@ class Web:
             place_title=render.place_title(answer.resolution.place),
             place_precision=render.precision_words(Precision(data["place"]["precision"])),
             age_lines=_age_lines(answer.view),
-            central=[c for c in trial.central_contacts if c.phone or c.email],
             shown=len(answer.placed), map_html=map_html,
             trial_link=self.link(f"/trial/{trial.nct_id}", ask),
             tiles_host=_host(self.settings.tiles.url) if self.settings.tiles else None,
@@ -396,6 +396,7 @@ class Web:
         return self.page(
             ask, "trial.html", trial=view.trial, summary=summary.summary_json(view, terminal=False),
             sites=render.sites_json(view, terminal=False)["sites"],
+            main_country=_main_country(view.trial),
             age_lines=_age_lines(view),
             csv_link=self.link(f"/trial/{nct}/sites.csv", ask),
             referral_action=f"/trial/{nct}/referral",
@@ -555,7 +556,7 @@ def _environment() -> jinja2.Environment:
         finalize=_finalize,
     )
     env.globals.update(
-        _=i18n._, ngettext=i18n.ngettext, km=lambda value: format_decimal(value, 1), tel=_tel,
+        _=i18n._, ngettext=i18n.ngettext, km=lambda value: format_decimal(value, 1), tel=tel_uri,
         where=_where, section_heading=_section_heading,
         sex_words=summary.sex_words, record_age_words=summary.record_age_words,
         arm_type_words=summary.arm_type_words, record_source_words=render.record_source_words,
@@ -589,8 +590,10 @@ def _where(site: dict[str, Any]) -> str:
     return ", ".join(p for p in (site.get("city"), site.get("country")) if p)
 
 
-def _tel(phone: str) -> str:
-    """A phone number as a tel: URI ("03 22 45 59 14" -> "tel:0322455914")."""
-    digits = re.sub(r"[^0-9+]", "", unicodedata.normalize("NFKC", phone))
-    return "tel:" + digits
+def _main_country(trial: Trial) -> str | None:
+    """The country most of the trial's sites are in: the region its central contacts' phone
+    numbers are read in (they rarely say)."""
+    from collections import Counter
 
+    counts = Counter(site.country for site in trial.sites if site.country)
+    return counts.most_common(1)[0][0] if counts else None
