@@ -28,6 +28,16 @@ def fixed_today(monkeypatch: pytest.MonkeyPatch) -> datetime.date:
 
 
 @pytest.fixture(autouse=True)
+def english_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts in English whatever the locale of the machine running it (the CLI
+    reads LANGUAGE, LC_ALL, LC_MESSAGES and LANG as gettext does); a test about another
+    language sets it itself."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+
+
+@pytest.fixture(autouse=True)
 def private_user_cache(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

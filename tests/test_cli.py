@@ -41,9 +41,9 @@ HEADER = [
     "Source: CenterWatch-style listing page, as of January 2019",
     STALE,
 ]
-NO_CONTACT = (
-    "No phone or e-mail in the record: ask your oncologist to contact the investigator "
-    "(registry page below)."
+NO_CONTACT_THESE = (
+    "No phone or e-mail in the record for these centres: ask your oncologist to contact the "
+    "investigator (registry page below)."
 )
 
 
@@ -69,13 +69,12 @@ def test_nearest_lyon_lists_centre_leon_berard_first(runner: CliRunner) -> None:
         "Nearest sites recorded as recruiting in January 2019, to Lyon (69), France",
         f"Trial NCT02260505: {TITLE}",
         "",
-        "1. Centre Léon Bérard (Lyon, France) — 0.0 km",
+        "1. Centre Léon Bérard (Lyon, France) — less than 1 km",
         "   Ask for: Jean-Yves BLAY, Pr (investigator)",
-        f"   {NO_CONTACT}",
         "2. Institut de cancérologie LUCIEN NEUWIRTH (Saint-priest-en-jarez, France) — 47.7 km",
         "   Ask for: Olivier COLLARD, Dr (investigator)",
-        f"   {NO_CONTACT}",
         "",
+        NO_CONTACT_THESE,
         STALE,
         "Registry page: https://clinicaltrials.gov/study/NCT02260505",
         "Showing 2 of 16; use --limit to see more.",

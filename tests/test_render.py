@@ -62,8 +62,8 @@ def test_plain_answer_for_equally_near_sites(run) -> None:  # type: ignore[no-un
         "Nearest recruiting sites to Paris (75), 75005, France",
         "Trial NCT90000004: Equally near sites",
         "",
-        "1. Equally near, 1.0 km: 2 sites placed at one point, the centre of Paris (the record "
-        "gives no street address)",
+        "1. Equally near, less than 1 km: 2 sites placed at one point, the centre of Paris (the "
+        "record gives no street address)",
         "   Hôpital Cochin (Paris, France)",
         "      Ask for: Dr Luc Bon (investigator)",
         "      Contact (for the whole trial): Trial desk, +33 1 00 00 00 00, desk@example.org",
@@ -138,7 +138,7 @@ def test_with_all_an_unknown_trials_sites_say_status_unknown(run) -> None:  # ty
         "Trial NCT90000001: Erectile Dysfunction in Good Prognosis Prostate Cancer: a Phase III "
         "Medico-economic Study Comparing Brachytherapy to Stereotactic Body Radiotherapy",
         "",
-        "1. CH Lyon Sud (Lyon, France) — 0.1 km",
+        "1. CH Lyon Sud (Lyon, France) — less than 1 km",
         "   Status unknown (last known: not yet recruiting, not verified since September 2022)",
         "   Ask for: Olivier CHAPET (investigator)",
         "   Contact: Sonia Gaudioz, sonia.gaudioz@chu-lyon.fr",

@@ -37,7 +37,7 @@ from trialfinder.records import load_trial
 from trialfinder.recruitment import Standing, trial_recruitment
 from trialfinder.registry import RegistryClient
 from trialfinder.resources import data_path
-from trialfinder.store import ChangeKind, Store
+from trialfinder.store import SCHEMA_VERSION, ChangeKind, Store
 from trialfinder.sync import Query, _Prefetch, lock_path, store_lock, sync
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ctgov"
@@ -841,7 +841,7 @@ def test_status_for_cron_monitoring(registry: FakeRegistry, server: HTTPServer,
     lines = status.stdout.splitlines()
     with Store(db) as store:
         sites = store.counts()[1]
-    assert lines[:3] == [f"Store: {db} (schema 4)", f"Trials: 30; sites: {sites}",
+    assert lines[:3] == [f"Store: {db} (schema {SCHEMA_VERSION})", f"Trials: 30; sites: {sites}",
                          f"Last successful sync: {NIGHT1} ("
                          f"{lines[2].split('(')[1]}"]
     assert lines[3:] == [
@@ -856,7 +856,7 @@ def test_status_for_cron_monitoring(registry: FakeRegistry, server: HTTPServer,
         f"refresh {NIGHT1}",
     ]
     data = json.loads(runner.invoke(app, ["status", "--db", str(db), "--json"]).stdout)
-    assert (data["schema"], data["trials"], data["last_success"]["id"]) == (4, 30, 1)
+    assert (data["schema"], data["trials"], data["last_success"]["id"]) == (SCHEMA_VERSION, 30, 1)
     assert [r["outcome"] for r in data["runs"]] == ["aborted", "ok"]
     assert data["queries"][0]["statuses"] == ["RECRUITING"]
     old = runner.invoke(app, ["status", "--db", str(db), "--max-age", "1"])
@@ -895,7 +895,7 @@ def test_a_store_that_cannot_be_written(server: HTTPServer) -> None:
                                    base_url(server))
         kept = load_trial(NCT, db)
     assert status.returncode == 0, status.stderr
-    assert status.stdout.splitlines()[0] == f"Store: {db} (schema 4, read-only)"
+    assert status.stdout.splitlines()[0] == f"Store: {db} (schema {SCHEMA_VERSION}, read-only)"
     assert (changes.returncode, changes.stdout.count("trial added")) == (0, 1)
     assert show.returncode == 0 and NCT in show.stdout
     assert (refused.returncode, refused.stdout) == (1, "")

@@ -712,3 +712,47 @@ def test_serve_on_a_taken_port_says_so(no_store: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr == (
         f"Error: Cannot listen on 127.0.0.1:{port}: Address already in use\n")
+
+
+def test_how_to_reach_a_site_is_one_rule_in_every_output(tmp_path: Path) -> None:
+    """A site with its own desk, one reachable only through the trial's central contact, one
+    with nobody: the CLI answer, its JSON, the web page and the referral sheet say the same
+    (`contacts.reach`), and every phone is linked in international form."""
+    from trialfinder import queries, render
+    from trialfinder.referral import build_referral, referral_html
+
+    central = Contact("Trial office", role="CENTRAL_CONTACT", phone="01 42 11 42 11")
+    trial = Trial(
+        nct_id=OTHER, title="Reach", status=Status.RECRUITING, verified_date="2025-02",
+        source=Source("registry", "ClinicalTrials.gov API v2", "2025-02-01",
+                      retrieved="2025-02-20T00:00:00Z"),
+        central_contacts=(central,),
+        sites=(
+            Site("Hôpital A", "Dijon", "France", status=Status.RECRUITING, latitude=47.322,
+                 longitude=5.0415, contacts=(
+                     Contact("Dr A", role="PRINCIPAL_INVESTIGATOR"),
+                     Contact("Desk A", role="CONTACT", phone="03 80 29 30 31"))),
+            Site("Hôpital B", "Beaune", "France", status=Status.RECRUITING, latitude=47.025,
+                 longitude=4.8397, contacts=(Contact("Dr B", role="PRINCIPAL_INVESTIGATOR"),)),
+        ),
+    )
+    db = store_with(tmp_path / "store.sqlite", trial)
+    answer = queries.nearest("Dijon", OTHER, db, limit=5)
+    data = render.nearest_json(answer)
+    reach = {s["facility"]: s["reach"] for s in data["sites"]}
+    assert reach["Hôpital A"] == {"scope": "site", "contacts": [
+        {"name": "Desk A", "title": None, "role": "CONTACT", "phone": "03 80 29 30 31",
+         "tel": "tel:+33380293031", "email": None}]}
+    assert reach["Hôpital B"]["scope"] == "trial"
+    assert reach["Hôpital B"]["contacts"][0]["tel"] == "tel:+33142114211"
+    text = render.nearest_text(answer)
+    assert "   Contact: Desk A, 03 80 29 30 31" in text
+    assert "   Contact (for the whole trial): Trial office, 01 42 11 42 11" in text
+    assert "No phone or e-mail" not in text
+    with TestClient(create_app(Settings(db_path=db, trials=(OTHER,)))) as client:
+        page = client.post("/nearest", data={"place": "Dijon", "trial": OTHER}).text
+    assert '<a href="tel:+33380293031">03 80 29 30 31</a>' in page
+    assert '<a href="tel:+33142114211">01 42 11 42 11</a>' in page
+    assert "Contact (for the whole trial): Trial office" in page
+    sheet = referral_html(build_referral(OTHER, "Dijon", db))
+    assert "see the central contacts" in sheet and sheet.count("tel. 03 80 29 30 31") == 1

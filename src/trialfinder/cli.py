@@ -16,14 +16,15 @@ import typer
 from typer.core import TyperGroup
 
 from trialfinder.errors import TrialFinderError
+from trialfinder.i18n import _, ngettext
 from trialfinder.resources import DEFAULT_TRIAL
 
 
 def _fatal(message: str, code: int) -> NoReturn:
     # One line, whatever the message held: patients and cron logs read it alike.
-    from trialfinder.i18n import _
+    from trialfinder.text import one_line
 
-    text = " ".join(str(message).split()) or _("unknown error")
+    text = one_line(str(message)) or _("unknown error")
     typer.echo(_("Error: {message}").format(message=text), err=True)
     sys.exit(code)
 
@@ -76,7 +77,12 @@ class _Group(TyperGroup):
         if sys.stderr is not None and not isinstance(sys.stderr, SafeStream):
             sys.stderr = SafeStream(sys.stderr)
         try:
-            result = self._run(args, kwargs)
+            from trialfinder.i18n import language, language_from_environment
+
+            # The language of everything the command says to a person: the locale
+            # environment as gettext reads it; a command's --lang switches it (`_use_lang`).
+            with language(language_from_environment()):
+                result = self._run(args, kwargs)
             if isinstance(result, int) and result:
                 sys.exit(result)
             if standalone:
@@ -86,8 +92,6 @@ class _Group(TyperGroup):
             sys.stdout, sys.stderr = saved
 
     def _run(self, args: Any, kwargs: Any) -> Any:
-        from trialfinder.i18n import _
-
         try:
             return super().main(*args, **{**kwargs, "standalone_mode": False})
         except TrialFinderError as exc:
@@ -154,6 +158,31 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _use_lang(value: str | None) -> str | None:
+    """--lang: switch the command's language (set from the environment by `_Group.main`,
+    which ends it with the command). Eager, so that errors about other options are in it."""
+    if value is None:
+        return None
+    from trialfinder import i18n
+
+    code = value.strip().lower()
+    if code not in i18n.LANGUAGES:
+        raise typer.BadParameter(i18n._("{value} is not a language trialfinder speaks; "
+                                        "choose one of: {choices}").format(
+            value=repr(value), choices=", ".join(i18n.LANGUAGES)))
+    return i18n.use(code)
+
+
+LangOption = Annotated[
+    str | None,
+    typer.Option("--lang", metavar="fr|en", callback=_use_lang, is_eager=True,
+                 help="Language of what is printed for people (default: $LANGUAGE, $LC_ALL, "
+                 "$LC_MESSAGES or $LANG, else English). JSON keys and values stay English.",
+                 show_default=False),
+]
+"""Give it to every command that prints for a person: ``lang: LangOption = None``."""
 
 
 def _db(db: Path | None) -> Path:
@@ -226,6 +255,7 @@ def nearest(
             show_default=False,
         ),
     ] = None,
+    lang: LangOption = None,
 ) -> None:
     """The nearest sites of a trial to PLACE, ranked by great-circle distance: whom to ask
     for, how to reach them, how old the information is.
@@ -258,7 +288,7 @@ def nearest(
     else:
         typer.echo(render.nearest_text(answer, details=details))
         if map_path is not None:
-            typer.echo(f"\nMap: {map_path}")
+            typer.echo("\n" + _("Map: {path}").format(path=map_path))
 
 
 @app.command()
@@ -272,6 +302,7 @@ def sites(
         bool, typer.Option("--excel", help="With --csv: start with a byte-order mark for Excel.")
     ] = False,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Every site of a trial: investigator, contacts, address, status, position, precision.
 
@@ -280,7 +311,7 @@ def sites(
     from trialfinder import queries, render
 
     if as_json and as_csv:
-        raise typer.BadParameter("choose one of --json and --csv")
+        raise typer.BadParameter(_("choose one of --json and --csv"))
     view = queries.trial_view(trial, _db(db))
     if as_json:
         _print_json(render.sites_json(view))
@@ -300,24 +331,59 @@ def listing(
         ),
     ],
     as_json: JsonOption = False,
+    db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """What a listing page reads as: the trial, its sites with names repaired and positions,
-    and the page's own status words. Exactly what `scrape` stores; nothing is stored here.
+    and the page's own status words. Exactly the page's copy that `scrape` stores (placed with
+    the store's position cache, when the store exists); nothing is stored here.
 
     Pages larger than 20 MB ($TRIALFINDER_LISTING_MAX_BYTES) or binary data are refused.
     A URL is fetched (only the page's address is sent), within $TRIALFINDER_LISTING_DEADLINE
     seconds (default 60).
     """
     from trialfinder import render
-    from trialfinder.listing import load_listing
     from trialfinder.models import to_jsonable
     from trialfinder.queries import TrialView
+    from trialfinder.scrape import listing_copy
 
-    trial = load_listing(source)
+    trial = listing_copy(source, db=_db(db))
     if as_json:
         _print_json(to_jsonable(trial))
     else:
         typer.echo(render.sites_text(TrialView(trial=trial)))
+
+
+@app.command("scrape")
+def scrape_command(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH|URL",
+            help="A listing page: a file saved as HTML or as text, or its http(s) address.",
+        ),
+    ],
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    lang: LangOption = None,
+) -> None:
+    """Store a listing page's trial in the local store, with its history; safe for cron.
+
+    The page is read as `listing` reads it (names repaired, sites placed offline, the page's
+    own status words, its "last updated" date as the record's date). When the store holds
+    the registry's record of the trial, the two are merged as `sync` merges them, and the
+    trial's status is the more recent one's. One summary line (new / updated / unchanged);
+    `changes` shows what the page changed since its last scrape. Exit 1 if a URL cannot be
+    fetched, 2 for a page that cannot be used (nothing is stored then), 75 if a sync holds
+    the store.
+    """
+    from trialfinder.scrape import scrape
+
+    result = scrape(source, db=_db(db))
+    if as_json:
+        _print_json(result.to_jsonable())
+    else:
+        typer.echo(result.summary())
 
 
 @app.command("sync")
@@ -356,6 +422,7 @@ def sync_command(
         typer.Option("--registry-url", help="API base URL (default: $TRIALFINDER_REGISTRY_URL, "
                      "else https://clinicaltrials.gov/api/v2).", show_default=False),
     ] = None,
+    lang: LangOption = None,
 ) -> None:
     """Fetch trials from ClinicalTrials.gov into the local store; safe for cron.
 
@@ -378,7 +445,7 @@ def sync_command(
         if not as_json and (verbose or outcome.outcome != "unchanged"):
             typer.echo(outcome.summary())
         if on_tty:
-            _control(f"syncing: {done}/{total or '?'} done")
+            _control(_("syncing: {done}/{total} done").format(done=done, total=total or "?"))
 
     def warning(message: str) -> None:
         if not as_json:
@@ -397,12 +464,11 @@ def sync_command(
     if failed:
         # The per-trial lines went to stdout for the log; stderr gets the one-line verdict.
         first = failed[0]
-        which = "first " if len(failed) > 1 else ""
-        typer.echo(
-            f"Error: {len(failed)} of {len(report.trials)} trials failed; {which}"
-            f"{first.nct_id}: {first.error}",
-            err=True,
-        )
+        verdict = ngettext("{failed} of {total} trials failed; {nct_id}: {error}",
+                           "{failed} of {total} trials failed; first {nct_id}: {error}",
+                           len(failed)).format(failed=len(failed), total=len(report.trials),
+                                               nct_id=first.nct_id, error=first.error)
+        typer.echo(_("Error: {message}").format(message=verdict), err=True)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
@@ -418,15 +484,17 @@ def changes_command(
     ] = None,
     as_json: JsonOption = False,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
-    """What the syncs saw change: trial and site statuses, sites added or removed, contacts."""
+    """What the syncs and scrapes saw change: trial and site statuses, sites added or removed,
+    contacts (each source compared with its own previous copy)."""
     from trialfinder.sync import recorded_changes
 
     found = recorded_changes(_db(db), nct_id=trial, since=since)
     if as_json:
         _print_json([change.to_jsonable() for change in found])
     elif not found:
-        typer.echo("No changes recorded.")
+        typer.echo(_("No changes recorded."))
     else:
         for change in found:
             typer.echo(change.describe())
@@ -442,6 +510,7 @@ def status_command(
                      "monitoring).", show_default=False),
     ] = None,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """The store and its syncs, for cron monitoring: path and schema, trials and sites, the
     most recent successful sync, the last runs with their arguments and outcomes, and the
@@ -481,6 +550,7 @@ def geocode(
         typer.Option("--refresh", help="Place every trial of the store again with the current "
                      "offline rules and gazetteer, and store the positions (offline)."),
     ] = False,
+    lang: LangOption = None,
 ) -> None:
     """Place every site of a trial; report each site's position, precision and source.
 
@@ -507,7 +577,7 @@ def geocode(
             nonlocal bar
             if bar is None:
                 bar = stack.enter_context(
-                    typer.progressbar(length=total, label="Geocoding", file=_terminal())
+                    typer.progressbar(length=total, label=_("Geocoding"), file=_terminal())
                 )
             bar.update(1)
 
@@ -554,6 +624,7 @@ def where(
         ),
     ] = False,
     as_json: JsonOption = False,
+    lang: LangOption = None,
 ) -> None:
     """How PLACE resolves: name, region, country, postal code, position, precision, other
     candidates and notes. Check an ambiguous name here before trusting an answer.
@@ -593,6 +664,7 @@ def map_command(
         ),
     ] = None,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Write a map of a trial's sites as one HTML file that opens anywhere, offline too.
 
@@ -612,6 +684,7 @@ def show(
     ] = DEFAULT_TRIAL,
     as_json: JsonOption = False,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """A clinician's summary of a trial: phase, status, dates, sponsor, arms, eligibility
     criteria, contacts, registry link, source and how fresh it is."""
@@ -640,6 +713,7 @@ def referral(
                      show_default=False),
     ] = None,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Write a one-page printable referral sheet (self-contained HTML, A4): the trial, its key
     criteria, the three nearest recruiting sites with contacts. Prints the file's path."""
@@ -672,6 +746,7 @@ def search(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many trials.")] = 10,
     as_json: JsonOption = False,
     db: DbOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Trials in the local store (filled by `sync`) ranked by their nearest matching site to a
     place, anywhere on Earth; trials whose matching sites have no position come last."""
@@ -731,7 +806,8 @@ def serve(
     layer = None
     if tiles is not None:
         if not all(part in tiles for part in ("{z}", "{x}", "{y}")):
-            raise BadInput(f"--tiles needs {{z}}, {{x}} and {{y}} in its URL, not {tiles}")
+            raise BadInput(_("--tiles needs {{z}}, {{x}} and {{y}} in its URL, not {url}")
+                           .format(url=tiles))
         tile_origin(tiles)  # an http(s) URL with a host, else BadInput
         layer = Tiles(tiles) if tiles_attribution is None else Tiles(tiles, tiles_attribution)
     settings = Settings(db_path=_db(db), trials=ids, tiles=layer)

@@ -18,10 +18,12 @@ class BadInput(TrialFinderError):
 class InvalidTrialId(BadInput):
     def __init__(self, value: str, message: str | None = None) -> None:
         """``message`` replaces the default wording (the registry's own 400 answer, say)."""
+        from trialfinder.i18n import _
+
         super().__init__(
             message
-            or f"'{value}' is not a ClinicalTrials.gov identifier (expected NCT and 8 digits, "
-            "e.g. NCT02260505)"
+            or _("'{value}' is not a ClinicalTrials.gov identifier (expected NCT and 8 digits, "
+                 "e.g. NCT02260505)").format(value=value)
         )
         self.value = value
 

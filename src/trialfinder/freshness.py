@@ -15,12 +15,11 @@ these from `freshness`, and says the age in plain words with `age_words`.
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 from datetime import date
 
 from trialfinder import clock
-from trialfinder.i18n import _, ngettext
+from trialfinder.i18n import _, format_date, ngettext
 from trialfinder.models import Trial
 
 STALE_AFTER_DAYS = 183
@@ -104,8 +103,8 @@ def _newest(*labels: str | None) -> str | None:
 
 
 def date_words(label: str) -> str:
-    """An ISO date as precise as it is, in English: "January 2019", "15 March 2024", "2019";
-    "an unknown date" for ""."""
+    """An ISO date as precise as it is, in the current language: "January 2019", "15 March
+    2024", "2019" ("janvier 2019", "15 mars 2024" in French); "an unknown date" for ""."""
     if not label:
         return _("an unknown date")
     parts = label[:10].split("-")
@@ -113,10 +112,9 @@ def date_words(label: str) -> str:
         year = int(parts[0])
         if len(parts) == 1:
             return str(year)
-        month = calendar.month_name[int(parts[1])]
         if len(parts) == 2:
-            return f"{month} {year}"
-        return f"{int(parts[2])} {month} {year}"
+            return format_date(date(year, int(parts[1]), 1), day=False)
+        return format_date(date(year, int(parts[1]), int(parts[2])))
     except (ValueError, IndexError):
         return label
 

@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 from weakref import WeakKeyDictionary
 
 from trialfinder.errors import BadInput, GeocodingError
+from trialfinder.i18n import _, format_decimal
 from trialfinder.models import Precision, Site, Trial
 
 if TYPE_CHECKING:
@@ -676,9 +677,10 @@ class NominatimGeocoder:
             location = self.client.search(query, country_code=country_code)
         except GeocodingError as error:
             if stale is not None:
-                self._warn(site, f"{error}; kept the position found earlier")
+                self._warn(site, _("{error}; kept the position found earlier").format(
+                    error=error))
                 return _cached_position(stale)
-            self._warn(site, f"{error}; using the next best position")
+            self._warn(site, _("{error}; using the next best position").format(error=error))
             return None
 
         found = None
@@ -687,21 +689,25 @@ class NominatimGeocoder:
             latitude, longitude = _raw_point(location)
             precision = _result_precision(raw)
             if precision is not Precision.FACILITY:
-                self._warn(site, f"{NOMINATIM_SOURCE} found only the {precision.value}; ignored")
+                from trialfinder.render import precision_name
+
+                self._warn(site, _("{source} found only the {precision}; ignored").format(
+                    source=NOMINATIM_SOURCE, precision=precision_name(precision)))
             elif (
                 centre is not None
                 and (offset := _distance(latitude, longitude, centre.latitude, centre.longitude))
                 > MAX_OFFSET_KM
             ):
-                self._warn(
-                    site,
-                    f"{NOMINATIM_SOURCE} answered {raw.get('display_name', '?')!s}, "
-                    f"{offset:.0f} km from {site.city}: taken for a namesake and discarded",
-                )
+                self._warn(site, _(
+                    "{source} answered {answer}, {km} km from {city}: taken for a namesake "
+                    "and discarded").format(
+                    source=NOMINATIM_SOURCE, answer=raw.get("display_name", "?"),
+                    km=format_decimal(offset, 0, grouping=False), city=site.city))
             else:
                 found = (latitude, longitude)
         if found is None and location is None:
-            self._warn(site, f"not found by {NOMINATIM_SOURCE}; using the next best position")
+            self._warn(site, _("not found by {source}; using the next best position").format(
+                source=NOMINATIM_SOURCE))
 
         if self.store is not None:
             stamp = now.isoformat(timespec="seconds")
@@ -1058,14 +1064,16 @@ def resolve_place(
         location = client.search(query, country_code=base.place.country if base else None)
     except GeocodingError as error:
         if base is None:
-            raise UnknownPlace(f"{unknown} (online lookup failed: {error})") from error
-        return _with_note(base, base.place, f"Online lookup failed ({error}); offline answer kept.")
+            raise UnknownPlace(_("{unknown} (online lookup failed: {error})").format(
+                unknown=unknown, error=error)) from error
+        return _with_note(base, base.place, _(
+            "Online lookup failed ({error}); offline answer kept.").format(error=error))
     if location is None:
         if base is None:
             raise unknown  # type: ignore[misc]
-        return _with_note(
-            base, base.place, f"{NOMINATIM_SOURCE} does not know {query!r}; offline answer kept."
-        )
+        return _with_note(base, base.place, _(
+            "{source} does not know {query}; offline answer kept.").format(
+            source=NOMINATIM_SOURCE, query=repr(query)))
     online, display = _place_from_result(location, query)
     if base is None:
         from trialfinder.gazetteer import Resolution
@@ -1076,8 +1084,9 @@ def resolve_place(
             alternatives=(),
             corrected_from=None,
             notes=(
-                f"Not in the bundled gazetteer; found online by {NOMINATIM_SOURCE}: "
-                f"{display}. Check that it is the place you meant.",
+                _("Not in the bundled gazetteer; found online by {source}: {place}. Check "
+                  "that it is the place you meant.").format(source=NOMINATIM_SOURCE,
+                                                           place=display),
             ),
         )
     offset = _distance(online.latitude, online.longitude, base.place.latitude, base.place.longitude)
@@ -1085,14 +1094,15 @@ def resolve_place(
         return _with_note(
             base,
             base.place,
-            f"{NOMINATIM_SOURCE} placed {query!r} at {display}, {offset:.0f} km away; "
-            "offline answer kept: check the place.",
+            _("{source} placed {query} at {place}, {km} km away; offline answer kept: check "
+              "the place.").format(source=NOMINATIM_SOURCE, query=repr(query), place=display,
+                                   km=format_decimal(offset, 0, grouping=False)),
         )
     if online.precision.rank < base.place.precision.rank:
-        return _with_note(
-            base, online, f"Position refined online by {NOMINATIM_SOURCE}: {display}."
-        )
-    return _with_note(base, base.place, f"{NOMINATIM_SOURCE} agrees ({offset:.1f} km apart).")
+        return _with_note(base, online, _("Position refined online by {source}: {place}.")
+                          .format(source=NOMINATIM_SOURCE, place=display))
+    return _with_note(base, base.place, _("{source} agrees ({km} km apart).").format(
+        source=NOMINATIM_SOURCE, km=format_decimal(offset, 1, grouping=False)))
 
 
 def _with_note(resolution: Resolution, place: Place, note: str) -> Resolution:

@@ -2,7 +2,11 @@
 
 Write every human sentence as ``_("… {name} …").format(name=…)``: whole sentences with named
 placeholders, never fragments glued together, so a translation can reorder them. Plural
-forms go through ``ngettext``. JSON keys and enum values are never translated.
+forms go through ``ngettext``; a short word that could mean two things takes a context
+(``pgettext("precision", "city")``); a message in a module-level table is marked with
+``N_("…")`` and translated where it is shown, with ``_(text)``. JSON keys and enum values
+are never translated. ``scripts/catalogues.py`` extracts the messages (``babel.cfg``) into
+``locale/trialfinder.pot`` and keeps each language's ``.po`` and compiled ``.mo`` current.
 
 The language is a context variable: the CLI sets it once per command (``--lang``, else the
 locale environment as gettext reads it), the web server once per request (``?lang=``, else
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import gettext
+    from datetime import date
 
 LANGUAGES = ("en", "fr")
 DEFAULT_LANGUAGE = "en"
@@ -38,13 +43,22 @@ def current_language() -> str:
 
 @contextmanager
 def language(code: str | None) -> Iterator[str]:
-    """Run a block in one language ("en" or "fr"; anything else is English)."""
+    """Run a block in one language ("en" or "fr"; anything else is English). Languages
+    chosen inside the block with `use` end with it too."""
     chosen = supported(code) or DEFAULT_LANGUAGE
     token = _current.set(chosen)
     try:
         yield chosen
     finally:
         _current.reset(token)
+
+
+def use(code: str | None) -> str:
+    """Switch the rest of the current block (see `language`) to ``code``: the CLI's
+    ``--lang``, read after the command's environment has chosen one."""
+    chosen = supported(code) or DEFAULT_LANGUAGE
+    _current.set(chosen)
+    return chosen
 
 
 def supported(code: str | None) -> str | None:
@@ -117,13 +131,54 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return _translations(code).ngettext(singular, plural, n)
 
 
-def format_decimal(value: float, digits: int = 1) -> str:
-    """A number with ``digits`` decimals as the current language writes it: "1,234.5" in
-    English, "1 234,5" in French."""
+def pgettext(context: str, message: str) -> str:
+    """``message`` in the current language, where ``context`` says which of its meanings is
+    meant (a short word, a date pattern)."""
     code = _current.get()
     if code == DEFAULT_LANGUAGE:
-        return f"{value:,.{digits}f}"
+        return message
+    return _translations(code).pgettext(context, message)
+
+
+def N_(message: str) -> str:
+    """``message`` unchanged, marked for the catalogue: for tables built at import, before
+    any language is chosen. Translate it where it is shown, with ``_(text)``."""
+    return message
+
+
+def format_decimal(value: float, digits: int = 1, *, grouping: bool = True) -> str:
+    """A number with ``digits`` decimals as the current language writes it: "1,234.5" in
+    English, "1 234,5" in French. ``grouping`` False leaves out English's thousands separator
+    (for messages that never had one); other languages always write theirs."""
+    code = _current.get()
+    if code == DEFAULT_LANGUAGE:
+        return f"{value:{',' if grouping else ''}.{digits}f}"
     from babel.numbers import format_decimal as babel_decimal
 
     pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "")
     return str(babel_decimal(round(value, digits), format=pattern, locale=code))
+
+
+def format_date(value: date, *, day: bool = True) -> str:
+    """A date as the current language writes it in a sentence: "15 March 2024" / "January
+    2019" (``day`` False) in English; "15 mars 2024", "1er mars 2024", "janvier 2019" in
+    French (Babel, with the patterns the catalogue gives)."""
+    code = _current.get()
+    if code == DEFAULT_LANGUAGE:
+        import calendar
+
+        month = calendar.month_name[value.month]
+        return f"{value.day} {month} {value.year}" if day else f"{month} {value.year}"
+    from babel.dates import format_date as babel_date
+
+    if not day:
+        # TRANSLATORS: a CLDR date pattern (https://babel.pocoo.org/en/latest/dates.html):
+        # MMMM the month's name, y the year; text between 'quotes' is written as it is.
+        pattern = pgettext("date pattern", "MMMM y")
+    elif value.day == 1:
+        # TRANSLATORS: a CLDR date pattern for the first day of a month ("1er mars 2024").
+        pattern = pgettext("date pattern, first day of a month", "d MMMM y")
+    else:
+        # TRANSLATORS: a CLDR date pattern: d the day, MMMM the month's name, y the year.
+        pattern = pgettext("date pattern", "d MMMM y")
+    return str(babel_date(value, format=pattern, locale=code))

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from trialfinder import __version__
 from trialfinder.errors import BadInput, ListingError, ListingFetchError, UnusableListing
-from trialfinder.i18n import _
+from trialfinder.i18n import N_, _
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Contact, Site, Source, Trial
 from trialfinder.repair import Repair, repair_name
@@ -280,19 +280,19 @@ _DECLARED = re.compile(
 _LABEL_ALIASES = {"iso8859-1": "cp1252", "ascii": "cp1252"}
 # File signatures of formats people save by mistake instead of the page (first bytes).
 _SIGNATURES = (
-    (b"%PDF", "a PDF document"),
-    (b"\x89PNG", "a PNG image"),
-    (b"GIF8", "a GIF image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"RIFF", "a RIFF file (image, sound or video)"),
-    (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
-    (b"\x1f\x8b", "gzip-compressed data"),
-    (b"BZh", "bzip2-compressed data"),
-    (b"\xfd7zXZ\x00", "xz-compressed data"),
-    (b"7z\xbc\xaf", "a 7-Zip archive"),
-    (b"\x7fELF", "a program"),
-    (b"\xd0\xcf\x11\xe0", "an Office document"),
-    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"%PDF", N_("a PDF document")),
+    (b"\x89PNG", N_("a PNG image")),
+    (b"GIF8", N_("a GIF image")),
+    (b"\xff\xd8\xff", N_("a JPEG image")),
+    (b"RIFF", N_("a RIFF file (image, sound or video)")),
+    (b"PK\x03\x04", N_("a ZIP archive (or an Office document)")),
+    (b"\x1f\x8b", N_("gzip-compressed data")),
+    (b"BZh", N_("bzip2-compressed data")),
+    (b"\xfd7zXZ\x00", N_("xz-compressed data")),
+    (b"7z\xbc\xaf", N_("a 7-Zip archive")),
+    (b"\x7fELF", N_("a program")),
+    (b"\xd0\xcf\x11\xe0", N_("an Office document")),
+    (b"SQLite format 3\x00", N_("an SQLite database")),
 )
 # Characters no text page holds: C0 controls but tab, line feed, form feed and carriage
 # return; DEL; and the replacement character (bytes that decode to nothing).

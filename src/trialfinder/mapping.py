@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trialfinder.i18n import _, ngettext
+from trialfinder.i18n import N_, _, ngettext
 from trialfinder.models import Site, Trial
 from trialfinder.nearest import RankedSite, haversine_km, rank_sites
 from trialfinder.recruitment import Recruitment, Standing, StatusFrom
@@ -48,7 +48,7 @@ OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = (
     '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 )
-BASEMAP_ATTRIBUTION = "Outlines: Natural Earth (public domain)"
+BASEMAP_ATTRIBUTION = N_("Outlines: Natural Earth (public domain)")
 
 NEAREST_COLOUR = "#b2182b"
 PATIENT_COLOUR = "#6a3d9a"
@@ -183,7 +183,7 @@ def build_map(
         "bounds": bounds,
         "legend": legend_id,
         "source": source_id,
-        "basemapAttribution": BASEMAP_ATTRIBUTION,
+        "basemapAttribution": _(BASEMAP_ATTRIBUTION),
         "nearestColour": NEAREST_COLOUR,
     }
     script = (
@@ -522,6 +522,8 @@ def _popup_html(
     from trialfinder.render import distance_words, position_text, shared_words
 
     e = html.escape
+    status_label, contact_label = _("Status:"), _("Contact:")
+    position_label, distance_label = _("Position:"), _("Distance:")
     category = CATEGORY_BY_KEY[answer.standing.value]
     parts = [f'<div class="tf-popup"><div class="tf-facility">{e(_facility_name(site))}</div>']
     if nearest:
@@ -536,13 +538,13 @@ def _popup_html(
         parts.append(f"<div>{e(where)}</div>")
     investigators = site.investigators
     if investigators:
-        label = ngettext("Investigator", "Investigators", len(investigators))
+        label = ngettext("Investigator:", "Investigators:", len(investigators))
         names = "; ".join(c.display for c in investigators)
-        parts.append(f"<div><b>{e(label)}:</b> {e(names)}</div>")
+        parts.append(f"<div><b>{e(label)}</b> {e(names)}</div>")
     source = ("" if answer.status_from is StatusFrom.PAGE else
               f' <span class="tf-muted">({e(status_source_words(answer, site))})</span>')
     parts.append(
-        f'<div><b>{e(_("Status"))}:</b> <span class="tf-dot" '
+        f'<div><b>{e(status_label)}</b> <span class="tf-dot" '
         f'style="background:{category.colour}"></span>{e(status_words(answer))}{source}</div>'
     )
     for contact in site.contacts:
@@ -554,14 +556,14 @@ def _popup_html(
             bits.append(f'<a href="tel:{e(tel)}">{e(contact.phone)}</a>')
         if contact.email:
             bits.append(f'<a href="mailto:{e(contact.email)}">{e(contact.email)}</a>')
-        parts.append(f"<div><b>{e(_('Contact'))}:</b> {', '.join(bits)}</div>")
-    parts.append(f"<div><b>{e(_('Position'))}:</b> {e(position_text(site))}</div>")
+        parts.append(f"<div><b>{e(contact_label)}</b> {', '.join(bits)}</div>")
+    parts.append(f"<div><b>{e(position_label)}</b> {e(position_text(site))}</div>")
     if sharing > 1:
         parts.append('<div class="tf-muted">{}</div>'.format(e(_("Equally near: {shared}").format(
             shared=shared_words(site, sharing)))))
     if place is not None and distance_km is not None:
         parts.append(
-            f"<div><b>{e(_('Distance'))}:</b> "
+            f"<div><b>{e(distance_label)}</b> "
             + e(_("{distance} from {place}").format(distance=distance_words(distance_km),
                                                   place=place.label))
             + ' <span class="tf-muted">({})</span></div>'.format(e(_("straight line")))
@@ -647,18 +649,19 @@ def _legend_html(
 
 def _source_html(element_id: str, view: TrialView, *, terminal: bool = True) -> str:
     from trialfinder.freshness import age_sentence
-    from trialfinder.render import warnings
+    from trialfinder.render import as_of_text, record_source_words, warnings
 
     e = html.escape
     trial = view.trial
     source = trial.source
     parts = [
         f'<div id="{element_id}" class="tf-box tf-source">',
-        e(_("Source: {source}, as of {as_of}.").format(source=source.description,
-                                                       as_of=source.as_of_label)) + " ",
+        e(_("Source: {source}, as of {as_of}.").format(
+            source=record_source_words(source.description), as_of=as_of_text(source))) + " ",
         f'<a href="{e(trial.registry_url)}">'
         f'{e(_("{nct_id} on ClinicalTrials.gov").format(nct_id=trial.nct_id))}</a>',
-        f'<div class="tf-muted">{e(age_sentence(view.freshness, source.description))}</div>',
+        f'<div class="tf-muted">'
+        f'{e(age_sentence(view.freshness, record_source_words(source.description)))}</div>',
     ]
     parts.extend(f'<div class="tf-warning">⚠ {e(w)}</div>'
                  for w in warnings(view, terminal=terminal))

@@ -1,18 +1,27 @@
 """Merge a listing's view of a trial into the registry's record of the same trial.
 
 The registry is the authority on which sites exist, their status, position and spelling; a
-listing page (the bundled seed) knows the investigators by name. Sites are matched by
-facility within a city, insensitive to accents, case and small typos, with abbreviations
-("CHU") expanded and generic words ("Centre", "Hospitalier") weighing little. A pure function.
+listing page knows the investigators by name. Sites are matched by facility within a city,
+insensitive to accents, case and small typos, with abbreviations ("CHU") expanded and generic
+words ("Centre", "Hospitalier") weighing little. The trial's status is the more recent
+source's (of those that state one), and the merged record says which (`Trial.status_source`).
+
+`merge` is a pure function of the two copies, so the merged record does not depend on which
+copy reached the store first; `combine` is what `sync` and `scrape` store: the merge placed
+again by the offline chain.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from datetime import date
 from difflib import SequenceMatcher
 from functools import lru_cache
+from typing import Any
 
-from trialfinder.models import Site, Status, Trial
+from trialfinder.i18n import _
+from trialfinder.models import Site, Source, Status, Trial
 from trialfinder.text import fold
 
 MATCH_THRESHOLD = 0.5
@@ -64,6 +73,27 @@ _GENERIC = _words(
 )
 
 
+def combine(registry: Trial, listing: Trial, place: Callable[[Trial], Trial]) -> Trial:
+    """The record the store keeps of a trial that the registry and a listing page both give:
+    `merge` of the registry's copy (without what an earlier merge added to it:
+    `registry_part`) and the page's, placed again by ``place`` (`sync.placer`: positions a
+    listing lent to registry sites are decided anew from the merged site's address)."""
+    return place(merge(registry_part(registry), listing))
+
+
+def registry_part(trial: Trial) -> Trial:
+    """A registry record without what merging a listing added: the sites only the listing
+    named, the match flags, the merge's provenance (investigators it added stay: merging the
+    same people again adds nothing). The registry's own copy is unchanged."""
+    if trial.merged_with is None and not any(
+        s.listing_only or s.listing_match is not None for s in trial.sites
+    ):
+        return trial
+    sites = tuple(dataclasses.replace(s, listing_match=None) for s in trial.sites
+                  if not s.listing_only)
+    return trial.replace(sites=sites, merged_with=None, status_source=None)
+
+
 def merge(registry: Trial, listing: Trial) -> Trial:
     """The registry record with its sites matched to the listing's and enriched by them.
 
@@ -72,6 +102,10 @@ def merge(registry: Trial, listing: Trial) -> Trial:
     registry lists get ``listing_match=False``; sites only the listing names are appended,
     flagged ``listing_match=False, listing_only=True`` with status UNKNOWN (the registry no
     longer vouches for them). Registry fields left empty are filled from the listing.
+
+    The trial's status is the registry's unless the listing states one and is more recent
+    (`status_date`): then it is the page's own (its words). ``merged_with`` keeps the page's
+    source, ``status_source`` the source the status was taken from, dated as compared.
     """
     pairs = match_sites(registry.sites, listing.sites)
     by_registry = dict(pairs)
@@ -95,7 +129,98 @@ def merge(registry: Trial, listing: Trial) -> Trial:
         for name in ("acronym", "brief_summary", "detailed_description", "brief_title")
         if not getattr(registry, name) and getattr(listing, name)
     }
-    return registry.replace(sites=tuple(sites), **filled)
+    merged = registry.replace(sites=tuple(sites), merged_with=_content_source(listing),
+                              **filled)
+    if _status_wins(listing, registry):
+        return merged.replace(status=listing.status, status_text=listing.status_text,
+                              last_known_status=listing.last_known_status,
+                              status_source=_status_source(listing))
+    return merged.replace(status_source=_status_source(registry))
+
+
+# -- the trial's status: the more recent source's ------------------------------------------
+
+
+def states_status(trial: Trial) -> bool:
+    """Whether a copy states a status at all (a registry value, or a page's words)."""
+    return trial.status is not None or bool(trial.status_text)
+
+
+def status_date(trial: Trial) -> tuple[date, str] | None:
+    """The day a copy's status is known to hold from, and that date as the copy gives it: a
+    listing page's own "last updated" (never the day it was downloaded); for a registry
+    record the newest of its last update, its status verification and its as-of date. A
+    partial date ("2019-01") counts from its first day. None when the copy gives no date."""
+    from trialfinder.freshness import parse_partial_date
+
+    if trial.source.kind == "listing":
+        labels: tuple[str | None, ...] = (trial.last_update,)
+    else:
+        labels = (trial.last_update, trial.verified_date, trial.source.as_of)
+    dated = [(day, label) for label in labels if label and (day := parse_partial_date(label))]
+    return max(dated) if dated else None
+
+
+def _status_wins(listing: Trial, registry: Trial) -> bool:
+    """Whether the listing's status replaces the registry's: it states one, and it is more
+    recent (a tie, or a page's month that holds the registry's day, goes to the registry) or
+    the registry states none."""
+    if not states_status(listing):
+        return False
+    if not states_status(registry):
+        return True
+    page, record = status_date(listing), status_date(registry)
+    return page is not None and (record is None or page[0] > record[0])
+
+
+def _content_source(trial: Trial) -> Source:
+    """A copy's source without its download time (not part of the content: a copy fetched
+    again is the same record)."""
+    return dataclasses.replace(trial.source, retrieved=None)
+
+
+def _status_source(trial: Trial) -> Source:
+    """The source a status was taken from, dated as `status_date` compared it."""
+    dated = status_date(trial)
+    source = _content_source(trial)
+    return dataclasses.replace(source, as_of=dated[1]) if dated else source
+
+
+def status_origin(trial: Trial) -> str | None:
+    """For a merged record, where the trial's status comes from, in one sentence; None for one
+    source's copy."""
+    origin, other = _origin_sources(trial)
+    if origin is None or other is None:
+        return None
+    from trialfinder.freshness import date_words
+    from trialfinder.render import record_source_words
+
+    return _(
+        "Trial status from: {source}, as of {date} (of the two merged sources, the more recent "
+        "that states a status; the other: {other}, as of {other_date})"
+    ).format(source=record_source_words(origin.description), date=date_words(origin.as_of),
+             other=record_source_words(other.description), other_date=date_words(other.as_of))
+
+
+def status_origin_json(trial: Trial) -> dict[str, Any] | None:
+    """`status_origin` for JSON: both sources (kind, description, date, address) and the
+    sentence; None for one source's copy."""
+    origin, other = _origin_sources(trial)
+    if origin is None or other is None:
+        return None
+    return {
+        "source_kind": origin.kind, "source": origin.description, "as_of": origin.as_of,
+        "source_url": origin.url, "other_source_kind": other.kind,
+        "other_source": other.description, "other_as_of": other.as_of,
+        "other_source_url": other.url, "words": status_origin(trial),
+    }
+
+
+def _origin_sources(trial: Trial) -> tuple[Source | None, Source | None]:
+    origin, page = trial.status_source, trial.merged_with
+    if origin is None or page is None:
+        return None, None
+    return origin, (trial.source if origin.kind == page.kind else page)
 
 
 def match_sites(
@@ -117,7 +242,7 @@ def match_sites(
     used_r: set[int] = set()
     used_l: set[int] = set()
     pairs: list[tuple[int, int]] = []
-    for _, i, j in candidates:
+    for _score, i, j in candidates:
         if i in used_r or j in used_l:
             continue
         used_r.add(i)

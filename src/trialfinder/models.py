@@ -230,6 +230,12 @@ class Trial:
     placed_by: str | None = None
     """Version of the placing rules and gazetteer that decided the sites' positions (None:
     positions as the source gave them)."""
+    merged_with: Source | None = None
+    """Of a registry record merged with a listing page (`merge.merge`): the page's source;
+    None when the record is one source's copy."""
+    status_source: Source | None = None
+    """Of a merged record: the source the trial's status was taken from, the more recent of
+    the two that states one (`merge.merge`)."""
     sites: tuple[Site, ...] = field(default_factory=tuple)
 
     @property
@@ -270,6 +276,8 @@ def trial_from_jsonable(data: dict[str, Any]) -> Trial:
 
     d = _known(Trial, data)
     d["source"] = Source(**_known(Source, d["source"]))
+    for key in ("merged_with", "status_source"):
+        d[key] = Source(**_known(Source, d[key])) if d.get(key) else None
     d["status"] = Status(d["status"]) if d.get("status") else None
     d["last_known_status"] = (
         Status(d["last_known_status"]) if d.get("last_known_status") else None

@@ -21,6 +21,7 @@ from trialfinder.geocode import (
     locate_sites,
     resolve_place,
 )
+from trialfinder.i18n import _
 from trialfinder.models import Site, Trial
 from trialfinder.nearest import RankedSite, rank_sites, within_limit
 from trialfinder.records import load_trial
@@ -156,9 +157,10 @@ def nearest(
     store is unchanged); nct_id and db_path are then not read.
     """
     if max_km is not None and not 0 < max_km < float("inf"):
-        raise BadInput(f"--max-km must be a positive number of kilometres, not {max_km}")
+        raise BadInput(_("--max-km must be a positive number of kilometres, not {value}")
+                       .format(value=max_km))
     if limit < 1:
-        raise BadInput(f"the limit must be at least 1, not {limit}")
+        raise BadInput(_("the limit must be at least 1, not {value}").format(value=limit))
     resolution = resolve_place(place_query, gazetteer=gazetteer, client=client)
     if view is None:
         view = trial_view(
@@ -197,7 +199,7 @@ def _trial_has_sites_in(trial: Trial, place: Place) -> bool:
 def _out_of_reach_message(
     trial: Trial, resolution: Resolution, nearest_site: RankedSite, max_km: float
 ) -> str:
-    from trialfinder.i18n import _, format_decimal
+    from trialfinder.i18n import format_decimal
     from trialfinder.render import place_title
 
     site = nearest_site.site

@@ -329,7 +329,7 @@ class RegistryClient:
             raise RegistryError(_("ClinicalTrials.gov sent an unreadable response for {what}: "
                                   "{problem}").format(what=nct, problem=_(
                                       "{kind} without a protocolSection").format(
-                                          kind=_kind(data))))
+                                          kind=_kind_words(data))))
         got = study_nct_id(data)
         if got != nct and nct not in _aliases(data):
             if got is None:
@@ -416,7 +416,7 @@ class RegistryClient:
         data = _decode_json(answer.body, "/version")[1]
         if not isinstance(data, dict):
             raise RegistryError(_("ClinicalTrials.gov sent an unreadable response for {what}: "
-                                  "{problem}").format(what="/version", problem=_kind(data)))
+                                  "{problem}").format(what="/version", problem=_kind_words(data)))
         return data
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -1023,18 +1023,18 @@ def parse_search_page(
     what = what or _("search page")
     unreadable = _("ClinicalTrials.gov sent an unreadable {what}: {problem}")
     if not isinstance(data, dict):
-        raise RegistryError(unreadable.format(what=what, problem=_kind(data)))
+        raise RegistryError(unreadable.format(what=what, problem=_kind_words(data)))
     studies = data.get("studies")
     if not isinstance(studies, list):
         raise RegistryError(unreadable.format(what=what, problem=_("no 'studies' list")))
     for index, study in enumerate(studies):
         if not isinstance(study, dict):
             raise RegistryError(unreadable.format(what=what, problem=_(
-                "study {number} is {kind}").format(number=index + 1, kind=_kind(study))))
+                "study {number} is {kind}").format(number=index + 1, kind=_kind_words(study))))
     token = data.get("nextPageToken")
     if token is not None and not isinstance(token, str):
         raise RegistryError(unreadable.format(what=what, problem=_(
-            "nextPageToken is {kind}").format(kind=_kind(token))))
+            "nextPageToken is {kind}").format(kind=_kind_words(token))))
     total = data.get("totalCount")
     if isinstance(total, bool) or not isinstance(total, int) or total < 0:
         total = None
@@ -1050,7 +1050,7 @@ def parse_study(data: Any, *, retrieved: str | None = None) -> ParsedStudy:
     """
     if not isinstance(data, dict):
         raise RegistryError(_("A ClinicalTrials.gov study must be a JSON object, not {kind}")
-                            .format(kind=_kind(data)))
+                            .format(kind=_kind_words(data)))
     protocol = data.get("protocolSection")
     if not isinstance(protocol, dict):
         raise RegistryError(_("ClinicalTrials.gov study without a protocolSection"))
@@ -1252,6 +1252,14 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def _kind_words(value: Any) -> str:
+    """`_kind` in the current language, for errors (parse warnings, a log's, stay English)."""
+    words = {"a number": _("a number"), "text": _("text"), "a list": _("a list"),
+             "an object": _("an object")}
+    kind = _kind(value)
+    return words.get(kind, kind)
 
 
 _ISO_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")

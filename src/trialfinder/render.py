@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trialfinder.contacts import reach, tel_uri
 from trialfinder.freshness import (
     age_sentence,
     as_of_words,
@@ -16,8 +17,8 @@ from trialfinder.freshness import (
     messages,
     sponsor_caution,
 )
-from trialfinder.i18n import _, format_decimal, ngettext
-from trialfinder.models import Contact, Precision, Site, Trial
+from trialfinder.i18n import _, format_decimal, ngettext, pgettext
+from trialfinder.models import Contact, Precision, Site, Source, Trial
 from trialfinder.recruitment import (
     Recruitment,
     Standing,
@@ -57,8 +58,12 @@ def place_json(place: Place) -> dict[str, Any]:
 # --- the rules in words (status: recruitment.py; age: freshness.py) ------------------------
 
 
-def distance_words(km: float) -> str:
-    """"3.8 km", "8,650.0 km" (as the current language writes numbers)."""
+def distance_words(km: float, *, plain: bool = False) -> str:
+    """"3.8 km", "8,650.0 km" (as the current language writes numbers). ``plain`` (the
+    answer a patient reads first, as on the web page): "less than 1 km" under a kilometre,
+    since positions are rarely that precise (often both are a town's centre)."""
+    if plain and km < 1:
+        return _("less than 1 km")
     return _("{km} km").format(km=format_decimal(km, 1))
 
 
@@ -68,9 +73,24 @@ def precision_words(precision: Precision) -> str:
         Precision.FACILITY: _("facility"),
         Precision.POSTAL_CODE: _("postal code area"),
         Precision.CITY: _("city centre"),
+        # TRANSLATORS: a patient's place that is a region, department or overseas territory.
+        Precision.REGION: pgettext("position precision", "region"),
         Precision.UNKNOWN: _("position of unknown precision"),
     }
     return words.get(precision, precision.value)
+
+
+def precision_name(precision: Precision) -> str:
+    """A precision by its own name ("city centre", "postal code", "facility"), as `where`
+    and `geocode` show it; `precision_words` says it for a site's position."""
+    names = {
+        Precision.FACILITY: pgettext("precision", "facility"),
+        Precision.POSTAL_CODE: pgettext("precision", "postal code"),
+        Precision.CITY: pgettext("precision", "city centre"),
+        Precision.REGION: pgettext("precision", "region"),
+        Precision.UNKNOWN: pgettext("precision", "unknown"),
+    }
+    return names.get(precision, precision.value)
 
 
 def unplaced_words(reason: str | None) -> str:
@@ -84,8 +104,55 @@ def unplaced_words(reason: str | None) -> str:
         "not found": _("the city is not in the gazetteer"),
         "country unknown": _("the record's country is not known"),
         "no city": _("the record gives no city"),
+        "registry position outside country": _("the registry's coordinates are not in the "
+                                               "record's country"),
     }
     return _("position unknown ({reason})").format(reason=reasons.get(reason, reason))
+
+
+def matched_words(field: str) -> str:
+    """An address field a position agrees with (`Site.matched`): "city", "state", "postal
+    code"."""
+    words = {
+        "city": pgettext("address field", "city"),
+        "state": pgettext("address field", "state"),
+        "postal code": pgettext("address field", "postal code"),
+        "country": pgettext("address field", "country"),
+    }
+    return words.get(field, field)
+
+
+def source_words(source: str) -> str:
+    """Where a position comes from (`Site.coordinate_source`), as a person reads it: the
+    labels trialfinder itself stores are translated; others (a geocoder's name and date)
+    are shown as they are."""
+    words = {  # geocode.GAZETTEER_SOURCE, registry.GEOPOINT_SOURCE (not imported: they
+        # would load the geocoder and the HTTP client into every presentation)
+        "bundled gazetteer": _("bundled gazetteer"),
+        "ClinicalTrials.gov geoPoint (city centre)": _(
+            "ClinicalTrials.gov geoPoint (city centre)"),
+    }
+    return words.get(source, source)
+
+
+def record_source_words(description: str) -> str:
+    """What a record was read from (`Source.description`), as a person reads it: the labels
+    trialfinder itself stores are translated, others shown as they are."""
+    words = {  # listing.SOURCE_DESCRIPTION, registry.SOURCE_DESCRIPTION
+        "CenterWatch-style listing page": _("CenterWatch-style listing page"),
+        "ClinicalTrials.gov API v2": _("ClinicalTrials.gov API v2"),
+    }
+    return words.get(description, description)
+
+
+def as_of_text(source: Source) -> str:
+    """`Source.as_of` as a source line gives it: "January 2019" ("janvier 2019"), a full date
+    as written ("2024-03-15"), "an unknown date"."""
+    if not source.as_of:
+        return _("an unknown date")
+    if len(source.as_of.split("-")) == 2:
+        return date_words(source.as_of)
+    return source.as_of
 
 
 def position_text(site: Site) -> str:
@@ -93,13 +160,15 @@ def position_text(site: Site) -> str:
     (registry geoPoint)", "position unknown (…why…)"."""
     if not site.has_position:
         return unplaced_words(site.unplaced_reason)
-    bits = []
-    if site.matched:
-        bits.append(" + ".join(site.matched))
-    if site.coordinate_source:
-        bits.append(site.coordinate_source)
     text = precision_words(site.precision)
-    return f"{text} ({'; '.join(bits)})" if bits else text
+    matched = " + ".join(matched_words(f) for f in site.matched) if site.matched else None
+    source = source_words(site.coordinate_source) if site.coordinate_source else None
+    if matched and source:
+        return _("{precision} ({matched}; {source})").format(precision=text, matched=matched,
+                                                             source=source)
+    if matched or source:
+        return _("{precision} ({how})").format(precision=text, how=matched or source)
+    return text
 
 
 def shared_words(site: Site, count: int) -> str:
@@ -182,6 +251,8 @@ def freshness_json(view: TrialView) -> dict[str, Any]:
 
 
 def trial_json(view: TrialView) -> dict[str, Any]:
+    from trialfinder.merge import status_origin_json
+
     trial = view.trial
     overall = recruitment_json(view.recruitment)
     return {
@@ -195,6 +266,7 @@ def trial_json(view: TrialView) -> dict[str, Any]:
         "source": trial.source.description,
         "source_kind": trial.source.kind,
         "source_url": trial.source.url,
+        "status_origin": status_origin_json(trial),
         "stale": view.stale,
         "freshness": freshness_json(view),
         "registry_url": trial.registry_url,
@@ -202,9 +274,10 @@ def trial_json(view: TrialView) -> dict[str, Any]:
 
 
 def site_json(site: Site, answer: Recruitment, ranked: RankedSite | None = None,
-              *, with_distance: bool = False) -> dict[str, Any]:
+              *, with_distance: bool = False, trial: Trial | None = None) -> dict[str, Any]:
     """One site: where, its status by the rule (``status`` is the registry value it rests on,
-    or null), and, in an answer, its distance and rank (equally near sites share one)."""
+    or null), and, in an answer, its distance and rank (equally near sites share one); with
+    its ``trial``, how to reach it (`contacts.reach`: whom, phone links included)."""
     investigators = site.investigators
     data: dict[str, Any] = {
         "facility": site.facility,
@@ -242,7 +315,23 @@ def site_json(site: Site, answer: Recruitment, ranked: RankedSite | None = None,
             "listing_match": site.listing_match,
         }
     )
+    if trial is not None:
+        data["reach"] = reach_json(site, trial)
     return data
+
+
+def reach_json(site: Site, trial: Trial) -> dict[str, Any]:
+    """`contacts.reach` as JSON: the scope ("site", "trial" or "none") and the people, each
+    phone with its international ``tel:`` link (null when it is no phone number)."""
+    found = reach(site, trial)
+    return {
+        "scope": found.scope,
+        "contacts": [
+            {"name": c.name, "title": c.title, "role": c.role, "phone": c.phone,
+             "tel": tel_uri(c.phone, site.country), "email": c.email}
+            for c in found.contacts
+        ],
+    }
 
 
 def nearest_json(answer: NearestAnswer, *, terminal: bool = True) -> dict[str, Any]:
@@ -255,7 +344,7 @@ def nearest_json(answer: NearestAnswer, *, terminal: bool = True) -> dict[str, A
         "place_alternatives": [p.label for p in answer.resolution.alternatives],
         "trial": trial_json(view),
         "warnings": warnings(view, terminal=terminal),
-        "sites": [site_json(r.site, r.recruitment, r, with_distance=True)
+        "sites": [site_json(r.site, r.recruitment, r, with_distance=True, trial=view.trial)
                   for r in answer.ranked],
         "sites_matching": answer.total_matching,
         "sites_unplaced": len(answer.unplaced),
@@ -268,7 +357,8 @@ def sites_json(view: TrialView, *, terminal: bool = True) -> dict[str, Any]:
     return {
         "trial": trial_json(view),
         "warnings": warnings(view, terminal=terminal),
-        "sites": [site_json(s, view.site_recruitment(s)) for s in view.trial.sites],
+        "sites": [site_json(s, view.site_recruitment(s), trial=view.trial)
+                  for s in view.trial.sites],
     }
 
 
@@ -292,18 +382,22 @@ def ask_for_line(site: Site) -> str | None:
 
 
 def reach_lines(site: Site, trial: Trial) -> list[str]:
-    """How to reach the site: its contacts' phones and e-mails, else the trial's central
-    contacts, else to ask one's oncologist to contact the investigator."""
-    lines = [_("Contact: {who}").format(who=_contact_words(c))
-             for c in site.contacts if c.phone or c.email]
-    if lines:
-        return lines
-    central = [c for c in trial.central_contacts if c.phone or c.email]
-    if central:
-        return [_("Contact (for the whole trial): {who}").format(who=_contact_words(c))
-                for c in central]
-    return [_("No phone or e-mail in the record: ask your oncologist to contact the "
-              "investigator (registry page below).")]
+    """How to reach the site (`contacts.reach`): its people's phones and e-mails, else the
+    trial's central contacts; nothing when nobody can be reached (`NO_CONTACT_ADVICE`)."""
+    found = reach(site, trial)
+    if found.scope == "site":
+        return [_("Contact: {who}").format(who=_contact_words(c)) for c in found.contacts]
+    return [_("Contact (for the whole trial): {who}").format(who=_contact_words(c))
+            for c in found.contacts]
+
+
+def no_contact_advice(count: int) -> str:
+    """What a patient does when the record gives no phone or e-mail for ``count`` sites."""
+    return ngettext(
+        "No phone or e-mail in the record for this centre: ask your oncologist to contact the "
+        "investigator (registry page below).",
+        "No phone or e-mail in the record for these centres: ask your oncologist to contact "
+        "the investigator (registry page below).", count)
 
 
 def _contact_words(contact: Contact) -> str:
@@ -317,14 +411,19 @@ def _site_head(site: Site) -> str:
 
 
 def _plain_site(site: Site, trial: Trial, answer: Recruitment, include_all: bool,
-                indent: str) -> list[str]:
+                indent: str, unreachable: list[Site]) -> list[str]:
+    """A site's lines in the plain answer; a site nobody can be reached at goes into
+    ``unreachable`` (the advice is given once, after the list)."""
     lines = []
     if include_all or not answer.recruiting:
         lines.append(indent + status_line(answer))
     ask = ask_for_line(site)
     if ask:
         lines.append(indent + ask)
-    lines.extend(indent + line for line in reach_lines(site, trial))
+    reach_now = reach_lines(site, trial)
+    if not reach_now:
+        unreachable.append(site)
+    lines.extend(indent + line for line in reach_now)
     return lines
 
 
@@ -378,20 +477,21 @@ def nearest_text(answer: NearestAnswer, *, details: bool = False) -> str:
     lines.append(_("Trial {nct_id}: {title}").format(nct_id=trial.nct_id, title=trial.title))
     lines.append("")
     placed = [g for g in _groups(answer.ranked) if g[0].rank is not None]
+    unreachable: list[Site] = []
     for group in placed:
         first = group[0]
-        distance = distance_words(first.distance_km or 0.0)
+        distance = distance_words(first.distance_km or 0.0, plain=True)
         if len(group) == 1:
             lines.append(f"{first.rank}. {_site_head(first.site)} — {distance}")
             lines.extend(_plain_site(first.site, trial, first.recruitment, answer.include_all,
-                                     "   "))
+                                     "   ", unreachable))
             continue
         lines.append(_("{rank}. Equally near, {distance}: {shared}").format(
             rank=first.rank, distance=distance, shared=shared_words(first.site, len(group))))
         for item in group:
             lines.append("   " + _site_head(item.site))
             lines.extend(_plain_site(item.site, trial, item.recruitment, answer.include_all,
-                                     "      "))
+                                     "      ", unreachable))
     if not placed and not answer.unplaced:
         lines.extend(_nothing_lines(answer))
     if answer.unplaced:
@@ -401,8 +501,10 @@ def nearest_text(answer: NearestAnswer, *, details: bool = False) -> str:
         for item in answer.unplaced:
             lines.append("   " + _site_head(item.site))
             lines.extend(_plain_site(item.site, trial, item.recruitment, answer.include_all,
-                                     "      "))
+                                     "      ", unreachable))
     lines.append("")
+    if unreachable:
+        lines.append(no_contact_advice(len(unreachable)))
     lines.extend(age_lines(view))
     lines.append(_("Registry page: {url}").format(url=trial.registry_url))
     lines.extend(_limit_lines(answer))
@@ -416,8 +518,9 @@ def _limit_lines(answer: NearestAnswer) -> list[str]:
         lines.append(_("The limit of {limit} fell among equally near sites: all {shown} are "
                        "shown.").format(limit=answer.limit, shown=shown))
     if total > shown:
-        lines.append(_("Showing {shown} of {total}; use --limit to see more.").format(
-            shown=shown, total=total))
+        lines.append(ngettext("Showing {shown} of {total}; use --limit to see more.",
+                              "Showing {shown} of {total}; use --limit to see more.",
+                              shown).format(shown=shown, total=total))
     return lines
 
 
@@ -436,7 +539,7 @@ def age_lines(view: TrialView, *, terminal: bool = True) -> list[str]:
     if caution:
         lines.append(_("Caution: {caution}").format(caution=caution))
     if not lines:
-        lines.append(age_sentence(fresh, view.trial.source.description))
+        lines.append(age_sentence(fresh, record_source_words(view.trial.source.description)))
     lines.extend(_("Warning: {warning}").format(warning=n) for n in view.notes)
     return lines
 
@@ -446,14 +549,19 @@ def provenance_lines(view: TrialView) -> list[str]:
     source = trial.source
     if source.retrieved:
         where = _("Source: {source}, as of {as_of} (fetched {fetched})").format(
-            source=source.description, as_of=source.as_of_label, fetched=source.retrieved[:10])
+            source=record_source_words(source.description), as_of=as_of_text(source),
+            fetched=source.retrieved[:10])
     else:
         where = _("Source: {source}, as of {as_of}").format(
-            source=source.description, as_of=source.as_of_label)
+            source=record_source_words(source.description), as_of=as_of_text(source))
+    from trialfinder.merge import status_origin
+
+    origin = status_origin(trial)  # a merged record: which source the status comes from
     return [
-        f"{trial.nct_id}: {trial.title}",
+        _("{nct_id}: {title}").format(nct_id=trial.nct_id, title=trial.title),
         trial_status_line(view),
         where,
+        *([origin] if origin else []),
         *age_lines(view),
     ]
 
@@ -649,10 +757,11 @@ def geocode_text(placement: Placement, *, online: bool) -> str:
         )
         lines.append("   " + _("Position: {position}").format(
             position=point + position_text(site)))
-    counts = Counter(s.precision.value for s in trial.sites)
+    counts = Counter(s.precision for s in trial.sites)
     lines.append("")
     lines.append(_("Precision: {counts}").format(
-        counts=", ".join(f"{n} {p}" for p, n in counts.most_common())))
+        counts=", ".join(_("{count} {precision}").format(count=n, precision=precision_name(p))
+                         for p, n in counts.most_common())))
     lines.extend(_("Warning: {warning}").format(warning=w) for w in placement.warnings)
     return "\n".join(lines)
 
@@ -678,15 +787,18 @@ def where_text(resolution: Resolution) -> str:
         _("Region: {region}").format(region=place.region or unknown),
         _("Department: {department}").format(department=place.department or unknown),
         _("Country: {country}").format(country=country or unknown),
-        _("Postal code: {code}").format(code=place.postal_code or _("none")),
-        _("Position: {position}").format(position=f"{place.latitude:.4f}, "
-                                         f"{place.longitude:.4f} ({place.precision.value})"),
+        _("Postal code: {code}").format(code=place.postal_code or pgettext("postal code",
+                                                                            "none")),
+        _("Position: {position}").format(position=_("{latitude}, {longitude} ({precision})")
+                                         .format(latitude=f"{place.latitude:.4f}",
+                                                 longitude=f"{place.longitude:.4f}",
+                                                 precision=precision_name(place.precision))),
     ]
     if resolution.corrected_from:
         lines.append(_("Corrected from: {text}").format(text=resolution.corrected_from))
     others = [p.label for p in resolution.alternatives]
     lines.append(_("Other candidates: {places}").format(
-        places="; ".join(others) if others else _("none")))
+        places="; ".join(others) if others else pgettext("other candidates", "none")))
     lines.extend(_("Note: {note}").format(note=n) for n in resolution.notes)
     return "\n".join(lines)
 
@@ -711,7 +823,7 @@ def _search_site_status(hit: TrialHit) -> str:
 
 def _search_hit_json(hit: TrialHit) -> dict[str, Any]:
     site = {
-        **site_json(hit.site, hit.site_recruitment),
+        **site_json(hit.site, hit.site_recruitment, trial=hit.view.trial),
         "distance_km": round(hit.distance_km, 1) if hit.distance_km is not None else None,
         "record_position": hit.position,
     }

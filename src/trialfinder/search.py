@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from trialfinder import clock
 from trialfinder.errors import BadInput, StoreError
+from trialfinder.i18n import _
 from trialfinder.nearest import EARTH_RADIUS_KM, haversine_km
 from trialfinder.store import (
     SEARCH_CELL_BITS,
@@ -129,7 +130,7 @@ def condition_words(condition: str) -> list[str]:
     """The words of a ``--condition``; BadInput when it has none."""
     found = words(condition)
     if not found:
-        raise BadInput("--condition has no letters or digits to look for")
+        raise BadInput(_("--condition has no letters or digits to look for"))
     return found
 
 
@@ -378,9 +379,9 @@ def nearest_trials(
     module's docstring). ``method`` forces "tree", "direct" (with a condition) or "scan";
     None chooses. Call it inside ``store.search_snapshot()`` for one consistent read."""
     if limit < 1:
-        raise BadInput("--limit must be at least 1")
+        raise BadInput(_("--limit must be at least 1"))
     if radius_km is not None and not radius_km > 0:
-        raise BadInput("--radius must be a positive number of kilometres")
+        raise BadInput(_("--radius must be a positive number of kilometres"))
     day = (today or clock.today()) if recruiting_only else None
     phrase = condition_words(condition) if condition is not None else None
     if method is None and not store.search_index_ready:
@@ -395,7 +396,7 @@ def nearest_trials(
                                 nct_ids=matched)
         return Ranking(ranked, None if matched is None else len(matched), "scan")
     if not store.search_index_ready:
-        raise StoreError("The search index is not available in this store")
+        raise StoreError(_("The search index is not available in this store"))
 
     def walk(match: _Match | None) -> _Walk:
         found = _Walk(store, latitude, longitude, limit, radius_km, day, match)
@@ -487,8 +488,8 @@ class SearchAnswer:
 
 def _no_store(db: StoreLike) -> StoreError:
     return StoreError(
-        f"No trials in the store at {db}; fill it first with "
-        "`trialfinder sync --condition …` (needs network)"
+        _("No trials in the store at {path}; fill it first with "
+          "`trialfinder sync --condition …` (needs network)").format(path=db)
     )
 
 
@@ -509,12 +510,13 @@ def search(
 
     status_key = status.strip().lower()
     if status_key not in STATUS_CHOICES:
-        raise BadInput(f"--status must be one of {', '.join(STATUS_CHOICES)}, not '{status}'")
+        raise BadInput(_("--status must be one of {choices}, not '{status}'").format(
+            choices=", ".join(STATUS_CHOICES), status=status))
     phrase = condition_words(condition) if condition is not None else None
     if limit < 1:
-        raise BadInput("--limit must be at least 1")
+        raise BadInput(_("--limit must be at least 1"))
     if radius_km is not None and not radius_km > 0:
-        raise BadInput("--radius must be a positive number of kilometres")
+        raise BadInput(_("--radius must be a positive number of kilometres"))
     day = today or clock.today()
     with using_store(db) as store:
         if store is None:

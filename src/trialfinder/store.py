@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 from urllib.parse import quote
 
+from trialfinder.contacts import same_phone
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.i18n import _
 from trialfinder.models import (
@@ -50,7 +51,7 @@ from trialfinder.models import (
 )
 from trialfinder.text import fold
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # 2: no (latitude, longitude) and (status) indexes on `sites`. Nothing read through them (the
 # search has its own R*Tree) and keeping them cost a third of the write time of a sync.
 # 3: what the rules derive, kept beside the record for queries across trials: each site's
@@ -62,7 +63,9 @@ SCHEMA_VERSION = 4
 # memory: the last successful run per query (`sync_queries`) and the trials each search
 # query brought in (`query_trials`). `sites.contacts_hash` is no longer written (the bases
 # replaced it) and keeps its default.
-_TRIAL_SOURCES = """CREATE TABLE trial_sources (
+# 5: each source's own copy of a trial whose record merges two sources (a listing page and
+# the registry): `trial_sources.record`, NULL when the trial's record is that copy itself.
+_TRIAL_SOURCES_4 = """CREATE TABLE trial_sources (
     trial TEXT NOT NULL REFERENCES trials(nct_id) ON DELETE CASCADE,
     source TEXT NOT NULL,
     content_hash TEXT NOT NULL,
@@ -70,6 +73,8 @@ _TRIAL_SOURCES = """CREATE TABLE trial_sources (
     basis TEXT NOT NULL,
     PRIMARY KEY (trial, source)
 ) WITHOUT ROWID"""
+_TRIAL_SOURCES = _TRIAL_SOURCES_4.replace("basis TEXT NOT NULL,",
+                                          "basis TEXT NOT NULL,\n    record TEXT,")
 _SYNC_QUERIES = """CREATE TABLE sync_queries (
     key TEXT PRIMARY KEY,
     kind TEXT NOT NULL CHECK (kind IN ('search', 'trial')),
@@ -127,10 +132,11 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         "DROP TABLE changes",
         "ALTER TABLE changes_v4 RENAME TO changes",
         *_CHANGES_INDEXES,
-        _TRIAL_SOURCES,
+        _TRIAL_SOURCES_4,
         _SYNC_QUERIES,
         _QUERY_TRIALS,
     ),
+    4: ("ALTER TABLE trial_sources ADD COLUMN record TEXT",),
 }
 _REDERIVE_FROM = 3
 """Upgrading to this version (or past it) recomputes every trial's derived rows."""
@@ -228,6 +234,12 @@ CREATE TABLE geocode_cache (
 # the last successful full refresh): an incremental sync asks the registry only for what
 # changed since. `query_trials`: the trials a search query returned, so a full refresh can
 # tell which ones the registry no longer returns.
+#
+# `trial_sources`: per trial and source ("registry", "listing"), the last copy from that
+# source: its content hash, when it came, its basis (what history compares) and, when the
+# trial's record merges it with another source's copy (`merge.merge`), the copy itself
+# (`record`, `models.to_jsonable` JSON, placed as it would be stored alone); a NULL `record`
+# means the trial's record is this copy.
 
 
 class ChangeKind(StrEnum):
@@ -268,6 +280,8 @@ class Change:
         day = self.at[:10]
         where = self.facility or self.site_key or "?"
         prefix = f"{day} {self.nct_id}"
+        if self.source == "listing":
+            prefix += " " + _("(listing page)")
         kind = self.kind
         if kind is ChangeKind.TRIAL_ADDED:
             text = _("trial added ({status})").format(status=status_words(self.new))
@@ -1392,6 +1406,22 @@ class Store(_SearchIndex):
                 yield self._decode(nct_id, record_json)
             after = rows[-1][0]
 
+    def source_copies(self, nct_ids: Iterable[str], source: str) -> dict[str, Trial]:
+        """The last copy from ``source`` ("registry", "listing") of each of these trials that
+        has one: kept beside a merged record, else the record itself when it is that copy."""
+        wanted = json.dumps(list(nct_ids))
+        if self.schema_version >= 5:
+            sql = ("SELECT t.nct_id, coalesce(s.record, t.record_json) FROM trials t LEFT JOIN "
+                   "trial_sources s ON s.trial = t.nct_id AND s.source = ? WHERE t.nct_id IN "
+                   "(SELECT value FROM json_each(?)) AND (s.record IS NOT NULL OR "
+                   "t.source_kind = ?)")
+            params: tuple[str, ...] = (source, wanted, source)
+        else:  # a store read as it is: no copies kept beside the records
+            sql = ("SELECT nct_id, record_json FROM trials WHERE nct_id IN (SELECT value FROM "
+                   "json_each(?)) AND source_kind = ?")
+            params = (wanted, source)
+        return {nct: self._decode(nct, record) for nct, record in self._read(sql, params)}
+
     def get_raw(self, nct_id: str) -> str | None:
         """The registry's JSON text as received for the stored record, if kept."""
         row = self._read("SELECT raw_json FROM trials WHERE nct_id = ?", (nct_id,)).fetchone()
@@ -1477,30 +1507,37 @@ class Store(_SearchIndex):
     def _save_one(self, prepared: PreparedTrial, sync_id: int | None, now: str) -> SaveResult:
         db = self._db
         nct = prepared.nct_id
+        source = prepared.history
         previous = db.execute(
-            "SELECT content_hash, overall_status, source_kind FROM trials WHERE nct_id = ?",
-            (nct,),
+            "SELECT t.content_hash, t.overall_status, t.source_kind, s.content_hash "
+            "FROM trials t LEFT JOIN trial_sources s ON s.trial = t.nct_id AND s.source = ? "
+            "WHERE t.nct_id = ?",
+            (source, nct),
         ).fetchone()
-        if previous is not None and previous[0] == prepared.content_hash:
+        # Unchanged: the same record, and the same copy from this source (a page whose
+        # change the merge hides still has its own history).
+        if previous is not None and previous[0] == prepared.content_hash and (
+            previous[3] == prepared.copy_hash or (previous[3] is None and previous[2] == source)
+        ):
             return SaveResult("unchanged")
         old_basis = db.execute(
             "SELECT basis FROM trial_sources WHERE trial = ? AND source = ?",
-            (nct, prepared.source),
+            (nct, source),
         ).fetchone()
         if previous is None:
-            changes = [Change(now, nct, ChangeKind.TRIAL_ADDED, new=prepared.status,
-                              sync_id=sync_id, source=prepared.source)]
+            changes = [Change(now, nct, ChangeKind.TRIAL_ADDED, new=_stated(prepared),
+                              sync_id=sync_id, source=source)]
         elif old_basis is not None:
             changes = diff_bases(json.loads(old_basis[0]), json.loads(prepared.basis),
-                                 nct=nct, at=now, sync_id=sync_id, source=prepared.source)
+                                 nct=nct, at=now, sync_id=sync_id, source=source)
         else:
             # No basis: a record stored before schema 4 (compare the recorded status only),
             # or the first copy from this source (nothing of its own to compare with).
             changes = []
-            if previous[2] == prepared.source and previous[1] != prepared.status:
+            if previous[2] == source and previous[1] != prepared.status:
                 changes.append(Change(now, nct, ChangeKind.TRIAL_STATUS_CHANGED,
                                       old=previous[1], new=prepared.status, sync_id=sync_id,
-                                      source=prepared.source))
+                                      source=source))
         self._write(prepared, now, previous is not None)
         self._record(changes)
         return SaveResult("new" if previous is None else "updated", tuple(changes))
@@ -1523,20 +1560,36 @@ class Store(_SearchIndex):
         if replacing:
             db.execute("DELETE FROM contacts WHERE trial = ?", (nct,))
             db.execute("DELETE FROM sites WHERE trial = ?", (nct,))
+            if prepared.basis:
+                # Another source's copy that was the stored record itself is about to be
+                # replaced by this source's (or a merge): it stays that source's own copy.
+                db.execute(
+                    "UPDATE trial_sources SET record = (SELECT record_json FROM trials WHERE "
+                    "nct_id = ?) WHERE trial = ? AND source != ? AND record IS NULL",
+                    (nct, nct, prepared.history),
+                )
         raw, fetched_at = prepared.raw_json, now
         if in_place:
             kept = db.execute("SELECT raw_json, fetched_at FROM trials WHERE nct_id = ?",
                               (nct,)).fetchone()
             if kept is not None:
                 raw, fetched_at = kept
-        db.execute(
-            "INSERT OR REPLACE INTO trials (nct_id, title, overall_status, last_update, as_of, "
-            "source_kind, content_hash, fetched_at, record_json, raw_json, search_text, "
-            "placed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (nct, prepared.title, prepared.status, prepared.last_update, prepared.as_of,
-             prepared.source, prepared.content_hash, fetched_at, prepared.record_json,
-             raw, prepared.search_text, prepared.placed_by),
-        )
+        # An update of the row, not INSERT OR REPLACE: replacing the row would delete (ON
+        # DELETE CASCADE) the other sources' copies in `trial_sources`, and their history. (Nor
+        # an upsert: its conflict clause would override the search index triggers' own.)
+        values = (prepared.title, prepared.status, prepared.last_update, prepared.as_of,
+                  prepared.source, prepared.content_hash, fetched_at, prepared.record_json,
+                  raw, prepared.search_text, prepared.placed_by, nct)
+        if not replacing or not db.execute(
+            "UPDATE trials SET title = ?, overall_status = ?, last_update = ?, as_of = ?, "
+            "source_kind = ?, content_hash = ?, fetched_at = ?, record_json = ?, raw_json = ?, "
+            "search_text = ?, placed_by = ? WHERE nct_id = ?", values,
+        ).rowcount:
+            db.execute(
+                "INSERT INTO trials (title, overall_status, last_update, as_of, source_kind, "
+                "content_hash, fetched_at, record_json, raw_json, search_text, placed_by, "
+                "nct_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values,
+            )
         db.executemany(
             "INSERT INTO sites (trial, position, site_key, facility, city, state, zip, country, "
             "status, site_status, latitude, longitude, precision, coordinate_source, "
@@ -1550,10 +1603,12 @@ class Store(_SearchIndex):
             prepared.contact_rows,
         )
         if prepared.basis:
+            copy = prepared.copy
             db.execute(
                 "INSERT OR REPLACE INTO trial_sources (trial, source, content_hash, fetched_at, "
-                "basis) VALUES (?, ?, ?, ?, ?)",
-                (nct, prepared.source, prepared.content_hash, fetched_at, prepared.basis),
+                "basis, record) VALUES (?, ?, ?, ?, ?, ?)",
+                (nct, prepared.history, prepared.copy_hash, fetched_at, prepared.basis,
+                 copy.record_json if copy is not None else None),
             )
 
     def rewrite_trials(self, trials: Iterable[Trial], *, wait: bool = True) -> int:
@@ -1661,6 +1716,7 @@ class Store(_SearchIndex):
                         "sync_queries WHERE nct_id = ? LIMIT 1", (nct, nct)).fetchone()
                     if held is None and self._mark_not_seen(nct, day, statuses, sync_id, now):
                         marked.append(nct)
+                self._search_settle()
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -1681,11 +1737,15 @@ class Store(_SearchIndex):
         if trial.not_seen_since:
             return False
         marked = trial.replace(not_seen_since=day)
-        basis_row = db.execute("SELECT basis FROM trial_sources WHERE trial = ? AND source = ?",
-                               (nct, row[1])).fetchone()
+        basis_row = db.execute("SELECT basis, record FROM trial_sources WHERE trial = ? AND "
+                               "source = ?", (nct, row[1])).fetchone()
         basis = json.loads(basis_row[0]) if basis_row else trial_basis(trial)
         basis["n"] = day
-        self._write(prepare_trial(marked, None, basis=_DUMPS(basis)), now, True, in_place=True)
+        own = None  # a merged record: the registry's own copy is marked too
+        if basis_row is not None and basis_row[1] is not None:
+            own = self._decode(nct, basis_row[1]).replace(not_seen_since=day)
+        self._write(prepare_trial(marked, None, basis=_DUMPS(basis), copy_of=own), now, True,
+                    in_place=True)
         self._record([Change(now, nct, ChangeKind.TRIAL_NOT_SEEN, new=day, sync_id=sync_id,
                              source=row[1])])
         return True
@@ -1966,6 +2026,27 @@ class PreparedTrial(NamedTuple):
     placed_by: str | None = None
     basis: str = ""
     """The source's own copy as history compares it (`trial_basis`), compact JSON."""
+    copy: SourceCopy | None = None
+    """Of a record that merges two sources' copies (`merge.merge`): the copy of the source
+    this save comes from, kept beside the record; None when the record is that copy."""
+
+    @property
+    def history(self) -> str:
+        """The source this save is a new copy from: whose history it continues."""
+        return self.copy.source if self.copy is not None else self.source
+
+    @property
+    def copy_hash(self) -> str:
+        """The content hash of that source's copy."""
+        return self.copy.content_hash if self.copy is not None else self.content_hash
+
+
+class SourceCopy(NamedTuple):
+    """One source's own copy of a trial whose stored record merges it with another's."""
+
+    source: str
+    record_json: str
+    content_hash: str
 
 
 _fold = lru_cache(maxsize=16384)(fold)
@@ -1978,11 +2059,14 @@ def prepare_trial(
     today: date | None = None,
     basis_of: Trial | None = None,
     basis: str | None = None,
+    copy_of: Trial | None = None,
 ) -> PreparedTrial:
     """The rows of ``trial`` for `Store.save_prepared` (pure: no store needed). Standings are
     the status rule's answer on ``today`` (default: `clock.today()`). History compares
-    ``basis_of`` (the source's own copy before any merge; default ``trial``), or the given
-    ``basis`` text as is."""
+    ``basis_of`` (the source's own copy before any merge; default ``copy_of``, else
+    ``trial``), or the given ``basis`` text as is. ``copy_of``: when ``trial`` merges two
+    sources' copies (`merge.merge`), the copy of the source this save comes from: its
+    history continues, and the store keeps the copy beside the record."""
     from trialfinder.recruitment import site_recruitment, trial_recruitment, verification_expires
     from trialfinder.search import searchable_text
 
@@ -2016,12 +2100,24 @@ def prepare_trial(
             for c in s.contacts
         ]
     if basis is None:
-        basis = _DUMPS(trial_basis(basis_of or trial))
+        basis = _DUMPS(trial_basis(basis_of or copy_of or trial))
+    copy = None
+    if copy_of is not None:
+        copy = SourceCopy(copy_of.source.kind, *_serialise(copy_of))
     return PreparedTrial(
         nct, trial.title, _value(trial.status), trial.last_update, trial.source.as_of,
         trial.source.kind, content_hash, record_json, raw_json, site_rows, contact_rows,
-        searchable_text(trial), trial.placed_by, basis,
+        searchable_text(trial), trial.placed_by, basis, copy,
     )
+
+
+def _stated(prepared: PreparedTrial) -> str | None:
+    """The trial's status as its source states it: the registry value, else the page's own
+    words ("Open") kept in the basis."""
+    if prepared.status is not None or not prepared.basis:
+        return prepared.status
+    words = json.loads(prepared.basis).get("w")
+    return words if isinstance(words, str) else None
 
 
 def _site_key(facility: str, city: str, country: str) -> str:
@@ -2039,9 +2135,10 @@ def trial_basis(trial: Trial) -> dict[str, Any]:
 
     {"s": status, "n": not_seen_since, "c": contacts,
      "sites": [[key, facility, own status, country, contacts], …]}; a contact is
-    [name, role, phone, e-mail].
+    [name, role, phone, e-mail]. A listing page's copy, or a record whose status is in its
+    own words, also has "w": those words ("Open", or None when the page states none).
     """
-    return {
+    basis: dict[str, Any] = {
         "s": _value(trial.status),
         "n": trial.not_seen_since,
         "c": [_contact_basis(c) for c in trial.central_contacts],
@@ -2051,6 +2148,9 @@ def trial_basis(trial: Trial) -> dict[str, Any]:
             for s in trial.sites if not s.listing_only
         ],
     }
+    if trial.status_text is not None or trial.source.kind == "listing":
+        basis["w"] = trial.status_text
+    return basis
 
 
 def _contact_basis(c: Contact) -> list[str | None]:
@@ -2075,8 +2175,11 @@ def diff_bases(
                before: str | None = None, after: str | None = None) -> None:
         changes.append(Change(at, nct, kind, key, facility, before, after, sync_id, source))
 
-    if old.get("s") != new.get("s"):
-        change(ChangeKind.TRIAL_STATUS_CHANGED, before=old.get("s"), after=new.get("s"))
+    before_status, after_status = old.get("s"), new.get("s")
+    if "w" in old and "w" in new:  # both keep the status's own words (older bases do not)
+        before_status, after_status = before_status or old["w"], after_status or new["w"]
+    if before_status != after_status:
+        change(ChangeKind.TRIAL_STATUS_CHANGED, before=before_status, after=after_status)
     if old.get("n") and not new.get("n"):
         change(ChangeKind.TRIAL_SEEN_AGAIN, before=old["n"])
     elif new.get("n") and not old.get("n"):
@@ -2148,61 +2251,6 @@ def _contact_text(contact: Sequence[str | None]) -> str:
     who = f"{name} ({role})" if role else str(name)
     reach = ", ".join(p for p in (phone, email) if p)
     return f"{who}: {reach}" if reach else who
-
-
-def same_phone(a: str | None, b: str | None, country: str | None = None) -> bool:
-    """Whether two phone numbers are the same number: the same digits, or the same number as
-    the `phonenumbers` library reads them (national or international form, spaces, dots, a
-    leading 0 or +33), with the region of the site's ``country`` for national forms."""
-    if (a or "").strip() == (b or "").strip():
-        return True
-    if not a or not b:
-        return False
-    if _digits(a) == _digits(b):
-        return True
-    first, second = _e164(a, country), _e164(b, country)
-    return first is not None and first == second
-
-
-@lru_cache(maxsize=4096)
-def _e164(phone: str, country: str | None) -> str | None:
-    import phonenumbers
-
-    try:
-        number = phonenumbers.parse(phone, region_of(country))
-    except phonenumbers.NumberParseException:
-        return None
-    text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return f"{text};ext={number.extension}" if number.extension else text
-
-
-@lru_cache(maxsize=512)
-def region_of(country: str | None) -> str | None:
-    """The ISO region code of a country as the registry names it ("France" -> "FR"), from
-    Babel's English and French territory names; None when unknown."""
-    if not country:
-        return None
-    key = _fold(country)
-    return _regions().get(key) or _regions().get(_fold(country.split(",")[0]))
-
-
-@lru_cache(maxsize=1)
-def _regions() -> dict[str, str]:
-    from babel import Locale
-
-    names: dict[str, str] = {}
-    for language in ("fr", "en"):  # English last: its names win
-        for code, name in Locale.parse(language).territories.items():
-            if len(code) == 2 and code.isalpha():
-                names[_fold(name)] = code
-    return names
-
-
-def _digits(phone: str | None) -> str:
-    """The digits of a phone number (any script's, as ``str.isdigit`` sees them)."""
-    if not phone:
-        return ""
-    return "".join(ch for ch in phone if ch.isdigit())
 
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -12,7 +12,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from trialfinder.criteria import Criteria, Criterion, parse_criteria, unescape_markdown
-from trialfinder.i18n import _
+from trialfinder.i18n import _, ngettext, pgettext
 from trialfinder.models import Contact, Trial, to_jsonable
 from trialfinder.queries import TrialView, load_view
 
@@ -64,20 +64,90 @@ def phase_label(phases: tuple[str, ...]) -> str | None:
     for phase in phases:
         key = phase.strip().upper()
         if key in ("NA", "N/A"):
-            labels.append("Not applicable")
+            labels.append(_("Not applicable"))
             continue
         match = re.fullmatch(r"(EARLY_)?PHASE_?(\d)", key)
         if match:
-            labels.append(("Early phase " if match.group(1) else "Phase ") + match.group(2))
+            labels.append((_("Early phase {n}") if match.group(1) else _("Phase {n}")).format(
+                n=match.group(2)))
         else:
             labels.append(phase)
     return "/".join(labels) or None
 
 
+def sex_words(sex: str | None) -> str | None:
+    """The record's sex field in words: "All", "Female", "Male"."""
+    if not sex:
+        return None
+    words = {"ALL": _("All"), "FEMALE": _("Female"), "MALE": _("Male")}
+    return words.get(sex.strip().upper(), sex.capitalize())
+
+
+_AGE = re.compile(r"\s*(\d+)\s+(year|month|week|day|hour|minute)s?\s*", re.IGNORECASE)
+
+
+def record_age_words(age: str | None) -> str | None:
+    """An age limit as the record gives it ("18 Years", "6 Months") in the current language;
+    text of another form as it is."""
+    if not age:
+        return None
+    match = _AGE.fullmatch(age)
+    if not match:
+        return age
+    n = int(match.group(1))
+    forms = {
+        "year": ngettext("{n} Year", "{n} Years", n),
+        "month": ngettext("{n} Month", "{n} Months", n),
+        "week": ngettext("{n} Week", "{n} Weeks", n),
+        "day": ngettext("{n} Day", "{n} Days", n),
+        "hour": ngettext("{n} Hour", "{n} Hours", n),
+        "minute": ngettext("{n} Minute", "{n} Minutes", n),
+    }
+    return forms[match.group(2).lower()].format(n=n)
+
+
+def role_words(role: str) -> str:
+    """A contact's role as the registry codes it, in words: "principal investigator"."""
+    words = {
+        "PRINCIPAL_INVESTIGATOR": pgettext("contact role", "principal investigator"),
+        "SUB_INVESTIGATOR": pgettext("contact role", "sub investigator"),
+        "STUDY_CHAIR": pgettext("contact role", "study chair"),
+        "STUDY_DIRECTOR": pgettext("contact role", "study director"),
+        "CONTACT": pgettext("contact role", "contact"),
+    }
+    return words.get(role, role.replace("_", " ").lower())
+
+
+def arm_type_words(kind: str) -> str:
+    """An arm's type as the registry codes it, in words: "experimental", "active comparator"."""
+    words = {
+        "EXPERIMENTAL": pgettext("arm type", "experimental"),
+        "ACTIVE_COMPARATOR": pgettext("arm type", "active comparator"),
+        "PLACEBO_COMPARATOR": pgettext("arm type", "placebo comparator"),
+        "SHAM_COMPARATOR": pgettext("arm type", "sham comparator"),
+        "NO_INTERVENTION": pgettext("arm type", "no intervention"),
+        "OTHER": pgettext("arm type", "other"),
+    }
+    return words.get(kind, kind.replace("_", " ").lower())
+
+
+def field_words(field: str) -> str:
+    """A field a listing-page record lacks (`summary_json`'s ``not_in_record``), in words."""
+    words = {
+        "phase": pgettext("record field", "phase"),
+        "sponsor": pgettext("record field", "sponsor"),
+        "conditions": pgettext("record field", "conditions"),
+        "arms": pgettext("record field", "arms"),
+        "eligibility": pgettext("record field", "eligibility"),
+        "contacts": pgettext("record field", "contacts"),
+    }
+    return words.get(field, field)
+
+
 def _contact_text(contact: Contact) -> str:
     bits = [contact.display]
     if contact.role and contact.role != "CONTACT":
-        bits[0] += f" ({contact.role.replace('_', ' ').lower()})"
+        bits[0] += f" ({role_words(contact.role)})"
     bits += [b for b in (contact.affiliation, contact.phone, contact.email) if b]
     return ", ".join(bits)
 
@@ -142,6 +212,7 @@ def readable(text: str | None) -> str | None:
 def summary_json(view: TrialView, *, terminal: bool = True) -> dict[str, Any]:
     """`show --json`: everything a referring clinician reads, as plain JSON. Text fields are
     readable (Markdown escapes removed); ``eligibility.criteria`` is the record's own text."""
+    from trialfinder.merge import status_origin_json
     from trialfinder.render import freshness_json, recruitment_json, warnings
 
     trial = view.trial
@@ -183,6 +254,7 @@ def summary_json(view: TrialView, *, terminal: bool = True) -> dict[str, Any]:
         "source": trial.source.description,
         "source_kind": trial.source.kind,
         "source_url": trial.source.url,
+        "status_origin": status_origin_json(trial),
         "stale": view.stale,
         "freshness": freshness_json(view),
         "warnings": warnings(view, terminal=terminal),
@@ -196,8 +268,9 @@ def _label_value(label: str, value: str | None, missing: str) -> str:
 
 def summary_text(view: TrialView, *, width: int = 100) -> str:
     """`show`: the trial as a clinician reads it, most useful first."""
+    from trialfinder.merge import status_origin
     from trialfinder.recruitment import status_words
-    from trialfinder.render import age_lines
+    from trialfinder.render import age_lines, as_of_text, record_source_words
 
     trial = view.trial
     listing = is_listing_only(trial)
@@ -205,7 +278,7 @@ def summary_text(view: TrialView, *, width: int = 100) -> str:
     title = trial.title + (
         f" ({trial.acronym})" if trial.acronym and trial.acronym not in trial.title else ""
     )
-    lines = [f"{trial.nct_id}: {title}"]
+    lines = [_("{nct_id}: {title}").format(nct_id=trial.nct_id, title=title)]
     if trial.brief_title and trial.brief_title != trial.title:
         lines.append(_("Brief title: {title}").format(title=trial.brief_title))
     lines.append(_label_value(_("Phase"), phase_label(trial.phases), missing))
@@ -236,7 +309,7 @@ def summary_text(view: TrialView, *, width: int = 100) -> str:
     lines += ["", _("Arms and interventions") if trial.arms
               else _("Arms and interventions: {missing}").format(missing=missing)]
     for arm in trial.arms:
-        head = arm.label + (f" ({arm.type.replace('_', ' ').lower()})" if arm.type else "")
+        head = arm.label + (f" ({arm_type_words(arm.type)})" if arm.type else "")
         description = readable(arm.description)
         lines.extend(textwrap.wrap(head + (f": {description}" if description else ""),
                                    width=width, initial_indent="  - ", subsequent_indent="    "))
@@ -255,8 +328,10 @@ def summary_text(view: TrialView, *, width: int = 100) -> str:
     lines += [
         "",
         _("Registry: {url}").format(url=trial.registry_url),
-        _("Source: {source}, as of {as_of}").format(source=trial.source.description,
-                                                    as_of=trial.source.as_of_label),
+        _("Source: {source}, as of {as_of}").format(
+            source=record_source_words(trial.source.description),
+            as_of=as_of_text(trial.source)),
+        *([origin] if (origin := status_origin(trial)) else []),
         *age_lines(view),
     ]
     return "\n".join(lines)
@@ -274,9 +349,9 @@ def eligibility_lines(trial: Trial, missing: str, *, width: int = 100) -> list[s
     facts = [
         _("{label}: {value}").format(label=label, value=value)
         for label, value in (
-            (_("Sex"), e.sex.capitalize() if e.sex else None),
-            (_("Minimum age"), e.minimum_age),
-            (_("Maximum age"), e.maximum_age),
+            (_("Sex"), sex_words(e.sex)),
+            (_("Minimum age"), record_age_words(e.minimum_age)),
+            (_("Maximum age"), record_age_words(e.maximum_age)),
             (_("Healthy volunteers"), healthy),
         )
         if value

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, Protocol
 
 from trialfinder import clock
 from trialfinder.errors import BadInput, StoreBusy, StoreError, TrialFinderError
-from trialfinder.i18n import _
+from trialfinder.i18n import DEFAULT_LANGUAGE, _, language, ngettext
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Status, Trial
 from trialfinder.store import (
@@ -156,8 +156,13 @@ class TrialOutcome:
         return {kind.value: counts[kind.value] for kind in ChangeKind if counts[kind.value]}
 
     def summary(self) -> str:
-        """'NCT02260505 updated: 1 site status changed, 1 site removed' (the outcome word
-        stays English: scripts read it)."""
+        """'NCT02260505 updated: 1 site status changed, 1 site removed': a log line that
+        scripts read, in English whatever the language (only a failure's reason, a message
+        for people, is in the command's language)."""
+        with language(DEFAULT_LANGUAGE):
+            return self._summary()
+
+    def _summary(self) -> str:
         if self.outcome == "failed":
             reason = " ".join((self.error or "unknown error").split())
             return f"{self.nct_id} failed: {reason}"
@@ -194,9 +199,8 @@ _COUNT_WORDS = {
 
 
 def _count(n: int, singular: str, plural: str) -> str:
-    from trialfinder.i18n import ngettext
-
-    return f"{n} {ngettext(singular, plural, n)}"
+    """"3 sites added": the counts of the log lines (English: scripts read them)."""
+    return f"{n} {singular if n == 1 else plural}"
 
 
 OUTCOMES = ("new", "updated", "unchanged", "failed")
@@ -267,8 +271,12 @@ class SyncReport:
         return counts
 
     def summary(self) -> str:
-        """The run's one line for a cron log (its keywords stay English for scripts):
-        'sync: 3012 asked, 12 new, 5 updated, 2990 unchanged, 0 failed; …'."""
+        """The run's one line for a cron log, in English whatever the language (scripts read
+        it): 'sync: 3012 asked, 12 new, 5 updated, 2990 unchanged, 0 failed; …'."""
+        with language(DEFAULT_LANGUAGE):
+            return self._summary()
+
+    def _summary(self) -> str:
         counts = self.counts
         line = "sync: " + ", ".join(f"{counts[k]} {k}" for k in ("asked", *OUTCOMES))
         if counts["skipped"]:
@@ -321,7 +329,8 @@ def sync(
     (in ``country`` when given) are stored too, a page per transaction: all of them the
     first time or with ``full``, else only those updated since the query's last successful
     run. ``listing_records`` maps NCT ids to listing records to merge with; None means the
-    bundled ones. ``now`` fixes every timestamp and ``today`` the rules' day (tests).
+    pages the store keeps (`trialfinder scrape`), else the bundled ones. ``now`` fixes every
+    timestamp and ``today`` the rules' day (tests).
 
     Raises StoreBusy when another sync holds the store past ``lock_timeout`` seconds
     (default ``LOCK_TIMEOUT``), StoreError when the store cannot be written; a trial that
@@ -485,7 +494,7 @@ class _Run:
         except TrialFinderError as exc:  # the registry's one line, bad records included
             self.done(TrialOutcome(nct_id, "failed", error=str(exc)))
             return
-        item = self.prepare(nct_id, study, raw)
+        item = self.prepare(nct_id, study, raw, self.stored_listings([nct_id]))
         self.fetched_by_id.add(nct_id)
         if item.prepared is None:
             self.done(TrialOutcome(nct_id, "failed", error=item.error))
@@ -494,21 +503,32 @@ class _Run:
         self.done(TrialOutcome(nct_id, result.outcome, result.changes, item.sites,
                                warnings=item.warnings))
 
-    def prepare(self, nct_id: str, study: Any, raw: str | None) -> _Prepared:
-        """Parse, merge with the listing, place, and turn into rows; a record that cannot be
-        read fails alone (never the run)."""
+    def stored_listings(self, nct_ids: list[str]) -> Mapping[str, Trial]:
+        """The listing pages the store keeps of these trials (scraped), read at once; none
+        when the run was given its listing records."""
+        if self.listing_records is not None or not nct_ids:
+            return {}
+        return self.store.source_copies(nct_ids, "listing")
+
+    def prepare(self, nct_id: str, study: Any, raw: str | None,
+                stored: Mapping[str, Trial]) -> _Prepared:
+        """Parse, merge with the listing (``stored``: the store's scraped pages), place, and
+        turn into rows; a record that cannot be read fails alone (never the run)."""
         from trialfinder.registry import parse_study
 
         try:
             parsed = parse_study(study, retrieved=self.now or utc_now())
             registry_trial = trial = parsed.trial  # asked by an alias: stored under its own id
-            listing = _listing_for(trial.nct_id, self.listing_records)
+            listing = _listing_for(trial.nct_id, self.listing_records, stored)
             if listing is not None:
-                from trialfinder.merge import merge
+                from trialfinder.merge import combine
 
-                trial = merge(trial, listing)
-            trial = self.place(trial)
-            prepared = prepare_trial(trial, raw, today=self.today, basis_of=registry_trial)
+                own = self.place(trial)  # the registry's copy, kept beside the merged record
+                trial = combine(own, listing, self.place)
+                prepared = prepare_trial(trial, raw, today=self.today, copy_of=own)
+            else:
+                trial = self.place(trial)
+                prepared = prepare_trial(trial, raw, today=self.today, basis_of=registry_trial)
         except StoreError:
             raise
         except TrialFinderError as exc:
@@ -604,7 +624,8 @@ class _Run:
             kept = [(n, s) for n, s in fresh if n in held or _overall_status(s) in statuses]
             passed.skipped += len(fresh) - len(kept)
             fresh = kept
-        items = [self.prepare(n, s, None) for n, s in fresh]
+        stored = self.stored_listings([n for n, _ in fresh])
+        items = [self.prepare(n, s, None, stored) for n, s in fresh]
         ready = [i.prepared for i in items if i.prepared is not None]
         saved = iter(self.store.save_page(
             ready, sync_id=self.sync_id, now=self.now, query=passed.query.key,
@@ -727,9 +748,14 @@ class _Prefetch:
         return self._thread.is_alive()
 
 
-def _listing_for(nct_id: str, listing_records: Mapping[str, Trial] | None) -> Trial | None:
+def _listing_for(nct_id: str, listing_records: Mapping[str, Trial] | None,
+                 stored: Mapping[str, Trial]) -> Trial | None:
+    """The listing page a registry record is merged with: the run's own records when given,
+    else the page the store keeps (scraped), else the bundled one."""
     if listing_records is not None:
         return listing_records.get(nct_id)
+    if nct_id in stored:
+        return stored[nct_id]
     from trialfinder.records import bundled_record
 
     return bundled_record(nct_id)
@@ -901,9 +927,9 @@ def status_text(status: StoreStatus) -> str:
     if status.running:
         lines.append(_("A sync is running now."))
     if status.marked_aborted:
-        lines.append(_count(status.marked_aborted, "unfinished run marked aborted "
-                            "(its process is gone)", "unfinished runs marked aborted (their "
-                            "process is gone)"))
+        lines.append(ngettext("{n} unfinished run marked aborted (its process is gone)",
+                              "{n} unfinished runs marked aborted (their process is gone)",
+                              status.marked_aborted).format(n=status.marked_aborted))
     if status.runs:
         lines.append(_("Last runs:"))
         lines += [f"  {run_line(r)}" for r in status.runs]
@@ -944,12 +970,14 @@ def query_line(state: QueryState) -> str:
         what = state.nct_id or state.key
     else:
         what = Query(state.condition, state.country, state.statuses).describe()
-        what += " — " + _count(state.trials, "trial", "trials")
+        what += " — " + ngettext("{n} trial", "{n} trials", state.trials).format(
+            n=state.trials)
     success = state.last_success or _("never")
     line = _("{what}: last success {when}").format(what=what, when=success)
     if state.kind == "search" and state.last_full:
         line += _(", last full refresh {when}").format(when=state.last_full)
     if state.retry:
-        line += "; " + _count(len(state.retry), "study to ask again by id",
-                              "studies to ask again by id")
+        line += "; " + ngettext("{n} study to ask again by id",
+                                "{n} studies to ask again by id",
+                                len(state.retry)).format(n=len(state.retry))
     return line

@@ -1,4 +1,5 @@
-"""Text folding shared by the gazetteer, the accent repair and the site matching."""
+"""Text folding shared by the gazetteer, the accent repair and the site matching; one-line
+messages."""
 
 from __future__ import annotations
 
@@ -22,3 +23,13 @@ def fold(text: str) -> str:
     if text.isascii():  # most registry text: nothing to decompose (same result, 10× faster)
         return _SEPARATORS.sub(" ", text.lower()).strip()
     return _SEPARATORS.sub(" ", strip_accents(text).lower()).strip()
+
+
+_BREAKS = re.compile(r"[^\S\u00a0\u202f\u2007]+")
+"""Runs of white space but the no-break ones (U+00A0, U+202F, U+2007)."""
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: each run of spaces, tabs and line breaks becomes one space. The
+    no-break spaces of French typography ("Statut\u00a0: …", "1\u202f234 km") stay."""
+    return _BREAKS.sub(" ", text).strip()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from trialfinder.contacts import tel_uri
 from trialfinder.errors import (
     BadInput,
     OutOfReach,
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from trialfinder.mapping import Tiles
+    from trialfinder.models import Trial
     from trialfinder.queries import NearestAnswer, TrialView
 
 HERE = Path(__file__).resolve().parent
@@ -153,7 +154,7 @@ def tile_origin(url: str) -> str:
     "https://*.tile.example.org"."""
     match = re.match(r"^(https?)://([^/?#]+)", url)
     if not match:
-        raise BadInput(f"Not a tile URL: {url}")
+        raise BadInput(_("Not a tile URL: {url}").format(url=url))
     host = match.group(2).replace("{s}", "*")
     return f"{match.group(1)}://{host}"
 
@@ -234,7 +235,9 @@ class Web:
             return self.out_of_reach(ask)
         if isinstance(error, StoreError):
             return _("The trial records cannot be read right now. Please try again later.")
-        return " ".join(str(error).split())
+        from trialfinder.text import one_line
+
+        return one_line(str(error))
 
     def out_of_reach(self, ask: Ask) -> str:
         """No site within reach: say how far the nearest is, without command-line advice."""
@@ -380,7 +383,6 @@ class Web:
             place_title=render.place_title(answer.resolution.place),
             place_precision=render.precision_words(Precision(data["place"]["precision"])),
             age_lines=_age_lines(answer.view),
-            central=[c for c in trial.central_contacts if c.phone or c.email],
             shown=len(answer.placed), map_html=map_html,
             trial_link=self.link(f"/trial/{trial.nct_id}", ask),
             tiles_host=_host(self.settings.tiles.url) if self.settings.tiles else None,
@@ -394,6 +396,7 @@ class Web:
         return self.page(
             ask, "trial.html", trial=view.trial, summary=summary.summary_json(view, terminal=False),
             sites=render.sites_json(view, terminal=False)["sites"],
+            main_country=_main_country(view.trial),
             age_lines=_age_lines(view),
             csv_link=self.link(f"/trial/{nct}/sites.csv", ask),
             referral_action=f"/trial/{nct}/referral",
@@ -471,12 +474,12 @@ async def _read_form(request: Request) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge("request body too large")
+        raise PayloadTooLarge(_("request body too large"))
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge("request body too large")
+            raise PayloadTooLarge(_("request body too large"))
     if kind not in ("application/x-www-form-urlencoded", ""):
         raise BadInput(_("Send the form as the page does."))
     text = body.decode("utf-8", errors="replace")
@@ -542,7 +545,7 @@ def _finalize(value: Any) -> Any:
 def _environment() -> jinja2.Environment:
     import jinja2
 
-    from trialfinder import i18n
+    from trialfinder import i18n, render, summary
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -553,9 +556,12 @@ def _environment() -> jinja2.Environment:
         finalize=_finalize,
     )
     env.globals.update(
-        _=i18n._, ngettext=i18n.ngettext, km=lambda value: format_decimal(value, 1), tel=_tel,
+        _=i18n._, ngettext=i18n.ngettext, km=lambda value: format_decimal(value, 1), tel=tel_uri,
         where=_where, section_heading=_section_heading,
+        sex_words=summary.sex_words, record_age_words=summary.record_age_words,
+        arm_type_words=summary.arm_type_words, record_source_words=render.record_source_words,
     )
+    env.filters["field_words"] = summary.field_words
     return env
 
 
@@ -584,8 +590,10 @@ def _where(site: dict[str, Any]) -> str:
     return ", ".join(p for p in (site.get("city"), site.get("country")) if p)
 
 
-def _tel(phone: str) -> str:
-    """A phone number as a tel: URI ("03 22 45 59 14" -> "tel:0322455914")."""
-    digits = re.sub(r"[^0-9+]", "", unicodedata.normalize("NFKC", phone))
-    return "tel:" + digits
+def _main_country(trial: Trial) -> str | None:
+    """The country most of the trial's sites are in: the region its central contacts' phone
+    numbers are read in (they rarely say)."""
+    from collections import Counter
 
+    counts = Counter(site.country for site in trial.sites if site.country)
+    return counts.most_common(1)[0][0] if counts else None

@@ -87,7 +87,7 @@ class SecurityHeaders:
 
         try:
             if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
-                await _plain(send_with_headers, 414, "The address is too long.")
+                await _plain(send_with_headers, 414, _too_long(scope))
             else:
                 await self.app(scope, receive, send_with_headers)
         finally:
@@ -97,6 +97,16 @@ class SecurityHeaders:
                 '"%s %s" %d %.1fms', scope.get("method", "?"), _printable(path), status,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+def _too_long(scope: Scope) -> str:
+    """The 414 answer, in the language the browser asks for (the query string, where
+    ``lang`` would be, is not read: it is the part that is too long)."""
+    from trialfinder.i18n import _, language, negotiate
+
+    header = dict(scope.get("headers", [])).get(b"accept-language", b"")
+    with language(negotiate(header.decode("latin-1"))):
+        return _("The address is too long.")
 
 
 async def _plain(send: Send, status: int, text: str) -> None:

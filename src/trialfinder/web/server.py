@@ -22,6 +22,7 @@ from typing import TextIO
 import uvicorn
 
 from trialfinder.errors import TrialFinderError
+from trialfinder.i18n import _
 from trialfinder.web.app import Settings, create_app
 
 
@@ -35,7 +36,8 @@ def bind(host: str, port: int) -> socket.socket:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise ServeError(f"Cannot listen on {host}: {exc.strerror}") from None
+        raise ServeError(_("Cannot listen on {host}: {reason}").format(
+            host=host, reason=exc.strerror)) from None
     family, kind, proto, _name, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -47,7 +49,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise ServeError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise ServeError(_("Cannot listen on {host}:{port}: {reason}").format(
+            host=host, port=port, reason=exc.strerror or exc)) from None
     sock.set_inheritable(True)
     return sock
 
@@ -103,7 +106,7 @@ def serve(
         sock.close()
         listener.stop()  # writes what is still queued
     if not server.started:
-        raise ServeError("The server did not start (see the lines above)")
+        raise ServeError(_("The server did not start (see the lines above)"))
 
 
 def _log_to(stream: TextIO) -> QueueListener:
