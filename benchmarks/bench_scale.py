@@ -36,7 +36,7 @@ from local_registry import LocalRegistry, Segment, warm
 from trialfinder.store import Store
 
 PLACES = ["Lyon", "Paris", "New York", "Chicago", "Berlin", "Madrid", "Tokyo", "Sydney",
-          "Cape Town", "Buenos Aires", "Reykjavik"]
+          "Cape Town", "Buenos Aires", "Reykjavik", "Honolulu", "Anchorage"]
 WEEK = timedelta(days=7)
 NIGHT0 = date.today() - 6 * WEEK
 """The first simulated night; each step of the benchmark is a week later (so that a step's

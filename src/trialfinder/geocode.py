@@ -989,11 +989,7 @@ def keep_positions(trial: Trial, store: Any, gazetteer: Gazetteer | None = None)
 
 def _recorded(trial: Trial) -> Trial:
     """The trial as its sources gave it: what two placings of one record share."""
-    return trial.replace(placed_by=None, sites=tuple(
-        dataclasses.replace(_as_recorded(s), latitude=None, longitude=None,
-                            precision=Precision.UNKNOWN, coordinate_source=None)
-        if _derived(s) or s.unplaced_reason else _as_recorded(s)
-        for s in trial.sites))
+    return trial.replace(placed_by=None, sites=tuple(_as_recorded(s) for s in trial.sites))
 
 
 def ensure_placed(trial: Trial, store: Any = None, gazetteer: Gazetteer | None = None) -> Trial:

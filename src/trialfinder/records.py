@@ -92,7 +92,7 @@ def _bundled_with_cache(nct_id: str, store: Store | None) -> Trial | None:
     from trialfinder.geocode import cache_key
 
     record = bundled_record(nct_id)
-    if store is None or record is None or not any(
+    if store is None or record is None or not store.geocode_holds_positions() or not any(
             (cached := store.geocode_get(cache_key(site))) is not None
             and cached.latitude is not None for site in record.sites):
         return None

@@ -1096,7 +1096,10 @@ class _SearchIndex:
                 "FROM json_each(?) j CROSS JOIN search_trial k ON k.key = j.value CROSS JOIN "
                 "sites s ON s.trial = k.nct_id WHERE (s.latitude IS NULL OR s.longitude IS "
                 f"NULL){match} GROUP BY k.nct_id ORDER BY here DESC, k.nct_id", params)
-            return [(n, p, bool(h)) for n, p, h in rows]
+            wanted = None if nct_ids is None else set(nct_ids)
+            return [(n, p, bool(h)) for n, p, h in rows if wanted is None or n in wanted]
+        if phrase is not None:
+            raise StoreError(_("The search index is not available in this store"))
         params = [country]
         where = ""
         if nct_ids is not None:
