@@ -622,6 +622,21 @@ def test_a_sync_folds_its_sites_into_the_tree_once(tmp_path: Path,
         assert counts(store) == (8, 0)
 
 
+def test_a_dead_sync_leaves_its_sites_found_and_the_next_folds_them(tmp_path: Path) -> None:
+    """A sync that dies before it finishes leaves its sites outside the tree: searches still
+    find them, and the next `sync` or `status` (which marks the run aborted) folds them."""
+    path = tmp_path / "dead.sqlite"
+    with Store(path) as store:
+        store.start_sync()
+        store.save_trial(_trial(1, _site("Lyon", *LYON)), None)
+    with Store(path) as store:
+        assert store.search_has_fresh()
+        assert [n for _d, n, _p in nearest_trials(store, *LYON).ranked] == ["NCT00000001"]
+        assert store.abandon_unfinished() == 1
+        assert not store.search_has_fresh()
+        assert [n for _d, n, _p in nearest_trials(store, *LYON).ranked] == ["NCT00000001"]
+
+
 def test_a_site_row_is_never_replaced_in_place(db: Path) -> None:
     """The index's triggers need a site's old values: a REPLACE of a row of `sites` is
     refused (the store deletes, then inserts), and the index stays whole."""

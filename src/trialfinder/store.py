@@ -1812,6 +1812,8 @@ class Store(_SearchIndex):
                 "UPDATE syncs SET finished = ?, outcome = 'aborted', note = coalesce(note, ?) "
                 "WHERE finished IS NULL",
                 (now or utc_now(), "the process ended without finishing the run"))
+            if cursor.rowcount and self._search_ready and not self._search_deferring:
+                self._search_fold()  # what the dead run wrote goes into the search tree
         return cursor.rowcount
 
     def runs(self, limit: int = 10) -> list[SyncRun]:
