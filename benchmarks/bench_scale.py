@@ -33,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import run_sync
 from local_registry import LocalRegistry, Segment, warm
 
+from trialfinder.store import Store
+
 PLACES = ["Lyon", "Paris", "New York", "Chicago", "Berlin", "Madrid", "Tokyo", "Sydney",
-          "Cape Town", "Buenos Aires", "Reykjavik"]
+          "Cape Town", "Buenos Aires", "Reykjavik", "Honolulu", "Anchorage"]
 WEEK = timedelta(days=7)
 NIGHT0 = date.today() - 6 * WEEK
 """The first simulated night; each step of the benchmark is a week later (so that a step's
@@ -100,6 +102,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=700)
     parser.add_argument("--store-dir")
     parser.add_argument("--queries", type=int, default=len(PLACES))
+    parser.add_argument("--keep", type=Path, help="move the final store here (for later runs)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     places = PLACES[: args.queries]
@@ -169,6 +172,10 @@ def main() -> None:
             night_result = run_sync(url, folder, now=f"{night.isoformat()}T03:00:00+00:00")
         print(f"[night] {updates + updates // 10:,} updated studies of {have:,}: "
               f"{float(night_result['seconds']):.1f} s, {night_result['counts']}")
+        if args.keep is not None:
+            with Store(db):  # a clean close folds the write-ahead log into the file
+                pass
+            db.replace(args.keep)
     print()
     print(f"{'studies':>8} {'sync s':>7} {'st/s':>6} {'KiB/st':>7} {'B/site':>7} "
           f"{'RSS MiB':>8} {'search med/max ms':>18} {'cond med/max ms':>16}")

@@ -642,6 +642,51 @@ def test_nearest_uses_facility_positions(cli_env, db):
     assert len(_requests(cli_env)) == asked
 
 
+def test_geocode_online_keeps_the_positions_with_the_record(cli_env, db):
+    """`geocode --online` stores the facility positions with the trial's record: `search`
+    (which reads the store's index) then finds La Timone itself, offline."""
+    assert _run("geocode", "--db", str(db), "--online").exit_code == 0
+    with Store(db) as store:
+        stored = {s.facility: (s.latitude, s.longitude) for s in store.get_trial(NCT).sites}
+    assert (stored[TIMONE], stored[IPC]) == (TIMONE_POS, IPC_POS)
+    result = _run("search", "--near", "13005", "--db", str(db), "--json")
+    assert result.exit_code == 0, result.output
+    (hit,) = json.loads(result.stdout)["trials"]
+    assert (hit["site"]["facility"], hit["site"]["latitude"], hit["site"]["longitude"]) == (
+        TIMONE, *TIMONE_POS)
+
+
+def test_nearest_online_keeps_the_facility_positions(cli_env, db):
+    """The facilities `nearest --online` found are kept with the record (never the patient's
+    place): the next offline `nearest` shows them and asks nothing."""
+    assert _run("nearest", "13005", "--db", str(db), "--online").exit_code == 0
+    asked = len(_requests(cli_env))
+    result = _run("nearest", "13009", "--db", str(db), "--json")
+    assert result.exit_code == 0, result.output
+    sites = json.loads(result.stdout)["sites"]
+    assert [(s["facility"], s["latitude"], s["longitude"]) for s in sites[:2]] == [
+        (IPC, *IPC_POS), (TIMONE, *TIMONE_POS)]
+    assert len(_requests(cli_env)) == asked
+    with Store(db) as store:
+        assert not any("13005" in str(value) for row in store.read("SELECT * FROM trials")
+                       for value in row)  # no trace of the place typed
+
+
+def test_the_bundled_record_takes_the_cached_facility_positions(cli_env, tmp_path):
+    """A store that does not hold the bundled trial: after `geocode --online`, `nearest`
+    shows its facilities where Nominatim put them, offline, as `sites` does."""
+    db = tmp_path / "cache-only.sqlite"
+    assert _run("geocode", "--db", str(db), "--online").exit_code == 0
+    asked = len(_requests(cli_env))
+    nearest = json.loads(_run("nearest", "13005", "--db", str(db), "--json").stdout)
+    assert [(s["facility"], s["latitude"], s["longitude"]) for s in nearest["sites"][:2]] == [
+        (TIMONE, *TIMONE_POS), (IPC, *IPC_POS)]
+    sites = json.loads(_run("sites", "--db", str(db), "--json").stdout)["sites"]
+    assert {s["facility"]: (s["latitude"], s["longitude"]) for s in sites
+            if s["facility"] in (TIMONE, IPC)} == {TIMONE: TIMONE_POS, IPC: IPC_POS}
+    assert len(_requests(cli_env)) == asked
+
+
 def test_nearest_without_online_sends_no_request(cli_env, db, monkeypatch, no_network):
     """Even with TRIALFINDER_ONLINE=1 and a Nominatim URL set, `nearest` without --online
     opens no connection: the patient's place never leaves the machine."""
@@ -904,6 +949,64 @@ def test_place_offline_reads_the_store_cache_by_path_or_store(tmp_path, gazettee
     assert _by_facility(geocode.place_offline(TRIAL, missing, gazetteer))[TIMONE].precision is (
         Precision.CITY)
     assert not missing.exists()
+
+
+class _Counting:
+    """A gazetteer that counts what it is asked (and answers as the bundled one)."""
+
+    def __init__(self, gazetteer: Gazetteer) -> None:
+        self.gazetteer = gazetteer
+        self.asked: list[tuple[str, tuple[Any, ...]]] = []
+        self.build_id = gazetteer.build_id
+
+    def match_site(self, *args: Any) -> Any:
+        self.asked.append(("match_site", args))
+        return self.gazetteer.match_site(*args)
+
+    def contains(self, *args: Any) -> Any:
+        self.asked.append(("contains", args))
+        return self.gazetteer.contains(*args)
+
+
+def test_offline_answers_are_kept_per_gazetteer_for_the_process(gazetteer, monkeypatch):
+    """Placing trials whose sites repeat towns and registry points asks the gazetteer once per
+    address and point, across trials; every trial is placed exactly as without the kept
+    answers; another gazetteer keeps its own; past `ANSWERS_KEPT` the oldest go."""
+    sites = [_us("Mercy", "Hollywood", "Florida", "33021"), _us("Summit", "Summit", "NJ"),
+             _site(TIMONE, "Marseille", latitude=43.29695, longitude=5.38107,
+                   precision=Precision.CITY, coordinate_source=GEOPOINT_SOURCE)]
+    trials = [_trial(*sites, nct_id=f"NCT0900000{n}") for n in range(3)]
+    counting = _Counting(gazetteer)
+    placed = [geocode.place_offline(t, None, counting) for t in trials]  # type: ignore[arg-type]
+    assert sorted(counting.asked) == sorted([
+        ("match_site", ("Hollywood", "United States", "Florida", "33021")),
+        ("match_site", ("Summit", "United States", "NJ", None)),
+        ("match_site", ("Marseille", "France", None, None)),
+        ("contains", ("France", 43.29695, 5.38107)),
+    ])
+    fresh = [geocode.place_offline(t, None, gazetteer) for t in trials]
+    assert [p.sites for p in placed] == [f.sites for f in fresh]
+    other = _Counting(gazetteer)
+    geocode.place_offline(trials[0], None, other)  # type: ignore[arg-type]
+    assert len(other.asked) == 4
+    monkeypatch.setattr(geocode, "ANSWERS_KEPT", 1)
+    again = _Counting(gazetteer)
+    for trial in trials:
+        geocode.place_offline(trial, None, again)  # type: ignore[arg-type]
+    assert len(again.asked) == 3 * 4  # one answer kept: each trial asks all four again
+
+
+def test_a_store_without_positions_is_not_asked_per_site(tmp_path, gazetteer, monkeypatch):
+    """Placing offline with a store whose geocode cache holds no position (never online, or
+    only misses) looks nothing up per site, and places as without a store."""
+    with Store(tmp_path / "tf.sqlite") as store:
+        store.geocode_put(cache_key(_site(BERARD, "Lyon")), None, None, None,
+                          "Nominatim/OpenStreetMap", now=NOW.isoformat())  # a miss
+        asked: list[str] = []
+        monkeypatch.setattr(store, "geocode_get", lambda key: asked.append(key))
+        assert geocode.place_offline(TRIAL, store, gazetteer) == geocode.place_offline(
+            TRIAL, None, gazetteer)
+    assert asked == []
 
 
 def test_the_chain_says_why_a_site_is_unplaced(gazetteer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sqlite3
@@ -491,36 +492,162 @@ def brute_force(trials: list[Trial], lat: float, lon: float, limit: int, radius:
     return [(nct, d, pos) for d, nct, pos in ranked[:limit]]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@contextmanager
+def _saved(trials: list[Trial], folded: int) -> Iterator[Store]:
+    """A store holding these trials: the first ``folded`` in the tree, the others saved
+    during a sync that has not finished (their sites fresh, outside the tree)."""
+    with Store(":memory:") as store:
+        for trial in trials[:folded]:
+            store.save_trial(trial, None)
+        if folded < len(trials):
+            store.start_sync()
+            for trial in trials[folded:]:
+                store.save_trial(trial, None)
+            assert store.search_has_fresh() == any(
+                s.has_position for t in trials[folded:] for s in t.sites)
+        yield store
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     stores(), latitudes, longitudes, st.integers(1, 5),
     st.one_of(st.none(), st.floats(min_value=1, max_value=25000)),
     st.booleans(), st.one_of(st.none(), texts),
-    st.sampled_from([None, "tree", "direct", "scan", "fallback"]),
+    st.sampled_from([None, "tree", "direct", "scan", "fallback", "one by one"]),
+    st.integers(0, 8),
 )
 def test_every_method_equals_brute_force(
-    trials, lat, lon, limit, radius, recruiting, condition, method
+    trials, lat, lon, limit, radius, recruiting, condition, method, folded
 ):
-    """On random stores (sites sharing positions, unplaced ones, any place on Earth, random
-    words), the best-first walk, the direct ranking, the scan and the automatic choice (with
-    a walk that gives up at once and hands over to the direct ranking) all give exactly the
-    brute force's trials, distances and sites: ties by identifier, then record order."""
+    """On random stores (sites sharing positions, unplaced ones, some written during a sync
+    and not yet in the tree, any place on Earth, random words), the best-first walk, the
+    direct ranking, the scan and the automatic choice (with a walk that gives up at once and
+    hands over to the direct ranking, and with the condition checked trial by trial) all
+    give exactly the brute force's trials, distances and sites: ties by identifier, then
+    record order."""
     assume(method != "direct" or condition is not None)
-    saved = search_module.DIRECT_SITES, search_module.TREE_BUDGET
+    saved = search_module.DIRECT_SITES, search_module.TREE_BUDGET, search_module.KEYS_AT_ONCE
     if method == "fallback":
         method = None
         search_module.DIRECT_SITES, search_module.TREE_BUDGET = 0, 0
+    elif method == "one by one":
+        method = None
+        search_module.KEYS_AT_ONCE = 0
     try:
-        with Store(":memory:") as store:
-            for trial in trials:
-                store.save_trial(trial, None)
+        with _saved(trials, folded) as store:
             ranking = nearest_trials(store, lat, lon, limit=limit, radius_km=radius,
                                      recruiting_only=recruiting, condition=condition,
                                      method=method)
     finally:
-        search_module.DIRECT_SITES, search_module.TREE_BUDGET = saved
+        search_module.DIRECT_SITES, search_module.TREE_BUDGET, search_module.KEYS_AT_ONCE = \
+            saved
     got = [(nct, d, pos) for d, nct, pos in ranking.ranked]
     assert got == brute_force(trials, lat, lon, limit, radius, recruiting, condition)
+
+
+def brute_force_unplaced(trials: list[Trial], country: str, recruiting: bool,
+                         condition: str | None) -> list[tuple[str, int, bool]]:
+    """Trials with matching sites, none placed: (nct_id, first such site, one in the
+    country), those in the country first, then by identifier."""
+    found = []
+    for trial in trials:
+        if condition and not text_matches(condition_words(condition), searchable_text(trial)):
+            continue
+        matching = [(p, s) for p, s in enumerate(trial.sites)
+                    if not recruiting or site_recruitment(s, trial).recruiting]
+        if matching and not any(s.has_position for _p, s in matching):
+            found.append((trial.nct_id, matching[0][0],
+                          any(s.country.lower() == country.lower() for _p, s in matching)))
+    return sorted(found, key=lambda f: (not f[2], f[0]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stores(), st.sampled_from(["France", "Spain"]), st.booleans(),
+       st.one_of(st.none(), texts), st.integers(0, 8), st.booleans())
+def test_unplaced_trials_equal_brute_force(trials, country, recruiting, condition, folded,
+                                           indexed):
+    """The trials whose matching sites are all unplaced, as the index's tally finds them and
+    as the store finds them without its index, are exactly the brute force's."""
+    trials = [t.replace(sites=tuple(
+        s if p % 3 else dataclasses.replace(s, country="Spain") for p, s in enumerate(t.sites)))
+        for t in trials]
+    day = clock.today() if recruiting else None
+    with _saved(trials, folded) as store:
+        if indexed:
+            phrase = fts_phrase(condition_words(condition)) if condition else None
+            got = store.search_unplaced(day, country, phrase=phrase)
+        else:
+            store._search_ready = False
+            ids = None if condition is None else [
+                n for n, t in store.search_texts()
+                if text_matches(condition_words(condition), t)]
+            got = store.search_unplaced(day, country, nct_ids=ids)
+    assert got == brute_force_unplaced(trials, country, recruiting, condition)
+
+
+def test_a_sync_folds_its_sites_into_the_tree_once(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """During a sync, written sites wait outside the tree (a search still finds them), are
+    folded into it when they outnumber it, and all of them when the sync finishes; a write
+    outside a sync folds at once; a deferred run of writes folds once, at its end."""
+    import trialfinder.store as store_module
+
+    monkeypatch.setattr(store_module, "SEARCH_FOLD_MIN", 3)
+    trials = [_trial(n, _site(f"S{n}", 45.0 + n / 10, 4.8)) for n in range(1, 9)]
+
+    def counts(store: Store) -> tuple[int, int]:
+        cell, fresh = (store.connection.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                       for t in ("search_cell", "search_fresh"))
+        return cell, fresh
+
+    with Store(tmp_path / "fold.sqlite") as store:
+        store.save_trial(trials[0], None)
+        assert counts(store) == (1, 0)
+        sync_id = store.start_sync()
+        for trial in trials[1:4]:
+            store.save_trial(trial, None)
+        assert counts(store) == (1, 3)
+        ranking = nearest_trials(store, 45.32, 4.8, limit=2)
+        assert [n for _d, n, _p in ranking.ranked] == ["NCT00000003", "NCT00000004"]
+        store.save_trial(trials[4], None)  # 4 fresh: more than 3 and than the tree's 1
+        assert counts(store) == (5, 0)
+        for trial in trials[5:]:
+            store.save_trial(trial, None)
+        assert counts(store) == (5, 3)
+        store.finish_sync(sync_id, "success")
+        assert counts(store) == (8, 0)
+        with store.search_deferred():  # e.g. `geocode --refresh`
+            store.rewrite_trials(trials[:2])
+            assert counts(store) == (6, 2)
+        assert counts(store) == (8, 0)
+
+
+def test_a_dead_sync_leaves_its_sites_found_and_the_next_folds_them(tmp_path: Path) -> None:
+    """A sync that dies before it finishes leaves its sites outside the tree: searches still
+    find them, and the next `sync` or `status` (which marks the run aborted) folds them."""
+    path = tmp_path / "dead.sqlite"
+    with Store(path) as store:
+        store.start_sync()
+        store.save_trial(_trial(1, _site("Lyon", *LYON)), None)
+    with Store(path) as store:
+        assert store.search_has_fresh()
+        assert [n for _d, n, _p in nearest_trials(store, *LYON).ranked] == ["NCT00000001"]
+        assert store.abandon_unfinished() == 1
+        assert not store.search_has_fresh()
+        assert [n for _d, n, _p in nearest_trials(store, *LYON).ranked] == ["NCT00000001"]
+
+
+def test_a_site_row_is_never_replaced_in_place(db: Path) -> None:
+    """The index's triggers need a site's old values: a REPLACE of a row of `sites` is
+    refused (the store deletes, then inserts), and the index stays whole."""
+    with Store(db) as store:
+        row = store.connection.execute(
+            "SELECT trial, position FROM sites WHERE latitude IS NOT NULL").fetchone()
+        with pytest.raises(sqlite3.IntegrityError, match="search index needs its values"):
+            store.connection.execute(
+                "INSERT OR REPLACE INTO sites (trial, position, site_key, facility, city, "
+                "country, status, precision) VALUES (?, ?, 'k', 'f', 'c', 'France', "
+                "'RECRUITING', 'city')", row)
 
 
 @settings(deadline=None)

@@ -36,8 +36,9 @@ import json
 import math
 import os
 import re
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
+from weakref import WeakKeyDictionary
 
 from trialfinder.errors import BadInput, GeocodingError
 from trialfinder.i18n import _, format_decimal
@@ -165,6 +167,49 @@ def _cached_position(cached: Any) -> Position:
     )
 
 
+ANSWERS_KEPT = 16_384
+"""How many offline answers (an address's match, a registry point's country check) a process
+keeps per gazetteer: registry sites repeat their towns (a page of 1,000 studies has about
+9,000 sites in a few hundred towns), and matching an address is about half of a sync's CPU
+time otherwise."""
+
+
+class _Answers:
+    """The offline answers of one gazetteer, by their inputs: the same inputs asked of the
+    same (read-only) gazetteer get the same answer, so keeping them is correct by
+    construction. The least recently used are dropped past `ANSWERS_KEPT`; threads share it
+    (the web server places records too)."""
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        answer = compute()
+        with self._lock:
+            self._kept[key] = answer
+            while len(self._kept) > ANSWERS_KEPT:
+                self._kept.popitem(last=False)
+        return answer
+
+
+_ANSWERS: WeakKeyDictionary[Gazetteer, _Answers] = WeakKeyDictionary()
+_ANSWERS_LOCK = threading.Lock()
+
+
+def _answers(gazetteer: Gazetteer) -> _Answers:
+    """The answers kept for this gazetteer (for as long as it lives)."""
+    with _ANSWERS_LOCK:
+        answers = _ANSWERS.get(gazetteer)
+        if answers is None:
+            answers = _ANSWERS[gazetteer] = _Answers()
+        return answers
+
+
 class RecordGeocoder:
     """The coordinate the record itself carries (registry geoPoint: a city centre).
 
@@ -188,7 +233,10 @@ class RecordGeocoder:
             self._gazetteer = Gazetteer.bundled()
         point = (site.country, site.latitude, site.longitude)
         if point not in self._inside:
-            self._inside[point] = self._gazetteer.contains(*point)  # type: ignore[arg-type]
+            gazetteer = self._gazetteer
+            self._inside[point] = _answers(gazetteer).get(
+                ("contains", *point),
+                lambda: gazetteer.contains(*point))  # type: ignore[arg-type]
         if self._inside[point] is False:
             self._rejected = site
             return None
@@ -254,7 +302,9 @@ class GazetteerGeocoder:
         address = (site.city, site.country, site.state, site.zip)
         match = self._matches.get(address)
         if match is None:
-            match = self._matches[address] = self.gazetteer.match_site(*address)
+            gazetteer = self.gazetteer
+            match = self._matches[address] = _answers(gazetteer).get(
+                ("match_site", *address), lambda: gazetteer.match_site(*address))
         self._last = (site, match.reason)
         if match.place is None:
             return None
@@ -906,9 +956,40 @@ def place_offline(
     from trialfinder.store import using_store
 
     with using_store(store) as opened:
-        chain = default_chain(gazetteer, opened)
+        # A store that never went online holds no position: no look-up per site then.
+        chain = default_chain(gazetteer, opened if _holds_positions(opened) else None)
         placed = locate_sites(trial, chain, on_site=on_site)
     return placed.replace(placed_by=placing_version(gazetteer))
+
+
+def _holds_positions(store: Any) -> bool:
+    """Whether a store's geocode cache may hold a position (any cache that cannot say may)."""
+    if store is None:
+        return False
+    holds = getattr(store, "geocode_holds_positions", None)
+    return bool(holds()) if holds is not None else True
+
+
+def keep_positions(trial: Trial, store: Any, gazetteer: Gazetteer | None = None) -> Trial:
+    """The trial stamped as placed by this version (`placing_version`), and written back to
+    ``store`` (an open `Store`, or None) when the store holds this very record and can be
+    written now (never waiting for a running sync): positions decided online (`geocode
+    --online`, `nearest --online`) are then what every later answer reads, offline. A record
+    the store no longer holds as it was loaded (a sync replaced it meanwhile) is left alone."""
+    placed = trial.replace(placed_by=placing_version(gazetteer))
+    if store is None or store.read_only:
+        return placed
+    stored = store.get_trial(trial.nct_id)
+    if stored is None or _recorded(stored) != _recorded(placed):
+        return placed
+    if stored != placed:
+        store.rewrite_trials([placed], wait=False)
+    return placed
+
+
+def _recorded(trial: Trial) -> Trial:
+    """The trial as its sources gave it: what two placings of one record share."""
+    return trial.replace(placed_by=None, sites=tuple(_as_recorded(s) for s in trial.sites))
 
 
 def ensure_placed(trial: Trial, store: Any = None, gazetteer: Gazetteer | None = None) -> Trial:
@@ -1034,8 +1115,13 @@ def geocode_trial(
     on_site: Callable[[int, int], None] | None = None,
 ) -> Placement:
     """The `geocode` command: every site of the trial placed (online only given a client),
-    Nominatim's answers cached in the store."""
+    Nominatim's answers cached in the store, and the positions kept with the stored record
+    (`keep_positions`), so that every later answer reads them."""
     from trialfinder.records import load_trial
 
     trial = load_trial(nct_id, db_path)
-    return place_sites(trial, db_path, client=client, gazetteer=gazetteer, now=now, on_site=on_site)
+    placement = place_sites(trial, db_path, client=client, gazetteer=gazetteer, now=now,
+                            on_site=on_site)
+    with _open_store(db_path, create=False) as store:
+        keep_positions(placement.trial, store, gazetteer)
+    return placement

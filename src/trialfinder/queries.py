@@ -94,8 +94,15 @@ def trial_view(
     client: NominatimClient | None = None,
     gazetteer: Gazetteer | None = None,
 ) -> TrialView:
-    """The trial's sites at the most precise position known: record, the store's geocode cache
-    (when the store exists), the gazetteer; Nominatim too only given a client (--online)."""
+    """The trial with its sites where the store keeps them (`records.load_trial`: decided at
+    sync or geocode time, placed again only when another version of the placing rules decided
+    them), so that `nearest`, `sites`, maps, exports, the web page and `search` all read the
+    same positions.
+
+    Only given a client (--online) are the sites placed again, Nominatim added to the chain;
+    the positions it decides are then kept in the store (`geocode.keep_positions`) for every
+    later offline answer. ``geocoder``: place the sites with this one instead (tests)."""
+    from trialfinder.geocode import keep_positions
     from trialfinder.store import using_store
 
     notes: tuple[str, ...] = ()
@@ -104,9 +111,9 @@ def trial_view(
         trial = load_trial(nct_id, store)
         if geocoder is not None:
             trial = locate_sites(trial, geocoder)
-        else:
+        elif client is not None:
             chain = default_chain(gazetteer, store, client=client)
-            trial = locate_sites(trial, chain)
+            trial = keep_positions(locate_sites(trial, chain), store, gazetteer)
             notes = tuple(chain.warnings)
     return TrialView(trial, notes, today or clock.today())
 

@@ -19,7 +19,7 @@ from trialfinder.i18n import _
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Trial, trial_from_jsonable
 from trialfinder.resources import data_path
-from trialfinder.store import StoreLike, using_store
+from trialfinder.store import Store, StoreLike, using_store
 
 REFRESH_BATCH = 500
 """Trials re-placed per transaction by `refresh_positions`."""
@@ -58,8 +58,9 @@ def load_trial(nct_id: str, db: StoreLike) -> Trial:
 
     Stored positions are returned as they are, unless another version of the placing rules
     decided them: then the trial is placed again, and written back if the store can be
-    written now (never waiting for a running sync). A store that does not exist yet is not
-    created here.
+    written now (never waiting for a running sync). The bundled record, which no store
+    holds, takes the store's cached facility positions (`geocode --online`) if it has any. A
+    store that does not exist yet is not created here.
     """
     nct_id = normalise_nct_id(nct_id)
     with using_store(db) as store:
@@ -73,12 +74,31 @@ def load_trial(nct_id: str, db: StoreLike) -> Trial:
             if not store.read_only:
                 store.rewrite_trials([placed], wait=False)
             return placed
+        bundled = _bundled_with_cache(nct_id, store)
+        if bundled is not None:
+            return bundled
     bundled = bundled_trial(nct_id)
     if bundled is not None:
         return bundled
     raise TrialNotFound(_(
         "No record of {nct} here; fetch it with `trialfinder sync {nct}` (needs network)"
     ).format(nct=nct_id))
+
+
+def _bundled_with_cache(nct_id: str, store: Store | None) -> Trial | None:
+    """The bundled record placed with the store's geocode cache when the cache holds a
+    position for one of its facilities (`geocode --online` of the bundled trial: the record
+    is not stored, its positions are the cache's); else None."""
+    from trialfinder.geocode import cache_key
+
+    record = bundled_record(nct_id)
+    if store is None or record is None or not store.geocode_holds_positions() or not any(
+            (cached := store.geocode_get(cache_key(site))) is not None
+            and cached.latitude is not None for site in record.sites):
+        return None
+    from trialfinder.sync import placer
+
+    return placer(store)(record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +130,19 @@ def refresh_positions(
         place = placer(store)
         done = sites = placed = 0
         batch: list[Trial] = []
-        for trial in store.iter_trials():
-            again = place(trial)
-            batch.append(again)
-            done += 1
-            sites += len(again.sites)
-            placed += sum(1 for s in again.sites if s.has_position)
-            if len(batch) >= REFRESH_BATCH:
+        with store.search_deferred():  # the search index's tree is updated once, at the end
+            for trial in store.iter_trials():
+                again = place(trial)
+                batch.append(again)
+                done += 1
+                sites += len(again.sites)
+                placed += sum(1 for s in again.sites if s.has_position)
+                if len(batch) >= REFRESH_BATCH:
+                    store.rewrite_trials(batch)
+                    batch = []
+                if on_trial is not None:
+                    on_trial(done, total)
+            if batch:
                 store.rewrite_trials(batch)
-                batch = []
-            if on_trial is not None:
-                on_trial(done, total)
-        if batch:
-            store.rewrite_trials(batch)
     return Refreshed(done, sites, placed, _placing_version())
 

@@ -12,25 +12,37 @@ How it answers in milliseconds on a million sites, from anywhere on Earth
 --------------------------------------------------------------------------
 The store keeps every placed site in `search_cell` (store.py, "the search index"), keyed by
 its cell in an octree over the unit sphere: each cube of the octree is one range of keys.
-`_best_first` is a best-first (branch-and-bound) nearest-neighbour search over that octree
+`_Walk` is a best-first (branch-and-bound) nearest-neighbour search over that octree
 (Hjaltason & Samet's incremental algorithm): a heap holds cubes, keyed by a lower bound of
 their great-circle distance (from the chord to the cube), and exact candidates. A cube
 holding few sites is read whole, a larger one is split in eight, an empty one costs one
 short range count; so sites leave the heap in exact distance order, wherever the nearest
 ones are (the next street or the other side of the Pacific), with no radius to guess. Each
 read row carries the site's trial, exact position and the last day it counts as recruiting;
-in a cube, only each trial's nearest site becomes a candidate, trials already ranked or not
-matching the condition are skipped, and distances are `nearest.haversine_km`, as
-everywhere else. Sites sharing a city centre share a cube of the finest level, read once.
+in a cube, only each trial's nearest site becomes a candidate, trials already ranked are
+skipped, and distances are `nearest.haversine_km`, as everywhere else. Sites sharing a city
+centre share a cube of the finest level, read once. Sites written since the tree was last
+folded (during a sync: store.py's `search_fresh`) are not in it yet: the few trials they can
+bring into the answer are ranked directly (`_fresh_candidates`) and seed the heap, so the
+answer is exact at every moment.
 
-A condition is matched by FTS5 (whole words and phrases, see `words`). When the matching
-trials have few placed sites, they are ranked directly (`_rank_filtered`): SQLite computes
-each trial's nearest site with the haversine formula over `search_site` (about 1 µs a site),
-and the few trials that can be in the answer are then ranked exactly in Python. A walk
-with a condition that reads many cubes without meeting enough matching sites (they are
-far away) hands over to the same direct ranking. A store whose index is missing and cannot
-be written (a read-only file) is ranked the same way over every placed site of `sites`:
-same answer, slower (see the README's figures).
+A condition is matched by FTS5 (whole words and phrases, see `words`). A rare one (at most
+`KEYS_AT_ONCE` trials) has its trials' keys read up front; a common one is checked trial by
+trial as candidates leave the heap (a few dozen look-ups, where reading tens of thousands of
+keys would cost more than the walk). When the matching trials have few placed sites, they
+are ranked directly (`_rank_filtered`): SQLite computes each trial's nearest site with the
+haversine formula over `search_site` (about 1 µs a site), and the few trials that can be in
+the answer are then ranked exactly in Python, from their sites near enough to count. A walk
+with a condition that reads `TREE_BUDGET` cubes without meeting enough matching sites (they
+are far away) hands over to the same direct ranking when the matching trials have at most
+`DIRECT_MAX` sites, and goes on where it stopped otherwise. A store whose index is missing
+and cannot be written (a read-only file) is ranked the same way over every placed site of
+`sites`: same answer, slower (see the README's figures).
+
+The rest of the answer is read the same way: the trials whose matching sites are all
+unplaced come from the index's per-trial tally (`search_tally`: a short range of trials with
+unplaced sites only, not a probe per trial), and each hit's record is read with only its
+one site decoded.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -63,9 +75,13 @@ if TYPE_CHECKING:
     from trialfinder.recruitment import Recruitment
 
 STATUS_CHOICES = ("recruiting", "all")
+KEYS_AT_ONCE = 20_000
+"""A condition matched by at most this many trials has their keys read up front (about
+0.1 µs a key); a commoner one is checked trial by trial as the walk meets candidates."""
 DIRECT_SITES = 25_000
-"""When the trials matching a condition have at most this many placed sites, they are ranked
-directly (about 1 µs a site: less than walking the tree to find them far away)."""
+"""When the trials matching a condition have at most this many placed sites matching on the
+day, they are ranked directly (about 1 µs a site: less than walking the tree to find them
+far away)."""
 TREE_BUDGET = 400
 """Cubes a walk with a condition may read before it is judged to be searching where the
 matching sites are not (a few ms)..."""
@@ -153,71 +169,117 @@ class Ranking:
     directly) or "scan" (no index: every placed site read)."""
 
 
-def _best_first(
-    store: Store, latitude: float, longitude: float, limit: int, radius_km: float | None,
-    day: date | None, keys: set[int] | None, budget: int | None,
-) -> list[Ranked] | None:
-    """The ``limit`` nearest trials by their nearest matching site: the octree's cubes taken
-    in order of a lower bound of their distance (see the module's docstring); None when
-    more than ``budget`` cubes would have to be read."""
-    phi, lam = math.radians(latitude), math.radians(longitude)
-    qx, qy, qz = math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)
-    reach = math.inf if radius_km is None else radius_km
-    # (bound, _CELL, level, prefix, ix, iy, iz) or (distance, _EXACT, nct_id, position, key)
-    heap: list[tuple[Any, ...]] = [(0.0, _CELL, 0, 0, 0, 0, 0)]
-    ranked: list[Ranked] = []
-    done: set[int] = set()
-    reads = 0
-    while heap and len(ranked) < limit:
-        entry = heapq.heappop(heap)
-        if entry[0] > reach:
-            break
-        if entry[1] == _EXACT:
-            if entry[4] not in done:
-                done.add(entry[4])
-                ranked.append((entry[0], entry[2], entry[3]))
-            continue
-        _bound, _kind, level, prefix, ix, iy, iz = entry
-        reads += 1
-        if budget is not None and reads > budget:
-            return None
-        shift = 3 * (SEARCH_CELL_BITS - level)
-        first, last = prefix << shift, ((prefix + 1) << shift) - 1
-        if level < SEARCH_CELL_BITS:
-            count = store.search_cell_count(first, last, LEAF_SITES)
-            if count == 0:
+class _Match:
+    """Whether a trial (by key) holds the condition: from the set of matching keys when it
+    is read up front (a rare condition: a short list), else asked of FTS5 one trial at a time
+    as the walk meets candidates (a common one: the walk meets a few dozen, where reading
+    every matching key would cost milliseconds)."""
+
+    def __init__(self, store: Store, phrase: str, keys: set[int] | None) -> None:
+        self.store, self.phrase, self.keys = store, phrase, keys
+        self._asked: dict[int, bool] = {}
+
+    def __call__(self, key: int) -> bool:
+        if self.keys is not None:
+            return key in self.keys
+        found = self._asked.get(key)
+        if found is None:
+            found = self._asked[key] = self.store.search_matches(self.phrase, key)
+        return found
+
+    def all(self) -> set[int]:
+        """Every matching key (read now if it was not)."""
+        if self.keys is None:
+            self.keys = self.store.search_matching(self.phrase)
+        return self.keys
+
+
+class _Walk:
+    """The best-first walk over the octree (see the module's docstring), resumable: `run`
+    with a budget stops after that many cube reads, and may be called again."""
+
+    def __init__(self, store: Store, latitude: float, longitude: float, limit: int,
+                 radius_km: float | None, day: date | None, match: _Match | None) -> None:
+        self.store, self.limit, self.day, self.match = store, limit, day, match
+        self.latitude, self.longitude = latitude, longitude
+        phi, lam = math.radians(latitude), math.radians(longitude)
+        self.q = (math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi))
+        self.reach = math.inf if radius_km is None else radius_km
+        # (bound, _CELL, level, prefix, ix, iy, iz) or (distance, _EXACT, nct_id, position, key)
+        self.heap: list[tuple[Any, ...]] = [(0.0, _CELL, 0, 0, 0, 0, 0)]
+        self.ranked: list[Ranked] = []
+        self.done: set[int] = set()
+
+    def seed(self, candidates: Iterable[tuple[float, str, int, int]]) -> None:
+        """Exact candidates found outside the tree: (distance, nct_id, position, key)."""
+        for distance, nct_id, position, key in candidates:
+            if distance <= self.reach:
+                heapq.heappush(self.heap, (distance, _EXACT, nct_id, position, key))
+
+    def run(self, budget: int | None = None) -> bool:
+        """Walk on until the answer is complete (True), or ``budget`` cubes have been read
+        (False: call again to go on)."""
+        heap, ranked, done, match, store = self.heap, self.ranked, self.done, self.match, \
+            self.store
+        known = match.keys if match is not None else None
+        qx, qy, qz = self.q
+        reads = 0
+        while heap and len(ranked) < self.limit:
+            entry = heapq.heappop(heap)
+            if entry[0] > self.reach:
+                heap.clear()
+                break
+            if entry[1] == _EXACT:
+                key = entry[4]
+                if key not in done:
+                    done.add(key)
+                    if match is None or match(key):
+                        ranked.append((entry[0], entry[2], entry[3]))
                 continue
-            if count > LEAF_SITES:
-                size = 2.0 / (1 << (level + 1))
-                for child in range(8):
-                    cx, cy, cz = 2 * ix + (child & 1), 2 * iy + (child >> 1 & 1), \
-                        2 * iz + (child >> 2)
-                    x0, y0, z0 = cx * size - 1.0, cy * size - 1.0, cz * size - 1.0
-                    dx = x0 - qx if qx < x0 else (qx - x0 - size if qx > x0 + size else 0.0)
-                    dy = y0 - qy if qy < y0 else (qy - y0 - size if qy > y0 + size else 0.0)
-                    dz = z0 - qz if qz < z0 else (qz - z0 - size if qz > z0 + size else 0.0)
-                    chord = math.sqrt(dx * dx + dy * dy + dz * dz)
-                    bound = _EARTH_DIAMETER_KM * math.asin(min(1.0, chord / 2))
-                    if bound - _BOUND_SLACK_KM <= reach:
-                        heapq.heappush(heap, (bound - _BOUND_SLACK_KM, _CELL, level + 1,
-                                              prefix << 3 | child, cx, cy, cz))
-                continue
-        # A cube read whole: each trial's nearest site in it becomes an exact candidate.
-        best: dict[str, tuple[float, int, int]] = {}
-        distances: dict[tuple[float, float], float] = {}  # sites share city centres
-        for key, position, nct_id, lat, lon in store.search_cell_rows(first, last, day):
-            if key in done or (keys is not None and key not in keys):
-                continue
-            distance = distances.get((lat, lon))
-            if distance is None:
-                distance = distances[(lat, lon)] = haversine_km(latitude, longitude, lat, lon)
-            candidate = (distance, position, key)
-            if candidate < best.get(nct_id, _FAR):
-                best[nct_id] = candidate
-        for nct_id, (distance, position, key) in best.items():
-            if distance <= reach:
-                heapq.heappush(heap, (distance, _EXACT, nct_id, position, key))
-    return ranked
+            if budget is not None and reads >= budget:
+                heapq.heappush(heap, entry)
+                return False
+            reads += 1
+            _bound, _kind, level, prefix, ix, iy, iz = entry
+            shift = 3 * (SEARCH_CELL_BITS - level)
+            first, last = prefix << shift, ((prefix + 1) << shift) - 1
+            if level < SEARCH_CELL_BITS:
+                count = store.search_cell_count(first, last, LEAF_SITES)
+                if count == 0:
+                    continue
+                if count > LEAF_SITES:
+                    size = 2.0 / (1 << (level + 1))
+                    for child in range(8):
+                        cx, cy, cz = 2 * ix + (child & 1), 2 * iy + (child >> 1 & 1), \
+                            2 * iz + (child >> 2)
+                        x0, y0, z0 = cx * size - 1.0, cy * size - 1.0, cz * size - 1.0
+                        dx = x0 - qx if qx < x0 else (qx - x0 - size if qx > x0 + size else 0.0)
+                        dy = y0 - qy if qy < y0 else (qy - y0 - size if qy > y0 + size else 0.0)
+                        dz = z0 - qz if qz < z0 else (qz - z0 - size if qz > z0 + size else 0.0)
+                        chord = math.sqrt(dx * dx + dy * dy + dz * dz)
+                        bound = _EARTH_DIAMETER_KM * math.asin(min(1.0, chord / 2))
+                        if bound - _BOUND_SLACK_KM <= self.reach:
+                            heapq.heappush(heap, (bound - _BOUND_SLACK_KM, _CELL, level + 1,
+                                                  prefix << 3 | child, cx, cy, cz))
+                    continue
+            # A cube read whole: each trial's nearest site in it becomes an exact candidate.
+            best: dict[str, tuple[float, int, int]] = {}
+            distances: dict[tuple[float, float], float] = {}  # sites share city centres
+            for key, position, nct_id, lat, lon in store.search_cell_rows(first, last,
+                                                                          self.day):
+                if key in done or (known is not None and key not in known):
+                    continue
+                distance = distances.get((lat, lon))
+                if distance is None:
+                    distance = distances[(lat, lon)] = haversine_km(
+                        self.latitude, self.longitude, lat, lon)
+                candidate = (distance, position, key)
+                if candidate < best.get(nct_id, _FAR):
+                    best[nct_id] = candidate
+            for nct_id, (distance, position, key) in best.items():
+                if distance <= self.reach:
+                    heapq.heappush(heap, (distance, _EXACT, nct_id, position, key))
+        return True
 
 
 _EARTH_DIAMETER_KM = 2 * EARTH_RADIUS_KM
@@ -227,6 +289,23 @@ _FAR = (math.inf, 0, 0)
 _SQL_SLACK_KM = 1e-3
 """How far SQLite's haversine may be from `nearest.haversine_km` (they differ at most in
 the last bits; near the antipode those bits are worth about 0.1 m)."""
+
+
+def _exact(
+    rows: Iterable[tuple[str, int, float, float]], latitude: float, longitude: float,
+    radius_km: float | None,
+) -> dict[str, tuple[float, int]]:
+    """Each trial's nearest site among these rows, by `nearest.haversine_km`: (distance,
+    position), ties by record order."""
+    best: dict[str, tuple[float, int]] = {}
+    distances: dict[tuple[float, float], float] = {}  # sites share city centres
+    for nct_id, position, lat, lon in rows:
+        distance = distances.get((lat, lon))
+        if distance is None:
+            distance = distances[(lat, lon)] = haversine_km(latitude, longitude, lat, lon)
+        if (distance, position) < best.get(nct_id, (math.inf, 0)):
+            best[nct_id] = (distance, position)
+    return {n: b for n, b in best.items() if radius_km is None or b[0] <= radius_km}
 
 
 def _rank_filtered(
@@ -243,18 +322,45 @@ def _rank_filtered(
     if not minima:
         return []
     last = minima[min(limit, len(minima)) - 1][1] + 2 * _SQL_SLACK_KM
-    candidates = [nct_id for nct_id, d in minima if d <= last]
-    best: dict[str, tuple[float, int]] = {}
-    distances: dict[tuple[float, float], float] = {}  # sites share city centres
-    for nct_id, position, lat, lon in store.search_sites_of(day, nct_ids=candidates):
-        distance = distances.get((lat, lon))
-        if distance is None:
-            distance = distances[(lat, lon)] = haversine_km(latitude, longitude, lat, lon)
-        if (distance, position) < best.get(nct_id, (math.inf, 0)):
-            best[nct_id] = (distance, position)
-    ranked = sorted((d, nct_id, p) for nct_id, (d, p) in best.items()
-                    if radius_km is None or d <= radius_km)
-    return ranked[:limit]
+    near = (latitude, longitude, last + 2 * _SQL_SLACK_KM)
+    if keys is not None:
+        rows = store.search_sites_of(day, keys=[k for _n, d, k in minima if d <= last
+                                                and k is not None], near=near)
+    else:
+        rows = store.search_sites_of(day, nct_ids=[n for n, d, _k in minima if d <= last],
+                                     near=near)
+    best = _exact(rows, latitude, longitude, radius_km)
+    return sorted((d, nct_id, p) for nct_id, (d, p) in best.items())[:limit]
+
+
+def _fresh_candidates(
+    store: Store, latitude: float, longitude: float, limit: int, radius_km: float | None,
+    day: date | None, match: _Match | None,
+) -> list[tuple[float, str, int, int]]:
+    """The trials of the answer that fresh sites (written since the tree was last folded:
+    see store.py) may bring: the ``limit`` matching trials nearest by their fresh sites (and
+    any within a rounding of the last), as exact candidates (distance, nct_id, position,
+    key). Any trial of the answer whose nearest site is fresh is among them."""
+    if not store.search_has_fresh():
+        return []
+    within = None if radius_km is None else radius_km + _SQL_SLACK_KM
+    chosen: dict[str, int] = {}
+    last = math.inf
+    for nct_id, distance, key in store.search_minima(latitude, longitude, day, fresh=True,
+                                                     within_km=within):
+        if distance > last:
+            break
+        if key is None or (match is not None and not match(key)):
+            continue
+        chosen[nct_id] = key
+        if len(chosen) == limit:
+            last = distance + 2 * _SQL_SLACK_KM
+    if not chosen:
+        return []
+    near = None if last == math.inf else (latitude, longitude, last + 2 * _SQL_SLACK_KM)
+    best = _exact(store.search_sites_of(day, keys=chosen.values(), fresh=True, near=near),
+                  latitude, longitude, radius_km)
+    return [(d, nct_id, p, chosen[nct_id]) for nct_id, (d, p) in best.items()]
 
 
 def nearest_trials(
@@ -291,27 +397,44 @@ def nearest_trials(
         return Ranking(ranked, None if matched is None else len(matched), "scan")
     if not store.search_index_ready:
         raise StoreError(_("The search index is not available in this store"))
+
+    def walk(match: _Match | None) -> _Walk:
+        found = _Walk(store, latitude, longitude, limit, radius_km, day, match)
+        found.seed(_fresh_candidates(store, latitude, longitude, limit, radius_km, day, match))
+        return found
+
     if phrase is None:
-        return Ranking(_best_first(store, latitude, longitude, limit, radius_km, day, None,
-                                   None) or [], None, "tree")
-    keys = store.search_matching(fts_phrase(phrase))
-    if not keys:
+        tree = walk(None)
+        tree.run()
+        return Ranking(tree.ranked, None, "tree")
+    query = fts_phrase(phrase)
+    matching = store.search_match_count(query)
+    if not matching:
         return Ranking([], 0, method or "tree")
 
-    def direct() -> Ranking:
+    def direct(keys: set[int]) -> Ranking:
         ranked = _rank_filtered(store, latitude, longitude, limit, radius_km, day, keys=keys)
-        return Ranking(ranked, len(keys), "direct")
+        return Ranking(ranked, matching, "direct")
 
-    if method == "direct" or (method is None and len(keys) <= DIRECT_SITES
-                              and store.search_count_sites(keys, DIRECT_SITES) <= DIRECT_SITES):
-        return direct()
-    budget = TREE_BUDGET if method is None else None
-    found = _best_first(store, latitude, longitude, limit, radius_km, day, keys, budget)
-    if found is None:  # the walk meets too few matching sites: they are far, or rare here
-        if store.search_count_sites(keys, DIRECT_MAX) <= DIRECT_MAX:
-            return direct()
-        found = _best_first(store, latitude, longitude, limit, radius_km, day, keys, None)
-    return Ranking(found or [], len(keys), "tree")
+    if method == "direct" or matching <= KEYS_AT_ONCE:
+        match = _Match(store, query, store.search_matching(query))
+        if method == "direct" or (method is None and store.search_count_sites(
+                match.all(), day) <= DIRECT_SITES):
+            return direct(match.all())
+    else:
+        match = _Match(store, query, None)
+    tree = walk(match)
+    # A walk that meets too few matching sites (they are far, or rare here) hands over to
+    # the direct ranking when the matching trials have few enough sites: counted, unless
+    # an estimate already says too many (before reading a long list of keys).
+    if (method is None and not tree.run(TREE_BUDGET) and (
+            match.keys is not None
+            or matching * store.search_sites_per_trial() <= DIRECT_MAX)):
+        keys = match.all()
+        if store.search_count_sites(keys, day) <= DIRECT_MAX:
+            return direct(keys)
+    tree.run()
+    return Ranking(tree.ranked, matching, "tree")
 
 
 # -- the answer ---------------------------------------------------------------------------
@@ -414,7 +537,9 @@ def search(
                                      condition=condition, today=day)
             filter_day = day if recruiting else None
             found = {nct for _d, nct, _p in ranking.ranked}
-            if ranking.method == "scan" or phrase is None:
+            if ranking.matching == 0:
+                unplaced = []
+            elif ranking.method == "scan" or phrase is None:
                 ids = None
                 if phrase is not None:
                     ids = [n for n, t in store.search_texts() if text_matches(phrase, t)]

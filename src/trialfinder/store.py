@@ -483,18 +483,31 @@ def can_write(path: str | Path) -> bool:
 # - `search_trial`: a small, stable integer key per trial (kept across re-saves of the trial,
 #   which may change `trials.rowid`), and whether a registry record carries MeSH terms.
 # - `search_words`: FTS5 over `trials.search_text` (search.searchable_text), rowid = key.
-# - `search_cell`: one row per placed site, keyed by its octree cell: the site's point on the
-#   unit sphere, each coordinate cut into 2**SEARCH_CELL_BITS steps, the three step numbers'
-#   bits interleaved (Morton order), so every cube of the octree is one range of keys. The
-#   row carries what ranking needs: trial, position, exact latitude and longitude, and u,
-#   the last day the site counts as recruiting. A B-tree insert per site (a few µs; an
-#   R*Tree insert costs about 30 µs), and a search reads cubes as key ranges.
-# - `search_site`: the same rows clustered by trial (direct ranking, unplaced trials).
+# - `search_cell`: the tree. One row per placed site, keyed by its octree cell: the site's
+#   point on the unit sphere, each coordinate cut into 2**SEARCH_CELL_BITS steps, the three
+#   step numbers' bits interleaved (Morton order), so every cube of the octree is one range
+#   of keys. The row carries what ranking needs: trial, position, exact latitude and
+#   longitude, and u, the last day the site counts as recruiting.
+# - `search_fresh`: placed sites written since the tree was last brought up to date, the
+#   same rows clustered by trial (so written where the table ends). A write scatters its
+#   sites over the whole tree: a page of 1,000 studies (about 9,000 sites) dirties one tree
+#   page per site, and every dirty page is written twice (write-ahead log, checkpoint), which
+#   at a million sites wrote 4 times the store's growth. So the triggers add sites here, and
+#   `_search_fold` moves them into the tree in one sorted pass: at the end of every write
+#   outside a sync, at the end of a sync, and during a sync whenever they outnumber the
+#   tree's sites (so a mirror that grows the tree folds it O(log n) times). A search reads
+#   them directly (`search_minima` over this table), so it is exact at every moment.
+# - `search_site`: every placed site clustered by trial (direct ranking, deletes).
+# - `search_tally`: per trial and u, how many placed and unplaced sites it has; the partial
+#   index `search_alone` holds the rows with no placed site, so "trials whose matching
+#   sites are all unplaced" is a short range read, not a probe per trial.
 # - `search_unplaced`: a partial index of `sites` over the rows without a position.
-# Triggers on `trials` and `sites` keep all of it current through every write of the store.
+# Triggers on `trials` and `sites` keep all of it current through every write of the store;
+# `sites` rows are written by delete + insert only (a REPLACE is refused: the index needs
+# the old row's values).
 # =========================================================================================
 
-SEARCH_INDEX_VERSION = "8"
+SEARCH_INDEX_VERSION = "9"
 SEARCH_CELL_BITS = 20
 """Octree depth: the finest cube is 2 / 2**20 of the Earth's radius across (about 12 m)."""
 SEARCH_FOREVER = 100_000
@@ -503,6 +516,9 @@ SEARCH_NEVER = -1
 """u of a site whose standing is not recruiting: below every day."""
 SEARCH_TERMS_MARK = "\x1f"
 """Put by search.searchable_text before a record's MeSH terms (FTS5 reads it as a space)."""
+SEARCH_FOLD_MIN = 25_000
+"""During a sync, fresh sites are folded into the tree once they are more than this many
+and more than the tree holds (`search_fresh`)."""
 _EPOCH_JULIAN_DAY = 2440587.5  # julianday('1970-01-01')
 # Spreading 21 bits to every third of 63 (Morton order in 3D), one step per line.
 _SPREAD = ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
@@ -555,29 +571,57 @@ def _search_placed(row: str) -> str:
     return f"{row}.latitude IS NOT NULL AND {row}.longitude IS NOT NULL"
 
 
+def _search_is_placed(row: str) -> str:
+    """1 for a placed row of `sites`, 0 for one without a position."""
+    return f"({_search_placed(row)})"
+
+
 _SEARCH_TERMS_SQL = (
     f"CASE WHEN new.source_kind = 'registry' THEN instr(new.search_text, char("
     f"{ord(SEARCH_TERMS_MARK)})) > 0 END"
 )
+
+
+def _search_tally_sql(row: str, sign: str) -> str:
+    """Statements that count a row of `sites` in `search_tally` (``sign`` "+") or take it
+    out ("-"), the rows left with nothing deleted."""
+    key, u, placed = _search_key_sql(f"{row}.trial"), _search_until_sql(row), \
+        _search_is_placed(row)
+    if sign == "+":
+        return (
+            f"INSERT INTO search_tally (key, u, placed, unplaced) SELECT k.key, {u}, {placed}, "
+            f"1 - {placed} FROM search_trial k WHERE k.nct_id = {row}.trial ON CONFLICT (key, u) "
+            "DO UPDATE SET placed = placed + excluded.placed, unplaced = unplaced + "
+            "excluded.unplaced;"
+        )
+    return (
+        f"UPDATE search_tally SET placed = placed - {placed}, unplaced = unplaced - (1 - "
+        f"{placed}) WHERE key = {key} AND u = {u};"
+        f"DELETE FROM search_tally WHERE key = {key} AND u = {u} AND placed = 0 AND "
+        "unplaced = 0;"
+    )
+
+
 def _search_drop_site(row: str) -> str:
     """Statements that remove a site (by trial and position) from the index."""
     key = _search_key_sql(f"{row}.trial")
     return (
-        "DELETE FROM search_cell WHERE (cell, key, position) = (SELECT cell, key, position "
+        _search_tally_sql(row, "-")
+        + "DELETE FROM search_cell WHERE (cell, key, position) = (SELECT cell, key, position "
         f"FROM search_site WHERE key = {key} AND position = {row}.position);"
+        f"DELETE FROM search_fresh WHERE key = {key} AND position = {row}.position;"
         f"DELETE FROM search_site WHERE key = {key} AND position = {row}.position;"
     )
 
 
 _SEARCH_ADD_SITE = (
     "INSERT OR IGNORE INTO search_trial (nct_id) VALUES (new.trial);"
-    # A replaced row (INSERT OR REPLACE) fires no delete trigger: clear it first.
-    + _search_drop_site("new")
+    + _search_tally_sql("new", "+")
     + f"INSERT INTO search_site SELECT {_search_site_sql('new', 'k.key')} FROM search_trial k "
     f"WHERE k.nct_id = new.trial AND {_search_placed('new')};"
-    "INSERT INTO search_cell SELECT p.cell, p.key, p.position, new.trial, p.latitude, "
-    "p.longitude, p.u FROM search_site p WHERE p.key = "
-    f"{_search_key_sql('new.trial')} AND p.position = new.position;"
+    "INSERT INTO search_fresh SELECT p.key, p.position, new.trial, p.latitude, p.longitude, "
+    f"p.u, p.cell FROM search_site p WHERE p.key = {_search_key_sql('new.trial')} AND "
+    "p.position = new.position;"
 )
 _SEARCH_REMOVE_SITE = _search_drop_site("old")
 _SEARCH_ADD_TRIAL = (
@@ -587,6 +631,7 @@ _SEARCH_ADD_TRIAL = (
     "INSERT INTO search_words (rowid, text) SELECT key, new.search_text FROM search_trial "
     "WHERE nct_id = new.nct_id;"
 )
+_SEARCH_CELL_COLUMNS = "cell, key, position, nct_id, latitude, longitude, u"
 _SEARCH_SCHEMA = (
     "CREATE TABLE search_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE search_trial (key INTEGER PRIMARY KEY, nct_id TEXT NOT NULL UNIQUE, "
@@ -600,9 +645,15 @@ _SEARCH_SCHEMA = (
     "position INTEGER NOT NULL, nct_id TEXT NOT NULL, latitude REAL NOT NULL, "
     "longitude REAL NOT NULL, u INTEGER NOT NULL, PRIMARY KEY (cell, key, position)) "
     "WITHOUT ROWID",
+    "CREATE TABLE search_fresh (key INTEGER NOT NULL, position INTEGER NOT NULL, "
+    "nct_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL, "
+    "u INTEGER NOT NULL, cell INTEGER NOT NULL, PRIMARY KEY (key, position)) WITHOUT ROWID",
     "CREATE TABLE search_site (key INTEGER NOT NULL, position INTEGER NOT NULL, "
     "latitude REAL NOT NULL, longitude REAL NOT NULL, u INTEGER NOT NULL, "
     "cell INTEGER NOT NULL, PRIMARY KEY (key, position)) WITHOUT ROWID",
+    "CREATE TABLE search_tally (key INTEGER NOT NULL, u INTEGER NOT NULL, "
+    "placed INTEGER NOT NULL, unplaced INTEGER NOT NULL, PRIMARY KEY (key, u)) WITHOUT ROWID",
+    "CREATE INDEX search_alone ON search_tally(u, key) WHERE placed = 0",
     # Covering: a search reads the unplaced sites from the index alone.
     "CREATE INDEX search_unplaced ON sites(trial, position, standing, recruiting_until, "
     "country, latitude, longitude) WHERE latitude IS NULL OR longitude IS NULL",
@@ -613,16 +664,21 @@ _SEARCH_SCHEMA = (
     "CREATE TRIGGER search_trial_removed AFTER DELETE ON trials BEGIN "
     f"DELETE FROM search_words WHERE rowid = {_search_key_sql('old.nct_id')};"
     "UPDATE search_trial SET terms = NULL WHERE nct_id = old.nct_id; END",
+    "CREATE TRIGGER search_site_replaced BEFORE INSERT ON sites WHEN EXISTS (SELECT 1 FROM "
+    "sites WHERE trial = new.trial AND position = new.position) BEGIN SELECT RAISE(ABORT, "
+    "'a row of sites is replaced by deleting it first (the search index needs its values)'); "
+    "END",
     f"CREATE TRIGGER search_site_added AFTER INSERT ON sites BEGIN {_SEARCH_ADD_SITE} END",
     "CREATE TRIGGER search_site_changed AFTER UPDATE OF trial, position, latitude, longitude, "
     f"standing, recruiting_until ON sites BEGIN {_SEARCH_REMOVE_SITE} {_SEARCH_ADD_SITE} END",
     f"CREATE TRIGGER search_site_removed AFTER DELETE ON sites BEGIN {_SEARCH_REMOVE_SITE} END",
 )
-_SEARCH_TABLES = ("search_words", "search_cell", "search_site", "search_trial",
-                  "search_meta")
-_SEARCH_INDEXES = ("search_trial_terms", "search_unplaced")
+_SEARCH_TABLES = ("search_words", "search_cell", "search_fresh", "search_site",
+                  "search_tally", "search_trial", "search_meta")
+_SEARCH_INDEXES = ("search_trial_terms", "search_alone", "search_unplaced")
 _SEARCH_TRIGGERS = ("search_trial_added", "search_trial_changed", "search_trial_removed",
-                    "search_site_added", "search_site_changed", "search_site_removed")
+                    "search_site_replaced", "search_site_added", "search_site_changed",
+                    "search_site_removed")
 _SEARCH_OBJECTS = (*_SEARCH_TABLES, *_SEARCH_INDEXES, *_SEARCH_TRIGGERS)
 # What earlier versions of the index left in a store (dropped before building this one).
 _SEARCH_OLD_TRIGGERS = ("search_sites_ai", "search_sites_ad", "search_sites_au",
@@ -638,12 +694,20 @@ def _search_recruiting(row: str) -> str:
             f"OR {row}.recruiting_until >= ?)")
 
 
+def _search_u(day: date | None) -> int:
+    """The least u that matches on ``day`` (None: any standing)."""
+    return SEARCH_NEVER if day is None else search_day(day)
+
+
 class _SearchIndex:
     """The `Store` methods of the search index (mixed into `Store`)."""
 
     _db: sqlite3.Connection
     _label: str
     _search_ready: bool = False
+    _search_deferring: int = 0
+    """Inside `search_deferred` (a sync, between `start_sync` and `finish_sync`, is one):
+    fresh sites wait to be folded in bulk."""
 
     if TYPE_CHECKING:  # Store's own
         def _read(self, sql: str, params: Iterable[Any] = ()) -> Rows: ...
@@ -712,7 +776,11 @@ class _SearchIndex:
         db.execute("INSERT INTO search_cell SELECT p.cell, p.key, p.position, k.nct_id, "
                    "p.latitude, p.longitude, p.u FROM search_site p JOIN search_trial k ON "
                    "k.key = p.key ORDER BY p.cell, p.key, p.position")
+        db.execute(f"INSERT INTO search_tally SELECT k.key, {_search_until_sql('s')} AS u, "
+                   f"total({_search_is_placed('s')}), total(1 - {_search_is_placed('s')}) "
+                   "FROM sites s JOIN search_trial k ON k.nct_id = s.trial GROUP BY k.key, u")
         db.execute("INSERT INTO search_meta VALUES ('version', ?)", (SEARCH_INDEX_VERSION,))
+        db.execute("INSERT INTO search_meta SELECT 'cells', count(*) FROM search_cell")
 
     def _search_index_drop(self) -> None:
         """Remove every object of the search index (this version's and earlier ones'), inside
@@ -744,6 +812,75 @@ class _SearchIndex:
                 for nct, record in rows
             ])
 
+    # -- keeping the tree up to date ------------------------------------------------------
+
+    def _search_settle(self) -> None:
+        """At the end of a write transaction (before its COMMIT): fold the fresh sites into
+        the tree, unless writes are deferred (`search_deferred`) and they are still few
+        (`SEARCH_FOLD_MIN`, or fewer than the tree holds)."""
+        if not self._search_ready:
+            return
+        if self._search_deferring:
+            fresh = self._db.execute("SELECT count(*) FROM search_fresh").fetchone()[0]
+            if fresh <= SEARCH_FOLD_MIN or fresh <= self._search_tree_size():
+                return
+        self._search_fold()
+
+    def _search_tree_size(self) -> int:
+        """Sites in the tree when it was last built or folded (sites removed since are not
+        counted off: a size to compare with, not an exact count)."""
+        row = self._db.execute("SELECT value FROM search_meta WHERE key = 'cells'").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _search_fold(self) -> None:
+        """Move the fresh sites into the tree in one pass in cell order (inside the caller's
+        transaction), each tree page written once however many sites it gains."""
+        db = self._db
+        moved = db.execute(f"INSERT INTO search_cell ({_SEARCH_CELL_COLUMNS}) SELECT "
+                           f"{_SEARCH_CELL_COLUMNS} FROM search_fresh ORDER BY cell, key, "
+                           "position").rowcount
+        if moved <= 0:
+            return
+        db.execute("DELETE FROM search_fresh")
+        db.execute("INSERT OR REPLACE INTO search_meta VALUES ('cells', ?)",
+                   (str(self._search_tree_size() + moved),))
+
+    @contextmanager
+    def search_deferred(self) -> Iterator[None]:
+        """A run of write transactions (a sync, `geocode --refresh`) whose sites are folded
+        into the tree once at the end (one transaction; see `search_fresh` above) rather
+        than at the end of each: far fewer writes, and searches meanwhile read the waiting
+        sites directly."""
+        self._search_defer()
+        try:
+            yield
+        finally:
+            self._search_db_fold()
+
+    def _search_defer(self) -> None:
+        self._search_deferring += 1
+
+    def _search_db_fold(self) -> None:
+        """End one deferral; the last one folds in its own transaction."""
+        self._search_deferring -= 1
+        if self._search_deferring or not self._search_ready or self._db.in_transaction:
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._search_fold()
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _search_sync_finished(self) -> None:
+        """Inside `finish_sync`'s transaction: what the sync wrote goes into the tree."""
+        self._search_deferring = max(0, self._search_deferring - 1)
+        if self._search_ready and not self._search_deferring:
+            self._search_fold()
+
     # -- reads -------------------------------------------------------------------------
 
     @property
@@ -766,7 +903,7 @@ class _SearchIndex:
                 self._db.execute("COMMIT")
 
     def search_cell_count(self, first: int, last: int, cap: int) -> int:
-        """How many placed sites lie in cells ``first``..``last`` (counting stops past
+        """How many sites of the tree lie in cells ``first``..``last`` (counting stops past
         ``cap``)."""
         return int(self._read(
             "SELECT count(*) FROM (SELECT 1 FROM search_cell WHERE cell BETWEEN ? AND ? "
@@ -775,7 +912,7 @@ class _SearchIndex:
     def search_cell_rows(
         self, first: int, last: int, day: date | None
     ) -> list[tuple[int, int, str, float, float]]:
-        """(key, position, nct_id, latitude, longitude) of the placed sites in cells
+        """(key, position, nct_id, latitude, longitude) of the sites of the tree in cells
         ``first``..``last`` that match on ``day`` (None: any standing)."""
         sql = ("SELECT key, position, nct_id, latitude, longitude FROM search_cell "
                "WHERE cell BETWEEN ? AND ?")
@@ -785,37 +922,75 @@ class _SearchIndex:
             params.append(search_day(day))
         return self._read(sql, params).fetchall()
 
-    def search_matching(self, phrase: str) -> set[int]:
+    def search_has_fresh(self) -> bool:
+        """Whether placed sites wait outside the tree (during a sync, or after one died)."""
+        return self._read("SELECT 1 FROM search_fresh LIMIT 1").fetchone() is not None
+
+    def search_match_count(self, phrase: str) -> int:
+        """How many trials' searchable text holds the phrase (FTS5 query syntax)."""
+        return int(self._read("SELECT count(*) FROM search_words WHERE search_words MATCH ?",
+                              (phrase,)).fetchone()[0])
+
+    def search_matching(self, phrase: str, among: Iterable[int] | None = None) -> set[int]:
         """Keys of the trials whose searchable text holds the phrase (FTS5 query syntax: the
-        caller quotes it). One row comes back, so a large answer costs little."""
-        row = self._read("SELECT json_group_array(rowid) FROM search_words WHERE "
-                         "search_words MATCH ?", (phrase,)).fetchone()
+        caller quotes it), among these keys if given. One row comes back, so a large answer
+        costs little."""
+        sql = ("SELECT json_group_array(rowid) FROM search_words WHERE search_words MATCH ?")
+        params: list[Any] = [phrase]
+        if among is not None:
+            # "+rowid": checked as FTS5 reads the phrase's list once; a plain rowid IN would
+            # run one FTS5 query per key (about 20 µs each).
+            sql += " AND +rowid IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(among)))
+        row = self._read(sql, params).fetchone()
         return set(json.loads(row[0])) if row and row[0] else set()
 
-    def search_count_sites(self, keys: Iterable[int], cap: int) -> int:
-        """How many placed sites these trials have (counting stops past ``cap``)."""
+    def search_matches(self, phrase: str, key: int) -> bool:
+        """Whether this trial's searchable text holds the phrase (one look-up: FTS5 finds a
+        rowid in the phrase's lists without reading them through)."""
+        return self._read("SELECT 1 FROM search_words WHERE search_words MATCH ? AND "
+                          "rowid = ?", (phrase, key)).fetchone() is not None
+
+    def search_sites_per_trial(self) -> float:
+        """Placed sites per trial, about (the tree's size when last folded, per trial)."""
+        trials = self._read("SELECT max(key) FROM search_trial").fetchone()[0]
+        return self._search_tree_size() / max(1, trials or 0)
+
+    def search_count_sites(self, keys: Iterable[int], day: date | None = None) -> int:
+        """How many placed sites these trials have that match on ``day`` (None: any)."""
         return int(self._read(
-            "SELECT count(*) FROM (SELECT 1 FROM json_each(?) j CROSS JOIN search_site p "
-            "ON p.key = j.value LIMIT ?)", (json.dumps(list(keys)), cap + 1)).fetchone()[0])
+            "SELECT total(t.placed) FROM json_each(?) j CROSS JOIN search_tally t ON "
+            "t.key = j.value AND t.u >= ?", (json.dumps(list(keys)), _search_u(day))
+        ).fetchone()[0])
 
     def _search_rows_sql(
-        self, keys: Iterable[int] | None, nct_ids: Iterable[str] | None, day: date | None
+        self, keys: Iterable[int] | None, nct_ids: Iterable[str] | None, day: date | None,
+        *, fresh: bool = False,
     ) -> tuple[str, list[Any]]:
-        """FROM/WHERE of the placed sites matching on ``day`` (None: any standing) of these
-        trials: by key, from `search_site`; else by identifier (None: all) from `sites`,
-        which works without the index. Columns: trial, position, lat, lon."""
+        """FROM/WHERE of the placed sites matching on ``day`` (None: any standing): of these
+        trials by key, from `search_site`; the fresh ones (``fresh``), from `search_fresh`;
+        else by identifier (None: all) from `sites`, which works without the index.
+        Columns: key (NULL from `sites`), trial (NULL from `search_site`: found by key once
+        grouped), position, lat, lon."""
         params: list[Any] = []
+        if fresh:
+            sql = ("f.key AS key, f.nct_id AS trial, f.position AS position, f.latitude AS "
+                   "lat, f.longitude AS lon FROM search_fresh f")
+            if day is not None:
+                sql += " WHERE f.u >= ?"
+                params.append(search_day(day))
+            return sql, params
         if keys is not None:
-            sql = ("k.nct_id AS trial, p.position AS position, p.latitude AS lat, p.longitude "
-                   "AS lon FROM json_each(?) j CROSS JOIN search_trial k ON k.key = j.value "
-                   "CROSS JOIN search_site p ON p.key = k.key")
+            sql = ("p.key AS key, NULL AS trial, p.position AS position, p.latitude AS lat, "
+                   "p.longitude AS lon FROM json_each(?) j CROSS JOIN search_site p ON "
+                   "p.key = j.value")
             params.append(json.dumps(list(keys)))
             if day is not None:
                 sql += " WHERE p.u >= ?"
                 params.append(search_day(day))
             return sql, params
-        sql = ("s.trial AS trial, s.position AS position, s.latitude AS lat, s.longitude AS lon "
-               f"FROM sites s WHERE {_search_placed('s')}")
+        sql = ("NULL AS key, s.trial AS trial, s.position AS position, s.latitude AS lat, "
+               f"s.longitude AS lon FROM sites s WHERE {_search_placed('s')}")
         if nct_ids is not None:
             sql += " AND s.trial IN (SELECT value FROM json_each(?))"
             params.append(json.dumps(list(nct_ids)))
@@ -824,37 +999,68 @@ class _SearchIndex:
             params.append(day.isoformat())
         return sql, params
 
-    def search_sites_of(
-        self, day: date | None, *, keys: Iterable[int] | None = None,
-        nct_ids: Iterable[str] | None = None,
-    ) -> list[tuple[str, int, float, float]]:
-        """(nct_id, position, latitude, longitude) of every placed site of these trials (by
-        key, or by identifier; neither: every trial) that matches on ``day``."""
-        columns, params = self._search_rows_sql(keys, nct_ids, day)
-        return self._read(f"SELECT {columns}", params).fetchall()
-
-    def search_minima(
-        self, latitude: float, longitude: float, day: date | None, *,
-        keys: Iterable[int] | None = None, nct_ids: Iterable[str] | None = None,
-        within_km: float | None = None,
-    ) -> list[tuple[str, float]]:
-        """Each trial's nearest matching placed site (see `search_sites_of`) as (nct_id,
-        distance), nearest first, computed by SQLite with the haversine formula: to pick the
-        candidates that `nearest.haversine_km` then ranks exactly (the last bits may differ)."""
+    @staticmethod
+    def _search_distance_sql(latitude: float, longitude: float) -> str:
+        """The haversine distance in km from a point to the columns lat, lon (SQLite's
+        arithmetic: `nearest.haversine_km` may differ in the last bits)."""
         from trialfinder.nearest import EARTH_RADIUS_KM
 
-        columns, params = self._search_rows_sql(keys, nct_ids, day)
         phi = math.radians(latitude)
-        distance = (
+        return (
             f"{2 * EARTH_RADIUS_KM} * asin(min(1.0, sqrt(pow(sin((radians(lat) - {phi!r}) / 2), "
             f"2) + {math.cos(phi)!r} * cos(radians(lat)) * pow(sin(radians(lon - "
             f"{float(longitude)!r}) / 2), 2))))"
         )
-        sql = f"SELECT trial, min({distance}) AS d FROM (SELECT {columns}) GROUP BY trial"
+
+    def search_sites_of(
+        self, day: date | None, *, keys: Iterable[int] | None = None,
+        nct_ids: Iterable[str] | None = None, fresh: bool = False,
+        near: tuple[float, float, float] | None = None,
+    ) -> list[tuple[str, int, float, float]]:
+        """(nct_id, position, latitude, longitude) of every placed site of these trials (by
+        key, or by identifier; neither: every trial; ``fresh``: the fresh sites of the trials
+        named by ``keys``) that matches on ``day``; with ``near`` (latitude, longitude, km)
+        only those within that distance by SQLite's haversine."""
+        columns, params = self._search_rows_sql(None if fresh else keys, nct_ids, day,
+                                                fresh=fresh)
+        sql = f"SELECT key, trial, position, lat, lon FROM (SELECT {columns}) WHERE 1"
+        if fresh and keys is not None:
+            sql += " AND key IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(keys)))
+        if near is not None:
+            sql += f" AND {self._search_distance_sql(near[0], near[1])} <= ?"
+            params.append(near[2])
+        rows = self._read(sql, params).fetchall()
+        names = self._search_names({k for k, n, *_ in rows if n is None})
+        return [(n if n is not None else names[k], p, lat, lon) for k, n, p, lat, lon in rows]
+
+    def _search_names(self, keys: set[int]) -> dict[int, str]:
+        if not keys:
+            return {}
+        return dict(self._read("SELECT k.key, k.nct_id FROM json_each(?) j CROSS JOIN "
+                               "search_trial k ON k.key = j.value", (json.dumps(list(keys)),)))
+
+    def search_minima(
+        self, latitude: float, longitude: float, day: date | None, *,
+        keys: Iterable[int] | None = None, nct_ids: Iterable[str] | None = None,
+        within_km: float | None = None, fresh: bool = False,
+    ) -> list[tuple[str, float, int | None]]:
+        """Each trial's nearest matching placed site (see `search_sites_of`) as (nct_id,
+        distance, key; None without the index), nearest first, computed by SQLite with the
+        haversine formula: to pick the candidates that `nearest.haversine_km` then ranks
+        exactly (the last bits may differ)."""
+        columns, params = self._search_rows_sql(keys, nct_ids, day, fresh=fresh)
+        distance = self._search_distance_sql(latitude, longitude)
+        by = "trial" if keys is None and not fresh else "key"
+        sql = (f"SELECT min(key), min(trial), min({distance}) AS d FROM (SELECT {columns}) "
+               f"GROUP BY {by}")
         if within_km is not None:
             sql += " HAVING d <= ?"
             params.append(within_km)
-        return self._read(sql + " ORDER BY d, trial", params).fetchall()
+        rows = self._read(sql, params).fetchall()
+        names = self._search_names({k for k, n, _d in rows if n is None})
+        return sorted(((n if n is not None else names[k], d, k) for k, n, d in rows),
+                      key=lambda r: (r[1], r[0]))
 
     def search_texts(self) -> Iterator[tuple[str, str]]:
         """(nct_id, searchable text) of every trial (for a search without the index)."""
@@ -869,27 +1075,42 @@ class _SearchIndex:
         the country first, then by identifier. ``phrase`` (an FTS5 query, needs the index)
         or ``nct_ids`` limit the trials."""
         match = "" if day is None else f" AND {_search_recruiting('s')}"
-        params: list[Any] = [country]
-        where = ""
+        if self._search_ready:
+            # The trials with a tally row of unplaced sites only, then those with no placed
+            # site matching on the day in any row; the few left are read from `sites`.
+            u = _search_u(day)
+            keys = [r[0] for r in self._read(
+                "SELECT DISTINCT c.key FROM search_tally c INDEXED BY search_alone WHERE "
+                "c.placed = 0 AND c.u >= ? "
+                "AND NOT EXISTS (SELECT 1 FROM search_tally o WHERE o.key = c.key AND "
+                "o.u >= ? AND o.placed > 0)", (u, u))]
+            if keys and phrase is not None:
+                keys = list(self.search_matching(phrase, among=keys))
+            if not keys:
+                return []
+            params: list[Any] = [country, json.dumps(keys)]
+            if day is not None:
+                params.append(day.isoformat())
+            rows = self._read(
+                "SELECT k.nct_id, min(s.position), max(lower(s.country) = lower(?)) AS here "
+                "FROM json_each(?) j CROSS JOIN search_trial k ON k.key = j.value CROSS JOIN "
+                "sites s ON s.trial = k.nct_id WHERE (s.latitude IS NULL OR s.longitude IS "
+                f"NULL){match} GROUP BY k.nct_id ORDER BY here DESC, k.nct_id", params)
+            wanted = None if nct_ids is None else set(nct_ids)
+            return [(n, p, bool(h)) for n, p, h in rows if wanted is None or n in wanted]
         if phrase is not None:
-            where = (" AND s.trial IN (SELECT k.nct_id FROM search_words w JOIN search_trial "
-                     "k ON k.key = w.rowid WHERE search_words MATCH ?)")
-            params.append(phrase)
-        elif nct_ids is not None:
+            raise StoreError(_("The search index is not available in this store"))
+        params = [country]
+        where = ""
+        if nct_ids is not None:
             where = " AND s.trial IN (SELECT value FROM json_each(?))"
             params.append(json.dumps(list(nct_ids)))
         if day is not None:
             params.append(day.isoformat())
-        if self._search_ready:  # the placed sites, by trial, with their u
-            placed = ("SELECT 1 FROM search_trial k CROSS JOIN search_site p ON p.key = k.key "
-                      "WHERE k.nct_id = s.trial" + ("" if day is None else " AND p.u >= ?"))
-            if day is not None:
-                params.append(search_day(day))
-        else:
-            placed = f"SELECT 1 FROM sites p WHERE p.trial = s.trial AND {_search_placed('p')}"
-            if day is not None:
-                placed += f" AND {_search_recruiting('p')}"
-                params.append(day.isoformat())
+        placed = f"SELECT 1 FROM sites p WHERE p.trial = s.trial AND {_search_placed('p')}"
+        if day is not None:
+            placed += f" AND {_search_recruiting('p')}"
+            params.append(day.isoformat())
         sql = (
             "SELECT trial, position, here FROM (SELECT s.trial AS trial, min(s.position) AS "
             "position, max(lower(s.country) = lower(?)) AS here FROM sites s WHERE "
@@ -1269,6 +1490,7 @@ class Store(_SearchIndex):
                     db.executemany(
                         "INSERT OR IGNORE INTO query_trials (query, trial) VALUES (?, ?)",
                         [(query, m) for m in members])
+                self._search_settle()
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -1418,6 +1640,7 @@ class Store(_SearchIndex):
                     self._write(prepare_trial(trial, None, basis=""), utc_now(), True,
                                 in_place=True)
                     done += 1
+                self._search_settle()
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -1496,6 +1719,7 @@ class Store(_SearchIndex):
                         "sync_queries WHERE nct_id = ? LIMIT 1", (nct, nct)).fetchone()
                     if held is None and self._mark_not_seen(nct, day, statuses, sync_id, now):
                         marked.append(nct)
+                self._search_settle()
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -1568,6 +1792,7 @@ class Store(_SearchIndex):
                 "INSERT INTO syncs (started, arguments, pid) VALUES (?, ?, ?)",
                 (now or utc_now(), _DUMPS(arguments or {}), pid))
         assert cursor.lastrowid is not None
+        self._search_defer()
         return cursor.lastrowid
 
     def finish_sync(self, sync_id: int, outcome: str, now: str | None = None, *,
@@ -1577,6 +1802,7 @@ class Store(_SearchIndex):
                 "UPDATE syncs SET finished = ?, outcome = ?, counts = ?, note = ? WHERE id = ?",
                 (now or utc_now(), outcome, _DUMPS(counts or {}), note, sync_id),
             )
+            self._search_sync_finished()
 
     def abandon_unfinished(self, now: str | None = None) -> int:
         """Mark every run that never finished as aborted. Call it only while holding the
@@ -1586,6 +1812,8 @@ class Store(_SearchIndex):
                 "UPDATE syncs SET finished = ?, outcome = 'aborted', note = coalesce(note, ?) "
                 "WHERE finished IS NULL",
                 (now or utc_now(), "the process ended without finishing the run"))
+            if cursor.rowcount and self._search_ready and not self._search_deferring:
+                self._search_fold()  # what the dead run wrote goes into the search tree
         return cursor.rowcount
 
     def runs(self, limit: int = 10) -> list[SyncRun]:
@@ -1621,6 +1849,11 @@ class Store(_SearchIndex):
             (key,),
         ).fetchone()
         return None if row is None else CachedPosition(*row)
+
+    def geocode_holds_positions(self) -> bool:
+        """Whether the geocode cache holds any position (not only misses)."""
+        return self._read("SELECT 1 FROM geocode_cache WHERE latitude IS NOT NULL "
+                          "LIMIT 1").fetchone() is not None
 
     def geocode_put(
         self,
