@@ -20,6 +20,7 @@ from trialfinder import clock
 from trialfinder import search as search_module
 from trialfinder.cli import app
 from trialfinder.errors import BadInput
+from trialfinder.geocode import placing_version
 from trialfinder.models import Precision, Site, Source, Status, Trial
 from trialfinder.nearest import haversine_km
 from trialfinder.recruitment import site_recruitment
@@ -59,7 +60,7 @@ def _trial(nct: int, *sites: Site, title: str = "A study", conditions: tuple[str
         source=Source(kind, "ClinicalTrials.gov API v2", "2025-02-01",
                       retrieved="2025-02-20T10:00:00+00:00"),
         status=status, conditions=conditions, condition_terms=terms, verified_date=verified,
-        sites=tuple(sites),
+        sites=tuple(sites), placed_by=placing_version(),  # the positions the rules decide
     )
 
 

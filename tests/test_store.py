@@ -70,10 +70,17 @@ def test_schema_is_versioned_and_marked(store: Store) -> None:
 
 
 def _as_version(path: Path, version: int) -> None:
-    """Turn a store into what trialfinder wrote with an older schema: 4 (no copies of each
-    source beside a merged record), 3 (no history by source, no run details, no query
-    memory), 2 (no derived columns either), 1 (two more indexes)."""
+    """Turn a store into what trialfinder wrote with an older schema: 5 (no index of the
+    placing versions), 4 (no copies of each source beside a merged record either), 3 (no
+    history by source, no run details, no query memory), 2 (no derived columns either), 1
+    (two more indexes)."""
     raw = sqlite3.connect(path)
+    raw.execute("DROP INDEX trials_placed_by")
+    if version == 5:
+        raw.execute(f"PRAGMA user_version = {version}")
+        raw.commit()
+        raw.close()
+        return
     raw.execute("ALTER TABLE trial_sources DROP COLUMN record")
     if version == 4:
         raw.execute(f"PRAGMA user_version = {version}")
@@ -115,7 +122,7 @@ def test_old_store_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
         db.save_trial(trial(CLB, HEGP), "v1", now=T1)
     _as_version(path, version)
     with Store(path) as db:
-        assert db.schema_version == SCHEMA_VERSION == 5
+        assert db.schema_version == SCHEMA_VERSION == 6
         names = {r[0] for r in db._db.execute("SELECT name FROM sqlite_master")}
         assert names.isdisjoint({"sites_lat_lon", "sites_status"})
         assert {"trial_sources", "sync_queries", "query_trials"} <= names
@@ -142,7 +149,7 @@ def test_schema_4_store_gains_the_copies_column(tmp_path: Path) -> None:
         db.save_trial(trial(CLB, HEGP), "v1", now=T1)
     _as_version(path, 4)
     with Store(path) as db:
-        assert db.schema_version == SCHEMA_VERSION == 5
+        assert db.schema_version == SCHEMA_VERSION == 6
         assert db.get_trial("NCT02260505") == trial(CLB, HEGP)
         assert db.source_copies(["NCT02260505"], "registry") == {
             "NCT02260505": trial(CLB, HEGP)}
