@@ -942,6 +942,13 @@ def place_sites(
     )
 
 
+def placer(store: Any = None) -> Callable[[Trial], Trial]:
+    """The one way trialfinder places a trial's sites offline (record, the store's cache,
+    the gazetteer: `place_offline`), stamped with `placing_version()`: what a sync, a scrape,
+    a refresh and a load of an outdated record all use."""
+    return lambda trial: place_offline(trial, store)
+
+
 def place_offline(
     trial: Trial,
     store: Any = None,
