@@ -193,7 +193,7 @@ def status_origin(trial: Trial) -> str | None:
     if origin is None or other is None:
         return None
     from trialfinder.freshness import date_words
-    from trialfinder.render import record_source_words
+    from trialfinder.words import record_source_words
 
     return _(
         "Trial status from: {source}, as of {date} (of the two merged sources, the more recent "
