@@ -43,7 +43,7 @@ from trialfinder.i18n import (
 )
 from trialfinder.mapping import make_map
 from trialfinder.referral import build_referral, referral_html
-from trialfinder.render import distance_words
+from trialfinder.words import distance_words
 
 
 @pytest.mark.parametrize(("environ", "expected"), [

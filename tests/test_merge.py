@@ -289,8 +289,8 @@ def test_combine_does_not_depend_on_placing_first(listed: set[int], unplaced: se
     what a sync stores and what a scrape stores after it are the same. The registry record
     is the recorded TEMPOS study with some positions removed; the page lists some of its
     sites with their accents lost, and one site of its own."""
+    from trialfinder.geocode import placer
     from trialfinder.merge import combine
-    from trialfinder.sync import placer
     from trialfinder.text import strip_accents
 
     reg = parse_study(json.loads((FIXTURES / TEMPOS).read_text(encoding="utf-8"))).trial

@@ -607,8 +607,8 @@ def test_a_merged_trial_the_registry_no_longer_returns(tmp_path: Path) -> None:
     own copy are both marked "not seen since"; the page's copy is untouched, and scraping it
     again changes nothing."""
     from conftest import recorded_trial
+    from trialfinder.geocode import placer
     from trialfinder.store import QueryState, prepare_trial
-    from trialfinder.sync import placer
 
     db = tmp_path / "store.sqlite"
     tempos = recorded_trial()

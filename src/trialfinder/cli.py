@@ -563,7 +563,8 @@ def geocode(
     from contextlib import ExitStack
 
     from trialfinder import render
-    from trialfinder.geocode import NominatimClient, geocode_trial, online_requested
+    from trialfinder.geocode import NominatimClient, online_requested
+    from trialfinder.queries import geocode_trial
 
     if refresh:
         _refresh_positions(db, online=online, as_json=as_json)

@@ -689,7 +689,7 @@ class NominatimGeocoder:
             latitude, longitude = _raw_point(location)
             precision = _result_precision(raw)
             if precision is not Precision.FACILITY:
-                from trialfinder.render import precision_name
+                from trialfinder.words import precision_name
 
                 self._warn(site, _("{source} found only the {precision}; ignored").format(
                     source=NOMINATIM_SOURCE, precision=precision_name(precision)))
@@ -942,6 +942,13 @@ def place_sites(
     )
 
 
+def placer(store: Any = None) -> Callable[[Trial], Trial]:
+    """The one way trialfinder places a trial's sites offline (record, the store's cache,
+    the gazetteer: `place_offline`), stamped with `placing_version()`: what a sync, a scrape,
+    a refresh and a load of an outdated record all use."""
+    return lambda trial: place_offline(trial, store)
+
+
 def place_offline(
     trial: Trial,
     store: Any = None,
@@ -1103,25 +1110,3 @@ def resolve_place(
 
 def _with_note(resolution: Resolution, place: Place, note: str) -> Resolution:
     return dataclasses.replace(resolution, place=place, notes=(*resolution.notes, note))
-
-
-def geocode_trial(
-    nct_id: str,
-    db_path: Path | None,
-    *,
-    client: NominatimClient | None = None,
-    gazetteer: Gazetteer | None = None,
-    now: datetime | None = None,
-    on_site: Callable[[int, int], None] | None = None,
-) -> Placement:
-    """The `geocode` command: every site of the trial placed (online only given a client),
-    Nominatim's answers cached in the store, and the positions kept with the stored record
-    (`keep_positions`), so that every later answer reads them."""
-    from trialfinder.records import load_trial
-
-    trial = load_trial(nct_id, db_path)
-    placement = place_sites(trial, db_path, client=client, gazetteer=gazetteer, now=now,
-                            on_site=on_site)
-    with _open_store(db_path, create=False) as store:
-        keep_positions(placement.trial, store, gazetteer)
-    return placement

@@ -519,7 +519,8 @@ def _popup_html(
     sharing: int,
 ) -> str:
     from trialfinder.recruitment import status_source_words, status_words
-    from trialfinder.render import distance_words, position_text, shared_words
+    from trialfinder.render import position_text, shared_words
+    from trialfinder.words import distance_words
 
     e = html.escape
     status_label, contact_label = _("Status:"), _("Contact:")
@@ -579,7 +580,8 @@ def _popup_html(
 def _legend_html(
     element_id: str, trial: Trial, sites: list[dict[str, Any]], place: Place | None
 ) -> str:
-    from trialfinder.render import distance_words, shared_words
+    from trialfinder.render import shared_words
+    from trialfinder.words import distance_words
 
     e = html.escape
     counts = Counter(s["category"] for s in sites if s["lat"] is not None)
@@ -649,7 +651,8 @@ def _legend_html(
 
 def _source_html(element_id: str, view: TrialView, *, terminal: bool = True) -> str:
     from trialfinder.freshness import age_sentence
-    from trialfinder.render import as_of_text, record_source_words, warnings
+    from trialfinder.render import as_of_text, warnings
+    from trialfinder.words import record_source_words
 
     e = html.escape
     trial = view.trial

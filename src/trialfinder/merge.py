@@ -76,7 +76,7 @@ _GENERIC = _words(
 def combine(registry: Trial, listing: Trial, place: Callable[[Trial], Trial]) -> Trial:
     """The record the store keeps of a trial that the registry and a listing page both give:
     `merge` of the registry's copy (without what an earlier merge added to it:
-    `registry_part`) and the page's, placed again by ``place`` (`sync.placer`: positions a
+    `registry_part`) and the page's, placed again by ``place`` (`geocode.placer`: positions a
     listing lent to registry sites are decided anew from the merged site's address)."""
     return place(merge(registry_part(registry), listing))
 
@@ -193,7 +193,7 @@ def status_origin(trial: Trial) -> str | None:
     if origin is None or other is None:
         return None
     from trialfinder.freshness import date_words
-    from trialfinder.render import record_source_words
+    from trialfinder.words import record_source_words
 
     return _(
         "Trial status from: {source}, as of {date} (of the two merged sources, the more recent "

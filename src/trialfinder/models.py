@@ -7,6 +7,7 @@ read them. Nothing here does I/O.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -299,5 +300,10 @@ def trial_from_jsonable(data: dict[str, Any]) -> Trial:
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """The keys of ``data`` that are fields of ``cls``: a record written by another version
     (a field added or dropped since) still reads."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     return {k: v for k, v in data.items() if k in names}
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))

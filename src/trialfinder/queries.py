@@ -28,7 +28,12 @@ from trialfinder.records import load_trial
 from trialfinder.recruitment import Recruitment, site_recruitment, trial_recruitment
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+    from pathlib import Path
+
     from trialfinder.gazetteer import Gazetteer, Place, Resolution
+    from trialfinder.geocode import Placement
     from trialfinder.store import StoreLike
 
 DEFAULT_MAX_KM = 1500.0
@@ -200,7 +205,7 @@ def _out_of_reach_message(
     trial: Trial, resolution: Resolution, nearest_site: RankedSite, max_km: float
 ) -> str:
     from trialfinder.i18n import format_decimal
-    from trialfinder.render import place_title
+    from trialfinder.words import place_title
 
     site = nearest_site.site
     if nearest_site.recruitment.recruiting:
@@ -218,3 +223,26 @@ def _out_of_reach_message(
         place=place_title(resolution.place), facility=site.facility or site.city,
         city=site.city, distance=format_decimal(nearest_site.distance_km or 0.0, 0),
     )
+
+
+def geocode_trial(
+    nct_id: str,
+    db_path: Path | None,
+    *,
+    client: NominatimClient | None = None,
+    gazetteer: Gazetteer | None = None,
+    now: datetime | None = None,
+    on_site: Callable[[int, int], None] | None = None,
+) -> Placement:
+    """The `geocode` command: every site of the trial placed (online only given a client),
+    Nominatim's answers cached in the store, and the positions kept with the stored record
+    (`keep_positions`), so that every later answer reads them."""
+    from trialfinder.geocode import keep_positions, place_sites
+    from trialfinder.store import using_store
+
+    trial = load_trial(nct_id, db_path)
+    placement = place_sites(trial, db_path, client=client, gazetteer=gazetteer, now=now,
+                            on_site=on_site)
+    with using_store(db_path) as store:
+        keep_positions(placement.trial, store, gazetteer)
+    return placement

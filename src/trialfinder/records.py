@@ -1,6 +1,6 @@
 """Where a trial record comes from: the local store if it holds one, else the bundled data.
 
-Positions are decided once, by the offline placing chain (`sync.placer`), and kept with the
+Positions are decided once, by the offline placing chain (`geocode.placer`), and kept with the
 version of the rules and gazetteer that decided them (`Trial.placed_by`). A record placed by
 another version is placed again when it is loaded (and written back when the store can be
 written); `refresh_positions` (`trialfinder geocode --refresh`) does it for every stored
@@ -42,7 +42,7 @@ def bundled_trial(nct_id: str) -> Trial | None:
     record = bundled_record(nct_id)
     if record is None or record.placed_by == _placing_version():
         return record
-    from trialfinder.sync import placer
+    from trialfinder.geocode import placer
 
     return placer(None)(record)
 
@@ -68,7 +68,7 @@ def load_trial(nct_id: str, db: StoreLike) -> Trial:
         if store is not None and stored is not None:
             if stored.placed_by == _placing_version():
                 return stored
-            from trialfinder.sync import placer
+            from trialfinder.geocode import placer
 
             placed = placer(store)(stored)
             if not store.read_only:
@@ -96,7 +96,7 @@ def _bundled_with_cache(nct_id: str, store: Store | None) -> Trial | None:
             (cached := store.geocode_get(cache_key(site))) is not None
             and cached.latitude is not None for site in record.sites):
         return None
-    from trialfinder.sync import placer
+    from trialfinder.geocode import placer
 
     return placer(store)(record)
 
@@ -119,7 +119,7 @@ def refresh_positions(
     """Place every stored trial again with the current offline rules and gazetteer, and
     write the positions back (`trialfinder geocode --refresh`), ``REFRESH_BATCH`` trials a
     transaction. ``on_trial(done, total)`` after each trial."""
-    from trialfinder.sync import placer
+    from trialfinder.geocode import placer
 
     with using_store(db, mode="write") as store:
         if store is None:

@@ -157,7 +157,8 @@ def _contact_html(contact: Contact) -> str:
 
 def _site_html(ranked: RankedSite, trial: Trial) -> str:
     from trialfinder.recruitment import status_with_source
-    from trialfinder.render import distance_words, shared_words
+    from trialfinder.render import shared_words
+    from trialfinder.words import distance_words
 
     site = ranked.site
     where = ", ".join(p for p in (site.zip, site.city, site.state, site.country) if p)
@@ -191,7 +192,8 @@ def _site_html(ranked: RankedSite, trial: Trial) -> str:
 def referral_html(referral: Referral) -> str:
     from trialfinder.freshness import age_sentence
     from trialfinder.recruitment import Standing, status_words
-    from trialfinder.render import as_of_text, record_source_words, warnings
+    from trialfinder.render import as_of_text, warnings
+    from trialfinder.words import record_source_words
 
     answer = referral.answer
     view = answer.view

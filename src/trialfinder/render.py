@@ -17,7 +17,7 @@ from trialfinder.freshness import (
     messages,
     sponsor_caution,
 )
-from trialfinder.i18n import _, format_decimal, ngettext, pgettext
+from trialfinder.i18n import _, ngettext, pgettext
 from trialfinder.models import Contact, Precision, Site, Source, Trial
 from trialfinder.recruitment import (
     Recruitment,
@@ -25,6 +25,16 @@ from trialfinder.recruitment import (
     StatusFrom,
     status_source_words,
     status_words,
+)
+from trialfinder.words import (
+    distance_words,
+    matched_words,
+    place_title,
+    precision_name,
+    precision_words,
+    record_source_words,
+    source_words,
+    unplaced_words,
 )
 
 if TYPE_CHECKING:
@@ -34,11 +44,6 @@ if TYPE_CHECKING:
     from trialfinder.queries import NearestAnswer, TrialView
 
 
-def place_title(place: Place) -> str:
-    """'Lyon (69), France', 'Valencia, Spain': the label, with the country once."""
-    if place.country_name and not place.label.endswith(place.country_name):
-        return f"{place.label}, {place.country_name}"
-    return place.label
 
 
 def place_json(place: Place) -> dict[str, Any]:
@@ -58,91 +63,18 @@ def place_json(place: Place) -> dict[str, Any]:
 # --- the rules in words (status: recruitment.py; age: freshness.py) ------------------------
 
 
-def distance_words(km: float, *, plain: bool = False) -> str:
-    """"3.8 km", "8,650.0 km" (as the current language writes numbers). ``plain`` (the
-    answer a patient reads first, as on the web page): "less than 1 km" under a kilometre,
-    since positions are rarely that precise (often both are a town's centre)."""
-    if plain and km < 1:
-        return _("less than 1 km")
-    return _("{km} km").format(km=format_decimal(km, 1))
 
 
-def precision_words(precision: Precision) -> str:
-    """A position's precision in words: "city centre", "postal code area", "facility"."""
-    words = {
-        Precision.FACILITY: _("facility"),
-        Precision.POSTAL_CODE: _("postal code area"),
-        Precision.CITY: _("city centre"),
-        # TRANSLATORS: a patient's place that is a region, department or overseas territory.
-        Precision.REGION: pgettext("position precision", "region"),
-        Precision.UNKNOWN: _("position of unknown precision"),
-    }
-    return words.get(precision, precision.value)
 
 
-def precision_name(precision: Precision) -> str:
-    """A precision by its own name ("city centre", "postal code", "facility"), as `where`
-    and `geocode` show it; `precision_words` says it for a site's position."""
-    names = {
-        Precision.FACILITY: pgettext("precision", "facility"),
-        Precision.POSTAL_CODE: pgettext("precision", "postal code"),
-        Precision.CITY: pgettext("precision", "city centre"),
-        Precision.REGION: pgettext("precision", "region"),
-        Precision.UNKNOWN: pgettext("precision", "unknown"),
-    }
-    return names.get(precision, precision.value)
 
 
-def unplaced_words(reason: str | None) -> str:
-    """Why a site has no position, from `Site.unplaced_reason` (a short stable code)."""
-    if not reason:
-        return _("position unknown")
-    reasons = {
-        "ambiguous": _("several places have this name and the record does not say which"),
-        "state differs": _("no place of this name in the record's state or province"),
-        "postal code differs": _("the record's postal code does not match the city"),
-        "not found": _("the city is not in the gazetteer"),
-        "country unknown": _("the record's country is not known"),
-        "no city": _("the record gives no city"),
-        "registry position outside country": _("the registry's coordinates are not in the "
-                                               "record's country"),
-    }
-    return _("position unknown ({reason})").format(reason=reasons.get(reason, reason))
 
 
-def matched_words(field: str) -> str:
-    """An address field a position agrees with (`Site.matched`): "city", "state", "postal
-    code"."""
-    words = {
-        "city": pgettext("address field", "city"),
-        "state": pgettext("address field", "state"),
-        "postal code": pgettext("address field", "postal code"),
-        "country": pgettext("address field", "country"),
-    }
-    return words.get(field, field)
 
 
-def source_words(source: str) -> str:
-    """Where a position comes from (`Site.coordinate_source`), as a person reads it: the
-    labels trialfinder itself stores are translated; others (a geocoder's name and date)
-    are shown as they are."""
-    words = {  # geocode.GAZETTEER_SOURCE, registry.GEOPOINT_SOURCE (not imported: they
-        # would load the geocoder and the HTTP client into every presentation)
-        "bundled gazetteer": _("bundled gazetteer"),
-        "ClinicalTrials.gov geoPoint (city centre)": _(
-            "ClinicalTrials.gov geoPoint (city centre)"),
-    }
-    return words.get(source, source)
 
 
-def record_source_words(description: str) -> str:
-    """What a record was read from (`Source.description`), as a person reads it: the labels
-    trialfinder itself stores are translated, others shown as they are."""
-    words = {  # listing.SOURCE_DESCRIPTION, registry.SOURCE_DESCRIPTION
-        "CenterWatch-style listing page": _("CenterWatch-style listing page"),
-        "ClinicalTrials.gov API v2": _("ClinicalTrials.gov API v2"),
-    }
-    return words.get(description, description)
 
 
 def as_of_text(source: Source) -> str:

@@ -107,10 +107,10 @@ def read_page(
 
 def place_page(page: Trial, store: Store | None) -> Trial:
     """A page's sites placed as the store keeps them: the offline chain with the store's
-    position cache (`sync.placer`, what a sync uses), stamped with the placing version."""
+    position cache (`geocode.placer`, what a sync uses), stamped with the placing version."""
     if store is None:
         return page
-    from trialfinder.sync import placer
+    from trialfinder.geocode import placer
 
     return placer(store)(page)
 
@@ -151,9 +151,10 @@ def scrape(
     be written (checked before the page is fetched).
     """
     from trialfinder import clock
+    from trialfinder.geocode import placer
     from trialfinder.merge import combine
     from trialfinder.store import prepare_trial
-    from trialfinder.sync import LOCK_TIMEOUT, placer, store_lock
+    from trialfinder.sync import LOCK_TIMEOUT, store_lock
 
     path = db.path if isinstance(db, Store) else (None if db is None else str(db))
     if path is None:

@@ -270,7 +270,8 @@ def summary_text(view: TrialView, *, width: int = 100) -> str:
     """`show`: the trial as a clinician reads it, most useful first."""
     from trialfinder.merge import status_origin
     from trialfinder.recruitment import status_words
-    from trialfinder.render import age_lines, as_of_text, record_source_words
+    from trialfinder.render import age_lines, as_of_text
+    from trialfinder.words import record_source_words
 
     trial = view.trial
     listing = is_listing_only(trial)

@@ -560,6 +560,8 @@ class _Run:
     def place(self, trial: Trial) -> Trial:
         """Every site placed by the offline chain (record, the store's cache, gazetteer)."""
         if self._placer is None:
+            from trialfinder.geocode import placer
+
             self._placer = placer(self.store)
         return self._placer(trial)
 
@@ -711,14 +713,6 @@ def _overall_status(study: Any) -> str | None:
     except (KeyError, TypeError):
         return None
     return value if isinstance(value, str) else None
-
-
-def placer(store: Store | None = None) -> Callable[[Trial], Trial]:
-    """The one way trialfinder places a trial's sites offline (record, the store's cache,
-    the gazetteer: `geocode.place_offline`), stamped with `geocode.placing_version()`."""
-    from trialfinder.geocode import place_offline
-
-    return lambda trial: place_offline(trial, store)
 
 
 def _search_pages(

@@ -242,7 +242,7 @@ class Web:
     def out_of_reach(self, ask: Ask) -> str:
         """No site within reach: say how far the nearest is, without command-line advice."""
         from trialfinder import queries
-        from trialfinder.render import place_title
+        from trialfinder.words import place_title
 
         view = self.view(ask)
         answer = queries.nearest(ask.get("place"), view.trial.nct_id, None, limit=1,
@@ -373,15 +373,15 @@ class Web:
             tiles=self.settings.tiles or False, script_nonce=ask.nonce,
             assets_url=MAP_ASSETS_URL, terminal=False,
         )
-        from trialfinder import render
+        from trialfinder import words
         from trialfinder.models import Precision
 
         placed, unplaced = _groups(answer, data["sites"])
         trial = answer.view.trial
         return self.page(
             ask, "nearest.html", data=data, groups=placed, unplaced=unplaced,
-            place_title=render.place_title(answer.resolution.place),
-            place_precision=render.precision_words(Precision(data["place"]["precision"])),
+            place_title=words.place_title(answer.resolution.place),
+            place_precision=words.precision_words(Precision(data["place"]["precision"])),
             age_lines=_age_lines(answer.view),
             shown=len(answer.placed), map_html=map_html,
             trial_link=self.link(f"/trial/{trial.nct_id}", ask),
@@ -545,7 +545,7 @@ def _finalize(value: Any) -> Any:
 def _environment() -> jinja2.Environment:
     import jinja2
 
-    from trialfinder import i18n, render, summary
+    from trialfinder import i18n, summary, words
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -559,7 +559,7 @@ def _environment() -> jinja2.Environment:
         _=i18n._, ngettext=i18n.ngettext, km=lambda value: format_decimal(value, 1), tel=tel_uri,
         where=_where, section_heading=_section_heading,
         sex_words=summary.sex_words, record_age_words=summary.record_age_words,
-        arm_type_words=summary.arm_type_words, record_source_words=render.record_source_words,
+        arm_type_words=summary.arm_type_words, record_source_words=words.record_source_words,
     )
     env.filters["field_words"] = summary.field_words
     return env
