@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from trialfinder.geocode import place_offline
 from trialfinder.registry import parse_study
 from trialfinder.store import Store
 
@@ -22,8 +23,9 @@ def recorded(nct_id: str) -> dict:
 
 
 def fill_store(path: Path | str, *nct_ids: str) -> None:
-    """Save the recorded responses of these trials (all three French ones by default)."""
+    """Save the recorded responses of these trials (all three French ones by default),
+    placed by the current rules as a sync places them."""
     with Store(path) as store:
         for nct in nct_ids or tuple(FRENCH):
             raw = (CTGOV / FRENCH[nct]).read_text(encoding="utf-8")
-            store.save_trial(parse_study(json.loads(raw)).trial, raw)
+            store.save_trial(place_offline(parse_study(json.loads(raw)).trial, store), raw)

@@ -20,6 +20,7 @@ from trialfinder import clock
 from trialfinder import search as search_module
 from trialfinder.cli import app
 from trialfinder.errors import BadInput
+from trialfinder.geocode import placing_version
 from trialfinder.models import Precision, Site, Source, Status, Trial
 from trialfinder.nearest import haversine_km
 from trialfinder.recruitment import site_recruitment
@@ -59,7 +60,7 @@ def _trial(nct: int, *sites: Site, title: str = "A study", conditions: tuple[str
         source=Source(kind, "ClinicalTrials.gov API v2", "2025-02-01",
                       retrieved="2025-02-20T10:00:00+00:00"),
         status=status, conditions=conditions, condition_terms=terms, verified_date=verified,
-        sites=tuple(sites),
+        sites=tuple(sites), placed_by=placing_version(),  # the positions the rules decide
     )
 
 
@@ -252,6 +253,70 @@ def test_a_store_without_mesh_terms_says_so_and_how_to_refresh(tmp_path: Path) -
     code, data = _search(new, "--near", "Lyon", "--condition", "lung cancer")
     assert data["notes"] == [] and data["index"]["records_without_condition_terms"] is None
     assert [t["nct_id"] for t in data["trials"]] == ["NCT00000001"]
+
+
+def test_a_store_placed_by_another_version_says_so_and_how_to_place_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trials placed by another version of the placing rules or gazetteer (an earlier one,
+    a later one, or none stamped) are counted in a note, text and JSON, that names the
+    commands placing them again; the answer itself is ranked as stored. None once every
+    trial is current."""
+    from trialfinder import geocode
+
+    current = placing_version()
+    path = _store(tmp_path / "s.sqlite",
+                  _trial(1, _site("A", 45.7, 4.8)),
+                  _trial(2, _site("B", 45.8, 4.9)).replace(placed_by="rules 0; gazetteer x"),
+                  _trial(3, _site("C", 45.9, 4.9)).replace(placed_by=None),
+                  _trial(4, _site("D", 46.0, 4.9)).replace(placed_by=current + "z"))
+    code, data = _search(path, "--near", "Lyon")
+    assert code == 0 and len(data["trials"]) == 4
+    assert data["index"]["trials_placed_by_another_version"] == 3
+    assert data["notes"] == [
+        "3 trials in the store were placed by another version of trialfinder's placing rules "
+        "or gazetteer, so their positions may be out of date. Place them again with "
+        "`trialfinder geocode --refresh` (offline), or the next `trialfinder sync` will."]
+    with Store(path) as store:
+        store.rewrite_trials([t.replace(placed_by=current) for t in store.iter_trials()
+                              if t.nct_id != "NCT00000002"])
+    text = runner.invoke(app, ["search", "--near", "Lyon", "--db", str(path)]).output
+    assert text.splitlines()[1:3] == [
+        "4 trials in the store",
+        "Note: 1 trial in the store was placed by another version of trialfinder's placing "
+        "rules or gazetteer, so its positions may be out of date. Place it again with "
+        "`trialfinder geocode --refresh` (offline), or the next `trialfinder sync` will."]
+    french = runner.invoke(app, ["search", "--near", "Lyon", "--lang", "fr", "--db",
+                                 str(path)]).output
+    assert french.splitlines()[2] == (
+        "Remarque\u00a0: 1 essai de la base a été placé par une autre version des règles de "
+        "placement ou de la liste de lieux de trialfinder\u00a0: ses positions ne sont "
+        "peut-être plus à jour. Placez-le à nouveau avec `trialfinder geocode --refresh` (hors "
+        "ligne), ou la prochaine synchronisation (`trialfinder sync`) le fera.")
+    rules = geocode.PLACING_RULES
+    monkeypatch.setattr(geocode, "PLACING_RULES", "99")  # an upgrade: all four are outdated
+    assert search("Lyon", path).placed_otherwise == 4
+    monkeypatch.setattr(geocode, "PLACING_RULES", rules)
+    with Store(path) as store:
+        store.rewrite_trials([t.replace(placed_by=current) for t in store.iter_trials()])
+    code, data = _search(path, "--near", "Lyon")
+    assert data["notes"] == [] and data["index"]["trials_placed_by_another_version"] == 0
+
+
+def test_an_older_store_read_as_it_is_searches_without_the_placing_note(
+    tmp_path: Path
+) -> None:
+    """A schema-5 store opened read-only lacks the index that counts trials placed by
+    another version: the search answers without that note rather than read every record."""
+    from test_store import _as_version
+
+    path = _store(tmp_path / "s.sqlite",
+                  _trial(1, _site("A", 45.7, 4.8)).replace(placed_by="rules 0"))
+    _as_version(path, 5)
+    with Store(path, mode="read") as store:
+        answer = search("Lyon", store)
+    assert [h.nct_id for h in answer.hits] == ["NCT00000001"]
+    assert answer.placed_otherwise == 0
 
 
 @settings(deadline=None)

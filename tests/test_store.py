@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import unprivileged
 from trialfinder.errors import BadInput, StoreError
@@ -70,10 +72,17 @@ def test_schema_is_versioned_and_marked(store: Store) -> None:
 
 
 def _as_version(path: Path, version: int) -> None:
-    """Turn a store into what trialfinder wrote with an older schema: 4 (no copies of each
-    source beside a merged record), 3 (no history by source, no run details, no query
-    memory), 2 (no derived columns either), 1 (two more indexes)."""
+    """Turn a store into what trialfinder wrote with an older schema: 5 (no index of the
+    placing versions), 4 (no copies of each source beside a merged record either), 3 (no
+    history by source, no run details, no query memory), 2 (no derived columns either), 1
+    (two more indexes)."""
     raw = sqlite3.connect(path)
+    raw.execute("DROP INDEX trials_placed_by")
+    if version == 5:
+        raw.execute(f"PRAGMA user_version = {version}")
+        raw.commit()
+        raw.close()
+        return
     raw.execute("ALTER TABLE trial_sources DROP COLUMN record")
     if version == 4:
         raw.execute(f"PRAGMA user_version = {version}")
@@ -115,7 +124,7 @@ def test_old_store_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
         db.save_trial(trial(CLB, HEGP), "v1", now=T1)
     _as_version(path, version)
     with Store(path) as db:
-        assert db.schema_version == SCHEMA_VERSION == 5
+        assert db.schema_version == SCHEMA_VERSION == 6
         names = {r[0] for r in db._db.execute("SELECT name FROM sqlite_master")}
         assert names.isdisjoint({"sites_lat_lon", "sites_status"})
         assert {"trial_sources", "sync_queries", "query_trials"} <= names
@@ -142,12 +151,78 @@ def test_schema_4_store_gains_the_copies_column(tmp_path: Path) -> None:
         db.save_trial(trial(CLB, HEGP), "v1", now=T1)
     _as_version(path, 4)
     with Store(path) as db:
-        assert db.schema_version == SCHEMA_VERSION == 5
+        assert db.schema_version == SCHEMA_VERSION == 6
         assert db.get_trial("NCT02260505") == trial(CLB, HEGP)
         assert db.source_copies(["NCT02260505"], "registry") == {
             "NCT02260505": trial(CLB, HEGP)}
         later = db.save_trial(trial(CLB, last_update="2024-04-01"), None, now=T2)
         assert [c.kind for c in later.changes] == [ChangeKind.SITE_REMOVED]
+
+
+def test_schema_5_store_gains_the_index_of_placing_versions(tmp_path: Path) -> None:
+    """A schema-5 store is upgraded in place with the index that finds the trials placed by
+    another version; read as it is (read-only), it says it cannot count them cheaply."""
+    path = tmp_path / "store.sqlite"
+    with Store(path) as db:
+        db.save_trial(trial(CLB).replace(placed_by="rules 1"), None, now=T1)
+    _as_version(path, 5)
+    with Store(path, mode="read") as reader:
+        assert reader.schema_version == 5
+        assert reader.placed_otherwise_count("rules 2") is None
+        assert [[t.nct_id for t in b] for b in reader.trials_placed_otherwise("rules 2")] == [
+            ["NCT02260505"]]  # still found, by reading every record
+    with Store(path) as db:
+        assert db.schema_version == SCHEMA_VERSION == 6
+        plan = db._db.execute("EXPLAIN QUERY PLAN SELECT count(*) FROM trials WHERE "
+                              "placed_by < 'x'").fetchall()
+        assert "trials_placed_by" in plan[0][3]
+        assert (db.placed_otherwise_count("rules 1"), db.placed_otherwise_count("rules 2")) \
+            == (0, 1)
+
+
+placings = st.one_of(st.none(), st.sampled_from(["rules 2; gazetteer a", "rules 3; gazetteer a",
+                                                  "rules 3; gazetteer b", "rules 3", "", "r"]))
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(stamps=st.lists(placings, max_size=12), version=placings.filter(lambda v: v is not None),
+       batch=st.integers(min_value=1, max_value=5))
+def test_trials_placed_otherwise_are_those_another_version_placed(
+    stamps: list[str | None], version: str, batch: int
+) -> None:
+    """The trials placed by another version than the current one are those whose stamp
+    differs (never stamped included), counted and listed alike, in batches that the caller
+    may rewrite as it goes without any being skipped or given twice."""
+    with Store(":memory:") as db:
+        for number, stamp in enumerate(stamps):
+            record = trial(CLB).replace(nct_id=f"NCT{number:08d}", placed_by=stamp)
+            db.save_trial(record, None, now=T1)
+        expected = {f"NCT{n:08d}" for n, stamp in enumerate(stamps) if stamp != version}
+        assert db.placed_otherwise_count(version) == len(expected)
+        given_back: list[str] = []
+        for found in db.trials_placed_otherwise(version, batch=batch):
+            assert 1 <= len(found) <= batch
+            given_back += [t.nct_id for t in found]
+            db.rewrite_trials([t.replace(placed_by=version) for t in found])
+        assert sorted(given_back) == sorted(expected)
+        assert db.placed_otherwise_count(version) == 0
+
+
+def test_an_unreadable_record_placed_otherwise_goes_to_the_callback(store: Store) -> None:
+    """A record that cannot be decoded is handed to ``on_unreadable`` (else raised), and the
+    others are still given."""
+    store.save_trial(trial(CLB), None, now=T1)
+    store.save_trial(trial(HEGP).replace(nct_id="NCT00000002"), None, now=T1)
+    store._db.execute("UPDATE trials SET record_json = '[' WHERE nct_id = 'NCT00000002'")
+    errors: list[StoreError] = []
+    found = [t.nct_id for b in store.trials_placed_otherwise("v", on_unreadable=errors.append)
+             for t in b]
+    assert found == ["NCT02260505"]
+    assert [str(e) for e in errors] == [
+        "The store at :memory: holds an unreadable record of NCT00000002 (Expecting value: "
+        "line 1 column 2 (char 1)); run `trialfinder sync NCT00000002` to replace it"]
+    with pytest.raises(StoreError, match="unreadable record of NCT00000002"):
+        list(store.trials_placed_otherwise("v"))
 
 
 def test_upgrade_that_fails_is_one_error_for_a_writer(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -958,3 +959,209 @@ def test_status_reads_an_older_store_it_cannot_upgrade(server: HTTPServer,
     assert (status.schema, status.read_only, status.trials, status.sites) == (3, True, 1, 16)
     assert status.last_success is not None and status.last_success.counts == {}
     assert status.queries == () and status.age_hours() == 24.0
+
+
+
+# -- trials placed by another version: every sync places them again --------------------------
+
+FAR = "Anchorage"
+"""Where the "older rules" of these tests put the sites they placed from the gazetteer: far
+from every synthetic study (in France and the lower 48 states), like a namesake elsewhere."""
+
+
+@pytest.fixture
+def addresses_only(server: HTTPServer) -> FakeRegistry:
+    """A fake registry of 30 recruiting studies whose first recruiting site has no registry
+    point: the placing rules place it from the gazetteer, by its address."""
+    studies = synthetic_studies(30)
+    for study in studies:
+        for location in study["protocolSection"]["contactsLocationsModule"].get("locations", []):
+            if location.get("status") == "RECRUITING" and "geoPoint" in location:
+                del location["geoPoint"]
+                break
+    fake = FakeRegistry(studies)
+    fake.attach(server)
+    return fake
+
+
+def _placed_by_older_rules(monkeypatch: pytest.MonkeyPatch, server: HTTPServer,
+                           db: Path) -> int:
+    """Fill the store as an older version of the placing rules did: synced under rules "0",
+    which put every site it placed from the gazetteer in Anchorage (the namesake mistake).
+    The current rules are in force again afterwards; returns how many sites were misplaced."""
+    from trialfinder import geocode
+    from trialfinder.gazetteer import Gazetteer
+
+    current = geocode.PLACING_RULES
+    monkeypatch.setattr(geocode, "PLACING_RULES", "0")
+    run(server, db, statuses="RECRUITING", now=NIGHT1, listing_records={})
+    far = Gazetteer.bundled().resolve(FAR).place
+    moved = 0
+    with Store(db) as store:
+        trials = []
+        for trial in store.iter_trials():
+            sites = []
+            for site in trial.sites:
+                if site.coordinate_source == geocode.GAZETTEER_SOURCE:
+                    site = replace(site, latitude=far.latitude, longitude=far.longitude)
+                    moved += 1
+                sites.append(site)
+            trials.append(trial.replace(sites=tuple(sites)))
+        store.rewrite_trials(trials)
+    monkeypatch.setattr(geocode, "PLACING_RULES", current)
+    return moved
+
+
+def _search(db: Path, place: str) -> dict:
+    result = CliRunner().invoke(app, ["search", "--near", place, "--limit", "5", "--json",
+                                      "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _nearest_km(db: Path, place: str, nct: str) -> float:
+    """The distance `nearest` gives to the trial's nearest recruiting site."""
+    result = CliRunner().invoke(app, ["nearest", place, "--trial", nct, "--max-km", "20000",
+                                      "--json", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    return float(json.loads(result.stdout)["sites"][0]["distance_km"])
+
+
+@pytest.mark.parametrize("fix", ["sync", "geocode --refresh"])
+def test_search_and_nearest_agree_once_outdated_positions_are_placed_again(
+    addresses_only: FakeRegistry, server: HTTPServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, fix: str,
+) -> None:
+    """After an upgrade of the placing rules, `search` ranks by the positions the older rules
+    stored (and says so) while `nearest` places again: they disagree. One sync (an
+    incremental one, which fetches nothing) or `geocode --refresh` places every outdated
+    trial again; then they agree, and the note is gone."""
+    db = tmp_path / "store.sqlite"
+    assert _placed_by_older_rules(monkeypatch, server, db) >= 10
+
+    before = _search(db, FAR)
+    assert before["index"]["trials_placed_by_another_version"] == 30
+    assert before["notes"] == [
+        "30 trials in the store were placed by another version of trialfinder's placing rules "
+        "or gazetteer, so their positions may be out of date. Place them again with "
+        "`trialfinder geocode --refresh` (offline), or the next `trialfinder sync` will."]
+    hits = [(t["nct_id"], t["site"]["distance_km"]) for t in before["trials"]]
+    assert [km for _n, km in hits] == [0.0] * 5  # the misplaced sites, "in Anchorage"
+    nearest = {nct: _nearest_km(db, FAR, nct) for nct, _km in hits}
+    assert all(km > 1000 for km in nearest.values())  # where the current rules place them
+    # `nearest` wrote back the five trials it placed again: the others wait.
+    assert _search(db, FAR)["index"]["trials_placed_by_another_version"] == 25
+
+    if fix == "sync":
+        result = CliRunner().invoke(app, ["sync", "--status", "RECRUITING", "--db", str(db),
+                                          "--registry-url", base_url(server)])
+        assert result.exit_code == 0, result.output
+        assert result.stdout == (
+            "sync: 0 asked, 0 new, 0 updated, 0 unchanged, 0 failed, 25 trials placed again "
+            "by the current rules (every study, statuses RECRUITING: incremental since "
+            "2025-02-28)\n")
+    else:
+        result = CliRunner().invoke(app, ["geocode", "--refresh", "--db", str(db)])
+        assert result.exit_code == 0, result.output
+
+    after = _search(db, FAR)
+    assert after["notes"] == [] and after["index"]["trials_placed_by_another_version"] == 0
+    hits = [(t["nct_id"], t["site"]["distance_km"]) for t in after["trials"]]
+    assert len(hits) == 5 and all(km > 1000 for _n, km in hits)
+    assert hits == [(nct, _nearest_km(db, FAR, nct)) for nct, _km in hits]
+    with Store(db) as store:
+        assert not store.search_has_fresh()  # the index's tree took in the new positions
+        assert store.placed_otherwise_count(placing_version()) == 0
+
+
+def test_a_sync_by_id_places_the_other_outdated_trials_and_says_how_many(
+    registry: FakeRegistry, server: HTTPServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sync of one trial by id also places again the stored trials another version placed:
+    the summary line counts them (singular and plural), `--json` has the count, and `status`
+    shows it in the run's line; trials the run itself stored are placed by the current rules
+    and not counted."""
+    from trialfinder import geocode
+
+    db = tmp_path / "store.sqlite"
+    current = geocode.PLACING_RULES
+    monkeypatch.setattr(geocode, "PLACING_RULES", "0")
+    run(server, db, "NCT90000000", now=NIGHT1)
+    monkeypatch.setattr(geocode, "PLACING_RULES", current)
+    runner = CliRunner()
+    url = base_url(server)
+    one = runner.invoke(app, ["sync", "NCT90000001", "--db", str(db), "--registry-url", url])
+    assert one.exit_code == 0, one.output
+    assert one.stdout.splitlines()[-1] == (
+        "sync: 1 asked, 1 new, 0 updated, 0 unchanged, 0 failed, 1 trial placed again by the "
+        "current rules (1 trial by id)")
+    status = runner.invoke(app, ["status", "--db", str(db)]).stdout.splitlines()
+    assert status[status.index("Last runs:") + 1].endswith(
+        "ok: 1 asked, 1 new, 0 updated, 0 unchanged, 0 failed, 1 trial placed again "
+        "[NCT90000001]")
+
+    monkeypatch.setattr(geocode, "PLACING_RULES", "4")  # an upgrade: both are outdated now
+    both = json.loads(runner.invoke(app, ["sync", "NCT90000002", "--json", "--db", str(db),
+                                          "--registry-url", url]).stdout)
+    assert (both["placed_again"], both["counts"]["new"]) == (2, 1)
+    with Store(db) as store:
+        assert {t.placed_by for t in store.iter_trials()} == {placing_version()}
+        assert placing_version().startswith("rules 4; ")
+
+
+def test_nothing_is_placed_again_when_every_trial_is_current(
+    registry: FakeRegistry, server: HTTPServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the current rules placed every stored trial, a sync writes no position again:
+    no rewrite, the records as they were, no count in the summary line, 0 in JSON."""
+    db = tmp_path / "store.sqlite"
+    run(server, db, statuses="RECRUITING", now=NIGHT1, listing_records={})
+    with Store(db) as store:
+        records = store.connection.execute(
+            "SELECT nct_id, record_json, fetched_at FROM trials ORDER BY nct_id").fetchall()
+    rewrites: list[int] = []
+    rewrite = Store.rewrite_trials
+
+    def counted(self: Store, trials: object, **kw: bool) -> int:
+        rewrites.append(1)
+        return rewrite(self, trials, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "rewrite_trials", counted)
+    again = run(server, db, statuses="RECRUITING", now=NIGHT2, listing_records={})
+    assert again.placed_again == 0 and again.to_jsonable()["placed_again"] == 0
+    assert "placed again" not in again.summary()
+    assert rewrites == []
+    with Store(db) as store:
+        assert store.connection.execute(
+            "SELECT nct_id, record_json, fetched_at FROM trials ORDER BY nct_id").fetchall() \
+            == records
+
+
+def test_an_unreadable_outdated_record_is_a_warning_not_a_failed_sync(
+    registry: FakeRegistry, server: HTTPServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An outdated record that cannot be decoded is left as it is with a warning naming it
+    (the next sync tries again); the others are placed again and the run succeeds."""
+    from trialfinder import geocode
+
+    db = tmp_path / "store.sqlite"
+    current = geocode.PLACING_RULES
+    monkeypatch.setattr(geocode, "PLACING_RULES", "0")
+    run(server, db, "NCT90000000", "NCT90000001", "NCT90000002", now=NIGHT1)
+    monkeypatch.setattr(geocode, "PLACING_RULES", current)
+    with Store(db) as store:
+        store.connection.execute("UPDATE trials SET record_json = '{\"nct_id\": ' WHERE "
+                                 "nct_id = 'NCT90000001'")
+    warnings: list[str] = []
+    report = run(server, db, "NCT90000003", now=NIGHT2, on_warning=warnings.append)
+    assert report.ok and report.placed_again == 2
+    assert warnings == [
+        f"could not place a stored record again: The store at {db} holds an unreadable "
+        "record of NCT90000001 (Expecting value: line 1 column 12 (char 11)); run "
+        "`trialfinder sync NCT90000001` to replace it"]
+    assert report.to_jsonable()["warnings"] == warnings
+    with Store(db) as store:
+        assert store.placed_otherwise_count(placing_version()) == 1

@@ -778,6 +778,16 @@ def search_notes(answer: SearchAnswer) -> list[str]:
             "condition (\"lung cancer\" for \"NSCLC\") may miss them. Refresh them with "
             "`trialfinder sync --full …` (needs network)."
         ).format(without=without, registry=registry))
+    if answer.placed_otherwise:
+        notes.append(ngettext(
+            "{n} trial in the store was placed by another version of trialfinder's placing "
+            "rules or gazetteer, so its positions may be out of date. Place it again "
+            "with `trialfinder geocode --refresh` (offline), or the next `trialfinder sync` "
+            "will.",
+            "{n} trials in the store were placed by another version of trialfinder's placing "
+            "rules or gazetteer, so their positions may be out of date. Place them again "
+            "with `trialfinder geocode --refresh` (offline), or the next `trialfinder sync` "
+            "will.", answer.placed_otherwise).format(n=answer.placed_otherwise))
     return notes
 
 
@@ -796,6 +806,7 @@ def search_json(answer: SearchAnswer) -> dict[str, Any]:
             "method": answer.method,
             "records_without_condition_terms": missing[0] if missing else None,
             "registry_records": missing[1] if missing else None,
+            "trials_placed_by_another_version": answer.placed_otherwise,
         },
         "notes": search_notes(answer),
         "trials": [_search_hit_json(h) for h in answer.hits],

@@ -42,7 +42,9 @@ and cannot be written (a read-only file) is ranked the same way over every place
 The rest of the answer is read the same way: the trials whose matching sites are all
 unplaced come from the index's per-trial tally (`search_tally`: a short range of trials with
 unplaced sites only, not a probe per trial), and each hit's record is read with only its
-one site decoded.
+one site decoded. Trials placed by another version of the placing rules or gazetteer (an
+upgrade since the last sync) are counted from the store's index of `trials.placed_by` (a
+range per other version, nothing when all are current) for the answer's note.
 """
 
 from __future__ import annotations
@@ -484,6 +486,10 @@ class SearchAnswer:
     """With a condition, when most registry records of the store lack MeSH terms:
     (records without, registry records)."""
     today: date
+    placed_otherwise: int = 0
+    """Stored trials placed by another version of the placing rules or gazetteer (an
+    upgrade since): the answer ranks them by positions `nearest` would decide again, until
+    `trialfinder geocode --refresh` or the next `sync` places them."""
 
 
 def _no_store(db: StoreLike) -> StoreError:
@@ -506,6 +512,7 @@ def search(
 ) -> SearchAnswer:
     """`trialfinder search`: stored trials ranked by their nearest matching site to a place
     the patient typed (resolved offline). ``db``: an open `Store` or a path."""
+    from trialfinder.geocode import placing_version
     from trialfinder.queries import TrialView
 
     status_key = status.strip().lower()
@@ -559,6 +566,7 @@ def search(
 
             hits = [h for d, n, p in ranking.ranked if (h := hit(n, p, d)) is not None]
             shown = [h for n, p, _here in unplaced[:limit] if (h := hit(n, p, None))]
+            placed_otherwise = store.placed_otherwise_count(placing_version()) or 0
             terms_missing = None
             if phrase is not None:
                 without, registry = store.search_terms_missing()
@@ -578,4 +586,5 @@ def search(
         method=ranking.method,
         terms_missing=terms_missing,
         today=day,
+        placed_otherwise=placed_otherwise,
     )

@@ -28,7 +28,8 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -51,7 +52,7 @@ from trialfinder.models import (
 )
 from trialfinder.text import fold
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # 2: no (latitude, longitude) and (status) indexes on `sites`. Nothing read through them (the
 # search has its own R*Tree) and keeping them cost a third of the write time of a sync.
 # 3: what the rules derive, kept beside the record for queries across trials: each site's
@@ -65,6 +66,10 @@ SCHEMA_VERSION = 5
 # replaced it) and keeps its default.
 # 5: each source's own copy of a trial whose record merges two sources (a listing page and
 # the registry): `trial_sources.record`, NULL when the trial's record is that copy itself.
+# 6: an index on `trials.placed_by`, so that the trials placed by another version of the
+# placing rules or gazetteer are found without reading every record (`placed_otherwise`):
+# `search` counts them for its note, `sync` places them again.
+_PLACED_BY_INDEX = "CREATE INDEX IF NOT EXISTS trials_placed_by ON trials(placed_by)"
 _TRIAL_SOURCES_4 = """CREATE TABLE trial_sources (
     trial TEXT NOT NULL REFERENCES trials(nct_id) ON DELETE CASCADE,
     source TEXT NOT NULL,
@@ -137,6 +142,7 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         _QUERY_TRIALS,
     ),
     4: ("ALTER TABLE trial_sources ADD COLUMN record TEXT",),
+    5: (_PLACED_BY_INDEX,),
 }
 _REDERIVE_FROM = 3
 """Upgrading to this version (or past it) recomputes every trial's derived rows."""
@@ -157,6 +163,7 @@ CREATE TABLE trials (
     search_text TEXT NOT NULL DEFAULT '',
     placed_by TEXT
 );
+{_PLACED_BY_INDEX};
 CREATE TABLE sites (
     trial TEXT NOT NULL REFERENCES trials(nct_id) ON DELETE CASCADE,
     position INTEGER NOT NULL,
@@ -1178,6 +1185,7 @@ class Store(_SearchIndex):
         if not writable and not file.exists():
             raise StoreError(_("No store at {path}").format(path=self._label))
         self.read_only = not writable
+        self._placed_by_indexed = False
         self._ours = False
         """The header says this is a trialfinder store (a later error means damage)."""
         try:
@@ -1445,6 +1453,53 @@ class Store(_SearchIndex):
         trials = self._read("SELECT count(*) FROM trials").fetchone()[0]
         sites = self._read("SELECT count(*) FROM sites").fetchone()[0]
         return int(trials), int(sites)
+
+    # -- positions decided by another version ---------------------------------------------
+
+    def placed_otherwise_count(self, version: str) -> int | None:
+        """How many stored trials were placed by another version of the placing rules and
+        gazetteer than ``version`` (`geocode.placing_version`), or never stamped with one. A
+        short read of the `trials_placed_by` index (nothing when every trial is current);
+        None when the store has no such index (an older schema read as it is), where
+        counting would mean reading every record."""
+        if not self._has_placed_by_index():
+            return None
+        counts = (f"(SELECT count(*) FROM trials WHERE {w})" for w in _OTHER_PLACING)
+        row = self._read(f"SELECT {' + '.join(counts)}", (version, version)).fetchone()
+        return int(row[0])
+
+    def trials_placed_otherwise(
+        self, version: str, *, batch: int = 500,
+        on_unreadable: Callable[[StoreError], None] | None = None,
+    ) -> Iterator[list[Trial]]:
+        """The stored trials placed by another version than ``version`` (or never stamped),
+        ``batch`` at a time, as they are when each batch is read: the caller may rewrite a
+        batch before asking for the next. Which trials is decided once, at the start (their
+        row numbers, 8 bytes each). A record that cannot be decoded goes to
+        ``on_unreadable`` (default: raised)."""
+        rows = array("q")
+        for where in _OTHER_PLACING:
+            rows.extend(r[0] for r in self._read(
+                f"SELECT rowid FROM trials WHERE {where}", () if "?" not in where else (version,)))
+        for start in range(0, len(rows), batch):
+            found = []
+            for nct_id, record_json in self._read(
+                    "SELECT t.nct_id, t.record_json FROM json_each(?) j CROSS JOIN trials t ON "
+                    "t.rowid = j.value", (json.dumps(rows[start:start + batch].tolist()),)):
+                try:
+                    found.append(self._decode(nct_id, record_json))
+                except StoreError as exc:
+                    if on_unreadable is None:
+                        raise
+                    on_unreadable(exc)
+            yield found
+
+    def _has_placed_by_index(self) -> bool:
+        if not self._placed_by_indexed:
+            self._placed_by_indexed = self._read(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = "
+                "'trials_placed_by'").fetchone() is not None
+        return self._placed_by_indexed
 
     def save_trial(
         self,
@@ -1946,6 +2001,10 @@ class Rows(list[Any]):
     def fetchall(self) -> list[Any]:
         return list(self)
 
+
+_OTHER_PLACING = ("placed_by IS NULL", "placed_by < ?", "placed_by > ?")
+"""Trials placed by another version than the parameter, as three ranges of the
+`trials_placed_by` index (a `!=` or an OR would read the whole table)."""
 
 _QUERY_SELECT = (
     "SELECT q.key, q.kind, q.condition, q.country, q.statuses, q.nct_id, q.last_run_id, "

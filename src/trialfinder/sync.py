@@ -15,6 +15,12 @@ fetched on every run (one request each).
 
 While one search page is parsed, placed and written, a prefetch thread already downloads
 the next one.
+
+Every run (by id, incremental, full) also places again the stored trials that another
+version of the placing rules or gazetteer placed (`geocode.placing_version`: after an
+upgrade), so that `search`, which ranks by the stored positions, agrees with `nearest`
+without waiting for `trialfinder geocode --refresh`; offline work, ``PLACE_BATCH`` trials a
+transaction, the search index's tree folded once at the end.
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ LOCK_TIMEOUT = 10.0
 PAGE_SIZE = 1000
 """Studies per search page: the most the API allows, so the registry's pace (and our
 politeness pause between requests) is paid as few times as possible."""
+PLACE_BATCH = 500
+"""Outdated trials placed again per transaction at the end of a run."""
 OVERLAP_DAYS = 1
 """An incremental run asks for studies updated since the day of the last success, minus
 this: the registry's dates are days, and its clock is not ours."""
@@ -251,6 +259,9 @@ class SyncReport:
     """Run-level warnings: duplicated or malformed search results."""
     by_id: int = 0
     """Trials named by id."""
+    placed_again: int = 0
+    """Stored trials placed again because another version of the placing rules or
+    gazetteer had placed them."""
 
     @property
     def ok(self) -> bool:
@@ -268,6 +279,7 @@ class SyncReport:
         counts |= {k: outcomes[k] for k in OUTCOMES}
         counts["failed"] += sum(1 for t in self.trials if t.nct_id == "search")
         counts["skipped"] = sum(s.skipped for s in self.searches)
+        counts["placed_again"] = self.placed_again
         return counts
 
     def summary(self) -> str:
@@ -281,6 +293,9 @@ class SyncReport:
         line = "sync: " + ", ".join(f"{counts[k]} {k}" for k in ("asked", *OUTCOMES))
         if counts["skipped"]:
             line += f", {counts['skipped']} skipped"
+        if self.placed_again:
+            line += ", " + _count(self.placed_again, "trial placed again by the current rules",
+                                  "trials placed again by the current rules")
         what = [s.describe() for s in self.searches]
         if self.by_id:
             what.append(_count(self.by_id, "trial by id", "trials by id"))
@@ -296,6 +311,7 @@ class SyncReport:
             "counts": {k: counts[k] for k in OUTCOMES},
             "asked": counts["asked"],
             "skipped": counts["skipped"],
+            "placed_again": self.placed_again,
             "searches": [s.to_jsonable() for s in self.searches],
             "warnings": list(self.warnings),
             "trials": [t.to_jsonable() for t in self.trials],
@@ -379,6 +395,7 @@ def sync(
                 sync_id)
             if query is not None:
                 run.search(query, full=full)
+            run.place_outdated()
             finished = now or utc_now()
             report = run.report(path, finished, by_id=len(ids))
             store.finish_sync(sync_id, run.outcome(), finished, counts=report.counts,
@@ -450,6 +467,7 @@ class _Run:
         self.named: set[str] = set()
         """Trials named by id in this run."""
         self.expected: int | None = 0
+        self.placed_again = 0
         self._placer: Callable[[Trial], Trial] | None = None
 
     # -- reporting -------------------------------------------------------------------------
@@ -481,7 +499,7 @@ class _Run:
 
     def report(self, path: str, finished: str, by_id: int) -> SyncReport:
         return SyncReport(path, self.started, finished, tuple(self.outcomes), self.sync_id,
-                          tuple(self.searches), tuple(self.warnings), by_id)
+                          tuple(self.searches), tuple(self.warnings), by_id, self.placed_again)
 
     # -- one trial ---------------------------------------------------------------------------
 
@@ -546,6 +564,38 @@ class _Run:
 
             self._placer = placer(self.store)
         return self._placer(trial)
+
+    # -- positions decided by an older version ------------------------------------------------
+
+    def place_outdated(self) -> None:
+        """Place again every stored trial that another version of the placing rules or
+        gazetteer placed (or that was never stamped), ``PLACE_BATCH`` a transaction, the
+        search index's tree folded once; nothing is written when all are current. A record
+        that cannot be read or placed is left as it is, with a warning (the next run tries
+        again)."""
+        from trialfinder.geocode import placing_version
+
+        store, version = self.store, placing_version()
+        if not store.placed_otherwise_count(version):
+            return
+
+        def unreadable(error: StoreError) -> None:
+            self.warn(_("could not place a stored record again: {reason}").format(reason=error))
+
+        with store.search_deferred():
+            for batch in store.trials_placed_otherwise(version, batch=PLACE_BATCH,
+                                                        on_unreadable=unreadable):
+                placed = []
+                for trial in batch:
+                    try:
+                        placed.append(self.place(trial))
+                    except StoreError:
+                        raise
+                    except Exception as exc:  # bad data never ends the run
+                        self.warn(_("could not place {nct} again ({kind}: {reason}); its "
+                                    "positions stay as they were").format(
+                            nct=trial.nct_id, kind=type(exc).__name__, reason=exc))
+                self.placed_again += store.rewrite_trials(placed)
 
     # -- a search ----------------------------------------------------------------------------
 
@@ -938,6 +988,9 @@ def run_line(run: SyncRun) -> str:
     outcome = run.outcome or ("running" if run.finished is None else "?")
     counts = run.counts
     numbers = ", ".join(f"{counts[k]} {k}" for k in ("asked", *OUTCOMES) if k in counts)
+    if counts.get("placed_again"):
+        numbers += ", " + _count(counts["placed_again"], "trial placed again",
+                                 "trials placed again")
     args = run.arguments
     asked: list[str] = []
     if args.get("nct_ids"):
