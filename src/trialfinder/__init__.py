@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Not `typing.TYPE_CHECKING`: importing typing would be most of this module's import time.
 TYPE_CHECKING = False
