@@ -55,14 +55,9 @@ from trialfinder.gazetteer import Gazetteer, Place, Resolution
 from trialfinder.models import Precision, Site, Status, Trial
 from trialfinder.registry import parse_study
 from trialfinder.resources import data_path
-from trialfinder.search import (
-    condition_words,
-    nearest_trials,
-    search,
-    searchable_text,
-    text_matches,
-)
+from trialfinder.search import nearest_trials, search
 from trialfinder.store import Store, prepare_trial
+from trialfinder.terms import condition_words, searchable_text, text_matches
 
 DAY = date(2025, 3, 1)
 """The day of the queries (and of the saves): some verifications have run out by then."""

@@ -24,17 +24,9 @@ from trialfinder.geocode import placing_version
 from trialfinder.models import Precision, Site, Source, Status, Trial
 from trialfinder.nearest import haversine_km
 from trialfinder.recruitment import site_recruitment
-from trialfinder.search import (
-    SearchAnswer,
-    condition_words,
-    fts_phrase,
-    nearest_trials,
-    search,
-    searchable_text,
-    text_matches,
-    words,
-)
+from trialfinder.search import SearchAnswer, nearest_trials, search
 from trialfinder.store import Store
+from trialfinder.terms import condition_words, fts_phrase, searchable_text, text_matches, words
 
 runner = CliRunner()
 LYON = (45.75, 4.85)

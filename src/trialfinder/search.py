@@ -26,7 +26,7 @@ folded (during a sync: store.py's `search_fresh`) are not in it yet: the few tri
 bring into the answer are ranked directly (`_fresh_candidates`) and seed the heap, so the
 answer is exact at every moment.
 
-A condition is matched by FTS5 (whole words and phrases, see `words`). A rare one (at most
+A condition is matched by FTS5 (whole words and phrases, see `terms.words`). A rare one (at most
 `KEYS_AT_ONCE` trials) has its trials' keys read up front; a common one is checked trial by
 trial as candidates leave the heap (a few dozen look-ups, where reading tens of thousands of
 keys would cost more than the walk). When the matching trials have few placed sites, they
@@ -51,8 +51,7 @@ from __future__ import annotations
 
 import heapq
 import math
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -63,12 +62,11 @@ from trialfinder.i18n import _
 from trialfinder.nearest import EARTH_RADIUS_KM, haversine_km
 from trialfinder.store import (
     SEARCH_CELL_BITS,
-    SEARCH_TERMS_MARK,
     Store,
     StoreLike,
     using_store,
 )
-from trialfinder.text import fold
+from trialfinder.terms import condition_words, fts_phrase, text_matches
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer, Resolution
@@ -93,60 +91,6 @@ sites; else the walk goes on."""
 TERMS_NOTICE_SHARE = 0.5
 """Say that the store lacks MeSH terms when more than this share of its registry records
 have none (records synced before trialfinder read them)."""
-
-# -- words -------------------------------------------------------------------------------
-
-_WORD = re.compile(r"[^\W_]+")
-_ONE_WORD = dict.fromkeys(
-    ("cancer", "cancers", "neoplasm", "neoplasms", "tumour", "tumours", "tumor", "tumors",
-     "neoplasme", "neoplasmes", "tumeur", "tumeurs"),
-    "cancer",
-)
-"""Words a condition search treats as one: "lung cancer" finds "Lung Neoplasms"."""
-FIELD_BREAK = "|"
-"""Between two fields of the searchable text: a token of its own (store.py's FTS5 table
-declares it so), so no phrase runs from one field into the next."""
-
-
-def words(text: str) -> list[str]:
-    """The words of a text as a condition search compares them: case and accents folded,
-    split at anything but letters and digits, "cancer", "neoplasm(s)", "tumour(s)",
-    "tumor(s)" (and the French "néoplasme(s)", "tumeur(s)") as the one word "cancer"."""
-    return [_ONE_WORD.get(w, w) for w in _WORD.findall(fold(text))]
-
-
-def searchable_text(trial: Trial) -> str:
-    """What ``--condition`` is matched against (the store keeps it in `trials.search_text`):
-    titles, acronym, conditions and keywords, then the MeSH condition terms and their
-    ancestors (after `SEARCH_TERMS_MARK`, which tells the store the record has them), each
-    field as its `words` with `FIELD_BREAK` between fields."""
-    fields = [" ".join(w) for f in (trial.title, trial.brief_title, trial.acronym,
-                                     *trial.conditions, *trial.keywords) if f and (w := words(f))]
-    terms = [" ".join(w) for t in trial.condition_terms if (w := words(t))]
-    if trial.condition_terms:
-        fields.append(SEARCH_TERMS_MARK + (f" {FIELD_BREAK} ".join(terms)))
-    return f" {FIELD_BREAK} ".join(fields)
-
-
-def condition_words(condition: str) -> list[str]:
-    """The words of a ``--condition``; BadInput when it has none."""
-    found = words(condition)
-    if not found:
-        raise BadInput(_("--condition has no letters or digits to look for"))
-    return found
-
-
-def fts_phrase(phrase: Sequence[str]) -> str:
-    """The FTS5 query for a phrase of `words` (letters and digits only: nothing to escape)."""
-    return '"' + " ".join(phrase) + '"'
-
-
-def text_matches(phrase: Sequence[str], text: str) -> bool:
-    """Whether a searchable text holds the phrase within one field (what FTS5 answers, for
-    a store searched without its index)."""
-    wanted = f" {' '.join(phrase)} "
-    return any(wanted in f" {' '.join(field.split())} " for field in text.split(FIELD_BREAK))
-
 
 # -- ranking -----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ import os
 import sqlite3
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -50,6 +50,7 @@ from trialfinder.models import (
     to_jsonable,
     trial_from_jsonable,
 )
+from trialfinder.terms import SEARCH_TERMS_MARK, searchable_text
 from trialfinder.text import fold
 
 SCHEMA_VERSION = 6
@@ -489,7 +490,7 @@ def can_write(path: str | Path) -> bool:
 #
 # - `search_trial`: a small, stable integer key per trial (kept across re-saves of the trial,
 #   which may change `trials.rowid`), and whether a registry record carries MeSH terms.
-# - `search_words`: FTS5 over `trials.search_text` (search.searchable_text), rowid = key.
+# - `search_words`: FTS5 over `trials.search_text` (terms.searchable_text), rowid = key.
 # - `search_cell`: the tree. One row per placed site, keyed by its octree cell: the site's
 #   point on the unit sphere, each coordinate cut into 2**SEARCH_CELL_BITS steps, the three
 #   step numbers' bits interleaved (Morton order), so every cube of the octree is one range
@@ -521,8 +522,6 @@ SEARCH_FOREVER = 100_000
 """u of a recruiting site whose standing has no end date (a day number in year 2243)."""
 SEARCH_NEVER = -1
 """u of a site whose standing is not recruiting: below every day."""
-SEARCH_TERMS_MARK = "\x1f"
-"""Put by search.searchable_text before a record's MeSH terms (FTS5 reads it as a space)."""
 SEARCH_FOLD_MIN = 25_000
 """During a sync, fresh sites are folded into the tree once they are more than this many
 and more than the tree holds (`search_fresh`)."""
@@ -719,6 +718,8 @@ class _SearchIndex:
     if TYPE_CHECKING:  # Store's own
         def _read(self, sql: str, params: Iterable[Any] = ()) -> Rows: ...
         def get_trial(self, nct_id: str) -> Trial | None: ...
+        def _writing(self, nct: str | None = None, *, wait: bool = True,
+                     settle: bool = False) -> AbstractContextManager[bool]: ...
 
     # -- creation ----------------------------------------------------------------------
 
@@ -804,7 +805,6 @@ class _SearchIndex:
     def _search_refresh_texts(self, batch: int = 500) -> None:
         """Recompute `trials.search_text` from each record (without its sites: SQLite strips
         them before Python decodes the rest)."""
-        from trialfinder.search import searchable_text
 
         db = self._db
         ids = [r[0] for r in db.execute("SELECT nct_id FROM trials")]
@@ -872,15 +872,8 @@ class _SearchIndex:
         self._search_deferring -= 1
         if self._search_deferring or not self._search_ready or self._db.in_transaction:
             return
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._writing():
             self._search_fold()
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def _search_sync_finished(self) -> None:
         """Inside `finish_sync`'s transaction: what the sync wrote goes into the tree."""
@@ -1537,22 +1530,11 @@ class Store(_SearchIndex):
         now = now or utc_now()
         db = self._db
         nct = prepared[0].nct_id if len(prepared) == 1 else None
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                results = [self._save_one(p, sync_id, now) for p in prepared]
-                if query is not None:
-                    db.executemany(
-                        "INSERT OR IGNORE INTO query_trials (query, trial) VALUES (?, ?)",
-                        [(query, m) for m in members])
-                self._search_settle()
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise self._write_error(exc, nct) from None
+        with self._writing(nct, settle=True):
+            results = [self._save_one(p, sync_id, now) for p in prepared]
+            if query is not None:
+                db.executemany("INSERT OR IGNORE INTO query_trials (query, trial) VALUES (?, ?)",
+                               [(query, m) for m in members])
         return results
 
     def _write_error(self, exc: sqlite3.Error, nct: str | None = None) -> StoreError:
@@ -1676,33 +1658,16 @@ class Store(_SearchIndex):
         ``wait``, a store another process is writing is left alone (0)."""
         db = self._db
         done = 0
-        try:
-            if not wait:
-                db.execute("PRAGMA busy_timeout = 0")
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError:
-                    return 0
-                finally:
-                    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            else:
-                db.execute("BEGIN IMMEDIATE")
-            try:
-                for trial in trials:
-                    if db.execute("SELECT 1 FROM trials WHERE nct_id = ?",
-                                  (trial.nct_id,)).fetchone() is None:
-                        continue
-                    self._write(prepare_trial(trial, None, basis=""), utc_now(), True,
-                                in_place=True)
-                    done += 1
-                self._search_settle()
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise self._write_error(exc) from None
+        with self._writing(wait=wait, settle=True) as began:
+            if not began:
+                return 0
+            for trial in trials:
+                if db.execute("SELECT 1 FROM trials WHERE nct_id = ?",
+                              (trial.nct_id,)).fetchone() is None:
+                    continue
+                self._write(prepare_trial(trial, None, basis=""), utc_now(), True,
+                            in_place=True)
+                done += 1
         return done
 
     # -- the incremental sync's memory --------------------------------------------------
@@ -1726,7 +1691,7 @@ class Store(_SearchIndex):
         """Remember, in one transaction, that run ``sync_id`` asked these queries: each as
         (query, the run's start when the query succeeded else None, full refresh or not);
         a success also replaces the query's list of studies to ask again (``retry``)."""
-        with self._transaction():
+        with self._writing():
             for state, success_at, full in asked:
                 self._db.execute(
                     "INSERT INTO sync_queries (key, kind, condition, country, statuses, "
@@ -1760,28 +1725,18 @@ class Store(_SearchIndex):
         now = now or utc_now()
         db = self._db
         marked: list[str] = []
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                before = {r[0] for r in db.execute(
-                    "SELECT trial FROM query_trials WHERE query = ?", (query,))}
-                gone = sorted(before - seen)
-                db.executemany("DELETE FROM query_trials WHERE query = ? AND trial = ?",
-                               [(query, n) for n in gone])
-                for nct in gone:
-                    held = db.execute(
-                        "SELECT 1 FROM query_trials WHERE trial = ? UNION ALL SELECT 1 FROM "
-                        "sync_queries WHERE nct_id = ? LIMIT 1", (nct, nct)).fetchone()
-                    if held is None and self._mark_not_seen(nct, day, statuses, sync_id, now):
-                        marked.append(nct)
-                self._search_settle()
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise self._write_error(exc) from None
+        with self._writing(settle=True):
+            before = {r[0] for r in db.execute(
+                "SELECT trial FROM query_trials WHERE query = ?", (query,))}
+            gone = sorted(before - seen)
+            db.executemany("DELETE FROM query_trials WHERE query = ? AND trial = ?",
+                           [(query, n) for n in gone])
+            for nct in gone:
+                held = db.execute(
+                    "SELECT 1 FROM query_trials WHERE trial = ? UNION ALL SELECT 1 FROM "
+                    "sync_queries WHERE nct_id = ? LIMIT 1", (nct, nct)).fetchone()
+                if held is None and self._mark_not_seen(nct, day, statuses, sync_id, now):
+                    marked.append(nct)
         return marked
 
     def _mark_not_seen(self, nct: str, day: str, statuses: Sequence[str], sync_id: int | None,
@@ -1842,7 +1797,7 @@ class Store(_SearchIndex):
 
     def start_sync(self, now: str | None = None, *, arguments: dict[str, Any] | None = None,
                    pid: int | None = None) -> int:
-        with self._transaction():
+        with self._writing():
             cursor = self._db.execute(
                 "INSERT INTO syncs (started, arguments, pid) VALUES (?, ?, ?)",
                 (now or utc_now(), _DUMPS(arguments or {}), pid))
@@ -1852,7 +1807,7 @@ class Store(_SearchIndex):
 
     def finish_sync(self, sync_id: int, outcome: str, now: str | None = None, *,
                     counts: dict[str, int] | None = None, note: str | None = None) -> None:
-        with self._transaction():
+        with self._writing():
             self._db.execute(
                 "UPDATE syncs SET finished = ?, outcome = ?, counts = ?, note = ? WHERE id = ?",
                 (now or utc_now(), outcome, _DUMPS(counts or {}), note, sync_id),
@@ -1862,7 +1817,7 @@ class Store(_SearchIndex):
     def abandon_unfinished(self, now: str | None = None) -> int:
         """Mark every run that never finished as aborted. Call it only while holding the
         sync lock, or having seen it free: such a run died (killed, out of memory)."""
-        with self._transaction():
+        with self._writing():
             cursor = self._db.execute(
                 "UPDATE syncs SET finished = ?, outcome = 'aborted', note = coalesce(note, ?) "
                 "WHERE finished IS NULL",
@@ -1920,7 +1875,7 @@ class Store(_SearchIndex):
         raw: str | None = None,
         now: str | None = None,
     ) -> None:
-        with self._transaction():
+        with self._writing():
             self._db.execute(
                 "INSERT OR REPLACE INTO geocode_cache "
                 "(key, latitude, longitude, precision, source, fetched_at, raw) "
@@ -1988,8 +1943,40 @@ class Store(_SearchIndex):
             raise StoreError(_("Cannot read the store at {path}: {reason}").format(
                 path=self._label, reason=exc)) from None
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db, self._label)
+    @contextmanager
+    def _writing(self, nct: str | None = None, *, wait: bool = True,
+                 settle: bool = False) -> Iterator[bool]:
+        """One write transaction: BEGIN IMMEDIATE, then COMMIT (after the search index
+        settles, with ``settle``), or ROLLBACK on any exception; an SQLite error anywhere is
+        one StoreError (naming ``nct``). Without ``wait``, a store another process is writing
+        is not waited for: the body gets False and nothing is begun."""
+        db = self._db
+        try:
+            began = True
+            if wait:
+                db.execute("BEGIN IMMEDIATE")
+            else:
+                db.execute("PRAGMA busy_timeout = 0")
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError:
+                    began = False
+                finally:
+                    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not began:
+                yield False
+                return
+            try:
+                yield True
+                if settle:
+                    self._search_settle()
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._write_error(exc, nct) from None
 
 
 class Rows(list[Any]):
@@ -2029,40 +2016,6 @@ def _sync_run(row: Sequence[Any]) -> SyncRun:
 
     return SyncRun(row[0], row[1], row[2], row[3], loads(row[4]), loads(row[5]), row[6],
                    row[7])
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection, label: str) -> None:
-        self._db = db
-        self._label = label
-
-    def _error(self, exc: sqlite3.Error) -> StoreError:
-        return StoreError(_("Cannot write to the store at {path}: {reason}").format(
-            path=self._label, reason=exc))
-
-    def __enter__(self) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            try:
-                self._db.execute("COMMIT")
-                return
-            except sqlite3.Error as error:
-                self._db.execute("ROLLBACK")
-                raise self._error(error) from None
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error):
-            raise self._error(exc) from None
 
 
 SiteInsert = tuple[Any, ...]
@@ -2132,7 +2085,6 @@ def prepare_trial(
     sources' copies (`merge.merge`), the copy of the source this save comes from: its
     history continues, and the store keeps the copy beside the record."""
     from trialfinder.recruitment import site_recruitment, trial_recruitment, verification_expires
-    from trialfinder.search import searchable_text
 
     record_json, content_hash = _serialise(trial)
     nct = trial.nct_id
