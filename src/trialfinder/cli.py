@@ -158,6 +158,11 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ListingSource = Annotated[
+    str,
+    typer.Argument(metavar="PATH|URL",
+                   help="A listing page: a file saved as HTML or as text, or its http(s) address."),
+]
 
 
 def _use_lang(value: str | None) -> str | None:
@@ -323,13 +328,7 @@ def sites(
 
 @app.command()
 def listing(
-    source: Annotated[
-        str,
-        typer.Argument(
-            metavar="PATH|URL",
-            help="A listing page: a file saved as HTML or as text, or its http(s) address.",
-        ),
-    ],
+    source: ListingSource,
     as_json: JsonOption = False,
     db: DbOption = None,
     lang: LangOption = None,
@@ -356,13 +355,7 @@ def listing(
 
 @app.command("scrape")
 def scrape_command(
-    source: Annotated[
-        str,
-        typer.Argument(
-            metavar="PATH|URL",
-            help="A listing page: a file saved as HTML or as text, or its http(s) address.",
-        ),
-    ],
+    source: ListingSource,
     as_json: JsonOption = False,
     db: DbOption = None,
     lang: LangOption = None,

@@ -6,6 +6,7 @@ person reads goes through `i18n._`. JSON keys and enum values stay English and s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from trialfinder.contacts import reach, tel_uri
@@ -369,6 +370,34 @@ def _groups(ranked: tuple[RankedSite, ...]) -> list[list[RankedSite]]:
     return groups
 
 
+def _ranked_lines(answer: NearestAnswer, alone: Callable[[RankedSite], list[str]],
+                  member: Callable[[RankedSite], list[str]], *, plain: bool) -> list[str]:
+    """The ranking as both text answers lay it out: a rank for each site or group of equally
+    near sites, then the recruiting sites with no position. ``alone`` words a site ranked on
+    its own, ``member`` one in a group or unplaced; ``plain`` for the patient's distances."""
+    lines: list[str] = []
+    placed = [g for g in _groups(answer.ranked) if g[0].rank is not None]
+    for group in placed:
+        first = group[0]
+        if len(group) == 1:
+            lines.extend(alone(first))
+            continue
+        lines.append(_("{rank}. Equally near, {distance}: {shared}").format(
+            rank=first.rank, distance=distance_words(first.distance_km or 0.0, plain=plain),
+            shared=shared_words(first.site, len(group))))
+        for item in group:
+            lines.extend(member(item))
+    if not placed and not answer.unplaced:
+        lines.extend(_nothing_lines(answer))
+    if answer.unplaced:
+        if placed:
+            lines.append("")
+        lines.append(_("Position unknown — may be near you:"))
+        for item in answer.unplaced:
+            lines.extend(member(item))
+    return lines
+
+
 def nearest_head(answer: NearestAnswer) -> str:
     place = place_title(answer.resolution.place)
     fresh = answer.view.freshness
@@ -408,32 +437,20 @@ def nearest_text(answer: NearestAnswer, *, details: bool = False) -> str:
     lines.extend(_("Note: {note}").format(note=n) for n in answer.resolution.notes)
     lines.append(_("Trial {nct_id}: {title}").format(nct_id=trial.nct_id, title=trial.title))
     lines.append("")
-    placed = [g for g in _groups(answer.ranked) if g[0].rank is not None]
     unreachable: list[Site] = []
-    for group in placed:
-        first = group[0]
-        distance = distance_words(first.distance_km or 0.0, plain=True)
-        if len(group) == 1:
-            lines.append(f"{first.rank}. {_site_head(first.site)} — {distance}")
-            lines.extend(_plain_site(first.site, trial, first.recruitment, answer.include_all,
-                                     "   ", unreachable))
-            continue
-        lines.append(_("{rank}. Equally near, {distance}: {shared}").format(
-            rank=first.rank, distance=distance, shared=shared_words(first.site, len(group))))
-        for item in group:
-            lines.append("   " + _site_head(item.site))
-            lines.extend(_plain_site(item.site, trial, item.recruitment, answer.include_all,
-                                     "      ", unreachable))
-    if not placed and not answer.unplaced:
-        lines.extend(_nothing_lines(answer))
-    if answer.unplaced:
-        if placed:
-            lines.append("")
-        lines.append(_("Position unknown — may be near you:"))
-        for item in answer.unplaced:
-            lines.append("   " + _site_head(item.site))
-            lines.extend(_plain_site(item.site, trial, item.recruitment, answer.include_all,
-                                     "      ", unreachable))
+
+    def alone(item: RankedSite) -> list[str]:
+        distance = distance_words(item.distance_km or 0.0, plain=True)
+        return [f"{item.rank}. {_site_head(item.site)} — {distance}",
+                *_plain_site(item.site, trial, item.recruitment, answer.include_all, "   ",
+                             unreachable)]
+
+    def member(item: RankedSite) -> list[str]:
+        return ["   " + _site_head(item.site),
+                *_plain_site(item.site, trial, item.recruitment, answer.include_all, "      ",
+                             unreachable)]
+
+    lines.extend(_ranked_lines(answer, alone, member, plain=True))
     lines.append("")
     if unreachable:
         lines.append(no_contact_advice(len(unreachable)))
@@ -531,30 +548,16 @@ def _nearest_details(answer: NearestAnswer) -> str:
     lines.extend(_("Note: {note}").format(note=n) for n in answer.resolution.notes)
     lines.extend(provenance_lines(view))
     lines.append("")
-    groups = _groups(answer.ranked)
-    placed = [g for g in groups if g[0].rank is not None]
-    for group in placed:
-        first = group[0]
-        if len(group) == 1:
-            lines.extend(site_block(_detail_head(first.site, first.distance_km,
-                                                 f"{first.rank}. "),
-                                    first.site, first.recruitment))
-            continue
-        lines.append(_("{rank}. Equally near, {distance}: {shared}").format(
-            rank=first.rank, distance=distance_words(first.distance_km or 0.0),
-            shared=shared_words(first.site, len(group))))
-        for item in group:
-            lines.extend(site_block(_detail_head(item.site, None, "   - "), item.site,
-                                    item.recruitment, indent="     "))
-    if not placed and not answer.unplaced:
-        lines.extend(_nothing_lines(answer))
-    if answer.unplaced:
-        if placed:
-            lines.append("")
-        lines.append(_("Position unknown — may be near you:"))
-        for item in answer.unplaced:
-            lines.extend(site_block(_detail_head(item.site, None, "   - "), item.site,
-                                    item.recruitment, indent="     "))
+
+    def alone(item: RankedSite) -> list[str]:
+        return site_block(_detail_head(item.site, item.distance_km, f"{item.rank}. "),
+                          item.site, item.recruitment)
+
+    def member(item: RankedSite) -> list[str]:
+        return site_block(_detail_head(item.site, None, "   - "), item.site, item.recruitment,
+                          indent="     ")
+
+    lines.extend(_ranked_lines(answer, alone, member, plain=False))
     lines.append("")
     lines.append(_("Registry page: {url}").format(url=view.trial.registry_url))
     lines.extend(_limit_lines(answer))

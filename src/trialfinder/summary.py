@@ -12,9 +12,10 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from trialfinder.criteria import Criteria, Criterion, parse_criteria, unescape_markdown
-from trialfinder.i18n import _, ngettext, pgettext
+from trialfinder.i18n import _, ngettext
 from trialfinder.models import Contact, Trial, to_jsonable
 from trialfinder.queries import TrialView, load_view
+from trialfinder.words import arm_type_words, role_words
 
 if TYPE_CHECKING:
     from trialfinder.store import StoreLike
@@ -104,44 +105,6 @@ def record_age_words(age: str | None) -> str | None:
         "minute": ngettext("{n} Minute", "{n} Minutes", n),
     }
     return forms[match.group(2).lower()].format(n=n)
-
-
-def role_words(role: str) -> str:
-    """A contact's role as the registry codes it, in words: "principal investigator"."""
-    words = {
-        "PRINCIPAL_INVESTIGATOR": pgettext("contact role", "principal investigator"),
-        "SUB_INVESTIGATOR": pgettext("contact role", "sub investigator"),
-        "STUDY_CHAIR": pgettext("contact role", "study chair"),
-        "STUDY_DIRECTOR": pgettext("contact role", "study director"),
-        "CONTACT": pgettext("contact role", "contact"),
-    }
-    return words.get(role, role.replace("_", " ").lower())
-
-
-def arm_type_words(kind: str) -> str:
-    """An arm's type as the registry codes it, in words: "experimental", "active comparator"."""
-    words = {
-        "EXPERIMENTAL": pgettext("arm type", "experimental"),
-        "ACTIVE_COMPARATOR": pgettext("arm type", "active comparator"),
-        "PLACEBO_COMPARATOR": pgettext("arm type", "placebo comparator"),
-        "SHAM_COMPARATOR": pgettext("arm type", "sham comparator"),
-        "NO_INTERVENTION": pgettext("arm type", "no intervention"),
-        "OTHER": pgettext("arm type", "other"),
-    }
-    return words.get(kind, kind.replace("_", " ").lower())
-
-
-def field_words(field: str) -> str:
-    """A field a listing-page record lacks (`summary_json`'s ``not_in_record``), in words."""
-    words = {
-        "phase": pgettext("record field", "phase"),
-        "sponsor": pgettext("record field", "sponsor"),
-        "conditions": pgettext("record field", "conditions"),
-        "arms": pgettext("record field", "arms"),
-        "eligibility": pgettext("record field", "eligibility"),
-        "contacts": pgettext("record field", "contacts"),
-    }
-    return words.get(field, field)
 
 
 def _contact_text(contact: Contact) -> str:

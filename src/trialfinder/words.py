@@ -1,5 +1,6 @@
 """The domain's values in the words a person reads: a place's title, a distance, how precise a
-position is and what matched, why a site is unplaced, where a position or a record comes from.
+position is and what matched, why a site is unplaced, where a position or a record comes from,
+a contact's role, an arm's type, a field a record lacks.
 
 Shared by the renderings (render.py, the map, the referral sheet, the web page) and by the
 library's own messages (geocoding notes, the status origin of a merged record, errors), so a
@@ -109,3 +110,41 @@ def record_source_words(description: str) -> str:
         "ClinicalTrials.gov API v2": _("ClinicalTrials.gov API v2"),
     }
     return words.get(description, description)
+
+
+def role_words(role: str) -> str:
+    """A contact's role as the registry codes it, in words: "principal investigator"."""
+    words = {
+        "PRINCIPAL_INVESTIGATOR": pgettext("contact role", "principal investigator"),
+        "SUB_INVESTIGATOR": pgettext("contact role", "sub investigator"),
+        "STUDY_CHAIR": pgettext("contact role", "study chair"),
+        "STUDY_DIRECTOR": pgettext("contact role", "study director"),
+        "CONTACT": pgettext("contact role", "contact"),
+    }
+    return words.get(role, role.replace("_", " ").lower())
+
+
+def arm_type_words(kind: str) -> str:
+    """An arm's type as the registry codes it, in words: "experimental", "active comparator"."""
+    words = {
+        "EXPERIMENTAL": pgettext("arm type", "experimental"),
+        "ACTIVE_COMPARATOR": pgettext("arm type", "active comparator"),
+        "PLACEBO_COMPARATOR": pgettext("arm type", "placebo comparator"),
+        "SHAM_COMPARATOR": pgettext("arm type", "sham comparator"),
+        "NO_INTERVENTION": pgettext("arm type", "no intervention"),
+        "OTHER": pgettext("arm type", "other"),
+    }
+    return words.get(kind, kind.replace("_", " ").lower())
+
+
+def field_words(field: str) -> str:
+    """A field a listing-page record lacks (`summary_json`'s ``not_in_record``), in words."""
+    words = {
+        "phase": pgettext("record field", "phase"),
+        "sponsor": pgettext("record field", "sponsor"),
+        "conditions": pgettext("record field", "conditions"),
+        "arms": pgettext("record field", "arms"),
+        "eligibility": pgettext("record field", "eligibility"),
+        "contacts": pgettext("record field", "contacts"),
+    }
+    return words.get(field, field)

@@ -559,9 +559,9 @@ def _environment() -> jinja2.Environment:
         _=i18n._, ngettext=i18n.ngettext, km=lambda value: format_decimal(value, 1), tel=tel_uri,
         where=_where, section_heading=_section_heading,
         sex_words=summary.sex_words, record_age_words=summary.record_age_words,
-        arm_type_words=summary.arm_type_words, record_source_words=words.record_source_words,
+        arm_type_words=words.arm_type_words, record_source_words=words.record_source_words,
     )
-    env.filters["field_words"] = summary.field_words
+    env.filters["field_words"] = words.field_words
     return env
 
 
