@@ -718,7 +718,7 @@ def test_where_shows_how_a_place_resolves(no_network):
     result = _run("where", "13009")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "'13009' resolves to Marseille (13), 13009",
+        "“13009” resolves to Marseille (13), 13009",
         "Name: Marseille",
         "Region: Provence-Alpes-Côte d'Azur",
         "Department: 13",

@@ -413,7 +413,7 @@ def test_where_in_french(runner: CliRunner) -> None:
     result = runner.invoke(app, ["where", "Lyon", "--lang", "fr"])
     assert result.exit_code == 0
     assert result.output == french("""\
-'Lyon' correspond à Lyon (69)
+« Lyon » correspond à Lyon (69)
 Nom : Lyon
 Région : Auvergne-Rhône-Alpes
 Département : 69

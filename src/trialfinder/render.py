@@ -717,7 +717,7 @@ def where_text(resolution: Resolution) -> str:
     country = f"{place.country_name} ({place.country})" if place.country else place.country_name
     unknown = _("not known")
     lines = [
-        _("{query} resolves to {place}").format(query=repr(resolution.query), place=place.label),
+        _("“{query}” resolves to {place}").format(query=resolution.query, place=place.label),
         _("Name: {name}").format(name=place.name),
         _("Region: {region}").format(region=place.region or unknown),
         _("Department: {department}").format(department=place.department or unknown),
