@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from trialfinder.errors import UnknownPlace
 from trialfinder.gazetteer import (
+    FRENCH_TERRITORIES,
+    TOWN,
     UNPLACED_REASONS,
     Gazetteer,
     Place,
@@ -866,3 +868,26 @@ def test_every_suggestion_resolves_back_to_its_place(prefix: str) -> None:
         assert gazetteer.resolve(text).place == place
         if name_key(prefix).isdigit():
             assert (place.postal_code or "").startswith(name_key(prefix))
+
+
+def test_a_town_with_its_country_named_in_french_is_found_in_every_country(
+    gaz: Gazetteer
+) -> None:
+    """"Munich, Allemagne", "Brest, Biélorussie": every country the gazetteer has a town in,
+    named as trialfinder names it in French (CLDR), takes the town there, not a namesake
+    elsewhere; a record's country names are not widened so (they decide placing)."""
+    from trialfinder.i18n import _territories, language
+
+    towns = gaz._db.execute(
+        "SELECT country, name, max(population) FROM place WHERE kind = ? GROUP BY country",
+        (TOWN,)).fetchall()
+    assert len(towns) > 200
+    with language("fr"):
+        for code, town, _population in towns:
+            if code in FRENCH_TERRITORIES or code not in _territories("fr"):
+                continue
+            place = gaz.resolve(f"{town}, {_territories('fr')[code]}").place
+            assert place.country == code, (town, code, place.label)
+            assert place.label.endswith(_territories("fr")[code])
+    assert gaz.country_code("Jamaïque") is None  # not a name the index holds: records keep
+    assert gaz.resolve("Kingston, Jamaïque").place.country == "JM"  # to its names

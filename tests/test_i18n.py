@@ -32,6 +32,8 @@ from trialfinder.i18n import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
     _,
+    country_code,
+    country_name,
     current_language,
     format_decimal,
     language,
@@ -43,7 +45,7 @@ from trialfinder.i18n import (
 )
 from trialfinder.mapping import make_map
 from trialfinder.referral import build_referral, referral_html
-from trialfinder.words import distance_words
+from trialfinder.words import address_words, distance_words
 
 
 @pytest.mark.parametrize(("environ", "expected"), [
@@ -425,9 +427,10 @@ Autres possibilités : aucune
 
 
 PROSE = {"status_words", "status_source", "position", "copy_age", "sponsor_age", "warnings",
-         "place_notes", "phase", "notes"}
-"""JSON fields a person reads: they follow the language; every other key and value does
-not."""
+         "place_notes", "phase", "notes", "label", "place_alternatives", "alternatives"}
+"""JSON fields a person reads: they follow the language (a place's label names its country
+as the language does: "Brest, Biélorussie"); every other key and value does not (the
+place's `name`, `country` code and `country_name` stay)."""
 
 
 def _leaves(data: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -650,3 +653,52 @@ def test_status_and_changes_in_french(tmp_path: Path) -> None:
     assert data[1]["description"] == lines[1]
     status = runner.invoke(app, ["status", "--db", str(db), "--lang", "fr"]).stdout
     assert french("Dernière synchronisation réussie : jamais") in status.splitlines()
+
+
+# -- country names ---------------------------------------------------------------------------
+
+
+def test_country_names_follow_the_language_and_keep_what_cldr_does_not_know() -> None:
+    """A country is named as the language names it (CLDR, through Babel), from its code or
+    its English name; English, and names CLDR does not know, are kept as written."""
+    assert country_name("Germany") == "Germany"  # English: the record's own words
+    with language("fr"):
+        assert [country_name(n) for n in ("Germany", "United States", "Belgium", "France")] \
+            == ["Allemagne", "États-Unis", "Belgique", "France"]
+        assert country_name("Belarus", "BY") == "Biélorussie"
+        assert country_name("Korea, Republic of") == "Korea, Republic of"  # the registry's
+        assert country_name("") == ""
+        assert address_words("Boston", "United States", zip_code="02115",
+                             state="Massachusetts") == "Boston, 02115, Massachusetts, États-Unis"
+        assert address_words("Lyon", None) == "Lyon"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_country_name_written_reads_back(lang: str) -> None:
+    """Whatever name `country_name` writes for a country, `country_code` reads it back as
+    that country, accents and case aside."""
+    from trialfinder.i18n import _territories
+
+    names = _territories(lang)
+    assert len(names) > 240
+    for code, name in names.items():
+        assert country_code(name) == code or country_name(name) != name, (code, name)
+        assert country_code(name.upper()) == country_code(name)
+
+
+def test_places_abroad_are_named_in_french_and_the_example_given_reads_back(
+    runner: CliRunner
+) -> None:
+    """In French, a place abroad names its country in French, in the answer and in the
+    example a note gives to choose another place; that example resolves to that place."""
+    result = runner.invoke(app, ["nearest", "München", "-n", "1", "--lang", "fr"])
+    assert result.output.splitlines()[0] == french(
+        "Centres les plus proches de Munich, Allemagne, qui recrutaient à la date de la fiche "
+        "(janvier 2019)")
+    english = runner.invoke(app, ["nearest", "München", "-n", "1"]).output.splitlines()[0]
+    assert english == "Nearest sites recorded as recruiting in January 2019, to Munich, Germany"
+    brest = runner.invoke(app, ["where", "Brest", "--lang", "fr"]).output
+    example = "Brest, Biélorussie"
+    assert french(f"(par exemple « {example} »)") in brest
+    again = runner.invoke(app, ["where", example, "--json"])
+    assert json.loads(again.output)["place"]["country"] == "BY"

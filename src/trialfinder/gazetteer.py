@@ -36,6 +36,8 @@ from typing import NamedTuple
 
 from trialfinder.errors import UnknownPlace
 from trialfinder.i18n import _, ngettext
+from trialfinder.i18n import country_code as cldr_country_code
+from trialfinder.i18n import country_name as localised_country_name
 from trialfinder.models import Precision
 from trialfinder.resources import data_path
 from trialfinder.text import fold
@@ -215,8 +217,15 @@ class Place:
                 return f"{base}, {self.postal_code}"
             return base
         if self.region and self.country == "US":
-            return f"{self.name}, {self.region}, {self.country_name}"
-        return f"{self.name}, {self.country_name}"
+            return f"{self.name}, {self.region}, {self.country_words}"
+        return f"{self.name}, {self.country_words}"
+
+    @property
+    def country_words(self) -> str:
+        """The country's name as the current language writes it ("Allemagne" in French);
+        France for every French territory, as `country_name` says."""
+        code = "FR" if self.country in FRENCH_TERRITORIES else self.country
+        return localised_country_name(self.country_name, code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -759,7 +768,11 @@ class Gazetteer:
         lon = sum(h.place.longitude for h in regular) / len(regular)
         return _replace(hits[0].place, latitude=round(lat, 5), longitude=round(lon, 5))
 
-    def _countries(self, text: str) -> frozenset[str]:
+    def _countries(self, text: str, *, typed: bool = False) -> frozenset[str]:
+        """The codes a country name stands for (France: every French territory). ``typed``
+        (a person's text, not a record's): also a name as trialfinder itself writes countries
+        (CLDR's, in the languages it speaks), so that every example it gives ("Brest,
+        Biélorussie") reads back; records keep to the index's names, which decide placing."""
         found = self._country_cache.get(text)
         if found is None:
             key = name_key(text)
@@ -769,6 +782,8 @@ class Gazetteer:
                      else FRENCH_TERRITORIES if row[0] == "FR" else frozenset({row[0]}))
             if len(self._country_cache) < 10_000:
                 self._country_cache[text] = found
+        if not found and typed and (code := cldr_country_code(text)) is not None:
+            return FRENCH_TERRITORIES if code == "FR" else frozenset({code})
         return found
 
     # ------------------------------------------------------------------ resolve helpers
@@ -815,7 +830,7 @@ class Gazetteer:
         for hit in hits:
             if _part_of(key, name_key(hit.place.name)):
                 return taken(hit)
-        if hits[0].place.country in self._countries(name):  # "75020, France"
+        if hits[0].place.country in self._countries(name, typed=True):  # "75020, France"
             return self._resolve_postcode(shown, code)
         elsewhere = self._exact(key)
         for other in elsewhere:  # a locality: Juan-les-Pins (no code of its own), La Défense
@@ -867,7 +882,7 @@ class Gazetteer:
         if _DEPARTMENT.fullmatch(key):
             department = key.upper() if key[0] == "2" and key[-1] in "ab" else key.zfill(2)
             return _Filter(text, department=department)
-        countries = self._countries(text)
+        countries = self._countries(text, typed=True)
         if countries:
             return _Filter(text, countries=countries)
         return _Filter(text, admins=self._admins(text)) if allow_region else None
@@ -1104,7 +1119,7 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 def _hint(other: Place) -> str:
     if other.department:
         return f"{other.name} {other.department}"
-    return f"{other.name}, {other.country_name}"
+    return f"{other.name}, {other.country_words}"
 
 
 def _trigrams(key: str) -> set[str]:

@@ -182,3 +182,46 @@ def format_date(value: date, *, day: bool = True) -> str:
         # TRANSLATORS: a CLDR date pattern: d the day, MMMM the month's name, y the year.
         pattern = pgettext("date pattern", "d MMMM y")
     return str(babel_date(value, format=pattern, locale=code))
+
+
+def country_name(name: str, code: str | None = None) -> str:
+    """A country's name as the current language writes it, from CLDR (Babel): "Allemagne"
+    for Germany in French. ``code`` is its ISO 3166-1 code when known; else ``name`` is
+    looked up among CLDR's names. English, and a name CLDR does not know ("Korea, Republic
+    of" as the registry writes it), are kept as written: the record's or gazetteer's words."""
+    language = _current.get()
+    if language == DEFAULT_LANGUAGE or not name:
+        return name
+    code = code or country_code(name)
+    if code is None:
+        return name
+    return _territories(language).get(code.upper(), name)
+
+
+def country_code(name: str) -> str | None:
+    """The ISO 3166-1 code of a country named as CLDR names it in a language trialfinder
+    speaks ("Allemagne", "Corée du Sud", "St. Kitts & Nevis"), accents and case aside; None
+    when it names none. Every name `country_name` writes is read back here."""
+    from trialfinder.text import fold
+
+    return _codes_by_name().get(fold(name))
+
+
+@cache
+def _territories(language: str) -> dict[str, str]:
+    from babel import Locale
+
+    return {code: str(name) for code, name in Locale.parse(language).territories.items()
+            if len(code) == 2 and code.isalpha()}
+
+
+@cache
+def _codes_by_name() -> dict[str, str]:
+    from trialfinder.text import fold
+
+    # Later languages never take a name an earlier one gave another country.
+    found: dict[str, str] = {}
+    for language in LANGUAGES:
+        for code, name in _territories(language).items():
+            found.setdefault(fold(name), code)
+    return found

@@ -520,7 +520,7 @@ def _popup_html(
 ) -> str:
     from trialfinder.recruitment import status_source_words, status_words
     from trialfinder.render import position_text, shared_words
-    from trialfinder.words import distance_words
+    from trialfinder.words import distance_words, site_where
 
     e = html.escape
     status_label, contact_label = _("Status:"), _("Contact:")
@@ -534,7 +534,7 @@ def _popup_html(
     if site.facility_raw and site.facility_raw != site.facility:
         parts.append('<div class="tf-muted">{}</div>'.format(
             e(_("As recorded: {name}").format(name=site.facility_raw))))
-    where = ", ".join(p for p in (site.city, site.zip, site.state, site.country) if p)
+    where = site_where(site, full=True)
     if where:
         parts.append(f"<div>{e(where)}</div>")
     investigators = site.investigators

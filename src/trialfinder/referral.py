@@ -158,10 +158,10 @@ def _contact_html(contact: Contact) -> str:
 def _site_html(ranked: RankedSite, trial: Trial) -> str:
     from trialfinder.recruitment import status_with_source
     from trialfinder.render import shared_words
-    from trialfinder.words import distance_words
+    from trialfinder.words import distance_words, site_where
 
     site = ranked.site
-    where = ", ".join(p for p in (site.zip, site.city, site.state, site.country) if p)
+    where = site_where(site, full=True)
     distance = (distance_words(ranked.distance_km) if ranked.distance_km is not None
                 else _("position unknown — may be near you"))
     status = status_with_source(ranked.recruitment, site)

@@ -34,6 +34,7 @@ from trialfinder.words import (
     precision_name,
     precision_words,
     record_source_words,
+    site_where,
     source_words,
     unplaced_words,
 )
@@ -339,7 +340,7 @@ def _contact_words(contact: Contact) -> str:
 
 def _site_head(site: Site) -> str:
     name = site.facility or _("(facility not named)")
-    place = ", ".join(p for p in (site.city, site.country) if p)
+    place = site_where(site)
     return f"{name} ({place})" if place else name
 
 
@@ -535,7 +536,7 @@ def site_block(head: str, site: Site, answer: Recruitment, indent: str = "   ") 
 
 
 def _detail_head(site: Site, distance_km: float | None, prefix: str) -> str:
-    where = ", ".join(p for p in (site.city, site.country) if p)
+    where = site_where(site)
     head = f"{prefix}{site.facility or _('(facility not named)')} — {where}"
     if distance_km is not None:
         head += f" — {distance_words(distance_km)}"
@@ -820,7 +821,7 @@ def search_json(answer: SearchAnswer) -> dict[str, Any]:
 
 def _search_hit_lines(number: int, hit: TrialHit) -> list[str]:
     site, fresh = hit.site, hit.view.freshness
-    where = ", ".join(p for p in (site.city, site.country) if p)
+    where = site_where(site)
     facility = site.facility or _("(facility not named)")
     status = _search_site_status(hit)
     if hit.distance_km is None:

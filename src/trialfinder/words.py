@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trialfinder.i18n import _, format_decimal, pgettext
+from trialfinder.i18n import _, country_name, format_decimal, pgettext
 from trialfinder.models import Precision
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Place
+    from trialfinder.models import Site
 
 
 def place_title(place: Place) -> str:
     """'Lyon (69), France', 'Valencia, Spain': the label, with the country once."""
-    if place.country_name and not place.label.endswith(place.country_name):
-        return f"{place.label}, {place.country_name}"
-    return place.label
+    label, country = place.label, place.country_words
+    if country and not label.endswith(country):
+        return f"{label}, {country}"
+    return label
 
 
 def distance_words(km: float, *, plain: bool = False) -> str:
@@ -148,3 +150,20 @@ def field_words(field: str) -> str:
         "contacts": pgettext("record field", "contacts"),
     }
     return words.get(field, field)
+
+
+def address_words(city: str | None, country: str | None, *, zip_code: str | None = None,
+                  state: str | None = None) -> str:
+    """Where a site is, as every output writes it: "Lyon, France", or with what else the
+    record gives, "Boston, 02115, Massachusetts, États-Unis"; the country as the current
+    language names it (a name CLDR does not know is kept as the record wrote it)."""
+    named = country_name(country) if country else None
+    return ", ".join(p for p in (city, zip_code, state, named) if p)
+
+
+def site_where(site: Site, *, full: bool = False) -> str:
+    """`address_words` of a site: city and country, and with ``full`` its postal code and
+    state too (the map's popups, the referral sheet, the oncologist's page)."""
+    if full:
+        return address_words(site.city, site.country, zip_code=site.zip, state=site.state)
+    return address_words(site.city, site.country)

@@ -560,6 +560,7 @@ def _environment() -> jinja2.Environment:
         where=_where, section_heading=_section_heading,
         sex_words=summary.sex_words, record_age_words=summary.record_age_words,
         arm_type_words=words.arm_type_words, record_source_words=words.record_source_words,
+        address_words=words.address_words,
     )
     env.filters["field_words"] = words.field_words
     return env
@@ -586,8 +587,10 @@ def _section_heading(section: dict[str, Any]) -> str:
 
 
 def _where(site: dict[str, Any]) -> str:
-    """ "Lyon, France"."""
-    return ", ".join(p for p in (site.get("city"), site.get("country")) if p)
+    """ "Lyon, France": `words.address_words` of a site as the JSON gives it."""
+    from trialfinder.words import address_words
+
+    return address_words(site.get("city"), site.get("country"))
 
 
 def _main_country(trial: Trial) -> str | None:
