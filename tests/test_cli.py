@@ -741,3 +741,26 @@ def test_csv_cells_are_clean_before_any_stream() -> None:
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["facility"].startswith("\ufffd=HYPERLINK")
     assert render.csv_safe("=1+1") == "'=1+1" and render.csv_safe(4.5) == 4.5
+
+
+def test_an_answer_from_the_bundled_record_loads_no_store_code(tmp_path: Path) -> None:
+    """With no store file, `nearest` answers from the bundled record without loading the
+    store's module (SQLite schema, hashing): start-up is what a patient waits for. With a
+    store, it is read."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from trialfinder.cli import app\n"
+        "result = CliRunner().invoke(app, ['nearest', 'Lyon', '-n', '1', '--db', sys.argv[1]])\n"
+        "print(result.exit_code, 'trialfinder.store' in sys.modules)\n"
+    )
+    missing = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none.sqlite")],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert missing == ["0", "False"]
+    from trialfinder.store import Store
+
+    with Store(tmp_path / "s.sqlite"):
+        pass
+    present = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.sqlite")],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert present == ["0", "True"]

@@ -13,13 +13,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from trialfinder.errors import TrialNotFound
 from trialfinder.i18n import _
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Trial, trial_from_jsonable
-from trialfinder.resources import data_path
-from trialfinder.store import Store, StoreLike, using_store
+from trialfinder.resources import data_path, no_store_at
+
+if TYPE_CHECKING:
+    from trialfinder.store import Store, StoreLike
 
 REFRESH_BATCH = 500
 """Trials re-placed per transaction by `refresh_positions`."""
@@ -63,6 +66,10 @@ def load_trial(nct_id: str, db: StoreLike) -> Trial:
     store that does not exist yet is not created here.
     """
     nct_id = normalise_nct_id(nct_id)
+    if no_store_at(db):  # the bundled record (or nothing): no store code to load
+        return _bundled_or_not_found(nct_id)
+    from trialfinder.store import using_store
+
     with using_store(db) as store:
         stored = store.get_trial(nct_id) if store is not None else None
         if store is not None and stored is not None:
@@ -77,6 +84,10 @@ def load_trial(nct_id: str, db: StoreLike) -> Trial:
         bundled = _bundled_with_cache(nct_id, store)
         if bundled is not None:
             return bundled
+    return _bundled_or_not_found(nct_id)
+
+
+def _bundled_or_not_found(nct_id: str) -> Trial:
     bundled = bundled_trial(nct_id)
     if bundled is not None:
         return bundled
@@ -120,6 +131,7 @@ def refresh_positions(
     write the positions back (`trialfinder geocode --refresh`), ``REFRESH_BATCH`` trials a
     transaction. ``on_trial(done, total)`` after each trial."""
     from trialfinder.geocode import placer
+    from trialfinder.store import using_store
 
     with using_store(db, mode="write") as store:
         if store is None:

@@ -27,3 +27,14 @@ def default_db_path() -> Path:
     from platformdirs import user_data_path
 
     return user_data_path("trialfinder", appauthor=False) / "trialfinder.sqlite"
+
+
+def no_store_at(db: object) -> bool:
+    """Whether ``db`` (an open store, a path, or None) designates no store to read: None, or a
+    path to no file (":memory:" aside). Here, not in store.py, so that an answer from the
+    bundled record never loads the store's code (start-up)."""
+    if db is None:
+        return True
+    if isinstance(db, str | os.PathLike):
+        return str(db) != ":memory:" and not Path(db).expanduser().exists()
+    return False

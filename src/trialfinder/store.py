@@ -50,6 +50,7 @@ from trialfinder.models import (
     to_jsonable,
     trial_from_jsonable,
 )
+from trialfinder.resources import no_store_at
 from trialfinder.terms import SEARCH_TERMS_MARK, searchable_text
 from trialfinder.text import fold
 
@@ -460,8 +461,7 @@ def using_store(
     if isinstance(db, Store):
         yield db
         return
-    if db is None or (not create and str(db) != ":memory:"
-                      and not Path(db).expanduser().exists()):
+    if db is None or (not create and no_store_at(db)):
         yield None
         return
     with Store(db, mode=mode) as store:
