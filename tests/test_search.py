@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -400,6 +401,73 @@ def test_many_sites_sharing_one_position_tie_by_identifier(tmp_path: Path) -> No
     assert [n for _d, n, _p in ranking.ranked] == sorted(t.nct_id for t in trials)[:25]
     assert {p for _d, _n, p in ranking.ranked} == {0}
     assert len({d for d, _n, _p in ranking.ranked}) == 1
+
+
+
+def test_trials_at_one_position_share_a_rank_and_a_cut_group_is_said(tmp_path: Path) -> None:
+    """Trials whose nearest sites share one position (the registry's city centre) are equally
+    near: one rank and one heading in text, one `rank` with its group's size in JSON; a
+    `--limit` that cuts such a group says that more are as near, in identifier order."""
+    path = _store(tmp_path / "s.sqlite",
+                  *(_trial(n, _site("Centre", 45.75, 4.85)) for n in (3, 1, 2)),
+                  _trial(4, _site("Far", 46.2, 6.1)), _trial(5, _site("Farther", 48.9, 2.3)))
+    text = runner.invoke(app, ["search", "--near", "Lyon", "--db", str(path)]).output
+    lines = text.splitlines()
+    start = lines.index("1. Equally near, 0.2 km: 3 trials whose nearest sites are placed at "
+                        "one point, the centre of Centre city (the records give no street "
+                        "address)")
+    assert lines[start + 1:start + 4] == [
+        "   - NCT00000001: A study",
+        "     Trial status: Recruiting; record as of 20 February 2025, 9 days ago",
+        "     Nearest site: Centre — Centre city, France — 0.2 km — Recruiting (the trial's "
+        "status; the record gives none for this site)"]
+    numbered = [line.split(":")[0] for line in lines if line.split(". ")[0].isdigit()]
+    assert numbered == [
+        "1. Equally near, 0.2 km", "2. NCT00000004", "3. NCT00000005"]
+    code, data = _search(path, "--near", "Lyon")
+    assert code == 0
+    assert [(t["nct_id"], t["rank"], t["equally_near"]) for t in data["trials"]] == [
+        ("NCT00000001", 1, 3), ("NCT00000002", 1, 3), ("NCT00000003", 1, 3),
+        ("NCT00000004", 2, 1), ("NCT00000005", 3, 1)]
+    assert data["more_equally_near"] is False
+
+    cut = runner.invoke(app, ["search", "--near", "Lyon", "--limit", "2", "--db", str(path)])
+    assert "1. Equally near, 0.2 km: 2 trials whose nearest sites are placed at one point, " \
+        "the centre of Centre city (the records give no street address)" in cut.output
+    assert ("More trials are as near as the last ones shown (listed by identifier, not by "
+            "distance); use --limit to see more.") in cut.output.splitlines()
+    code, data = _search(path, "--near", "Lyon", "--limit", "2")
+    assert code == 0
+    assert [(t["nct_id"], t["rank"]) for t in data["trials"]] == [
+        ("NCT00000001", 1), ("NCT00000002", 1)]
+    assert data["more_equally_near"] is True
+    for limit in ("3", "4"):
+        _code, data = _search(path, "--near", "Lyon", "--limit", limit)
+        assert data["more_equally_near"] is False
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from([(45.75, 4.85), (45.76, 4.84), (46.2, 6.1), (43.3, 5.4)]),
+                min_size=1, max_size=9), st.integers(min_value=1, max_value=10))
+def test_ranks_are_shared_exactly_by_trials_at_one_position(
+    positions: list[tuple[float, float]], limit: int
+) -> None:
+    """For any trials and limit: ranks never fall, two trials share one exactly when their
+    nearest sites share a position, each rank's group size is what the answer shows of it,
+    and `more_equally_near` is said exactly when a hidden trial is as near as the last."""
+    with Store(":memory:") as store:
+        for n, (lat, lon) in enumerate(positions):
+            store.save_trial(_trial(n, _site(f"S{n}", lat, lon)), None)
+        answer = search("Lyon", store, limit=limit)
+        everything = search("Lyon", store, limit=len(positions))
+    shown = [((h.site.latitude, h.site.longitude), h.rank, h.equally_near) for h in answer.hits]
+    assert len(shown) == min(limit, len(positions))
+    for (here, rank, _size), (there, next_rank, _s) in itertools.pairwise(shown):
+        assert next_rank == rank + (here != there)
+    for _here, rank, size in shown:
+        assert size == sum(1 for _h, r, _s in shown if r == rank)
+    hidden = [(h.site.latitude, h.site.longitude) for h in everything.hits[len(shown):]]
+    assert answer.more_equally_near == bool(hidden and hidden[0] == shown[-1][0])
 
 
 # -- the index -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ with no position cannot be ranked: it is listed after the placed ones.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -89,23 +90,29 @@ def rank_sites(
         round(item[1].distance_km or 0.0, 6), item[0],
         STANDING_ORDER[item[1].recruitment.standing], item[1].site.facility.casefold(),
     ))
-    ranked: list[RankedSite] = []
-    start = 0
-    rank = 0
-    while start < len(placed):
-        end = start
-        while end < len(placed) and placed[end][0] == placed[start][0]:
-            end += 1
-        rank += 1
-        size = end - start
-        ranked.extend(
-            RankedSite(r.site, r.recruitment, r.distance_km, rank, size)
-            for _, r in placed[start:end]
-        )
-        start = end
+    ranks = shared_ranks([key for key, _r in placed])
+    ranked = [RankedSite(r.site, r.recruitment, r.distance_km, rank, size)
+              for (_key, r), (rank, size) in zip(placed, ranks, strict=True)]
     unplaced.sort(key=lambda r: (r.site.country.casefold(), r.site.city.casefold(),
                                  r.site.facility.casefold()))
     return ranked + unplaced
+
+
+def shared_ranks(keys: Sequence[Hashable]) -> list[tuple[int, int]]:
+    """For things already ordered from nearest, each one's (rank, group size): neighbours at
+    one position (the same `position_key`) are equally near and share a rank. Keys a, a, b
+    give (1, 2), (1, 2), (2, 1). Sites of a trial (`rank_sites`) and trials of a search are
+    ranked by this one rule."""
+    ranks: list[tuple[int, int]] = []
+    start, rank = 0, 0
+    while start < len(keys):
+        end = start
+        while end < len(keys) and keys[end] == keys[start]:
+            end += 1
+        rank += 1
+        ranks.extend([(rank, end - start)] * (end - start))
+        start = end
+    return ranks
 
 
 def within_limit(ranked: list[RankedSite], limit: int) -> list[RankedSite]:

@@ -763,7 +763,8 @@ def _search_hit_json(hit: TrialHit) -> dict[str, Any]:
         "distance_km": round(hit.distance_km, 1) if hit.distance_km is not None else None,
         "record_position": hit.position,
     }
-    return {**trial_json(hit.view), "site": site}
+    ranking = {"rank": hit.rank, "equally_near": hit.equally_near if hit.rank else 0}
+    return {**trial_json(hit.view), **ranking, "site": site}
 
 
 def search_notes(answer: SearchAnswer) -> list[str]:
@@ -816,10 +817,13 @@ def search_json(answer: SearchAnswer) -> dict[str, Any]:
         "trials": [_search_hit_json(h) for h in answer.hits],
         "unplaced_trials": [_search_hit_json(h) for h in answer.unplaced],
         "unplaced_total": answer.unplaced_total,
+        "more_equally_near": answer.more_equally_near,
     }
 
 
-def _search_hit_lines(number: int, hit: TrialHit) -> list[str]:
+def _search_hit_lines(number: int | None, hit: TrialHit) -> list[str]:
+    """A trial of the answer: numbered, or (``number`` None) as a member of a group of
+    equally near trials, its lines indented under the group's."""
     site, fresh = hit.site, hit.view.freshness
     where = site_where(site)
     facility = site.facility or _("(facility not named)")
@@ -832,14 +836,48 @@ def _search_hit_lines(number: int, hit: TrialHit) -> list[str]:
         site_line = _("   Nearest site: {facility} — {where} — {distance} — {status}").format(
             facility=facility, where=where, distance=distance_words(hit.distance_km),
             status=status)
-    return [
-        _("{number}. {nct_id}: {title}").format(number=number, nct_id=hit.nct_id,
-                                                 title=hit.trial.title),
+    details = [
         _("   {status}; record as of {when}").format(
             status=trial_status_line(hit.view),
             when=as_of_words(fresh.copy_label, fresh.copy_date, fresh.today)),
         site_line,
     ]
+    if number is None:
+        return [f"   - {hit.nct_id}: {hit.trial.title}", *("  " + line for line in details)]
+    return [_("{number}. {nct_id}: {title}").format(number=number, nct_id=hit.nct_id,
+                                                     title=hit.trial.title), *details]
+
+
+def equally_near_trials_words(site: Site, count: int) -> str:
+    """Why trials whose nearest sites share one position are equally near, said once."""
+    if site.precision is Precision.CITY and site.city:
+        return ngettext(
+            "{count} trial whose nearest site is placed at the centre of {city}",
+            "{count} trials whose nearest sites are placed at one point, the centre of {city} "
+            "(the records give no street address)", count).format(count=count, city=site.city)
+    return ngettext("{count} trial whose nearest site is at this point",
+                    "{count} trials whose nearest sites are placed at one point",
+                    count).format(count=count)
+
+
+def _search_ranked_lines(hits: tuple[TrialHit, ...]) -> list[str]:
+    """The placed trials by rank: one number per rank; a group of equally near trials under
+    one heading, its trials in identifier order (which says nothing of nearness)."""
+    lines: list[str] = []
+    index = 0
+    while index < len(hits):
+        first = hits[index]
+        group = hits[index:index + first.equally_near]
+        index += len(group)
+        if len(group) == 1:
+            lines.extend(_search_hit_lines(first.rank, first))
+            continue
+        lines.append(_("{rank}. Equally near, {distance}: {shared}").format(
+            rank=first.rank, distance=distance_words(first.distance_km or 0.0),
+            shared=equally_near_trials_words(first.site, len(group))))
+        for hit in group:
+            lines.extend(_search_hit_lines(None, hit))
+    return lines
 
 
 def search_text(answer: SearchAnswer) -> str:
@@ -869,13 +907,16 @@ def search_text(answer: SearchAnswer) -> str:
             else _("No trial has a matching site."))
         if recruiting:
             lines.append(_("Use --status all to see sites whatever their status."))
-    for number, hit in enumerate(answer.hits, start=1):
-        lines.extend(_search_hit_lines(number, hit))
+    lines.extend(_search_ranked_lines(answer.hits))
+    if answer.more_equally_near:
+        lines.append(_("More trials are as near as the last ones shown (listed by identifier, "
+                       "not by distance); use --limit to see more."))
     if answer.unplaced:
         lines.append("")
         lines.append(_("Trials whose matching sites have no known position (they may be near "
                        "you):"))
-        for number, hit in enumerate(answer.unplaced, start=len(answer.hits) + 1):
+        last_rank = answer.hits[-1].rank or 0 if answer.hits else 0
+        for number, hit in enumerate(answer.unplaced, start=last_rank + 1):
             lines.extend(_search_hit_lines(number, hit))
         more = answer.unplaced_total - len(answer.unplaced)
         if more > 0:

@@ -52,14 +52,14 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from trialfinder import clock
 from trialfinder.errors import BadInput, StoreError
 from trialfinder.i18n import _
-from trialfinder.nearest import EARTH_RADIUS_KM, haversine_km
+from trialfinder.nearest import EARTH_RADIUS_KM, haversine_km, position_key, shared_ranks
 from trialfinder.store import (
     SEARCH_CELL_BITS,
     Store,
@@ -399,6 +399,12 @@ class TrialHit:
     """The site's index in the trial's record."""
     distance_km: float | None
     """None for a site without a position."""
+    rank: int | None = None
+    """1 for the nearest trials, 2 for the next …: trials whose nearest matching sites share
+    one position are equally near and share a rank (`nearest.shared_ranks`). None for a
+    trial whose matching sites have no position."""
+    equally_near: int = 1
+    """How many trials of the answer share this rank (1: it is alone there)."""
 
     @property
     def nct_id(self) -> str:
@@ -430,6 +436,9 @@ class SearchAnswer:
     """With a condition, when most registry records of the store lack MeSH terms:
     (records without, registry records)."""
     today: date
+    more_equally_near: bool = False
+    """The ``limit`` cut a group of equally near trials: more are as near as the last ones
+    shown (which of them are shown is the identifiers' order, not nearness)."""
     placed_otherwise: int = 0
     """Stored trials placed by another version of the placing rules or gazetteer (an
     upgrade since): the answer ranks them by positions `nearest` would decide again, until
@@ -483,7 +492,8 @@ def search(
         place = resolution.place
         recruiting = status_key == "recruiting"
         with store.search_snapshot():
-            ranking = nearest_trials(store, place.latitude, place.longitude, limit=limit,
+            # One more than asked: whether the limit cuts a group of equally near trials.
+            ranking = nearest_trials(store, place.latitude, place.longitude, limit=limit + 1,
                                      radius_km=radius_km, recruiting_only=recruiting,
                                      condition=condition, today=day)
             filter_day = day if recruiting else None
@@ -509,6 +519,10 @@ def search(
                                 position, distance)
 
             hits = [h for d, n, p in ranking.ranked if (h := hit(n, p, d)) is not None]
+            keys = [position_key(h.site) for h in hits]
+            more_equally_near = len(hits) > limit and keys[limit] == keys[limit - 1]
+            hits = [replace(h, rank=rank, equally_near=size) for h, (rank, size)
+                    in zip(hits[:limit], shared_ranks(keys[:limit]), strict=True)]
             shown = [h for n, p, _here in unplaced[:limit] if (h := hit(n, p, None))]
             placed_otherwise = store.placed_otherwise_count(placing_version()) or 0
             terms_missing = None
@@ -530,5 +544,6 @@ def search(
         method=ranking.method,
         terms_missing=terms_missing,
         today=day,
+        more_equally_near=more_equally_near,
         placed_otherwise=placed_otherwise,
     )
