@@ -671,6 +671,11 @@ def test_country_names_follow_the_language_and_keep_what_cldr_does_not_know() ->
         assert address_words("Boston", "United States", zip_code="02115",
                              state="Massachusetts") == "Boston, 02115, Massachusetts, États-Unis"
         assert address_words("Lyon", None) == "Lyon"
+        # The registry's ISO forms that CLDR lacks are read by the gazetteer's names.
+        assert address_words("Seoul", "Korea, Republic of") == "Seoul, Corée du Sud"
+        assert address_words("Moscow", "Russian Federation") == "Moscow, Russie"
+        assert address_words("Nowhere", "Atlantis") == "Nowhere, Atlantis"
+    assert address_words("Seoul", "Korea, Republic of") == "Seoul, Korea, Republic of"
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

@@ -9,9 +9,18 @@ value is said the same way everywhere, in the current language. Pure: values in,
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from trialfinder.i18n import _, country_name, format_decimal, pgettext
+from trialfinder.i18n import (
+    DEFAULT_LANGUAGE,
+    _,
+    country_code,
+    country_name,
+    current_language,
+    format_decimal,
+    pgettext,
+)
 from trialfinder.models import Precision
 
 if TYPE_CHECKING:
@@ -156,9 +165,25 @@ def address_words(city: str | None, country: str | None, *, zip_code: str | None
                   state: str | None = None) -> str:
     """Where a site is, as every output writes it: "Lyon, France", or with what else the
     record gives, "Boston, 02115, Massachusetts, États-Unis"; the country as the current
-    language names it (a name CLDR does not know is kept as the record wrote it)."""
-    named = country_name(country) if country else None
+    language names it."""
+    named = _country_words(country) if country else None
     return ", ".join(p for p in (city, zip_code, state, named) if p)
+
+
+def _country_words(name: str) -> str:
+    """A record's country in the current language: CLDR's name, found from CLDR's own names
+    or, for the registry's ISO forms CLDR lacks ("Korea, Republic of", "Russian
+    Federation"), from the gazetteer's; a name neither knows is kept as written."""
+    if current_language() == DEFAULT_LANGUAGE or country_code(name) is not None:
+        return country_name(name)
+    return country_name(name, _indexed_country_code(name))
+
+
+@lru_cache(maxsize=1024)
+def _indexed_country_code(name: str) -> str | None:
+    from trialfinder.gazetteer import Gazetteer
+
+    return Gazetteer.bundled().country_code(name)
 
 
 def site_where(site: Site, *, full: bool = False) -> str:
