@@ -153,9 +153,13 @@ def test_suggestions_appear_as_you_type(visit: Any) -> None:
     page = v.page
     page.goto(v.base)
     page.locator("#place").press_sequentially("besan", delay=30)
-    page.wait_for_selector("#place-options option", state="attached")
+    # Options for an earlier prefix ("be") may show first on a slow machine: wait for the
+    # answer to "besan" itself (a timeout fails the test).
+    page.wait_for_function(
+        "() => { const o = document.querySelector('#place-options option');"
+        " return o !== null && o.value === 'Besançon'; }")
     values = page.eval_on_selector_all("#place-options option", "o => o.map(x => x.value)")
-    assert values[0] == "Besançon"
+    assert values[0] == "Besançon" and len(values) <= 8
     v.clean()
 
 
