@@ -441,6 +441,13 @@ def test_trials_at_one_position_share_a_rank_and_a_cut_group_is_said(tmp_path: P
     assert [(t["nct_id"], t["rank"]) for t in data["trials"]] == [
         ("NCT00000001", 1), ("NCT00000002", 1)]
     assert data["more_equally_near"] is True
+    french = runner.invoke(app, ["search", "--near", "Lyon", "--limit", "2", "--lang", "fr",
+                                 "--db", str(path)]).output.splitlines()
+    start = french.index(
+        "1. À égale distance, 0,2 km\u00a0: 2 essais dont les centres les plus proches "
+        "sont placés au même point, le centre-ville de Centre city (les fiches ne donnent pas "
+        "d'adresse précise)")
+    assert french[start + 1] == "   - NCT00000001\u00a0: A study"
     for limit in ("3", "4"):
         _code, data = _search(path, "--near", "Lyon", "--limit", limit)
         assert data["more_equally_near"] is False

@@ -843,7 +843,8 @@ def _search_hit_lines(number: int | None, hit: TrialHit) -> list[str]:
         site_line,
     ]
     if number is None:
-        return [f"   - {hit.nct_id}: {hit.trial.title}", *("  " + line for line in details)]
+        head = _("{nct_id}: {title}").format(nct_id=hit.nct_id, title=hit.trial.title)
+        return [f"   - {head}", *("  " + line for line in details)]
     return [_("{number}. {nct_id}: {title}").format(number=number, nct_id=hit.nct_id,
                                                      title=hit.trial.title), *details]
 
