@@ -406,7 +406,7 @@ def test_show_in_french(runner: CliRunner, rules_store: Path) -> None:
         "il y a plus de 2 ans. Confirmez le recrutement auprès du centre.",
     ]:
         assert french(expected) in lines
-    assert any(line.startswith("  - Brachytherapy (comparateur actif): ") for line in lines)
+    assert any(line.startswith("  - Brachytherapy (comparateur actif)\u00a0: ") for line in lines)
     assert "Qui peut participer" in lines and "Groupes et traitements" in lines
 
 

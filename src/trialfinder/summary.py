@@ -275,7 +275,9 @@ def summary_text(view: TrialView, *, width: int = 100) -> str:
     for arm in trial.arms:
         head = arm.label + (f" ({arm_type_words(arm.type)})" if arm.type else "")
         description = readable(arm.description)
-        lines.extend(textwrap.wrap(head + (f": {description}" if description else ""),
+        text = _("{arm}: {description}").format(arm=head, description=description) \
+            if description else head
+        lines.extend(textwrap.wrap(text,
                                    width=width, initial_indent="  - ", subsequent_indent="    "))
         lines.extend("      " + _("Intervention: {name}").format(name=i)
                      for i in arm.interventions)
