@@ -20,7 +20,7 @@ from map_fixtures import HOSTILE, sixteen_site_trial
 from trialfinder.cli import app as cli_app
 from trialfinder.gazetteer import Gazetteer
 from trialfinder.mapping import Tiles
-from trialfinder.models import Contact, Eligibility, Site, Source, Status, Trial
+from trialfinder.models import Arm, Contact, Eligibility, Site, Source, Status, Trial
 from trialfinder.store import Store
 from trialfinder.web.app import Settings, create_app
 
@@ -58,6 +58,8 @@ def hostile_trial(nct_id: str = OTHER, facility: str = "Centre <b>Hostile</b>") 
             criteria=f"Inclusion Criteria:\n\n* Adult {evil}\n\nExclusion Criteria:\n\n* None",
         ),
         verified_date="2025-02",
+        arms=(Arm(label=f"<u>Arm</u> {evil}", type="EXPERIMENTAL", description=f"Desc {evil}",
+                  interventions=(f"Drug {evil}",)),),
         sites=(
             Site(facility=facility, city="Dijon", country="France", status=Status.RECRUITING,
                  latitude=47.322, longitude=5.0415,
@@ -477,10 +479,12 @@ def test_hostile_records_are_text_everywhere(tmp_path: Path) -> None:
         assert "{{ 7*7 }}" in text  # shown, not evaluated
         assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202e]", text)
         tags = {tag for tag, _attrs in parse(text).elements}
-        assert "b" not in tags and "i" not in tags and "img" not in tags
+        assert not tags & {"b", "i", "u", "img"}
         scripts_are_ours(text, nonce_of(response))
     assert "Centre &lt;b&gt;Hostile&lt;/b&gt;" in pages[1].text
     assert "\ufffd]0;title\ufffd" in pages[2].text
+    assert "<strong>&lt;u&gt;Arm&lt;/u&gt; &lt;script&gt;" in pages[2].text  # the arm's label
+    assert "(experimental): Desc &lt;script&gt;" in pages[2].text
 
 
 def test_hostile_records_in_json_are_plain_json(tmp_path: Path) -> None:

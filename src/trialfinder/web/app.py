@@ -536,10 +536,16 @@ def _groups(answer: NearestAnswer, sites: list[dict[str, Any]]
 
 def _finalize(value: Any) -> Any:
     """Every value a template prints: control characters and bidi overrides from a record
-    become U+FFFD, as in the terminal (escaping is autoescape's job)."""
+    become U+FFFD, as in the terminal (escaping is autoescape's job). Markup stays markup
+    (a sentence built with `Markup.format`): the replacement cannot make a tag."""
+    from markupsafe import Markup
+
     from trialfinder.terminal import printable
 
-    return printable(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    shown = printable(value)
+    return Markup(shown) if isinstance(value, Markup) else shown
 
 
 def _environment() -> jinja2.Environment:
