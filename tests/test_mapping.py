@@ -372,3 +372,30 @@ def test_site_at_the_patients_position_is_fanned_out_and_cities_labelled(trial):
     labels = {label["label"] for label in data["labels"]}
     assert "Lyon" not in labels  # the patient's own label names it
     assert {"Paris", "Dijon", "Saint-Étienne"} <= labels
+
+
+def test_popups_reach_sites_by_the_one_rule(trial) -> None:
+    """A popup shows whom `contacts.reach` names: the site's own people with a phone or an
+    e-mail, else the trial's central contacts (said so), numbers linked in international
+    form only when they read as numbers."""
+    from trialfinder.models import Contact
+
+    sites = tuple(dataclasses.replace(s, contacts=()) for s in trial.sites)
+    sites = (dataclasses.replace(sites[0], contacts=(
+        Contact(name="Dr Own", phone="04 72 11 22 33"),
+        Contact(name="Desk", phone="ext. unknown")),), *sites[1:])
+    central = dataclasses.replace(trial, sites=sites, central_contacts=(
+        Contact(name="Study desk", phone="01 42 34 56 78", email="desk@example.org"),))
+    popups = [s["popup"] for s in page_data(mapping.build_map(central, today=date(2024, 1, 1)))
+              ["sites"]]
+    own = next(p for p in popups if "Dr Own" in p)
+    assert 'href="tel:+33472112233"' in own and "Study desk" not in own
+    assert "Desk, ext. unknown</div>" in own  # not a number: shown, not linked
+    others = [p for p in popups if "Dr Own" not in p]
+    assert others and all(
+        "<b>Contact (for the whole trial):</b> Study desk, "
+        '<a href="tel:+33142345678">01 42 34 56 78</a>' in p for p in others)
+    nobody = dataclasses.replace(central, central_contacts=())
+    popups = [s["popup"] for s in page_data(mapping.build_map(nobody, today=date(2024, 1, 1)))
+              ["sites"]]
+    assert not any("Contact" in p for p in popups if "Dr Own" not in p)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from trialfinder.i18n import N_, _, ngettext
 from trialfinder.models import Site, Trial
-from trialfinder.nearest import RankedSite, haversine_km, rank_sites
+from trialfinder.nearest import RankedSite, haversine_km, position_key, rank_sites
 from trialfinder.recruitment import Recruitment, Standing, StatusFrom
 from trialfinder.resources import data_path
 
@@ -422,11 +422,12 @@ def _site_entries(
                        if r.rank == first.rank and r.recruitment.recruiting}
 
     answers = [view.site_recruitment(site) for site in trial.sites]
-    positions = Counter(_position_key(s) for s in trial.sites if s.has_position)
+    positions = Counter(k for s in trial.sites if (k := position_key(s)) is not None)
     seen: defaultdict[tuple[float, float], int] = defaultdict(int)
     entries = []
     for i, site in enumerate(trial.sites):
         answer = answers[i]
+        key = position_key(site)
         category = CATEGORY_BY_KEY[answer.standing.value]
         entry: dict[str, Any] = {
             "lat": site.latitude if site.has_position else None,
@@ -435,14 +436,13 @@ def _site_entries(
             "colour": category.colour,
             "nearest": i in nearest,
             "tooltip": html.escape(_facility_name(site)),
-            "popup": _popup_html(site, answer, distances.get(i), place, nearest=i in nearest,
-                                 sharing=positions[_position_key(site)]
-                                 if site.has_position else 0),
+            "popup": _popup_html(site, trial, answer, distances.get(i), place,
+                                 nearest=i in nearest,
+                                 sharing=positions[key] if key is not None else 0),
             "_site": site,
             "_rank": order.index(i) if i in order else None,
         }
-        if site.has_position:
-            key = _position_key(site)
+        if key is not None:
             entry["group"], entry["slot"] = positions[key], seen[key]
             # A site exactly where the patient is would hide under (or hide) the patient.
             entry["aroundPatient"] = place is not None and key == _point_key(
@@ -460,6 +460,7 @@ def _position_key(site: Site) -> tuple[float, float]:
 
 
 def _point_key(latitude: float, longitude: float) -> tuple[float, float]:
+    """A point compared as `nearest.position_key` compares sites' positions."""
     return (round(latitude, 6), round(longitude, 6))
 
 
@@ -469,7 +470,10 @@ def _place_labels(placed: list[dict[str, Any]], place: Place | None) -> list[dic
     cities: dict[tuple[float, float], list[str]] = {}
     for entry in placed:
         site = entry["_site"]
-        names = cities.setdefault(_position_key(site), [])
+        key = position_key(site)
+        if key is None:
+            continue
+        names = cities.setdefault(key, [])
         if site.city and site.city not in names:
             names.append(site.city)
     patient = _point_key(place.latitude, place.longitude) if place is not None else None
@@ -511,6 +515,7 @@ def _facility_name(site: Site) -> str:
 
 def _popup_html(
     site: Site,
+    trial: Trial,
     answer: Recruitment,
     distance_km: float | None,
     place: Place | None,
@@ -518,6 +523,7 @@ def _popup_html(
     nearest: bool,
     sharing: int,
 ) -> str:
+    from trialfinder.contacts import reach, tel_uri
     from trialfinder.recruitment import status_source_words, status_words
     from trialfinder.render import position_text, shared_words
     from trialfinder.words import distance_words, site_where
@@ -548,13 +554,15 @@ def _popup_html(
         f'<div><b>{e(status_label)}</b> <span class="tf-dot" '
         f'style="background:{category.colour}"></span>{e(status_words(answer))}{source}</div>'
     )
-    for contact in site.contacts:
-        if contact.is_investigator and not (contact.phone or contact.email):
-            continue
+    found = reach(site, trial)
+    if found.scope == "trial":
+        contact_label = _("Contact (for the whole trial):")
+    for contact in found.contacts:
         bits = [e(contact.display)]
         if contact.phone:
-            tel = re.sub(r"[^0-9+]", "", contact.phone)
-            bits.append(f'<a href="tel:{e(tel)}">{e(contact.phone)}</a>')
+            tel = tel_uri(contact.phone, site.country)
+            bits.append(f'<a href="{e(tel)}">{e(contact.phone)}</a>' if tel
+                        else e(contact.phone))
         if contact.email:
             bits.append(f'<a href="mailto:{e(contact.email)}">{e(contact.email)}</a>')
         parts.append(f"<div><b>{e(contact_label)}</b> {', '.join(bits)}</div>")
