@@ -874,17 +874,14 @@ def mark_shared_positions(sites: Iterable[Site]) -> list[Site]:
     Ranking cannot tell them apart by distance; `nearest.rank_sites` orders them by status
     (recruiting, then other known statuses, then unknown) and then by facility name.
     """
+    from trialfinder.nearest import position_key
+
     sites = list(sites)
-    counts = Counter(
-        (round(s.latitude, 6), round(s.longitude, 6))  # type: ignore[arg-type]
-        for s in sites
-        if s.has_position
-    )
+    keys = [position_key(s) for s in sites]
+    counts = Counter(k for k in keys if k is not None)
     marked = []
-    for s in sites:
-        shared = s.has_position and counts[
-            (round(s.latitude, 6), round(s.longitude, 6))  # type: ignore[arg-type]
-        ] > 1
+    for s, key in zip(sites, keys, strict=True):
+        shared = key is not None and counts[key] > 1
         marked.append(s if s.shared_position == shared
                       else dataclasses.replace(s, shared_position=shared))
     return marked
