@@ -7,7 +7,7 @@ CLI answer, the JSON (`reach` of each site), the referral sheet and the web page
 what `reach` gives.
 
 Phone numbers are read with the `phonenumbers` library, in the region of the site's country
-(`Gazetteer.country_code`): `same_phone` tells "03 22 45 59 14" and "+33 3 22 45 59 14" are
+(`gazetteer.record_country_code`): `same_phone` tells "03 22 45 59 14" and "+33 3 22 45 59 14" are
 one number (a sync records no change), `tel_uri` links a number for a phone
 ("tel:+33322455914").
 """
@@ -73,25 +73,16 @@ def e164(phone: str, country: str | None = None) -> str | None:
     """The number in E.164 form ("+33322455914", ";ext=…" appended), or None."""
     import phonenumbers
 
+    from trialfinder.gazetteer import record_country_code
+
     try:
-        number = phonenumbers.parse(phone, region_of(country))
+        number = phonenumbers.parse(phone, record_country_code(country))
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(number):
         return None
     text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return f"{text};ext={number.extension}" if number.extension else text
-
-
-@lru_cache(maxsize=512)
-def region_of(country: str | None) -> str | None:
-    """The ISO region code of a country as a record names it ("France" -> "FR", "Korea,
-    Republic of" -> "KR"): the gazetteer's country names; None when unknown."""
-    if not country or not country.strip():
-        return None
-    from trialfinder.gazetteer import Gazetteer
-
-    return Gazetteer.bundled().country_code(country)
 
 
 def digits(phone: str | None) -> str:

@@ -1048,6 +1048,13 @@ def _mean(hits: list[_Hit]) -> Place:
     return _replace(hits[0].place, latitude=round(lat, 5), longitude=round(lon, 5))
 
 
+@lru_cache(maxsize=1024)
+def record_country_code(country: str | None) -> str | None:
+    """The ISO 3166-1 code of a country as a record names it ("France" -> "FR", "Korea,
+    Republic of" -> "KR"), by the bundled index's names; None when unknown."""
+    return _bundled().country_code(country)
+
+
 def same_country(place: Place, site_country: str | None) -> bool:
     """Whether a site in `site_country` is in the patient's country (the bundled index);
     France and its overseas departments and collectivities count as one country."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from trialfinder.i18n import N_, _, ngettext
 from trialfinder.models import Site, Trial
-from trialfinder.nearest import RankedSite, haversine_km, position_key, rank_sites
+from trialfinder.nearest import RankedSite, haversine_km, point_key, position_key, rank_sites
 from trialfinder.recruitment import Recruitment, Standing, StatusFrom
 from trialfinder.resources import data_path
 
@@ -445,7 +445,7 @@ def _site_entries(
         if key is not None:
             entry["group"], entry["slot"] = positions[key], seen[key]
             # A site exactly where the patient is would hide under (or hide) the patient.
-            entry["aroundPatient"] = place is not None and key == _point_key(
+            entry["aroundPatient"] = place is not None and key == point_key(
                 place.latitude, place.longitude
             )
             seen[key] += 1
@@ -453,15 +453,6 @@ def _site_entries(
                 entry["distance"] = round(distances[i], 1)
         entries.append(entry)
     return entries
-
-
-def _position_key(site: Site) -> tuple[float, float]:
-    return _point_key(site.latitude, site.longitude)  # type: ignore[arg-type]
-
-
-def _point_key(latitude: float, longitude: float) -> tuple[float, float]:
-    """A point compared as `nearest.position_key` compares sites' positions."""
-    return (round(latitude, 6), round(longitude, 6))
 
 
 def _place_labels(placed: list[dict[str, Any]], place: Place | None) -> list[dict[str, Any]]:
@@ -476,7 +467,7 @@ def _place_labels(placed: list[dict[str, Any]], place: Place | None) -> list[dic
         names = cities.setdefault(key, [])
         if site.city and site.city not in names:
             names.append(site.city)
-    patient = _point_key(place.latitude, place.longitude) if place is not None else None
+    patient = point_key(place.latitude, place.longitude) if place is not None else None
     return [
         {"lat": lat, "lon": lon, "label": html.escape(" / ".join(names))}
         for (lat, lon), names in cities.items()

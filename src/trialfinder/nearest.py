@@ -37,7 +37,12 @@ def position_key(site: Site) -> tuple[float, float] | None:
     """The site's position as compared for ties (to about 0.1 m); None when unplaced."""
     if site.latitude is None or site.longitude is None:
         return None
-    return (round(site.latitude, 6), round(site.longitude, 6))
+    return point_key(site.latitude, site.longitude)
+
+
+def point_key(latitude: float, longitude: float) -> tuple[float, float]:
+    """A point as positions are compared (to about 0.1 m)."""
+    return (round(latitude, 6), round(longitude, 6))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +57,6 @@ class RankedSite:
     rank. None for a site with no position."""
     group_size: int = 1
     """How many of the ranked sites share this site's position (1: it is alone there)."""
-
-    @property
-    def equally_near(self) -> bool:
-        return self.group_size > 1
 
 
 def rank_sites(

@@ -107,12 +107,12 @@ def trial_view(
     Only given a client (--online) are the sites placed again, Nominatim added to the chain;
     the positions it decides are then kept in the store (`geocode.keep_positions`) for every
     later offline answer. ``geocoder``: place the sites with this one instead (tests)."""
-    notes: tuple[str, ...] = ()
     if client is None and geocoder is None:  # offline: the positions as kept
-        return TrialView(load_trial(nct_id, db), notes, today or clock.today())
+        return load_view(nct_id, db, today=today)
     from trialfinder.geocode import keep_positions
     from trialfinder.store import using_store
 
+    notes: tuple[str, ...] = ()
     # Online answers are cached in the store (Nominatim's usage policy asks clients to cache).
     with using_store(db, create=client is not None) as store:
         trial = load_trial(nct_id, store)
@@ -126,7 +126,8 @@ def trial_view(
 
 
 def load_view(nct_id: str, db: StoreLike, *, today: date | None = None) -> TrialView:
-    """The store's record (else the bundled one) as the rules read it; sites not placed."""
+    """The store's record (else the bundled one) as the rules read it, its sites where the
+    store keeps them (offline)."""
     return TrialView(load_trial(nct_id, db), today=today or clock.today())
 
 

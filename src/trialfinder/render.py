@@ -25,6 +25,7 @@ from trialfinder.recruitment import (
     Standing,
     StatusFrom,
     status_source_words,
+    status_with_source,
     status_words,
 )
 from trialfinder.words import (
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
     from trialfinder.queries import NearestAnswer, TrialView
 
 
-
-
 def place_json(place: Place) -> dict[str, Any]:
     return {
         "name": place.name,
@@ -63,20 +62,6 @@ def place_json(place: Place) -> dict[str, Any]:
 
 
 # --- the rules in words (status: recruitment.py; age: freshness.py) ------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def as_of_text(source: Source) -> str:
@@ -122,10 +107,10 @@ def shared_words(site: Site, count: int) -> str:
                     count).format(count=count)
 
 
-def status_line(answer: Recruitment) -> str:
+def status_line(answer: Recruitment, words: str | None = None) -> str:
     """"Status: Recruiting", or the phrase alone when it says itself ("Status unknown (…)",
-    "No status in the record")."""
-    words = status_words(answer)
+    "No status in the record"). ``words``: the status in other words (with its source)."""
+    words = status_words(answer) if words is None else words
     if answer.standing in (Standing.UNKNOWN, Standing.NOT_STATED) and answer.status_from in (
         StatusFrom.TRIAL, StatusFrom.NONE, StatusFrom.LISTING_ONLY
     ):
@@ -136,10 +121,7 @@ def status_line(answer: Recruitment) -> str:
 def status_detail_line(answer: Recruitment, site: Site | None) -> str:
     """"Status: Recruiting (the trial's status; the record gives none for this site)"; a
     listing page's words say their source themselves."""
-    if answer.status_from is StatusFrom.PAGE:
-        return status_line(answer)
-    return _("{status} ({source})").format(
-        status=status_line(answer), source=status_source_words(answer, site))
+    return status_line(answer, status_with_source(answer, site))
 
 
 def trial_status_line(view: TrialView) -> str:
@@ -208,7 +190,7 @@ def trial_json(view: TrialView) -> dict[str, Any]:
 
 
 def site_json(site: Site, answer: Recruitment, ranked: RankedSite | None = None,
-              *, with_distance: bool = False, trial: Trial | None = None) -> dict[str, Any]:
+              *, trial: Trial | None = None) -> dict[str, Any]:
     """One site: where, its status by the rule (``status`` is the registry value it rests on,
     or null), and, in an answer, its distance and rank (equally near sites share one); with
     its ``trial``, how to reach it (`contacts.reach`: whom, phone links included)."""
@@ -223,11 +205,11 @@ def site_json(site: Site, answer: Recruitment, ranked: RankedSite | None = None,
         **recruitment_json(answer, site),
         "recorded_status": site.status.value if site.status else None,
     }
-    if with_distance:
-        distance = ranked.distance_km if ranked is not None else None
+    if ranked is not None:
+        distance = ranked.distance_km
         data["distance_km"] = round(distance, 1) if distance is not None else None
-        data["rank"] = ranked.rank if ranked is not None else None
-        data["equally_near"] = ranked.group_size if ranked is not None and ranked.rank else 0
+        data["rank"] = ranked.rank
+        data["equally_near"] = ranked.group_size if ranked.rank else 0
     data.update(
         {
             "latitude": site.latitude,
@@ -278,7 +260,7 @@ def nearest_json(answer: NearestAnswer, *, terminal: bool = True) -> dict[str, A
         "place_alternatives": [p.label for p in answer.resolution.alternatives],
         "trial": trial_json(view),
         "warnings": warnings(view, terminal=terminal),
-        "sites": [site_json(r.site, r.recruitment, r, with_distance=True, trial=view.trial)
+        "sites": [site_json(r.site, r.recruitment, r, trial=view.trial)
                   for r in answer.ranked],
         "sites_matching": answer.total_matching,
         "sites_unplaced": len(answer.unplaced),
@@ -749,8 +731,6 @@ if TYPE_CHECKING:
 
 def _search_site_status(hit: TrialHit) -> str:
     """The site's status, and where it comes from unless it is the site's own."""
-    from trialfinder.recruitment import status_with_source
-
     answer = hit.site_recruitment
     if answer.status_from is StatusFrom.SITE:
         return status_words(answer)

@@ -113,6 +113,9 @@ class Ranking:
     method: str
     """"tree" (best-first over the index), "direct" (the matching trials' sites read
     directly) or "scan" (no index: every placed site read)."""
+    matched: frozenset[str] | None = None
+    """A scan with a condition: the trials whose text holds it (read once, for the trials
+    whose matching sites are unplaced too)."""
 
 
 class _Match:
@@ -256,7 +259,7 @@ def _exact(
 
 def _rank_filtered(
     store: Store, latitude: float, longitude: float, limit: int, radius_km: float | None,
-    day: date | None, *, keys: set[int] | None = None, nct_ids: set[str] | None = None,
+    day: date | None, *, keys: set[int] | None = None, nct_ids: frozenset[str] | None = None,
 ) -> list[Ranked]:
     """The ``limit`` nearest trials among these (by key, by identifier, or all), every
     matching site read: SQLite finds each trial's nearest site, then the few trials that
@@ -335,12 +338,13 @@ def nearest_trials(
     if method == "scan":
         matched = None
         if phrase is not None:
-            matched = {n for n, text in store.search_texts() if text_matches(phrase, text)}
+            matched = frozenset(n for n, text in store.search_texts()
+                                if text_matches(phrase, text))
             if not matched:
-                return Ranking([], 0, "scan")
+                return Ranking([], 0, "scan", matched)
         ranked = _rank_filtered(store, latitude, longitude, limit, radius_km, day,
                                 nct_ids=matched)
-        return Ranking(ranked, None if matched is None else len(matched), "scan")
+        return Ranking(ranked, None if matched is None else len(matched), "scan", matched)
     if not store.search_index_ready:
         raise StoreError(_("The search index is not available in this store"))
 
@@ -501,9 +505,7 @@ def search(
             if ranking.matching == 0:
                 unplaced = []
             elif ranking.method == "scan" or phrase is None:
-                ids = None
-                if phrase is not None:
-                    ids = [n for n, t in store.search_texts() if text_matches(phrase, t)]
+                ids = sorted(ranking.matched) if ranking.matched is not None else None
                 unplaced = store.search_unplaced(filter_day, place.country_name, nct_ids=ids)
             else:
                 unplaced = store.search_unplaced(filter_day, place.country_name,

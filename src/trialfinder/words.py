@@ -9,7 +9,6 @@ value is said the same way everywhere, in the current language. Pure: values in,
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from trialfinder.i18n import (
@@ -176,14 +175,9 @@ def _country_words(name: str) -> str:
     Federation"), from the gazetteer's; a name neither knows is kept as written."""
     if current_language() == DEFAULT_LANGUAGE or country_code(name) is not None:
         return country_name(name)
-    return country_name(name, _indexed_country_code(name))
+    from trialfinder.gazetteer import record_country_code
 
-
-@lru_cache(maxsize=1024)
-def _indexed_country_code(name: str) -> str | None:
-    from trialfinder.gazetteer import Gazetteer
-
-    return Gazetteer.bundled().country_code(name)
+    return country_name(name, record_country_code(name))
 
 
 def site_where(site: Site, *, full: bool = False) -> str:
