@@ -114,3 +114,17 @@ def test_no_recruiting_site_is_said(tmp_path: Path) -> None:
         store.save_trial(trial, None)
     page = referral_html(build_referral("NCT01234568", "Lyon", path))
     assert "No site of this trial is recorded as recruiting." in page
+
+
+def test_a_place_abroad_names_its_country_once_in_the_reader_s_language() -> None:
+    """The sheet's heading is the place as every answer titles it (`words.place_title`):
+    "Valencia, Spain", never "Valencia, Spain, Spain"; in French "Valencia, Espagne"."""
+    from trialfinder.i18n import language
+
+    sheet = _text(referral_html(build_referral("NCT02260505", "Valencia, Spain", None)))
+    assert "Nearest recruiting sites to Valencia, Spain" in sheet
+    assert "Spain, Spain" not in sheet
+    with language("fr"):
+        french = _text(referral_html(build_referral("NCT02260505", "Valencia, Spain", None)))
+    assert "Centres qui recrutent les plus proches de Valencia, Espagne" in french
+    assert "Espagne, Spain" not in french and "Spain" not in french

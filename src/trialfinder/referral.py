@@ -193,7 +193,7 @@ def referral_html(referral: Referral) -> str:
     from trialfinder.freshness import age_sentence
     from trialfinder.recruitment import Standing, status_words
     from trialfinder.render import as_of_text, warnings
-    from trialfinder.words import record_source_words
+    from trialfinder.words import place_title, record_source_words
 
     answer = referral.answer
     view = answer.view
@@ -250,9 +250,8 @@ def referral_html(referral: Referral) -> str:
             + "</div>"
         )
 
-    parts.append("<h2>{}</h2>".format(_e(_("Nearest recruiting sites to {place}, {country}")
-                                          .format(place=place.label,
-                                                  country=place.country_name))))
+    parts.append("<h2>{}</h2>".format(_e(_("Nearest recruiting sites to {place}")
+                                          .format(place=place_title(place)))))
     placed, unplaced = answer.placed, answer.unplaced
     if placed:
         parts.append('<div class="sites">')
