@@ -760,3 +760,25 @@ def test_how_to_reach_a_site_is_one_rule_in_every_output(tmp_path: Path) -> None
     assert "Contact (for the whole trial): Trial office" in page
     sheet = referral_html(build_referral(OTHER, "Dijon", db))
     assert "see the central contacts" in sheet and sheet.count("tel. 03 80 29 30 31") == 1
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_plain_age_of_a_fresh_record_is_not_a_warning_in_any_language(
+    tmp_path: Path, lang: str
+) -> None:
+    """A fresh copy gets the plain age line, styled as such (not as a warning), in French
+    as in English: whether a line warns comes from the rule that wrote it, not from
+    comparing sentences (a listing page's source is named in the reader's language)."""
+    import dataclasses
+
+    listing = dataclasses.replace(hostile_trial(), source=Source(
+        kind="listing", description="CenterWatch-style listing page", as_of="2025-02-01"))
+    db = store_with(tmp_path / "s.sqlite", listing)
+    with TestClient(create_app(Settings(db_path=db, trials=(OTHER,)))) as client:
+        pages = [client.get(f"/trial/{OTHER}", params={"lang": lang}),
+                 client.get("/nearest", params={"place": "Dijon", "trial": OTHER,
+                                                "lang": lang})]
+    for page in pages:
+        assert page.status_code == 200
+        assert len(re.findall(r'<p class="age">', page.text)) == 1
+        assert '<p class="warning">' not in page.text

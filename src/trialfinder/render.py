@@ -462,17 +462,23 @@ def _limit_lines(answer: NearestAnswer) -> list[str]:
 def age_lines(view: TrialView, *, terminal: bool = True) -> list[str]:
     """How old the information is, said once: the warning and the caution when they apply
     (each names its date), else the plain age; then the notes from placing the sites."""
+    return [line for line, _warns in age_notes(view, terminal=terminal)]
+
+
+def age_notes(view: TrialView, *, terminal: bool = True) -> list[tuple[str, bool]]:
+    """`age_lines`, each marked True when it warns (anything but the plain age)."""
     fresh = view.freshness
     warning = copy_warning(fresh, view.trial.nct_id, terminal=terminal)
     caution = sponsor_caution(fresh)
     lines = []
     if warning:
-        lines.append(_("Warning: {warning}").format(warning=warning))
+        lines.append((_("Warning: {warning}").format(warning=warning), True))
     if caution:
-        lines.append(_("Caution: {caution}").format(caution=caution))
+        lines.append((_("Caution: {caution}").format(caution=caution), True))
     if not lines:
-        lines.append(age_sentence(fresh, record_source_words(view.trial.source.description)))
-    lines.extend(_("Warning: {warning}").format(warning=n) for n in view.notes)
+        lines.append((age_sentence(fresh, record_source_words(view.trial.source.description)),
+                      False))
+    lines.extend((_("Warning: {warning}").format(warning=n), True) for n in view.notes)
     return lines
 
 

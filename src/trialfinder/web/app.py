@@ -375,6 +375,7 @@ class Web:
         )
         from trialfinder import words
         from trialfinder.models import Precision
+        from trialfinder.render import age_notes
 
         placed, unplaced = _groups(answer, data["sites"])
         trial = answer.view.trial
@@ -382,7 +383,7 @@ class Web:
             ask, "nearest.html", data=data, groups=placed, unplaced=unplaced,
             place_title=words.place_title(answer.resolution.place),
             place_precision=words.precision_words(Precision(data["place"]["precision"])),
-            age_lines=_age_lines(answer.view),
+            age_lines=age_notes(answer.view, terminal=False),
             shown=len(answer.placed), map_html=map_html,
             trial_link=self.link(f"/trial/{trial.nct_id}", ask),
             tiles_host=_host(self.settings.tiles.url) if self.settings.tiles else None,
@@ -397,7 +398,7 @@ class Web:
             ask, "trial.html", trial=view.trial, summary=summary.summary_json(view, terminal=False),
             sites=render.sites_json(view, terminal=False)["sites"],
             main_country=_main_country(view.trial),
-            age_lines=_age_lines(view),
+            age_lines=render.age_notes(view, terminal=False),
             csv_link=self.link(f"/trial/{nct}/sites.csv", ask),
             referral_action=f"/trial/{nct}/referral",
         )
@@ -570,16 +571,6 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["field_words"] = words.field_words
     return env
-
-
-def _age_lines(view: TrialView) -> list[tuple[str, bool]]:
-    """`render.age_lines` for a patient, each line marked True when it warns (anything but
-    the plain age)."""
-    from trialfinder.freshness import age_sentence
-    from trialfinder.render import age_lines
-
-    plain = age_sentence(view.freshness, view.trial.source.description)
-    return [(line, line != plain) for line in age_lines(view, terminal=False)]
 
 
 def _section_heading(section: dict[str, Any]) -> str:
