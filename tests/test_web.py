@@ -446,6 +446,10 @@ def test_unknown_and_malformed_trials(client: TestClient) -> None:
     """A trial the server does not have is a 404 page; a malformed id a 400; ?trial= too."""
     assert client.get("/trial/NCT00000001").status_code == 404
     assert "This server has no record of the trial" in client.get("/trial/NCT00000001").text
+    # The trial named is the one asked for in the path, not the page's default trial.
+    assert "no record of the trial NCT00000001." in client.get("/trial/NCT00000001").text
+    assert "no record of the trial NCT00000001." in client.post(
+        "/trial/NCT00000001/referral", data={"place": "Lyon"}).text
     assert client.get("/trial/NCT1").status_code == 400
     assert client.get("/?trial=NCT00000001").status_code == 404
     assert client.get("/nowhere").status_code == 404

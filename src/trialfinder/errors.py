@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trialfinder.gazetteer import Place
+    from trialfinder.nearest import RankedSite
+
 
 class TrialFinderError(Exception):
     """Base of every error a user can act on. The message is shown as is, on one line."""
@@ -37,11 +43,21 @@ class UnknownPlace(TrialFinderError):
 
 
 class OutOfReach(TrialFinderError):
-    """The place resolved, but no site of the trial is within the distance asked for."""
+    """The place resolved, but no site of the trial is within the distance asked for: the
+    place, the nearest site and the distance asked, for an interface to word it its way."""
+
+    def __init__(self, message: str, place: Place, nearest: RankedSite, max_km: float) -> None:
+        super().__init__(message)
+        self.place, self.nearest, self.max_km = place, nearest, max_km
 
 
 class TrialNotFound(TrialFinderError):
-    """No record of this trial in the store nor in the bundled data, or 404 from the registry."""
+    """No record of this trial in the store nor in the bundled data, or 404 from the registry;
+    ``nct_id``: the trial (None when no particular trial was asked for)."""
+
+    def __init__(self, message: str, nct_id: str | None = None) -> None:
+        super().__init__(message)
+        self.nct_id = nct_id
 
 
 class ListingError(TrialFinderError):

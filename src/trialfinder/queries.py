@@ -179,7 +179,8 @@ def nearest(
         reachable = [r for r in ranked if r.distance_km is None or r.distance_km <= max_km]
         placed = [r for r in ranked if r.distance_km is not None]
         if placed and not any(r.distance_km is not None for r in reachable):
-            raise OutOfReach(_out_of_reach_message(view.trial, resolution, placed[0], max_km))
+            raise OutOfReach(_out_of_reach_message(view.trial, resolution, placed[0], max_km),
+                             resolution.place, placed[0], max_km)
         ranked = reachable
     shown = within_limit(ranked, limit)
     unplaced = [r for r in ranked if r.rank is None]

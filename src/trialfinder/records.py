@@ -93,7 +93,7 @@ def _bundled_or_not_found(nct_id: str) -> Trial:
         return bundled
     raise TrialNotFound(_(
         "No record of {nct} here; fetch it with `trialfinder sync {nct}` (needs network)"
-    ).format(nct=nct_id))
+    ).format(nct=nct_id), nct_id)
 
 
 def _bundled_with_cache(nct_id: str, store: Store | None) -> Trial | None:

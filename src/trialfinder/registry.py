@@ -313,9 +313,10 @@ class RegistryClient:
         answer = self._fetch(f"/studies/{nct}", nct)
         if answer.status == 404:
             if self.base_url == DEFAULT_BASE_URL:
-                raise TrialNotFound(_("No study {nct} in ClinicalTrials.gov").format(nct=nct))
+                raise TrialNotFound(_("No study {nct} in ClinicalTrials.gov").format(nct=nct),
+                                    nct)
             raise TrialNotFound(_("No study {nct} in ClinicalTrials.gov (at {url})").format(
-                nct=nct, url=self.base_url))
+                nct=nct, url=self.base_url), nct)
         if answer.status == 400:
             raise InvalidTrialId(nct, _(
                 "ClinicalTrials.gov rejected '{nct}' as malformed: {answer}"

@@ -229,36 +229,16 @@ class Web:
             return _("That is too much text for a place.")
         if isinstance(error, TrialNotFound):
             return _("This server has no record of the trial {nct_id}.").format(
-                nct_id=ask.trial_id or self.settings.trials[0]
+                nct_id=error.nct_id or ask.trial_id or self.settings.trials[0]
             )
         if isinstance(error, OutOfReach):
-            return self.out_of_reach(ask)
+            return _out_of_reach_words(error)
         if isinstance(error, StoreError):
             return _("The trial records cannot be read right now. Please try again later.")
         from trialfinder.text import one_line
 
         return one_line(str(error))
 
-    def out_of_reach(self, ask: Ask) -> str:
-        """No site within reach: say how far the nearest is, without command-line advice."""
-        from trialfinder import queries
-        from trialfinder.words import place_title
-
-        view = self.view(ask)
-        answer = queries.nearest(ask.get("place"), view.trial.nct_id, None, limit=1,
-                                 view=view, max_km=40100)
-        place = place_title(answer.resolution.place)
-        if not answer.ranked or answer.ranked[0].distance_km is None:
-            return _("No centre of this trial is near {place}.").format(place=place)
-        first = answer.ranked[0]
-        return _(
-            "No centre of this trial is within {km} km of {place}: the nearest, {facility} "
-            "({city}), is {distance} km away."
-        ).format(
-            km=format_decimal(queries.DEFAULT_MAX_KM, 0), place=place,
-            facility=first.site.facility or first.site.city, city=first.site.city,
-            distance=format_decimal(first.distance_km or 0.0, 0),
-        )
 
     def error_page(self, ask: Ask, error: TrialFinderError) -> Response:
         status = http_status(error)
@@ -588,6 +568,21 @@ def _where(site: dict[str, Any]) -> str:
     from trialfinder.words import address_words
 
     return address_words(site.get("city"), site.get("country"))
+
+
+def _out_of_reach_words(error: OutOfReach) -> str:
+    """No site within reach: how far the nearest is, without command-line advice."""
+    from trialfinder.words import place_title
+
+    site = error.nearest.site
+    return _(
+        "No centre of this trial is within {km} km of {place}: the nearest, {facility} "
+        "({city}), is {distance} km away."
+    ).format(
+        km=format_decimal(error.max_km, 0), place=place_title(error.place),
+        facility=site.facility or site.city, city=site.city,
+        distance=format_decimal(error.nearest.distance_km or 0.0, 0),
+    )
 
 
 def _main_country(trial: Trial) -> str | None:
