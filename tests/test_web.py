@@ -436,6 +436,10 @@ def test_trial_page_lists_criteria_sites_and_offers_csv_and_referral(
     sheet = client.post(f"/trial/{NCT}/referral", data={"place": "Besancon"})
     assert sheet.status_code == 200
     assert "CHRU de Besançon - Hôpital Minjoz" in sheet.text and "Besancon" not in sheet.text
+    # Advice for a person reading it, not commands to run (the CLI's sheet keeps them).
+    assert "trialfinder sync" not in sheet.text
+    assert "<p>not in this record (listing page): see the registry.</p>" in sheet.text
+    assert "Confirm with the site before you go." in sheet.text
     for place in ("", "Xqzwv"):
         refused = client.post(f"/trial/{NCT}/referral", data={"place": place})
         assert refused.status_code == 422

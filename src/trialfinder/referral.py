@@ -28,7 +28,7 @@ from trialfinder.text import fold
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer
     from trialfinder.nearest import RankedSite
-    from trialfinder.queries import NearestAnswer
+    from trialfinder.queries import NearestAnswer, TrialView
     from trialfinder.store import StoreLike
 
 SITES_ON_SHEET = 3
@@ -50,18 +50,18 @@ def build_referral(
     place_query: str,
     db: StoreLike,
     *,
-    sites: int = SITES_ON_SHEET,
     gazetteer: Gazetteer | None = None,
     today: date | None = None,
+    view: TrialView | None = None,
 ) -> Referral:
     """The sheet's content: the trial (store, else bundled) and its nearest recruiting sites
-    (``db``: an open `Store`, a path, or None)."""
+    (``db``: an open `Store`, a path, or None; ``view``: the trial already loaded)."""
     from trialfinder import queries
 
     today = today or clock.today()
     answer = queries.nearest(
-        place_query, nct_id, db, limit=sites, include_all=False, gazetteer=gazetteer,
-        today=today,
+        place_query, nct_id, db, limit=SITES_ON_SHEET, include_all=False, gazetteer=gazetteer,
+        today=today, view=view,
     )
     return Referral(answer=answer, generated=today)
 
@@ -189,7 +189,9 @@ def _site_html(ranked: RankedSite, trial: Trial) -> str:
     )
 
 
-def referral_html(referral: Referral) -> str:
+def referral_html(referral: Referral, *, terminal: bool = True) -> str:
+    """The sheet as one HTML page. ``terminal`` False (the web page): advice for a person
+    reading it, not commands to run."""
     from trialfinder.freshness import age_sentence
     from trialfinder.recruitment import Standing, status_words
     from trialfinder.render import as_of_text, warnings
@@ -234,13 +236,13 @@ def referral_html(referral: Referral) -> str:
         '<p class="meta">{}</p>'.format(
             _e(_("Registry: {url}").format(url=trial.registry_url))),
     ]
-    parts += [f'<div class="warn">{_e(w)}</div>' for w in warnings(view)]
+    parts += [f'<div class="warn">{_e(w)}</div>' for w in warnings(view, terminal=terminal)]
 
     parts.append("<h2>{}</h2>".format(_e(_("Key eligibility criteria"))))
     if e is None:
-        parts.append("<p>{}</p>".format(_e(_(
-            "{missing}: run `trialfinder sync {nct_id}` for the registry record, or see the "
-            "registry.").format(missing=missing, nct_id=trial.nct_id))))
+        advice = (_("{missing}: run `trialfinder sync {nct_id}` for the registry record, or see "
+                    "the registry.") if terminal else _("{missing}: see the registry."))
+        parts.append(f"<p>{_e(advice.format(missing=missing, nct_id=trial.nct_id))}</p>")
     else:
         criteria = parse_criteria(e.criteria)
         parts.append(

@@ -399,8 +399,9 @@ class Web:
         view = self.view(ask, ask.request.path_params["nct_id"])
         if not ask.get("place").strip():
             return self.plain_error(ask, 422, _("Type a town or a postal code."))
-        sheet = build_referral(view.trial.nct_id, ask.get("place"), self.settings.db_path)
-        return HTMLResponse(referral_html(sheet))
+        sheet = build_referral(view.trial.nct_id, ask.get("place"), self.settings.db_path,
+                               view=view)
+        return HTMLResponse(referral_html(sheet, terminal=False))
 
     # ------------------------------------------------------------------ API
 
