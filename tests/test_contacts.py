@@ -58,6 +58,8 @@ def test_tel_links_are_international(phone: str, country: str | None, uri: str |
     (None, "", "France", True),
     (None, "03 22 45 59 14", "France", False),
     ("not a number", "+33 3 22 45 59 14", "France", False),
+    ("N/A", "see the website", "France", False),  # two texts with no digits: not one number
+    ("N/A", "N/A", "France", True),  # the same text
 ])
 def test_phone_numbers_compared_as_numbers(a: str | None, b: str | None, country: str | None,
                                            same: bool) -> None:

@@ -53,7 +53,7 @@ def same_phone(a: str | None, b: str | None, country: str | None = None) -> bool
         return True
     if not a or not b:
         return False
-    if digits(a) == digits(b):
+    if digits(a) and digits(a) == digits(b):
         return True
     first, second = e164(a, country), e164(b, country)
     return first is not None and first == second
