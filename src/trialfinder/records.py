@@ -43,11 +43,11 @@ def bundled_trial(nct_id: str) -> Trial | None:
     """The bundled record with its sites placed by the current placing rules (placed once
     per process)."""
     record = bundled_record(nct_id)
-    if record is None or record.placed_by == _placing_version():
-        return record
-    from trialfinder.geocode import placer
+    if record is None:
+        return None
+    from trialfinder.geocode import ensure_placed
 
-    return placer(None)(record)
+    return ensure_placed(record)
 
 
 def _placing_version() -> str:
@@ -73,14 +73,11 @@ def load_trial(nct_id: str, db: StoreLike) -> Trial:
     with using_store(db) as store:
         stored = store.get_trial(nct_id) if store is not None else None
         if store is not None and stored is not None:
-            if stored.placed_by == _placing_version():
-                return stored
-            from trialfinder.geocode import placer
+            from trialfinder.geocode import ensure_placed, keep_positions
 
-            placed = placer(store)(stored)
-            if not store.read_only:
-                store.rewrite_trials([placed], wait=False)
-            return placed
+            placed = ensure_placed(stored, store)
+            # Written back as `keep_positions` does: only over the very record read.
+            return placed if placed is stored else keep_positions(placed, store)
         bundled = _bundled_with_cache(nct_id, store)
         if bundled is not None:
             return bundled
