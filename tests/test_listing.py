@@ -1150,3 +1150,14 @@ def test_two_line_block_keeps_its_facility() -> None:
     (site,) = parse_listing(_block("Hans MÜLLER, Prof. Dr.", "München, Germany")).sites
     assert site.facility == "Hans MÜLLER, Prof. Dr."
     assert site.contacts == ()
+
+
+def test_an_identifier_in_other_digits_is_not_taken_for_one() -> None:
+    """Full-width or other non-ASCII digits after "NCT" are not an identifier (as `ids`
+    rules): the page's ASCII one is read, and a page with none is not a listing page."""
+    page = ("Last updated on March 2021\n\nA study\n\nClinical Study Identifier: "
+            "NCT\uff10\uff13\uff18\uff13\uff10\uff17\uff18\uff18\n\nSee also NCT04123456\n\n"
+            "Recruitment Status: Open\n")
+    assert parse_listing(page).nct_id == "NCT04123456"
+    with pytest.raises(UnusableListing, match="not a trial listing page"):
+        parse_listing(page.replace("See also NCT04123456", ""))

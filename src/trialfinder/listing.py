@@ -921,9 +921,9 @@ _WORD_DATE = re.compile(
     r"^(?:(\d{1,2})(?:st|nd|rd|th|er)?\s+)?([^\W\d_]+)\.?\s+(?:(\d{1,2})(?:st|nd|rd|th)?,?\s+)?"
     r"(\d{4})\b"
 )
-_IDENTIFIER = re.compile(r"clinical\s+study\s+identifier\s*:?\s*(NCT\s*\d{8})", re.I)
+_IDENTIFIER = re.compile(r"clinical\s+study\s+identifier\s*:?\s*(NCT\s*[0-9]{8})", re.I)
 _IDENTIFIER_LABEL = re.compile(r"^clinical\s+study\s+identifier\b", re.I)
-_ANY_NCT = re.compile(r"\bNCT\d{8}\b", re.I)
+_ANY_NCT = re.compile(r"\bNCT[0-9]{8}\b", re.I)
 # The label alone (its value on the next line) or with a colon and a short value.
 _STATUS = re.compile(
     r"^(?:recruitment|study|trial|overall)\s+status\s*(?::\s*(.{0,80})|:?)$", re.I
