@@ -98,8 +98,15 @@ def parse_partial_date(text: str | None) -> date | None:
 
 
 def _newest(*labels: str | None) -> str | None:
+    found = newest_dated(*labels)
+    return found[1] if found else None
+
+
+def newest_dated(*labels: str | None) -> tuple[date, str] | None:
+    """The newest of these dates (a partial one counts from its first day) and its label as
+    given; None when none reads as a date."""
     dated = [(d, label) for label in labels if label and (d := parse_partial_date(label))]
-    return max(dated)[1] if dated else None
+    return max(dated) if dated else None
 
 
 def date_words(label: str) -> str:

@@ -151,14 +151,11 @@ def status_date(trial: Trial) -> tuple[date, str] | None:
     listing page's own "last updated" (never the day it was downloaded); for a registry
     record the newest of its last update, its status verification and its as-of date. A
     partial date ("2019-01") counts from its first day. None when the copy gives no date."""
-    from trialfinder.freshness import parse_partial_date
+    from trialfinder.freshness import newest_dated
 
     if trial.source.kind == "listing":
-        labels: tuple[str | None, ...] = (trial.last_update,)
-    else:
-        labels = (trial.last_update, trial.verified_date, trial.source.as_of)
-    dated = [(day, label) for label in labels if label and (day := parse_partial_date(label))]
-    return max(dated) if dated else None
+        return newest_dated(trial.last_update)
+    return newest_dated(trial.last_update, trial.verified_date, trial.source.as_of)
 
 
 def _status_wins(listing: Trial, registry: Trial) -> bool:

@@ -2232,17 +2232,18 @@ def _contacts_change(
     old: list[list[Any]] | None, new: list[list[Any]] | None, country: str | None
 ) -> tuple[str | None, str | None] | None:
     """(before, after) texts of the contacts that differ, or None when none does. A person
-    is matched by name (case, accents and titles aside); a difference is a person added or
-    removed, or their role, phone number (as a number) or e-mail changed."""
+    is matched by name (case, accents and punctuation aside: `text.fold`); a difference is
+    a person added or removed, or their role, phone number (as a number) or e-mail
+    changed."""
     if old is None or new is None:
         return None
     old_by_name: dict[str, list[list[Any]]] = {}
     for c in old:
-        old_by_name.setdefault(_person(c[0]), []).append(c)
+        old_by_name.setdefault(_fold(c[0]), []).append(c)
     before: list[str] = []
     after: list[str] = []
     for c in new:
-        bucket = old_by_name.get(_person(c[0]))
+        bucket = old_by_name.get(_fold(c[0]))
         if not bucket:
             after.append(_contact_text(c))
             continue
@@ -2255,10 +2256,6 @@ def _contacts_change(
     if not before and not after:
         return None
     return "; ".join(before) or None, "; ".join(after) or None
-
-
-def _person(name: str) -> str:
-    return " ".join(_fold(name).replace(".", " ").replace(",", " ").split())
 
 
 def _contact_text(contact: Sequence[str | None]) -> str:
