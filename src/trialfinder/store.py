@@ -1501,13 +1501,10 @@ class Store(_SearchIndex):
         *,
         sync_id: int | None = None,
         now: str | None = None,
-        basis_of: Trial | None = None,
     ) -> SaveResult:
         """Store ``trial`` in one transaction and record what changed since the previous
-        copy from the same source (``basis_of``: that source's own copy, before any merge;
-        default ``trial``). Nothing is written when the content is unchanged."""
-        return self.save_prepared(prepare_trial(trial, raw_json, basis_of=basis_of),
-                                  sync_id=sync_id, now=now)
+        copy from the same source. Nothing is written when the content is unchanged."""
+        return self.save_prepared(prepare_trial(trial, raw_json), sync_id=sync_id, now=now)
 
     def save_prepared(
         self, prepared: PreparedTrial, *, sync_id: int | None = None, now: str | None = None
@@ -2074,14 +2071,13 @@ def prepare_trial(
     raw_json: str | None = None,
     *,
     today: date | None = None,
-    basis_of: Trial | None = None,
     basis: str | None = None,
     copy_of: Trial | None = None,
 ) -> PreparedTrial:
     """The rows of ``trial`` for `Store.save_prepared` (pure: no store needed). Standings are
     the status rule's answer on ``today`` (default: `clock.today()`). History compares
-    ``basis_of`` (the source's own copy before any merge; default ``copy_of``, else
-    ``trial``), or the given ``basis`` text as is. ``copy_of``: when ``trial`` merges two
+    the source's own copy (``copy_of``, else ``trial``: placing changes nothing it
+    compares), or the given ``basis`` text as is. ``copy_of``: when ``trial`` merges two
     sources' copies (`merge.merge`), the copy of the source this save comes from: its
     history continues, and the store keeps the copy beside the record."""
     from trialfinder.recruitment import site_recruitment, trial_recruitment, verification_expires
@@ -2116,7 +2112,7 @@ def prepare_trial(
             for c in s.contacts
         ]
     if basis is None:
-        basis = _DUMPS(trial_basis(basis_of or copy_of or trial))
+        basis = _DUMPS(trial_basis(copy_of or trial))
     copy = None
     if copy_of is not None:
         copy = SourceCopy(copy_of.source.kind, *_serialise(copy_of))

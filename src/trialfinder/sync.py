@@ -536,7 +536,7 @@ class _Run:
 
         try:
             parsed = parse_study(study, retrieved=self.now or utc_now())
-            registry_trial = trial = parsed.trial  # asked by an alias: stored under its own id
+            trial = parsed.trial  # asked by an alias: stored under its own id
             listing = _listing_for(trial.nct_id, self.listing_records, stored)
             if listing is not None:
                 from trialfinder.merge import combine
@@ -546,7 +546,7 @@ class _Run:
                 prepared = prepare_trial(trial, raw, today=self.today, copy_of=own)
             else:
                 trial = self.place(trial)
-                prepared = prepare_trial(trial, raw, today=self.today, basis_of=registry_trial)
+                prepared = prepare_trial(trial, raw, today=self.today)
         except StoreError:
             raise
         except TrialFinderError as exc:
