@@ -105,14 +105,16 @@ def read_page(
     return load_listing(source, session=session, gazetteer=gazetteer)
 
 
-def place_page(page: Trial, store: Store | None) -> Trial:
+def place_page(page: Trial, store: Store | None, gazetteer: Gazetteer | None = None) -> Trial:
     """A page's sites placed as the store keeps them: the offline chain with the store's
-    position cache (`geocode.placer`, what a sync uses), stamped with the placing version."""
-    if store is None:
+    position cache (`geocode.place_offline`, what a sync uses), stamped with the placing
+    version. The page as read when the store holds no cached position: `read_page` placed
+    it with that very chain already."""
+    if store is None or not store.geocode_holds_positions():
         return page
-    from trialfinder.geocode import placer
+    from trialfinder.geocode import place_offline
 
-    return placer(store)(page)
+    return place_offline(page, store, gazetteer)
 
 
 def listing_copy(
@@ -128,7 +130,7 @@ def listing_copy(
     created, never written)."""
     page = read_page(source, session=session, gazetteer=gazetteer)
     with using_store(db, mode="read") as store:
-        return place_page(page, store)
+        return place_page(page, store, gazetteer)
 
 
 def scrape(
@@ -168,7 +170,7 @@ def scrape(
     with store_lock(path, timeout), using_store(db, create=True, mode="write") as store:
         assert store is not None
         store.prepare_for_writing()
-        own = place_page(page, store)
+        own = place_page(page, store, gazetteer)
         nct = own.nct_id
         had_copy = nct in store.source_copies([nct], SOURCE_KIND)
         registry = store.source_copies([nct], "registry").get(nct)
