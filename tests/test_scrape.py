@@ -636,3 +636,23 @@ def test_a_merged_trial_the_registry_no_longer_returns(tmp_path: Path) -> None:
     names = {c.name for s in stored(db, tempos.nct_id).sites for c in s.contacts}
     assert "Zoé NOUVELLE" in names
     assert not names & {who.split(",")[0] for who, _f, _p in sites}  # the page's old names
+
+
+def test_a_page_takes_the_store_s_cached_facility_positions(tmp_path: Path) -> None:
+    """A store holding a facility's position (`geocode --online` cached it) places that site
+    there, in `listing` and `scrape` alike; the other sites are placed as without a store."""
+    from trialfinder.geocode import cache_key
+
+    alone = listing_copy(SEED)
+    first = alone.sites[0]
+    db = tmp_path / "s.sqlite"
+    with Store(db) as store:
+        store.geocode_put(cache_key(first), 43.2, 5.4, "facility", "Nominatim/OpenStreetMap")
+    copy = listing_copy(SEED, db=db)
+    assert (copy.sites[0].latitude, copy.sites[0].longitude) == (43.2, 5.4)
+    assert [(s.latitude, s.longitude) for s in copy.sites[1:]] == [
+        (s.latitude, s.longitude) for s in alone.sites[1:]]
+    scrape(SEED, db=db)
+    with Store(db) as store:
+        stored = store.source_copies([NCT], "listing")[NCT]
+    assert (stored.sites[0].latitude, stored.sites[0].longitude) == (43.2, 5.4)
