@@ -36,6 +36,13 @@ class Status(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
+def status_key(text: str) -> str:
+    """A registry status as typed or written ("not yet recruiting", "Not-Yet-Recruiting,")
+    in the form of its `Status` value ("NOT_YET_RECRUITING"); whether it is one is the
+    caller's question."""
+    return text.strip().upper().replace(" ", "_").replace("-", "_").replace(",", "")
+
+
 class Precision(StrEnum):
     """How precisely a coordinate places a site or a patient, best first."""
 

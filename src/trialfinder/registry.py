@@ -60,7 +60,17 @@ from trialfinder import __version__
 from trialfinder.errors import BadInput, InvalidTrialId, RegistryError, TrialNotFound
 from trialfinder.i18n import _, ngettext
 from trialfinder.ids import is_nct_id, normalise_nct_id
-from trialfinder.models import Arm, Contact, Eligibility, Precision, Site, Source, Status, Trial
+from trialfinder.models import (
+    Arm,
+    Contact,
+    Eligibility,
+    Precision,
+    Site,
+    Source,
+    Status,
+    Trial,
+    status_key,
+)
 
 if TYPE_CHECKING:
     import socket
@@ -814,7 +824,7 @@ class StudySearch(Iterator[dict[str, Any]]):
 
 
 def _status_filter(value: str) -> str:
-    key = value.strip().upper().replace(" ", "_").replace("-", "_").replace(",", "")
+    key = status_key(value)
     if key not in Status.__members__:
         raise BadInput(_("Unknown recruitment status '{status}' (expected one of {known})")
                        .format(status=_one_line(value, 40), known=", ".join(Status.__members__)))
@@ -1432,8 +1442,7 @@ def _registry_status(text: str | None) -> Status | None:
         return None
     status = _STATUS_VALUES.get(text)
     if status is None:
-        status = _STATUS_VALUES.get(
-            text.strip().upper().replace(" ", "_").replace("-", "_").replace(",", ""))
+        status = _STATUS_VALUES.get(status_key(text))
     return status
 
 

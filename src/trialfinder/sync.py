@@ -44,7 +44,7 @@ from trialfinder import clock
 from trialfinder.errors import BadInput, StoreBusy, StoreError, TrialFinderError
 from trialfinder.i18n import DEFAULT_LANGUAGE, _, language, ngettext
 from trialfinder.ids import normalise_nct_id
-from trialfinder.models import Status, Trial
+from trialfinder.models import Status, Trial, status_key
 from trialfinder.store import (
     Change,
     ChangeKind,
@@ -130,7 +130,7 @@ def parse_statuses(statuses: Iterable[str] | str | None) -> tuple[str, ...]:
     items = statuses.split(",") if isinstance(statuses, str) else list(statuses)
     found = set()
     for item in items:
-        key = item.strip().upper().replace(" ", "_").replace("-", "_")
+        key = status_key(item)
         if not key:
             continue
         if key not in Status.__members__:
