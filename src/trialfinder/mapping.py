@@ -33,6 +33,7 @@ from trialfinder.models import Site, Trial
 from trialfinder.nearest import RankedSite, haversine_km, point_key, position_key, rank_sites
 from trialfinder.recruitment import Recruitment, Standing, StatusFrom
 from trialfinder.resources import data_path
+from trialfinder.words import facility_words
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer, Place, Resolution
@@ -435,7 +436,7 @@ def _site_entries(
             "category": category.key,
             "colour": category.colour,
             "nearest": i in nearest,
-            "tooltip": html.escape(_facility_name(site)),
+            "tooltip": html.escape(facility_words(site)),
             "popup": _popup_html(site, trial, answer, distances.get(i), place,
                                  nearest=i in nearest,
                                  sharing=positions[key] if key is not None else 0),
@@ -500,10 +501,6 @@ def _patient_entry(place: Place | None) -> dict[str, Any] | None:
     }
 
 
-def _facility_name(site: Site) -> str:
-    return site.facility or _("(facility not named)")
-
-
 def _popup_html(
     site: Site,
     trial: Trial,
@@ -523,7 +520,7 @@ def _popup_html(
     status_label, contact_label = _("Status:"), _("Contact:")
     position_label, distance_label = _("Position:"), _("Distance:")
     category = CATEGORY_BY_KEY[answer.standing.value]
-    parts = [f'<div class="tf-popup"><div class="tf-facility">{e(_facility_name(site))}</div>']
+    parts = [f'<div class="tf-popup"><div class="tf-facility">{e(facility_words(site))}</div>']
     if nearest:
         badge = (_("Nearest recruiting site (equally near)") if sharing > 1
                  else _("Nearest recruiting site"))
@@ -605,7 +602,7 @@ def _legend_html(
         if nearest:
             distance = nearest[0].get("distance")
             far = f" — {distance_words(distance)}" if distance is not None else ""
-            names = "; ".join(_facility_name(s["_site"]) for s in nearest)
+            names = "; ".join(facility_words(s["_site"]) for s in nearest)
             if len(nearest) == 1:
                 text = _("Nearest recruiting: {names}").format(names=names)
             else:
@@ -634,7 +631,7 @@ def _legend_html(
     unplaced = [s["_site"] for s in sites if s["lat"] is None]
     if unplaced:
         items = "".join(
-            f"<li>{e(_facility_name(s))}{e(', ' + s.city if s.city else '')}</li>"
+            f"<li>{e(facility_words(s))}{e(', ' + s.city if s.city else '')}</li>"
             for s in unplaced
         )
         summary = ngettext("{count} site not placed (position unknown)",

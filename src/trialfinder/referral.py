@@ -24,6 +24,7 @@ from trialfinder.i18n import _, ngettext
 from trialfinder.models import Contact, Trial
 from trialfinder.summary import is_listing_only, phase_label, record_age_words, sex_words
 from trialfinder.text import fold
+from trialfinder.words import facility_words
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer
@@ -180,7 +181,7 @@ def _site_html(ranked: RankedSite, trial: Trial) -> str:
         shared = f'<p class="meta">{_e(words)}</p>'
     return (
         '<div class="site">'
-        f"<h3>{number}{_e(site.facility or _('(facility not named)'))}</h3>"
+        f"<h3>{number}{_e(facility_words(site))}</h3>"
         f"<p>{_e(where)}</p>"
         f"<p><strong>{_e(distance)}</strong> · {_e(status)}</p>"
         + shared
@@ -267,7 +268,7 @@ def referral_html(referral: Referral, *, terminal: bool = True) -> str:
                 farther).format(count=farther))))
     if unplaced:
         names = "; ".join(
-            f"{r.site.facility or _('(facility not named)')} ({r.site.city})" for r in unplaced)
+            f"{facility_words(r.site)} ({r.site.city})" for r in unplaced)
         parts.append('<p class="more">{}</p>'.format(_e(ngettext(
             "Position unknown — may be near you: {names}.",
             "Position unknown — may be near you: {names}.", len(unplaced)).format(names=names))))

@@ -30,6 +30,7 @@ from trialfinder.recruitment import (
 )
 from trialfinder.words import (
     distance_words,
+    facility_words,
     matched_words,
     place_title,
     precision_name,
@@ -321,7 +322,7 @@ def _contact_words(contact: Contact) -> str:
 
 
 def _site_head(site: Site) -> str:
-    name = site.facility or _("(facility not named)")
+    name = facility_words(site)
     place = site_where(site)
     return f"{name} ({place})" if place else name
 
@@ -525,7 +526,7 @@ def site_block(head: str, site: Site, answer: Recruitment, indent: str = "   ") 
 
 def _detail_head(site: Site, distance_km: float | None, prefix: str) -> str:
     where = site_where(site)
-    head = f"{prefix}{site.facility or _('(facility not named)')} — {where}"
+    head = f"{prefix}{facility_words(site)} — {where}"
     if distance_km is not None:
         head += f" — {distance_words(distance_km)}"
     return head
@@ -812,7 +813,7 @@ def _search_hit_lines(number: int | None, hit: TrialHit) -> list[str]:
     equally near trials, its lines indented under the group's."""
     site, fresh = hit.site, hit.view.freshness
     where = site_where(site)
-    facility = site.facility or _("(facility not named)")
+    facility = facility_words(site)
     status = _search_site_status(hit)
     if hit.distance_km is None:
         site_line = _("   Site: {facility} — {where} — {position}, may be near you — "

@@ -180,6 +180,12 @@ def _country_words(name: str) -> str:
     return country_name(name, record_country_code(name))
 
 
+def facility_words(site: Site) -> str:
+    """A site's facility as every output names it: "(facility not named)" when the record
+    gives none."""
+    return site.facility or _("(facility not named)")
+
+
 def site_where(site: Site, *, full: bool = False) -> str:
     """`address_words` of a site: city and country, and with ``full`` its postal code and
     state too (the map's popups, the referral sheet, the oncologist's page)."""
