@@ -6,7 +6,9 @@ person reads goes through `i18n._`. JSON keys and enum values stay English and s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import groupby
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from trialfinder.contacts import reach, tel_uri
@@ -344,14 +346,9 @@ def _plain_site(site: Site, trial: Trial, answer: Recruitment, include_all: bool
     return lines
 
 
-def _groups(ranked: tuple[RankedSite, ...]) -> list[list[RankedSite]]:
-    groups: list[list[RankedSite]] = []
-    for item in ranked:
-        if item.rank is not None and groups and groups[-1][0].rank == item.rank:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    return groups
+def rank_groups(placed: Iterable[RankedSite]) -> list[list[RankedSite]]:
+    """Placed sites, ranked, in groups of one rank (equally near sites together)."""
+    return [list(group) for _rank, group in groupby(placed, key=attrgetter("rank"))]
 
 
 def _ranked_lines(answer: NearestAnswer, alone: Callable[[RankedSite], list[str]],
@@ -360,7 +357,7 @@ def _ranked_lines(answer: NearestAnswer, alone: Callable[[RankedSite], list[str]
     near sites, then the recruiting sites with no position. ``alone`` words a site ranked on
     its own, ``member`` one in a group or unplaced; ``plain`` for the patient's distances."""
     lines: list[str] = []
-    placed = [g for g in _groups(answer.ranked) if g[0].rank is not None]
+    placed = rank_groups(answer.placed)
     for group in placed:
         first = group[0]
         if len(group) == 1:
@@ -852,11 +849,9 @@ def _search_ranked_lines(hits: tuple[TrialHit, ...]) -> list[str]:
     """The placed trials by rank: one number per rank; a group of equally near trials under
     one heading, its trials in identifier order (which says nothing of nearness)."""
     lines: list[str] = []
-    index = 0
-    while index < len(hits):
-        first = hits[index]
-        group = hits[index:index + first.equally_near]
-        index += len(group)
+    for _rank, same_rank in groupby(hits, key=attrgetter("rank")):
+        group = list(same_rank)
+        first = group[0]
         if len(group) == 1:
             lines.extend(_search_hit_lines(first.rank, first))
             continue

@@ -497,23 +497,14 @@ def _groups(answer: NearestAnswer, sites: list[dict[str, Any]]
             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The answer's sites (their JSON) in groups of equally near ones (one rank, one
     distance, and why they are equally near), then the sites with no position."""
-    from trialfinder.render import shared_words
+    from trialfinder.render import rank_groups, shared_words
 
-    placed: list[dict[str, Any]] = []
-    unplaced: list[dict[str, Any]] = []
-    for ranked, site in zip(answer.ranked, sites, strict=True):
-        if ranked.rank is None:
-            unplaced.append(site)
-        elif placed and placed[-1]["rank"] == ranked.rank:
-            placed[-1]["sites"].append(site)
-        else:
-            placed.append({"rank": ranked.rank, "distance_km": ranked.distance_km or 0.0,
-                           "sites": [site], "shared": None, "_site": ranked.site})
-    for group in placed:
-        first = group.pop("_site")
-        if len(group["sites"]) > 1:
-            group["shared"] = shared_words(first, len(group["sites"]))
-    return placed, unplaced
+    json_of = {id(ranked): site for ranked, site in zip(answer.ranked, sites, strict=True)}
+    placed = [{"rank": group[0].rank, "distance_km": group[0].distance_km or 0.0,
+               "sites": [json_of[id(r)] for r in group],
+               "shared": shared_words(group[0].site, len(group)) if len(group) > 1 else None}
+              for group in rank_groups(answer.placed)]
+    return placed, [json_of[id(r)] for r in answer.unplaced]
 
 
 def _finalize(value: Any) -> Any:
