@@ -403,7 +403,7 @@ def _site_entries(
     """One dict per site, in record order: position, colour, tooltip and popup HTML."""
     trial = view.trial
     distances: dict[int, float] = {}
-    order: list[int] = []  # indexes of sites, nearest first (the ones the answer ranks)
+    rank_of: dict[int, int] = {}  # index of a site -> its place, nearest first (ranked ones)
     nearest: set[int] = set()  # the nearest recruiting site, or the equally near ones
     if place is not None:
         for i, site in enumerate(trial.sites):
@@ -416,7 +416,7 @@ def _site_entries(
                                 today=view.today)
         ids = {id(s): i for i, s in enumerate(trial.sites)}
         known = [r for r in ranked if id(r.site) in ids and r.site.has_position]
-        order = [ids[id(r.site)] for r in known]
+        rank_of = {ids[id(r.site)]: n for n, r in enumerate(known)}
         first = next((r for r in known if r.recruitment.recruiting), None)
         if first is not None:
             nearest = {ids[id(r.site)] for r in known
@@ -441,7 +441,7 @@ def _site_entries(
                                  nearest=i in nearest,
                                  sharing=positions[key] if key is not None else 0),
             "_site": site,
-            "_rank": order.index(i) if i in order else None,
+            "_rank": rank_of.get(i),
         }
         if key is not None:
             entry["group"], entry["slot"] = positions[key], seen[key]
