@@ -964,6 +964,23 @@ def test_a_dripping_server_meets_the_deadline(httpserver) -> None:  # type: igno
     assert caught.value.exit_code == 1
 
 
+def test_a_server_gone_silent_meets_the_deadline(httpserver) -> None:  # type: ignore[no-untyped-def]
+    """A server that sends a little, then nothing, is given up on at the overall deadline,
+    not after the read timeout (30 s): no single wait for bytes goes past the deadline."""
+    def stall(_: Request) -> Response:
+        def body():  # type: ignore[no-untyped-def]
+            yield b"<p>first</p>"
+            time.sleep(3)
+            yield b"<p>late</p>"
+        return Response(body(), content_type="text/html")
+
+    httpserver.expect_request("/stall").respond_with_handler(stall)
+    start = time.monotonic()
+    with pytest.raises(ListingFetchError, match=r"more than 0.5 s to download"):
+        fetch_listing(httpserver.url_for("/stall"), deadline=0.5)
+    assert time.monotonic() - start < 2.0
+
+
 @pytest.mark.parametrize("url", ["ftp://example.org/page", "file:///etc/passwd", "http://"])
 def test_only_http_urls(url: str) -> None:
     """Other schemes are refused as bad input, before any network use."""

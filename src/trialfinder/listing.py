@@ -78,7 +78,6 @@ MAX_BYTES_ENV = "TRIALFINDER_LISTING_MAX_BYTES"
 DEFAULT_DEADLINE = 60.0
 """Seconds a page's download may take in all, however the server drips it."""
 DEADLINE_ENV = "TRIALFINDER_LISTING_DEADLINE"
-_CHUNK = 65_536
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -494,7 +493,8 @@ def fetch_page(
             length = response.headers.get("Content-Length", "").strip()
             if length.isdigit() and int(length) > cap:
                 raise _too_large(url, cap)
-            data = _read_body(response, url, cap, started, budget)
+            data = _read_body(response, url, cap, started, budget,
+                              timeout[1] if isinstance(timeout, tuple) else timeout)
     except requests.Timeout as exc:
         raise ListingFetchError(
             _("The listing page {url} did not answer in time").format(url=url)
@@ -515,31 +515,25 @@ def fetch_page(
 
 
 def _read_body(
-    response: requests.Response, url: str, cap: int, started: float, budget: float
+    response: requests.Response, url: str, cap: int, started: float, budget: float,
+    read_timeout: float,
 ) -> bytes:
-    """The (decompressed) body, checking the cap and the deadline after every read.
+    """The (decompressed) body, within the cap and by the deadline (`registry.read_bounded`,
+    as registry answers are read)."""
+    from trialfinder.registry import BodyTooLarge, BodyTooSlow, read_bounded
 
-    ``read1`` returns what one read of the socket gave (a server dripping bytes cannot hold a
-    read for long) and never more than asked once decompressed (no gzip bomb).
-    """
-    chunks: list[bytes] = []
-    total = 0
-    raw = response.raw
-    while True:
-        if time.monotonic() - started > budget:
-            raise ListingFetchError(
-                _(
-                    "The listing page {url} took more than {seconds} s to download; gave up "
-                    "(set {setting} to wait longer)"
-                ).format(url=url, seconds=f"{budget:g}", setting=DEADLINE_ENV)
-            )
-        chunk = raw.read1(_CHUNK, decode_content=True)
-        if not chunk:
-            return b"".join(chunks)
-        total += len(chunk)
-        if total > cap:
-            raise _too_large(url, cap)
-        chunks.append(chunk)
+    try:
+        return read_bounded(response, limit=cap, deadline=started + budget,
+                            clock=time.monotonic, read_timeout=read_timeout)
+    except BodyTooLarge:
+        raise _too_large(url, cap) from None
+    except BodyTooSlow:
+        raise ListingFetchError(
+            _(
+                "The listing page {url} took more than {seconds} s to download; gave up "
+                "(set {setting} to wait longer)"
+            ).format(url=url, seconds=f"{budget:g}", setting=DEADLINE_ENV)
+        ) from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -490,36 +490,18 @@ class RegistryClient:
     def _read_body(self, response: requests.Response, fetch: _Fetch) -> bytes:
         """The whole body, in chunks as they arrive, within the response's deadline and size
         cap (`_TooSlow`, `_TooLarge`); transport errors (cut short …) propagate."""
-        from urllib3.exceptions import ReadTimeoutError
-
         limit = self.max_bytes
         announced = response.headers.get("Content-Length", "").strip()
         if announced.isascii() and announced.isdigit() and int(announced) > limit:
             raise _TooLarge(self._too_large(fetch.what, int(announced)))
         deadline = min(fetch.attempt_started + self.deadline, fetch.give_up_at)
-        raw = response.raw
-        sock = _socket_of(raw)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            left = deadline - self._clock()
-            if left <= 0:
-                raise _TooSlow(self._too_slow(fetch, deadline))
-            if sock is not None:  # no single wait for bytes may go past the deadline
-                with contextlib.suppress(OSError):  # closed at the end of the body: no wait
-                    sock.settimeout(min(self.timeout[1], left))
-            try:
-                chunk = raw.read1(_READ_CHUNK, decode_content=True)
-            except ReadTimeoutError:
-                if self._clock() >= deadline:
-                    raise _TooSlow(self._too_slow(fetch, deadline)) from None
-                raise
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge(self._too_large(fetch.what))
-            chunks.append(chunk)
+        try:
+            return read_bounded(response, limit=limit, deadline=deadline, clock=self._clock,
+                                read_timeout=self.timeout[1])
+        except BodyTooSlow:
+            raise _TooSlow(self._too_slow(fetch, deadline)) from None
+        except BodyTooLarge:
+            raise _TooLarge(self._too_large(fetch.what)) from None
 
     def _too_large(self, what: str, size: int | None = None) -> str:
         allowed = _size_words(self.max_bytes)
@@ -538,6 +520,49 @@ class RegistryClient:
                 what=fetch.what, seconds=f"{self.give_up:g}", setting=GIVE_UP_ENV)
         return _("ClinicalTrials.gov took more than {seconds} s to send {what} ({setting})"
                  ).format(seconds=f"{self.deadline:g}", what=fetch.what, setting=DEADLINE_ENV)
+
+
+class BodyTooLarge(Exception):
+    """`read_bounded`: the body is over its size cap."""
+
+
+class BodyTooSlow(Exception):
+    """`read_bounded`: the body did not arrive by its deadline."""
+
+
+def read_bounded(response: requests.Response, *, limit: int, deadline: float,
+                 clock: Callable[[], float], read_timeout: float) -> bytes:
+    """A streamed response's whole (decompressed) body, in chunks as they arrive: at most
+    ``limit`` bytes (`BodyTooLarge`), all of it before ``clock()`` reaches ``deadline``
+    (`BodyTooSlow`): no single wait for bytes may go past it, so a server dripping bytes
+    cannot hold a read. ``read1`` never returns more than asked once decompressed (no gzip
+    bomb). Transport errors (a body cut short …) propagate. Registry answers and listing
+    pages are both read so."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    raw = response.raw
+    sock = _socket_of(raw)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - clock()
+        if left <= 0:
+            raise BodyTooSlow
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed at the end of the body: no wait
+                sock.settimeout(min(read_timeout, left))
+        try:
+            chunk = raw.read1(_READ_CHUNK, decode_content=True)
+        except ReadTimeoutError:
+            if clock() >= deadline:
+                raise BodyTooSlow from None
+            raise
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
 
 
 def _socket_of(raw: Any) -> socket.socket | None:
