@@ -707,3 +707,19 @@ def test_places_abroad_are_named_in_french_and_the_example_given_reads_back(
     assert french(f"(par exemple « {example} »)") in brest
     again = runner.invoke(app, ["where", example, "--json"])
     assert json.loads(again.output)["place"]["country"] == "BY"
+
+
+def test_sizes_are_written_as_the_language_writes_numbers() -> None:
+    """Size limits in messages use the language's units and digit grouping: "1 073 741 824
+    octets", "256 Mo", "0,2 Mo" in French; English unchanged."""
+    from trialfinder.listing import _megabytes
+    from trialfinder.registry import _size_words
+
+    sizes = (20_000_000, 250_000, 1_234)
+    assert [_megabytes(n) for n in sizes] == ["20 MB", "0.2 MB", "1,234 bytes"]
+    assert [_size_words(n) for n in (256_000_000, 64_000, 1 << 30)] == [
+        "256 MB", "64 kB", "1,073,741,824 bytes"]
+    with language("fr"):
+        assert [_megabytes(n) for n in sizes] == ["20 Mo", "0,2 Mo", "1\u202f234 octets"]
+        assert [_size_words(n) for n in (256_000_000, 64_000, 1 << 30)] == [
+            "256 Mo", "64 ko", "1\u202f073\u202f741\u202f824 octets"]

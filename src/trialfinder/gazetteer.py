@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from trialfinder.errors import UnknownPlace
-from trialfinder.i18n import _, ngettext
+from trialfinder.i18n import _, format_decimal, ngettext
 from trialfinder.i18n import country_code as cldr_country_code
 from trialfinder.i18n import country_name as localised_country_name
 from trialfinder.models import Precision
@@ -371,7 +371,7 @@ class Gazetteer:
             length = len(query) if len(text) >= MAX_QUERY * 4 else len(text)
             raise UnknownPlace(_(
                 "That is too long for a place name ({length} characters; at most {limit})"
-            ).format(length=f"{length:,}", limit=MAX_QUERY))
+            ).format(length=format_decimal(length, 0), limit=MAX_QUERY))
         shown = _shorten(text)
         text = _CEDEX.sub("", text).strip() or text
         text = _FRENCH_PREFIX.sub("", text).strip() or text

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from trialfinder import __version__
 from trialfinder.errors import BadInput, ListingError, ListingFetchError, UnusableListing
-from trialfinder.i18n import N_, _
+from trialfinder.i18n import N_, _, format_decimal
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Contact, Site, Source, Trial
 from trialfinder.repair import Repair, repair_name
@@ -141,8 +141,10 @@ def deadline_seconds(environ: dict[str, str] | None = None) -> float:
 
 def _megabytes(count: int) -> str:
     if count < 100_000:
-        return _("{count} bytes").format(count=f"{count:,}")
-    return _("{count} MB").format(count=f"{count / 1_000_000:,.1f}".removesuffix(".0"))
+        return _("{count} bytes").format(count=format_decimal(count, 0))
+    megabytes = round(count / 1_000_000, 1)
+    return _("{count} MB").format(
+        count=format_decimal(megabytes, 0 if megabytes.is_integer() else 1))
 
 
 def _too_large(name: str, limit: int) -> UnusableListing:

@@ -58,7 +58,7 @@ from urllib.parse import urlsplit
 
 from trialfinder import __version__
 from trialfinder.errors import BadInput, InvalidTrialId, RegistryError, TrialNotFound
-from trialfinder.i18n import _, ngettext
+from trialfinder.i18n import N_, _, format_decimal, ngettext
 from trialfinder.ids import is_nct_id, normalise_nct_id
 from trialfinder.models import (
     Arm,
@@ -209,10 +209,12 @@ def _bytes_setting(value: int | None) -> int:
 
 
 def _size_words(size: int) -> str:
-    for unit, name in ((1000**3, "GB"), (1000**2, "MB"), (1000, "kB")):
+    """A size setting in words, in the current language: "256 MB", "64 kB", "1,500 bytes"."""
+    for unit, words in ((1000**3, N_("{count} GB")), (1000**2, N_("{count} MB")),
+                        (1000, N_("{count} kB"))):
         if size >= unit and size % unit == 0:
-            return f"{size // unit} {name}"
-    return f"{size:,} bytes"
+            return _(words).format(count=format_decimal(size // unit, 0))
+    return _("{count} bytes").format(count=format_decimal(size, 0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,7 +510,8 @@ class RegistryClient:
         if size is not None:
             return _("ClinicalTrials.gov's answer for {what} is {size} bytes, more than the "
                      "{allowed} allowed ({setting}); not read").format(
-                what=what, size=f"{size:,}", allowed=allowed, setting=MAX_BYTES_ENV)
+                what=what, size=format_decimal(size, 0), allowed=allowed,
+                setting=MAX_BYTES_ENV)
         return _("ClinicalTrials.gov's answer for {what} is larger than the {allowed} allowed "
                  "({setting}); stopped reading").format(what=what, allowed=allowed,
                                                        setting=MAX_BYTES_ENV)
