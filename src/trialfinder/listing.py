@@ -59,6 +59,7 @@ from trialfinder.i18n import N_, _, format_decimal
 from trialfinder.ids import normalise_nct_id
 from trialfinder.models import Contact, Site, Source, Trial
 from trialfinder.repair import Repair, repair_name
+from trialfinder.text import excerpt
 
 if TYPE_CHECKING:
     import requests
@@ -1255,8 +1256,7 @@ def _sites(blocks: list[list[str]]) -> tuple[tuple[Site, ...], int]:
 
 
 def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _EXCERPT else text[: _EXCERPT - 1] + "…"
+    return excerpt(text, _EXCERPT)
 
 
 # Title words of an investigator line ("Florence DUFFAUD, Pr", "Hans MÜLLER, Prof. Dr.",

@@ -71,6 +71,7 @@ from trialfinder.models import (
     Trial,
     status_key,
 )
+from trialfinder.text import excerpt
 
 if TYPE_CHECKING:
     import socket
@@ -1001,8 +1002,7 @@ def _network_reason(exc: BaseException) -> str:
 
 
 def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return excerpt(text, limit)
 
 
 def _first_line(body: bytes) -> str:

@@ -33,3 +33,10 @@ def one_line(text: str) -> str:
     """``text`` on one line: each run of spaces, tabs and line breaks becomes one space. The
     no-break spaces of French typography ("Statut\u00a0: …", "1\u202f234 km") stay."""
     return _BREAKS.sub(" ", text).strip()
+
+
+def excerpt(text: str, limit: int) -> str:
+    """``text`` on one line (every run of white space one space), cut to ``limit``
+    characters with "…": a value quoted in a one-line message."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
