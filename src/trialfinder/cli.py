@@ -461,7 +461,7 @@ def sync_command(
                            "{failed} of {total} trials failed; first {nct_id}: {error}",
                            len(failed)).format(failed=len(failed), total=len(report.trials),
                                                nct_id=first.nct_id, error=first.error)
-        typer.echo(_("Error: {message}").format(message=verdict), err=True)
+        _fatal(verdict, report.exit_code)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
@@ -508,7 +508,6 @@ def status_command(
     """The store and its syncs, for cron monitoring: path and schema, trials and sites, the
     most recent successful sync, the last runs with their arguments and outcomes, and the
     last successful run of each query."""
-    from trialfinder.i18n import _
     from trialfinder.sync import status_text, store_status
 
     status = store_status(_db(db))
@@ -585,7 +584,6 @@ def geocode(
 
 
 def _refresh_positions(db: Path | None, *, online: bool, as_json: bool) -> None:
-    from trialfinder.i18n import _
     from trialfinder.records import refresh_positions
 
     if online:

@@ -293,13 +293,12 @@ def map_for_answer(
     answer: NearestAnswer,
     output: Path | None = None,
     *,
-    tiles: bool = True,
     store: Path | str | None = None,
 ) -> MapResult:
     """`trialfinder nearest --map`: the map of an answer already computed (it shows the
     patient's place: written private). Never written over ``store``'s files."""
     place = answer.resolution.place
-    page = build_map(answer.view, place=place, ranked=answer.ranked, tiles=tiles)
+    page = build_map(answer.view, place=place, ranked=answer.ranked)
     path = write_map(page, output or default_map_path(answer.view.trial.nct_id, place),
                      private=True, store=store, create_folder=output is None)
     return _result(path, answer.view.trial, answer.resolution)

@@ -12,7 +12,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from trialfinder.criteria import Criteria, Criterion, parse_criteria, unescape_markdown
-from trialfinder.i18n import _, ngettext
+from trialfinder.i18n import N_, _, ngettext
 from trialfinder.models import Contact, Trial, to_jsonable
 from trialfinder.queries import TrialView, load_view
 from trialfinder.words import arm_type_words, role_words
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NOT_IN_RECORD", "load_view", "summary_json", "summary_text", "trial_summary"]
 
-NOT_IN_RECORD = (
+NOT_IN_RECORD = N_(
     "not in this record (listing page); run `trialfinder sync` for the registry record"
 )
 """What `show` says instead of a blank when the record (the bundled listing) lacks a field."""
@@ -30,8 +30,7 @@ NOT_IN_RECORD = (
 
 def not_in_record() -> str:
     """`NOT_IN_RECORD` in the current language."""
-    return _("not in this record (listing page); run `trialfinder sync` for the registry "
-             "record")
+    return _(NOT_IN_RECORD)
 
 
 def criterion_lines(item: Criterion, indent: int = 2, width: int = 100) -> list[str]:

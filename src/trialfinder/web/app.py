@@ -435,10 +435,10 @@ class Web:
 
     # ------------------------------------------------------------------ shared
 
-    def answer(self, ask: Ask, limit: int, view: TrialView | None = None) -> NearestAnswer:
+    def answer(self, ask: Ask, limit: int) -> NearestAnswer:
         from trialfinder import queries
 
-        view = view or self.view(ask)
+        view = self.view(ask)
         return queries.nearest(ask.get("place"), view.trial.nct_id, None, limit=limit,
                                view=view)
 
