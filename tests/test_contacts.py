@@ -85,3 +85,13 @@ def test_contact_phone_digits_in_any_script() -> None:
     assert digits("+33 (0)4 78-78") == "330478" + "78"
     assert digits("٠١٢ 34²") == "٠١٢34²"
     assert digits(None) == ""
+
+
+def test_a_person_s_title_is_said_once() -> None:
+    """A name with its title ("Jean DUPONT, MD"), unless the name already says it: the CLI,
+    the map, the referral sheet (`Contact.display`) and the web page use the one rule."""
+    from trialfinder.models import Contact, person_words
+
+    assert Contact(name="Jean DUPONT", title="MD").display == "Jean DUPONT, MD"
+    assert Contact(name="Jean DUPONT, MD", title="MD").display == "Jean DUPONT, MD"
+    assert Contact(name="Desk").display == person_words("Desk", None) == "Desk"

@@ -78,7 +78,12 @@ class Contact:
 
     @property
     def display(self) -> str:
-        return f"{self.name}, {self.title}" if self.title else self.name
+        return person_words(self.name, self.title)
+
+
+def person_words(name: str, title: str | None) -> str:
+    """"Jean-Yves BLAY, Pr": a name with its title, unless the name already says it."""
+    return f"{name}, {title}" if title and title not in name else name
 
 
 @dataclass(frozen=True, slots=True)

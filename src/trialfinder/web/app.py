@@ -525,6 +525,7 @@ def _environment() -> jinja2.Environment:
     import jinja2
 
     from trialfinder import i18n, summary, words
+    from trialfinder.models import person_words
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -539,7 +540,7 @@ def _environment() -> jinja2.Environment:
         where=_where, section_heading=_section_heading,
         sex_words=summary.sex_words, record_age_words=summary.record_age_words,
         arm_type_words=words.arm_type_words, record_source_words=words.record_source_words,
-        address_words=words.address_words,
+        address_words=words.address_words, person_words=person_words,
     )
     env.filters["field_words"] = words.field_words
     return env
