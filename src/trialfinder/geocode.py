@@ -39,8 +39,7 @@ import re
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +53,7 @@ from trialfinder.models import Precision, Site, Trial
 
 if TYPE_CHECKING:
     from trialfinder.gazetteer import Gazetteer, Place, Resolution, SiteMatch
+    from trialfinder.store import StoreLike
 
 NOMINATIM_URL = "https://nominatim.openstreetmap.org"
 """The public OpenStreetMap server; override with ``TRIALFINDER_NOMINATIM_URL``."""
@@ -901,22 +901,10 @@ class Placement:
     """Requests sent to Nominatim (0 offline)."""
 
 
-@contextmanager
-def _open_store(db_path: Path | None, *, create: bool) -> Iterator[Any]:
-    if db_path is None or not (create or db_path.exists()):
-        yield None
-        return
-    from trialfinder.store import Store
-
-    if create:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-    with Store(db_path) as store:
-        yield store
-
 
 def place_sites(
     trial: Trial,
-    db_path: Path | None,
+    db: StoreLike,
     *,
     client: NominatimClient | None = None,
     gazetteer: Gazetteer | None = None,
@@ -926,10 +914,13 @@ def place_sites(
     """Every site of the trial at the most precise position known.
 
     Offline (no client): the record, the store's cache if the store exists, the gazetteer;
-    nothing is written. Online: Nominatim too, its answers cached in the store (created if
-    need be: Nominatim's usage policy asks clients to cache).
+    nothing is written. Online: Nominatim too, its answers cached in the store (``db``: an
+    open `Store` or a path; created if need be: Nominatim's usage policy asks clients to
+    cache).
     """
-    with _open_store(db_path, create=client is not None) as store:
+    from trialfinder.store import using_store
+
+    with using_store(db, create=client is not None) as store:
         chain = default_chain(gazetteer, store, client=client, now=now)
         placed = locate_sites(trial, chain, on_site=on_site)
     return Placement(

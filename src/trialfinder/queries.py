@@ -240,9 +240,9 @@ def geocode_trial(
     from trialfinder.geocode import keep_positions, place_sites
     from trialfinder.store import using_store
 
-    trial = load_trial(nct_id, db_path)
-    placement = place_sites(trial, db_path, client=client, gazetteer=gazetteer, now=now,
-                            on_site=on_site)
-    with using_store(db_path) as store:
+    with using_store(db_path, create=client is not None) as store:
+        trial = load_trial(nct_id, store)
+        placement = place_sites(trial, store, client=client, gazetteer=gazetteer, now=now,
+                                on_site=on_site)
         keep_positions(placement.trial, store, gazetteer)
     return placement
