@@ -891,3 +891,16 @@ def test_a_town_with_its_country_named_in_french_is_found_in_every_country(
             assert place.label.endswith(_territories("fr")[code])
     assert gaz.country_code("Jamaïque") is None  # not a name the index holds: records keep
     assert gaz.resolve("Kingston, Jamaïque").place.country == "JM"  # to its names
+
+
+def test_every_unplaced_reason_is_said_in_words() -> None:
+    """Each code a site's `unplaced_reason` can take has its own phrase in every language."""
+    from trialfinder.i18n import LANGUAGES, language
+    from trialfinder.words import unplaced_words
+
+    for lang in LANGUAGES:
+        with language(lang):
+            said = {unplaced_words(code) for code in UNPLACED_REASONS}
+            assert len(said) == len(UNPLACED_REASONS)
+            assert not any(f"({code})" in phrase for code in UNPLACED_REASONS
+                           for phrase in said)

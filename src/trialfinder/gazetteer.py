@@ -63,16 +63,12 @@ TOWN, MINOR, AREA = 0, 1, 2
 15,000 people abroad) only sites are matched to; a French region, department or overseas
 territory only patients name."""
 
-UNPLACED_REASONS = {
-    "country unknown": "the record's country is not one the gazetteer knows",
-    "not found": "no place of that name in the record's country",
-    "state differs": "places of that name exist, none in the record's state or province",
-    "postal code differs": "places of that name exist, none at the record's postal code",
-    "ambiguous": "several places of that name in the country, and nothing in the record "
-                 "tells which",
-    "registry position outside country": "the registry's coordinates are not in the "
-                                         "record's country",
-}
+UNPLACED_REASONS = frozenset({
+    "country unknown", "not found", "state differs", "postal code differs", "ambiguous",
+    "registry position outside country",
+})
+"""The codes `Site.unplaced_reason` takes (stable: stored and in JSON); `words.unplaced_words`
+says each in the reader's language."""
 """`Site.unplaced_reason` codes given by the offline placing, and what each means."""
 
 FRENCH_TERRITORIES = frozenset(

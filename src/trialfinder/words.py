@@ -80,7 +80,6 @@ def unplaced_words(reason: str | None) -> str:
         "postal code differs": _("the record's postal code does not match the city"),
         "not found": _("the city is not in the gazetteer"),
         "country unknown": _("the record's country is not known"),
-        "no city": _("the record gives no city"),
         "registry position outside country": _("the registry's coordinates are not in the "
                                                "record's country"),
     }
