@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from trialfinder.errors import BadInput, StoreError
+from trialfinder.errors import BadInput
 from trialfinder.i18n import _
-from trialfinder.store import Change, Store, StoreLike, can_write, using_store
+from trialfinder.store import Change, Store, StoreLike, using_store, writable_path
 
 if TYPE_CHECKING:
     import requests
@@ -158,12 +158,9 @@ def scrape(
     from trialfinder.store import prepare_trial
     from trialfinder.sync import LOCK_TIMEOUT, store_lock
 
-    path = db.path if isinstance(db, Store) else (None if db is None else str(db))
+    path = writable_path(db)
     if path is None:
         raise BadInput(_("No store given to scrape into"))
-    if (isinstance(db, Store) and db.read_only) or (path != ":memory:" and not can_write(path)):
-        raise StoreError(_("The store at {path} cannot be written by this user (read-only "
-                           "file or folder)").format(path=path))
     page = read_page(source, session=session, gazetteer=gazetteer)
     day = today or clock.today()
     timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout

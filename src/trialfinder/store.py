@@ -472,6 +472,21 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def writable_path(db: StoreLike) -> str | None:
+    """The path of the store ``db`` designates (None: no store given), checked writable by
+    this user (else `StoreError`): what a sync or a scrape checks before any work."""
+    path = db.path if isinstance(db, Store) else (None if db is None else str(db))
+    if path is not None and ((isinstance(db, Store) and db.read_only)
+                             or (path != ":memory:" and not can_write(path))):
+        raise _unwritable(path)
+    return path
+
+
+def _unwritable(path: str) -> StoreError:
+    return StoreError(_("The store at {path} cannot be written by this user (read-only file "
+                        "or folder)").format(path=path))
+
+
 def can_write(path: str | Path) -> bool:
     """Whether this process may write the store at ``path`` (and its -wal/-shm beside it)."""
     target = Path(path).expanduser()
@@ -1173,8 +1188,7 @@ class Store(_SearchIndex):
         file = Path(self.path).expanduser()
         writable = memory or (mode != "read" and can_write(file))
         if not writable and mode == "write":
-            raise StoreError(_("The store at {path} cannot be written by this user (read-only "
-                               "file or folder)").format(path=self._label))
+            raise _unwritable(self._label)
         if not writable and not file.exists():
             raise StoreError(_("No store at {path}").format(path=self._label))
         self.read_only = not writable
@@ -1371,8 +1385,7 @@ class Store(_SearchIndex):
         """Ready this connection for a run of writes (a sync): a clear error now rather than
         at the first write if the store is read-only or not upgraded."""
         if self.read_only:
-            raise StoreError(_("The store at {path} cannot be written by this user (read-only "
-                               "file or folder)").format(path=self._label))
+            raise _unwritable(self._label)
         if self.schema_version < SCHEMA_VERSION:
             raise StoreError(_("The store at {path} is busy being upgraded by another process; "
                                "try again").format(path=self._label))

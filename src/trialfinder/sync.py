@@ -53,10 +53,10 @@ from trialfinder.store import (
     Store,
     StoreLike,
     SyncRun,
-    can_write,
     prepare_trial,
     using_store,
     utc_now,
+    writable_path,
 )
 from trialfinder.text import fold
 
@@ -365,12 +365,9 @@ def sync(
         raise BadInput(_("Nothing to sync: name trials, or give --condition or --status"))
     if not 1 <= page_size <= PAGE_SIZE:
         raise BadInput(_("Page size must be between 1 and {most}").format(most=PAGE_SIZE))
-    path = db.path if isinstance(db, Store) else (None if db is None else str(db))
+    path = writable_path(db)
     if path is None:
         raise BadInput(_("No store given to sync into"))
-    if path != ":memory:" and not can_write(path):
-        raise StoreError(_("The store at {path} cannot be written by this user (read-only "
-                           "file or folder)").format(path=path))
     started = now or utc_now()
     arguments = {"nct_ids": ids, "condition": query.condition if query else None,
                  "country": query.country if query else None,
