@@ -24,6 +24,7 @@ from datetime import date
 from enum import StrEnum
 
 from trialfinder import clock
+from trialfinder.freshness import date_words, parse_partial_date
 from trialfinder.i18n import _
 from trialfinder.models import Site, Status, Trial
 
@@ -151,7 +152,7 @@ def verification_expires(trial: Trial) -> date | None:
     that store a standing computed on one day and must still be right on a later one."""
     if trial.status not in RECRUITING_TYPE or not trial.verified_date:
         return None
-    verified = _start_of(trial.verified_date)
+    verified = parse_partial_date(trial.verified_date)
     if verified is None:
         return None
     try:
@@ -211,17 +212,6 @@ def site_recruitment(
     return Recruitment(own_standing, own, StatusFrom.SITE)
 
 
-def _start_of(iso: str) -> date | None:
-    """'2024-09' -> 2024-09-01; None when not a date."""
-    try:
-        parts = [int(p) for p in iso.split("-")[:3]]
-        while len(parts) < 3:
-            parts.append(1)
-        return date(parts[0], parts[1], parts[2])
-    except ValueError:
-        return None
-
-
 # -- words ------------------------------------------------------------------------------------
 
 STANDING_ORDER = {
@@ -273,8 +263,6 @@ def status_words(answer: Recruitment) -> str:
 
 def unknown_words(answer: Recruitment) -> str:
     """"Status unknown (last known: recruiting, not verified since September 2022)"."""
-    from trialfinder.freshness import date_words
-
     if answer.status_from is StatusFrom.LISTING_ONLY:
         return _("Status unknown (the listing page names this site; the registry record does "
                  "not)")
