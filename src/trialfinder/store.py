@@ -1938,8 +1938,8 @@ class Store(_SearchIndex):
                 path=self._label, reason=exc)) from None
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> Rows:
-        """Rows of a read-only query over the store's tables, for the modules that keep a
-        section of the store (search); errors become StoreError."""
+        """Rows of a read-only query over the store's tables (for inspection: tests, a
+        maintainer's script); errors become StoreError."""
         return self._read(sql, params)
 
     def stream(self, sql: str, params: Iterable[Any] = ()) -> Iterator[Any]:
